@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/migrations"
+)
+
+// app is everything wired together.
+type app struct {
+	cfg     config
+	log     *slog.Logger
+	db      *sqldb.DB
+	keys    *keyring.Keyring
+	ids     *identity.Service
+	consent *consent.Service
+	now     func() time.Time
+}
+
+// open connects to the database, applies migrations when told to, and loads the keys.
+func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app, error) {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL, cfg.DataDir, sqldb.Options{MaxConns: cfg.DBMaxConns})
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		applied, err := migrations.Up(ctx, db.SQL(), db.Dialect)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("applied migrations", "versions", applied)
+		}
+	}
+	master, err := keyring.LoadMasterKey(cfg.MasterKey, cfg.MasterKeyFile, cfg.DataDir, db.Dialect == sqldb.SQLite)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	now := func() time.Time { return time.Now().UTC() }
+	keys, err := keyring.Open(ctx, db, master, now)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	ids := identity.New(db, keys, now)
+	return &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
+		consent: consent.NewService(db, ids, keys, now, log), now: now}, nil
+}
+
+// serve runs the API and metrics listeners until ctx ends, then shuts down gracefully:
+// in-flight requests finish, the writer commits what it holds, then the database closes.
+func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
+	a, err := open(ctx, cfg, log, cfg.AutoMigrate)
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	if err := a.seedDemo(ctx, stdout); err != nil {
+		return fmt.Errorf("demo tenant: %w", err)
+	}
+	m := newMetrics()
+	writer := a.consent.StartWriter(consent.WriterOptions{Workers: cfg.WriterWorkers, MaxBatch: cfg.WriterMaxBatch, Metrics: m})
+	sweepCtx, stopSweeps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweeps()
+	sweeper := a.consent.NewSweeper(log, cfg.SweepInterval, cfg.RootInterval)
+	sweepsDone := make(chan struct{})
+	go func() { sweeper.Run(sweepCtx); close(sweepsDone) }()
+	go a.reloadKeys(sweepCtx)
+
+	router, err := a.routes(m)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: cfg.Addr, Handler: router, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+		metricsSrv = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		go func() { _ = metricsSrv.Serve(mln) }()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("lupa is serving", "addr", ln.Addr().String(), "metrics", cfg.MetricsAddr, "database", a.db.Dialect)
+	fmt.Fprintf(stdout, "Lupa is running at %s  (API %s/v1, OpenAPI %s/v1/openapi.json, health %s/healthz, metrics http://%s/metrics)\n",
+		cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.MetricsAddr)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			stopSweeps()
+			writer.Close()
+			return err
+		}
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	writer.Close() // after the last handler: everything acknowledged is committed
+	stopSweeps()
+	<-sweepsDone
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// reloadKeys picks up keys rotated by another instance or by `lupa keys rotate`.
+func (a *app) reloadKeys(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.keys.Reload(ctx); err != nil {
+				a.log.Error("reload keys", "err", err)
+			}
+		}
+	}
+}
+
+// seedDemo creates the demo tenant on an empty database and prints how to use it.
+func (a *app) seedDemo(ctx context.Context, stdout io.Writer) error {
+	if !a.cfg.Demo {
+		return nil
+	}
+	n, err := a.ids.CountTenants(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	origins := []string{identity.NormalizeOrigin(a.cfg.PublicURL)}
+	if u, err := url.Parse(a.cfg.PublicURL); err == nil && u.Hostname() == "localhost" {
+		origins = append(origins, identity.NormalizeOrigin("http://127.0.0.1"+portOf(a.cfg.Addr)))
+	}
+	d, err := a.consent.SeedDemo(ctx, origins)
+	if identity.IsCode(err, identity.EConflict) {
+		return nil // another instance seeded it at the same moment
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, `
+Created the demo tenant %q (LUPA_DEMO=false turns this off).
+  Admin API key (shown once): %s
+  Web shop property key:      %s   (allowed origins: %v)
+  App property key:           %s
+
+  Try it:
+    curl -s -H "Authorization: Bearer %s" %s/v1/admin/purposes
+    curl -s -X POST -H "Content-Type: application/json" -H "Origin: %s" \
+      "%s/v1/consents?property=%s" \
+      -d '{"method":"banner_custom","language":"fi","decisions":[{"purpose":"analytics","version":1,"decision":"granted"}]}'
+
+`, d.Tenant.LegalName, d.AdminKey, d.WebShop.PublicKey, d.WebShop.AllowedOrigins, d.App.PublicKey,
+		d.AdminKey, a.cfg.PublicURL, d.WebShop.AllowedOrigins[0], a.cfg.PublicURL, d.WebShop.PublicKey)
+	return nil
+}

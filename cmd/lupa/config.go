@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every LUPA_* setting; README.md documents each one.
+type config struct {
+	Addr            string
+	MetricsAddr     string
+	PublicURL       string
+	DatabaseURL     string
+	DataDir         string
+	MasterKey       string
+	MasterKeyFile   string
+	Demo            bool
+	AutoMigrate     bool
+	TrustedProxies  []string
+	RateLimit       float64
+	RateBurst       int
+	DBMaxConns      int
+	WriterWorkers   int
+	WriterMaxBatch  int
+	SweepInterval   time.Duration
+	RootInterval    time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Addr:            str(getenv, "LUPA_ADDR", ":8080"),
+		MetricsAddr:     str(getenv, "LUPA_METRICS_ADDR", "127.0.0.1:9090"),
+		DatabaseURL:     getenv("LUPA_DATABASE_URL"),
+		DataDir:         str(getenv, "LUPA_DATA_DIR", "./lupa-data"),
+		MasterKey:       getenv("LUPA_MASTER_KEY"),
+		MasterKeyFile:   getenv("LUPA_MASTER_KEY_FILE"),
+		LogLevel:        str(getenv, "LUPA_LOG_LEVEL", "info"),
+		LogFormat:       str(getenv, "LUPA_LOG_FORMAT", "json"),
+		TrustedProxies:  list(getenv("LUPA_TRUSTED_PROXIES")),
+		SweepInterval:   time.Minute,
+		RootInterval:    10 * time.Minute,
+		ShutdownTimeout: 30 * time.Second,
+	}
+	var errs []string
+	fail := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
+	var err error
+	if c.Demo, err = boolean(getenv, "LUPA_DEMO", true); err != nil {
+		fail("LUPA_DEMO", err)
+	}
+	if c.AutoMigrate, err = boolean(getenv, "LUPA_AUTO_MIGRATE", true); err != nil {
+		fail("LUPA_AUTO_MIGRATE", err)
+	}
+	if c.RateLimit, err = number(getenv, "LUPA_RATE_LIMIT", 30); err != nil || c.RateLimit <= 0 {
+		fail("LUPA_RATE_LIMIT", fmt.Errorf("must be a positive number of requests per second"))
+	}
+	ints := []struct {
+		name string
+		dst  *int
+		def  int
+	}{
+		{"LUPA_RATE_BURST", &c.RateBurst, 120}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32},
+		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0}, {"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256},
+	}
+	for _, i := range ints {
+		v, err := number(getenv, i.name, float64(i.def))
+		if err != nil || v < 0 || v != float64(int(v)) {
+			fail(i.name, fmt.Errorf("must be a whole number"))
+		}
+		*i.dst = int(v)
+	}
+	durations := []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"LUPA_SWEEP_INTERVAL", &c.SweepInterval}, {"LUPA_ROOT_INTERVAL", &c.RootInterval}, {"LUPA_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
+	}
+	for _, d := range durations {
+		if v := getenv(d.name); v != "" {
+			if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
+				fail(d.name, fmt.Errorf("must be a duration such as 30s or 10m"))
+			}
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			fail("LUPA_TRUSTED_PROXIES", fmt.Errorf("%q is not an IP address or CIDR", p))
+		}
+	}
+	c.PublicURL = strings.TrimRight(getenv("LUPA_PUBLIC_URL"), "/")
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost" + portOf(c.Addr)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fail("LUPA_PUBLIC_URL", fmt.Errorf("must be an absolute http(s) URL"))
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "80" {
+		return ""
+	}
+	return ":" + port
+}
+
+func str(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func boolean(getenv func(string) string, name string, def bool) (bool, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	return strconv.ParseBool(v)
+}
+
+func number(getenv func(string) string, name string, def float64) (float64, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	return strconv.ParseFloat(v, 64)
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func osGetenv(name string) string { return os.Getenv(name) }

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/consent/consentweb"
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
+	"github.com/lupa-cmp/lupa/migrations"
+)
+
+// routes registers every route of Lupa, with its middleware in sight.
+func (a *app) routes(m *metrics) (*gin.Engine, error) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	// Client IPs come from X-Forwarded-For only when the connection is from a trusted proxy.
+	if err := r.SetTrustedProxies(a.cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	api := identityweb.NewAPI(a.log)
+	auth := identityweb.NewAuth(a.ids, api)
+	limit := identityweb.NewRateLimiter(a.cfg.RateLimit, a.cfg.RateBurst, a.now)
+	idem := identityweb.Idempotent(a.ids, api, identityweb.PublicBodyLimit)
+	ident := identityweb.NewAdmin(a.ids, api)
+	cons := consentweb.New(a.consent, a.ids, api)
+	receipts := consentweb.NewReceipts(cons, a.keys)
+	doc, err := openAPIJSON()
+	if err != nil {
+		return nil, err
+	}
+
+	r.Use(requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders())
+	r.NoRoute(identityweb.NoRoute)
+	r.NoMethod(identityweb.NoMethod)
+
+	// Operations.
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", a.ready)
+	r.GET("/v1/openapi.json", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=300")
+		c.Data(http.StatusOK, "application/json", doc)
+	})
+
+	// Receipts: anyone may check one.
+	r.GET("/.well-known/jwks.json", receipts.JWKS)
+	r.POST("/v1/receipts/verify", limit.Middleware(), receipts.Verify)
+
+	// Collection API for widgets and apps: property key (+ Origin), rate limited per IP.
+	public := r.Group("/v1", limit.Middleware(), auth.Property())
+	public.OPTIONS("/consents", func(*gin.Context) {}) // answered by auth.Property
+	public.POST("/consents", cons.PostConsents)
+	public.GET("/consents", cons.GetConsents)
+
+	// Server API for back-office systems.
+	read := r.Group("/v1", auth.APIKey(identity.ScopeConsentRead))
+	read.POST("/consents/check", cons.Check)
+	read.POST("/subjects/state", cons.SubjectState)
+	read.POST("/subjects/history", cons.SubjectHistory)
+	write := r.Group("/v1", auth.APIKey(identity.ScopeConsentWrite))
+	write.POST("/subjects/consents", cons.RecordSubject)
+
+	// Admin API: the tenant's configuration, keys, audit log and ledger checks.
+	admin := r.Group("/v1/admin", auth.APIKey(identity.ScopeAdmin), idem)
+	admin.GET("/tenant", ident.GetTenant)
+	admin.PATCH("/tenant", ident.PatchTenant)
+	admin.GET("/brands", ident.ListBrands)
+	admin.POST("/brands", ident.CreateBrand)
+	admin.GET("/brands/:id", ident.GetBrand)
+	admin.PATCH("/brands/:id", ident.PatchBrand)
+	admin.GET("/properties", ident.ListProperties)
+	admin.POST("/properties", ident.CreateProperty)
+	admin.GET("/properties/:id", ident.GetProperty)
+	admin.PATCH("/properties/:id", ident.PatchProperty)
+	admin.GET("/api-keys", ident.ListAPIKeys)
+	admin.POST("/api-keys", ident.CreateAPIKey)
+	admin.DELETE("/api-keys/:id", ident.RevokeAPIKey)
+	admin.GET("/audit", ident.Audit)
+	admin.GET("/recipients", cons.ListRecipients)
+	admin.POST("/recipients", cons.CreateRecipient)
+	admin.GET("/recipients/:id", cons.GetRecipient)
+	admin.PATCH("/recipients/:id", cons.PatchRecipient)
+	admin.GET("/purposes", cons.ListPurposes)
+	admin.POST("/purposes", cons.CreatePurpose)
+	admin.GET("/purposes/:purpose", cons.GetPurpose)
+	admin.PATCH("/purposes/:purpose", cons.PatchPurpose)
+	admin.GET("/purposes/:purpose/versions", cons.ListVersions)
+	admin.POST("/purposes/:purpose/versions", cons.CreateVersion)
+	admin.GET("/purposes/:purpose/versions/:number", cons.GetVersion)
+	admin.PATCH("/purposes/:purpose/versions/:number", cons.PatchVersion)
+	admin.POST("/purposes/:purpose/versions/:number/publish", cons.PublishVersion)
+	admin.POST("/ledger/verify", cons.VerifyLedger)
+	admin.GET("/ledger/roots/latest", cons.LatestRoot)
+	admin.POST("/ledger/roots", cons.SignRoot)
+	return r, nil
+}
+
+// ready says whether this instance can serve: the database answers and its schema is the
+// one this binary expects.
+func (a *app) ready(c *gin.Context) {
+	ctx := c.Request.Context()
+	if err := a.db.Ping(ctx); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "database unreachable"})
+		return
+	}
+	current, err := migrations.Current(ctx, a.db.SQL(), a.db.Dialect)
+	if err != nil || !current {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "database schema is not current: run lupa migrate"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+const ctxRequestID = "lupa.request_id"
+
+// requestID gives every request an id, echoed in X-Request-Id and in problem bodies.
+func requestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-Id")
+		if len(id) == 0 || len(id) > 64 || !printable(id) {
+			b := make([]byte, 12)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Set(ctxRequestID, id)
+		c.Header("X-Request-Id", id)
+		c.Next()
+	}
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// recovery turns a panic into a logged 500 problem.
+func recovery(api *identityweb.API) gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		api.Log.Error("panic", "route", c.FullPath(), "panic", err)
+		identityweb.WriteProblem(c, http.StatusInternalServerError, identity.EInternal, "Internal Server Error",
+			"something went wrong on our side", nil)
+	})
+}
+
+// accessLog logs each request without personal data: no IP, no user agent, no query
+// string, the route template instead of the path.
+func accessLog(a *app) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		a.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
+			"ms", float64(time.Since(start).Microseconds())/1000, "request_id", c.GetString(ctxRequestID))
+	}
+}
+
+func securityHeaders() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		c.Next()
+	}
+}

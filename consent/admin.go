@@ -1,0 +1,503 @@
+package consent
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// ---- recipients ----
+
+// CreateRecipient adds a recipient.
+func (s *Service) CreateRecipient(ctx context.Context, r Recipient, actor identity.Actor) (*Recipient, error) {
+	now := s.now()
+	r.ID, r.CreatedAt, r.UpdatedAt = identity.NewID(), now, now
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if r.BrandID != "" {
+			if err := checkExists(tx, "brands", r.TenantID, []string{r.BrandID}, "brand_id", "no such brand"); err != nil {
+				return err
+			}
+		}
+		if err := tx.Create(recipientToRow(&r)).Error; err != nil {
+			return err
+		}
+		return identity.WriteAudit(tx, r.TenantID, actor, "recipient.create", "recipient", r.ID, nil, &r, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Recipients lists the tenant's recipients.
+func (s *Service) Recipients(ctx context.Context, tenantID string) ([]*Recipient, error) {
+	var rows []recipientRow
+	if err := s.db.Read.WithContext(ctx).Where("tenant_id = ?", tenantID).Order("name").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*Recipient, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain()
+	}
+	return out, nil
+}
+
+// Recipient returns one recipient.
+func (s *Service) Recipient(ctx context.Context, tenantID, id string) (*Recipient, error) {
+	var r recipientRow
+	if err := s.db.Read.WithContext(ctx).Where("tenant_id = ? AND id = ?", tenantID, id).Take(&r).Error; err != nil {
+		return nil, notFoundOr(err, "recipient")
+	}
+	return r.domain(), nil
+}
+
+// RecipientPatch changes some of a recipient's details.
+type RecipientPatch struct {
+	Name, LegalName, Kind, Country, PrivacyPolicyURL, BrandID *string
+}
+
+// UpdateRecipient applies a patch. Published versions keep the recipient as it was when
+// they were published; a new version shows the change.
+func (s *Service) UpdateRecipient(ctx context.Context, tenantID, id string, p RecipientPatch, actor identity.Actor) (*Recipient, error) {
+	var out *Recipient
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row recipientRow
+		if err := tx.Where("tenant_id = ? AND id = ?", tenantID, id).Take(&row).Error; err != nil {
+			return notFoundOr(err, "recipient")
+		}
+		before := row.domain()
+		r := *before
+		set(&r.Name, p.Name)
+		set(&r.LegalName, p.LegalName)
+		set(&r.Kind, p.Kind)
+		set(&r.Country, p.Country)
+		set(&r.PrivacyPolicyURL, p.PrivacyPolicyURL)
+		set(&r.BrandID, p.BrandID)
+		if err := r.Validate(); err != nil {
+			return err
+		}
+		if r.BrandID != "" && r.BrandID != before.BrandID {
+			if err := checkExists(tx, "brands", tenantID, []string{r.BrandID}, "brand_id", "no such brand"); err != nil {
+				return err
+			}
+		}
+		r.UpdatedAt = s.now()
+		if err := tx.Save(recipientToRow(&r)).Error; err != nil {
+			return err
+		}
+		out = &r
+		return identity.WriteAudit(tx, tenantID, actor, "recipient.update", "recipient", id, before, &r, r.UpdatedAt)
+	})
+	return out, err
+}
+
+func set(dst *string, v *string) {
+	if v != nil {
+		*dst = strings.TrimSpace(*v)
+	}
+}
+
+func notFoundOr(err error, kind string) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return identity.NotFound(kind)
+	}
+	return err
+}
+
+// checkExists makes sure every id names a row of table in the tenant.
+func checkExists(tx *gorm.DB, table, tenantID string, ids []string, field, message string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var n int64
+	if err := tx.Raw("SELECT count(*) FROM "+table+" WHERE tenant_id = ? AND id IN ?", tenantID, ids).Scan(&n).Error; err != nil {
+		return err
+	}
+	if int(n) != len(uniq(ids)) {
+		return identity.Unprocessable(field, message)
+	}
+	return nil
+}
+
+func uniq(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ---- purposes ----
+
+func (s *Service) checkPurposeRefs(tx *gorm.DB, p *Purpose) error {
+	if err := checkExists(tx, "recipients", p.TenantID, p.RecipientIDs, "recipient_ids", "names a recipient that does not exist"); err != nil {
+		return err
+	}
+	if err := checkExists(tx, "brands", p.TenantID, p.ScopeBrandIDs, "scope_brand_ids", "names a brand that does not exist"); err != nil {
+		return err
+	}
+	return checkExists(tx, "properties", p.TenantID, p.ScopePropertyIDs, "scope_property_ids", "names a property that does not exist")
+}
+
+// CreatePurpose adds a purpose. It is asked only once a version is published.
+func (s *Service) CreatePurpose(ctx context.Context, p Purpose, actor identity.Actor) (*Purpose, error) {
+	now := s.now()
+	p.ID, p.CreatedAt, p.UpdatedAt, p.LatestVersion, p.MaterialVersion = identity.NewID(), now, now, 0, 0
+	if p.ReaskMonths == 0 {
+		p.ReaskMonths = 12
+	}
+	p.RecipientIDs, p.ScopeBrandIDs, p.ScopePropertyIDs = uniq(p.RecipientIDs), uniq(p.ScopeBrandIDs), uniq(p.ScopePropertyIDs)
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.checkPurposeRefs(tx, &p); err != nil {
+			return err
+		}
+		if err := tx.Create(purposeToRow(&p)).Error; err != nil {
+			if isUnique(err) {
+				return &identity.Error{Code: identity.EConflict, Message: "a purpose with this key exists",
+					Fields: []identity.FieldError{{Field: "key", Message: "is already used"}}}
+			}
+			return err
+		}
+		return identity.WriteAudit(tx, p.TenantID, actor, "purpose.create", "purpose", p.ID, nil, &p, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.invalidate(p.TenantID)
+	return &p, nil
+}
+
+// Purposes lists the tenant's purposes.
+func (s *Service) Purposes(ctx context.Context, tenantID string) ([]*Purpose, error) {
+	var rows []purposeRow
+	if err := s.db.Read.WithContext(ctx).Where("tenant_id = ?", tenantID).Order("key").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*Purpose, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain()
+	}
+	return out, nil
+}
+
+// Purpose returns a purpose by id or key.
+func (s *Service) Purpose(ctx context.Context, tenantID, idOrKey string) (*Purpose, error) {
+	return s.purpose(s.db.Read.WithContext(ctx), tenantID, idOrKey)
+}
+
+func (s *Service) purpose(db *gorm.DB, tenantID, idOrKey string) (*Purpose, error) {
+	var r purposeRow
+	if err := db.Where("tenant_id = ? AND (id = ? OR key = ?)", tenantID, idOrKey, idOrKey).Take(&r).Error; err != nil {
+		return nil, notFoundOr(err, "purpose")
+	}
+	return r.domain(), nil
+}
+
+// PurposePatch changes a purpose. Level and legal basis are fixed once a version is
+// published: changing them is a different purpose.
+type PurposePatch struct {
+	Level, LegalBasis, DPVPurpose              *string
+	RecipientIDs, ScopeBrandIDs, ScopePropertyIDs *[]string
+	ReaskMonths                                   *int
+	GPCOptOut                                     *bool
+}
+
+// UpdatePurpose applies a patch.
+func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, patch PurposePatch, actor identity.Actor) (*Purpose, error) {
+	var out *Purpose
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		before, err := s.purpose(tx, tenantID, idOrKey)
+		if err != nil {
+			return err
+		}
+		p := *before
+		set(&p.Level, patch.Level)
+		set(&p.LegalBasis, patch.LegalBasis)
+		set(&p.DPVPurpose, patch.DPVPurpose)
+		if patch.RecipientIDs != nil {
+			p.RecipientIDs = uniq(*patch.RecipientIDs)
+		}
+		if patch.ScopeBrandIDs != nil {
+			p.ScopeBrandIDs = uniq(*patch.ScopeBrandIDs)
+		}
+		if patch.ScopePropertyIDs != nil {
+			p.ScopePropertyIDs = uniq(*patch.ScopePropertyIDs)
+		}
+		if patch.ReaskMonths != nil {
+			p.ReaskMonths = *patch.ReaskMonths
+		}
+		if patch.GPCOptOut != nil {
+			p.GPCOptOut = *patch.GPCOptOut
+		}
+		if before.LatestVersion > 0 && (p.Level != before.Level || p.LegalBasis != before.LegalBasis) {
+			return identity.Errorf(identity.EConflict, "level and legal_basis cannot change once a version is published; create a new purpose")
+		}
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		if err := s.checkPurposeRefs(tx, &p); err != nil {
+			return err
+		}
+		p.UpdatedAt = s.now()
+		if err := tx.Save(purposeToRow(&p)).Error; err != nil {
+			return err
+		}
+		out = &p
+		return identity.WriteAudit(tx, tenantID, actor, "purpose.update", "purpose", p.ID, before, &p, p.UpdatedAt)
+	})
+	if err == nil {
+		s.invalidate(tenantID)
+	}
+	return out, err
+}
+
+// ---- versions ----
+
+// VersionInput is the content of a draft version.
+type VersionInput struct {
+	Material *bool
+	Texts    map[string]Text
+	Details  *VersionDetails
+}
+
+// CreateVersion adds a draft version with the next number. A purpose has at most one draft.
+func (s *Service) CreateVersion(ctx context.Context, tenantID, idOrKey string, in VersionInput, actor identity.Actor) (*Version, error) {
+	var out *Version
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		p, err := s.purpose(tx, tenantID, idOrKey)
+		if err != nil {
+			return err
+		}
+		var last []versionRow
+		if err := tx.Where("tenant_id = ? AND purpose_id = ?", tenantID, p.ID).Order("number DESC").Limit(1).Find(&last).Error; err != nil {
+			return err
+		}
+		number := 1
+		if len(last) == 1 {
+			if last[0].Status == VersionDraft {
+				return identity.Errorf(identity.EConflict, "version %d is still a draft: change or publish it first", last[0].Number)
+			}
+			number = last[0].Number + 1
+		}
+		v := &Version{TenantID: tenantID, PurposeID: p.ID, PurposeKey: p.Key, Number: number, Status: VersionDraft,
+			Material: true, Texts: in.Texts, CreatedAt: s.now()}
+		if in.Material != nil {
+			v.Material = *in.Material
+		}
+		if in.Details != nil {
+			v.Details = *in.Details
+		}
+		if err := s.prepareDraft(tx, p, v); err != nil {
+			return err
+		}
+		if err := tx.Create(versionToRow(v)).Error; err != nil {
+			return err
+		}
+		out = v
+		return identity.WriteAudit(tx, tenantID, actor, "purpose_version.create", "purpose_version", versionRef(p, v), nil, v, v.CreatedAt)
+	})
+	return out, err
+}
+
+func versionRef(p *Purpose, v *Version) string { return p.ID + "/" + itoa(v.Number) }
+
+func (s *Service) prepareDraft(tx *gorm.DB, p *Purpose, v *Version) error {
+	if v.Number == 1 {
+		v.Material = true // the first version is what people decide about at all
+	}
+	v.Details.DataCategories = nonNilStrings(v.Details.DataCategories)
+	v.Details.Recipients = []RecipientRef{}
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	refs, err := s.recipientRefs(tx, p)
+	if err != nil {
+		return err
+	}
+	v.Details.Recipients = refs
+	v.Seal(p)
+	return nil
+}
+
+func (s *Service) recipientRefs(tx *gorm.DB, p *Purpose) ([]RecipientRef, error) {
+	refs := []RecipientRef{}
+	if len(p.RecipientIDs) == 0 {
+		return refs, nil
+	}
+	var rows []recipientRow
+	if err := tx.Where("tenant_id = ? AND id IN ?", p.TenantID, p.RecipientIDs).Order("name").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		refs = append(refs, RecipientRef{ID: r.ID, Name: r.Name, LegalName: r.LegalName, Kind: r.Kind, Country: r.Country})
+	}
+	return refs, nil
+}
+
+// Versions lists a purpose's versions, newest first.
+func (s *Service) Versions(ctx context.Context, tenantID, idOrKey string) ([]*Version, error) {
+	db := s.db.Read.WithContext(ctx)
+	p, err := s.purpose(db, tenantID, idOrKey)
+	if err != nil {
+		return nil, err
+	}
+	var rows []versionRow
+	if err := db.Where("tenant_id = ? AND purpose_id = ?", tenantID, p.ID).Order("number DESC").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*Version, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain(p.Key)
+	}
+	return out, nil
+}
+
+// Version returns one version of a purpose.
+func (s *Service) Version(ctx context.Context, tenantID, idOrKey string, number int) (*Version, error) {
+	db := s.db.Read.WithContext(ctx)
+	p, err := s.purpose(db, tenantID, idOrKey)
+	if err != nil {
+		return nil, err
+	}
+	return s.version(db, p, number)
+}
+
+func (s *Service) version(db *gorm.DB, p *Purpose, number int) (*Version, error) {
+	var r versionRow
+	if err := db.Where("tenant_id = ? AND purpose_id = ? AND number = ?", p.TenantID, p.ID, number).Take(&r).Error; err != nil {
+		return nil, notFoundOr(err, "purpose version")
+	}
+	return r.domain(p.Key), nil
+}
+
+// UpdateVersion changes a draft. A published version never changes.
+func (s *Service) UpdateVersion(ctx context.Context, tenantID, idOrKey string, number int, in VersionInput, actor identity.Actor) (*Version, error) {
+	var out *Version
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		p, err := s.purpose(tx, tenantID, idOrKey)
+		if err != nil {
+			return err
+		}
+		before, err := s.version(tx, p, number)
+		if err != nil {
+			return err
+		}
+		if before.Status != VersionDraft {
+			return identity.Errorf(identity.EConflict, "version %d is published and never changes; create a new version", number)
+		}
+		v := *before
+		if in.Material != nil {
+			v.Material = *in.Material
+		}
+		if in.Texts != nil {
+			v.Texts = in.Texts
+		}
+		if in.Details != nil {
+			v.Details = *in.Details
+		}
+		if err := s.prepareDraft(tx, p, &v); err != nil {
+			return err
+		}
+		if err := tx.Save(versionToRow(&v)).Error; err != nil {
+			return err
+		}
+		out = &v
+		return identity.WriteAudit(tx, tenantID, actor, "purpose_version.update", "purpose_version", versionRef(p, &v), before, &v, s.now())
+	})
+	return out, err
+}
+
+// PublishVersion publishes a draft: from now on it is what people are asked about. A
+// material version makes earlier grants outdated (the sweep records that); a non-material
+// one must not change the facts of the version before it.
+func (s *Service) PublishVersion(ctx context.Context, tenantID, idOrKey string, number int, actor identity.Actor) (*Version, error) {
+	var out *Version
+	var material bool
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		p, err := s.purpose(tx, tenantID, idOrKey)
+		if err != nil {
+			return err
+		}
+		before, err := s.version(tx, p, number)
+		if err != nil {
+			return err
+		}
+		if before.Status != VersionDraft {
+			return identity.Errorf(identity.EConflict, "version %d is already published", number)
+		}
+		v := *before
+		// Recipients are fixed as they are now, at publication.
+		if err := s.prepareDraft(tx, p, &v); err != nil {
+			return err
+		}
+		if !v.Material && p.LatestVersion > 0 {
+			prev, err := s.version(tx, p, p.LatestVersion)
+			if err != nil {
+				return err
+			}
+			if err := checkNonMaterial(prev, &v); err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		v.Status, v.PublishedAt = VersionPublished, &now
+		if err := tx.Save(versionToRow(&v)).Error; err != nil {
+			return err
+		}
+		np := *p
+		np.LatestVersion = v.Number
+		if v.Material {
+			np.MaterialVersion = v.Number
+		}
+		np.UpdatedAt = now
+		if err := tx.Save(purposeToRow(&np)).Error; err != nil {
+			return err
+		}
+		out, material = &v, v.Material && v.Number > 1
+		return identity.WriteAudit(tx, tenantID, actor, "purpose_version.publish", "purpose_version", versionRef(p, &v), before, &v, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.invalidate(tenantID)
+	if material && s.onMaterial != nil {
+		s.onMaterial()
+	}
+	return out, nil
+}
+
+// checkNonMaterial refuses a version marked non-material whose facts differ from the
+// previous version: new recipients, data, retention or transfers are material by law.
+func checkNonMaterial(prev, next *Version) error {
+	var v identity.Validator
+	v.Check(reflect.DeepEqual(recipientIDs(prev.Details.Recipients), recipientIDs(next.Details.Recipients)),
+		"material", "the recipients changed: this version is material")
+	v.Check(slices.Equal(prev.Details.DataCategories, next.Details.DataCategories), "material", "the data categories changed: this version is material")
+	v.Check(prev.Details.Retention == next.Details.Retention, "material", "the retention changed: this version is material")
+	v.Check(prev.Details.Transfers == next.Details.Transfers, "material", "the transfers changed: this version is material")
+	if err := v.Err(); err != nil {
+		e := err.(*identity.Error)
+		e.Code = identity.EUnprocessable
+		return e
+	}
+	return nil
+}
+
+func recipientIDs(refs []RecipientRef) []string {
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -1,0 +1,132 @@
+// Package consentweb serves consent over HTTP: the public collection API for widgets and
+// apps, the server API for back-office systems, receipts, and the purpose configuration and
+// ledger checks of the admin API.
+package consentweb
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
+)
+
+// Handlers serves consent's routes.
+type Handlers struct {
+	svc *consent.Service
+	ids *identity.Service
+	api *identityweb.API
+}
+
+// New returns consent's handlers.
+func New(svc *consent.Service, ids *identity.Service, api *identityweb.API) *Handlers {
+	return &Handlers{svc: svc, ids: ids, api: api}
+}
+
+type identifierIn struct {
+	Kind  string `json:"kind" validate:"required,oneof=device customer_number"`
+	Value string `json:"value" validate:"required,max=128"`
+}
+
+func (i *identifierIn) domain() *identity.Identifier {
+	if i == nil {
+		return nil
+	}
+	return &identity.Identifier{Kind: i.Kind, Value: i.Value}
+}
+
+type decisionIn struct {
+	Purpose  string `json:"purpose" validate:"required,max=63"`
+	Version  int    `json:"version" validate:"gte=0"`
+	Decision string `json:"decision" validate:"required,oneof=granted denied withdrawn objected"`
+	TextHash string `json:"text_hash" validate:"omitempty,len=64"`
+}
+
+func decisions(in []decisionIn) []consent.DecisionInput {
+	out := make([]consent.DecisionInput, len(in))
+	for i, d := range in {
+		out[i] = consent.DecisionInput{Purpose: d.Purpose, Version: d.Version, Decision: d.Decision, TextHash: d.TextHash}
+	}
+	return out
+}
+
+// collectIn is one interaction of a widget or app.
+type collectIn struct {
+	Identifier *identifierIn `json:"identifier"`
+	Method     string        `json:"method" validate:"required,max=40"`
+	Language   string        `json:"language" validate:"omitempty,max=12"`
+	UIHash     string        `json:"ui_hash" validate:"omitempty,len=64"`
+	ClientTime *time.Time    `json:"client_time"`
+	Decisions  []decisionIn  `json:"decisions" validate:"required,min=1,max=50,dive"`
+}
+
+func clientTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// PostConsents records one interaction of a widget or app for a device (new or known) and
+// answers with the device id, the new state and the signed receipt, after the commit.
+func (h *Handlers) PostConsents(c *gin.Context) {
+	key, ok := identityweb.IdempotencyKey(c)
+	if !ok {
+		return
+	}
+	body, ok := h.api.ReadBody(c, identityweb.PublicBodyLimit)
+	if !ok {
+		return
+	}
+	var in collectIn
+	if !h.api.Decode(c, body, &in) {
+		return
+	}
+	p := identityweb.PropertyOf(c)
+	req := &consent.RecordRequest{TenantID: p.TenantID, Property: p, Identifier: in.Identifier.domain(), Public: true,
+		Method: in.Method, Language: in.Language, UIHash: in.UIHash, ClientTime: clientTime(in.ClientTime),
+		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions), ClientIP: c.ClientIP(),
+		UserAgent: c.GetHeader("User-Agent")}
+	if key != "" {
+		req.Idempotency = &consent.IdempotencyKey{Route: c.FullPath(), Key: key,
+			RequestHash: identityweb.RequestHash([]byte(p.ID), body)}
+	}
+	h.record(c, req)
+}
+
+func (h *Handlers) record(c *gin.Context, req *consent.RecordRequest) {
+	out, err := h.svc.Record(c.Request.Context(), req)
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	if out.Replayed {
+		c.Header("Idempotent-Replayed", "true")
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusCreated, out)
+}
+
+// HeaderDeviceID carries the device id on GET /v1/consents: an id that authorises changes
+// to the device's decisions is a credential and stays out of URLs and their logs.
+const HeaderDeviceID = "Lupa-Device-Id"
+
+// GetConsents returns a device's current state for the property's device-level purposes.
+func (h *Handlers) GetConsents(c *gin.Context) {
+	device := c.GetHeader(HeaderDeviceID)
+	if device == "" {
+		identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed",
+			[]identity.FieldError{{Field: HeaderDeviceID, Message: "send the device id Lupa issued in the Lupa-Device-Id header"}})
+		return
+	}
+	v, err := h.svc.DeviceState(c.Request.Context(), identityweb.PropertyOf(c), device)
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, v)
+}

@@ -1,0 +1,142 @@
+package consentweb
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
+)
+
+// serverRecordIn is a decision recorded by a back-office system: a store's till, the call
+// centre, an import.
+type serverRecordIn struct {
+	Identifier identifierIn `json:"identifier" validate:"required"`
+	PropertyID string       `json:"property_id" validate:"omitempty,max=64"`
+	Method     string       `json:"method" validate:"required,max=40"`
+	Agent      string       `json:"agent" validate:"max=100"`
+	Language   string       `json:"language" validate:"omitempty,max=12"`
+	UIHash     string       `json:"ui_hash" validate:"omitempty,len=64"`
+	ClientTime *time.Time   `json:"client_time"`
+	Decisions  []decisionIn `json:"decisions" validate:"required,min=1,max=50,dive"`
+}
+
+func (h *Handlers) property(c *gin.Context, id string) (*identity.Property, bool) {
+	if id == "" {
+		return nil, true
+	}
+	p, err := h.ids.Property(c.Request.Context(), identityweb.TenantOf(c), id)
+	if identity.IsCode(err, identity.ENotFound) {
+		h.api.Fail(c, identity.Unprocessable("property_id", "no such property"))
+		return nil, false
+	}
+	if err != nil {
+		h.api.Fail(c, err)
+		return nil, false
+	}
+	return p, true
+}
+
+// RecordSubject records decisions for a subject named by an identifier.
+func (h *Handlers) RecordSubject(c *gin.Context) {
+	key, ok := identityweb.IdempotencyKey(c)
+	if !ok {
+		return
+	}
+	body, ok := h.api.ReadBody(c, identityweb.PublicBodyLimit)
+	if !ok {
+		return
+	}
+	var in serverRecordIn
+	if !h.api.Decode(c, body, &in) {
+		return
+	}
+	p, ok := h.property(c, in.PropertyID)
+	if !ok {
+		return
+	}
+	req := &consent.RecordRequest{TenantID: identityweb.TenantOf(c), Property: p, Identifier: in.Identifier.domain(),
+		Method: in.Method, Agent: in.Agent, Language: in.Language, UIHash: in.UIHash, ClientTime: clientTime(in.ClientTime),
+		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions)}
+	if key != "" {
+		req.Idempotency = &consent.IdempotencyKey{Route: c.FullPath(), Key: key, RequestHash: identityweb.RequestHash(body)}
+	}
+	h.record(c, req)
+}
+
+type stateIn struct {
+	Identifier identifierIn `json:"identifier" validate:"required"`
+	PropertyID string       `json:"property_id" validate:"omitempty,max=64"`
+}
+
+// SubjectState returns a subject's current state.
+func (h *Handlers) SubjectState(c *gin.Context) {
+	var in stateIn
+	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
+		return
+	}
+	p, ok := h.property(c, in.PropertyID)
+	if !ok {
+		return
+	}
+	v, err := h.svc.SubjectState(c.Request.Context(), identityweb.TenantOf(c), *in.Identifier.domain(), p)
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, v)
+}
+
+type historyIn struct {
+	Identifier identifierIn `json:"identifier" validate:"required"`
+	Purpose    string       `json:"purpose" validate:"max=63"`
+	Kind       string       `json:"kind" validate:"omitempty,oneof=decision objection expiry outdated merge erasure"`
+	From       *time.Time   `json:"from"`
+	To         *time.Time   `json:"to"`
+	After      int64        `json:"after" validate:"gte=0"`
+	Limit      int          `json:"limit" validate:"gte=0,lte=500"`
+}
+
+// SubjectHistory returns a page of a subject's ledger entries, oldest first.
+func (h *Handlers) SubjectHistory(c *gin.Context) {
+	var in historyIn
+	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
+		return
+	}
+	hist, err := h.svc.History(c.Request.Context(), identityweb.TenantOf(c), *in.Identifier.domain(), consent.HistoryFilter{
+		Purpose: in.Purpose, Kind: in.Kind, From: clientTime(in.From), To: clientTime(in.To), After: in.After, Limit: in.Limit})
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, hist)
+}
+
+type checkIn struct {
+	Purpose     string         `json:"purpose" validate:"required,max=63"`
+	Identifiers []identifierIn `json:"identifiers" validate:"required,min=1,max=10000,dive"`
+}
+
+// Check answers, for up to 10,000 identifiers and one purpose, which may be used now.
+func (h *Handlers) Check(c *gin.Context) {
+	var in checkIn
+	if !h.api.Bind(c, identityweb.CheckBodyLimit, &in) {
+		return
+	}
+	ids := make([]identity.Identifier, len(in.Identifiers))
+	for i, id := range in.Identifiers {
+		ids[i] = identity.Identifier{Kind: id.Kind, Value: id.Value}
+	}
+	res, err := h.svc.Check(c.Request.Context(), identityweb.TenantOf(c), in.Purpose, ids)
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"purpose": in.Purpose, "results": res})
+}

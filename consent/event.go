@@ -1,0 +1,121 @@
+package consent
+
+import (
+	"time"
+)
+
+// Event kinds.
+const (
+	KindDecision  = "decision"  // a person granted, refused or withdrew consent
+	KindObjection = "objection" // a person objected to a legitimate-interest purpose (Art. 21)
+	KindExpiry    = "expiry"    // the re-ask interval passed
+	KindOutdated  = "outdated"  // a material new version made an earlier grant stop counting
+	KindMerge     = "merge"     // another subject's chain joined this one
+	KindErasure   = "erasure"   // the subject's key and identifiers were destroyed
+)
+
+// Decisions.
+const (
+	Granted   = "granted"
+	Denied    = "denied"
+	Withdrawn = "withdrawn"
+	Objected  = "objected"
+)
+
+// Decisions lists the decisions a request may carry.
+var Decisions = []string{Granted, Denied, Withdrawn, Objected}
+
+// Methods: how a decision was collected.
+const (
+	MethodBannerAcceptAll = "banner_accept_all"
+	MethodBannerRejectAll = "banner_reject_all"
+	MethodBannerCustom    = "banner_custom"
+	MethodCheckbox        = "checkbox"
+	MethodDashboard       = "dashboard"
+	MethodAPI             = "api"
+	MethodImport          = "import"
+	MethodVerbal          = "verbal"
+	MethodGPCSignal       = "gpc_signal"
+	MethodSystem          = "system"
+)
+
+// Methods lists every method; PublicMethods those a widget or app may use.
+var (
+	Methods       = []string{MethodBannerAcceptAll, MethodBannerRejectAll, MethodBannerCustom, MethodCheckbox, MethodDashboard, MethodAPI, MethodImport, MethodVerbal, MethodGPCSignal, MethodSystem}
+	PublicMethods = []string{MethodBannerAcceptAll, MethodBannerRejectAll, MethodBannerCustom, MethodCheckbox, MethodDashboard, MethodAPI, MethodGPCSignal}
+	ServerMethods = []string{MethodCheckbox, MethodDashboard, MethodAPI, MethodImport, MethodVerbal}
+)
+
+// LedgerFormat is the version of the hashed form, field "v".
+const LedgerFormat = 1
+
+// Event is one immutable entry of a subject's chain. Only the fields listed in Canonical
+// are hashed; docs/ledger.md documents them so anyone can verify a chain.
+type Event struct {
+	TenantID       string `json:"-"`
+	SubjectID      string `json:"-"`
+	Seq            int64  `json:"seq"`
+	ID             string `json:"id"`
+	Kind           string `json:"kind"`
+	Pseudonym      string `json:"subject"`
+	PurposeKey     string `json:"purpose,omitempty"`
+	PurposeVersion int    `json:"purpose_version,omitempty"`
+	VersionHash    string `json:"version_hash,omitempty"`
+	TextHash       string `json:"text_hash,omitempty"`
+	Decision       string `json:"decision,omitempty"`
+	PropertyID     string `json:"property,omitempty"`
+	Channel        string `json:"channel,omitempty"`
+	Method         string `json:"method,omitempty"`
+	Agent          string `json:"agent,omitempty"`
+	Language       string `json:"language,omitempty"`
+	UIHash         string `json:"ui_hash,omitempty"`
+	Actor          string `json:"actor,omitempty"`
+	InteractionID  string `json:"interaction,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+	Ref            string `json:"ref,omitempty"`
+	ServerTime     int64  `json:"server_time"`
+	ClientTime     int64  `json:"client_time,omitempty"`
+	PrevHash       string `json:"prev"`
+	Hash           string `json:"hash"`
+}
+
+// Canonical returns the hashed form of the event: RFC 8785 JSON of the documented fields.
+// Empty strings and zero numbers are left out, except the fields every event has.
+func (e *Event) Canonical() []byte {
+	o := Obj{
+		"v": LedgerFormat, "id": e.ID, "kind": e.Kind, "tenant": e.TenantID, "subject": e.Pseudonym,
+		"seq": e.Seq, "prev": e.PrevHash, "server_time": e.ServerTime,
+	}
+	put := func(k, v string) {
+		if v != "" {
+			o[k] = v
+		}
+	}
+	put("purpose", e.PurposeKey)
+	if e.PurposeVersion != 0 {
+		o["purpose_version"] = e.PurposeVersion
+	}
+	put("version_hash", e.VersionHash)
+	put("text_hash", e.TextHash)
+	put("decision", e.Decision)
+	put("property", e.PropertyID)
+	put("channel", e.Channel)
+	put("method", e.Method)
+	put("agent", e.Agent)
+	put("language", e.Language)
+	put("ui_hash", e.UIHash)
+	put("actor", e.Actor)
+	put("interaction", e.InteractionID)
+	put("reason", e.Reason)
+	put("ref", e.Ref)
+	if e.ClientTime != 0 {
+		o["client_time"] = e.ClientTime
+	}
+	return Canonical(o)
+}
+
+// ComputeHash returns the event's hash: SHA-256 of its canonical form, hex.
+func (e *Event) ComputeHash() string { return sha256Hex(e.Canonical()) }
+
+// Time returns the server time of the event.
+func (e *Event) Time() time.Time { return time.UnixMilli(e.ServerTime).UTC() }

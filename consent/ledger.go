@@ -1,0 +1,402 @@
+package consent
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// RootType is the JWS "typ" of a signed ledger root.
+const RootType = "lupa-ledger-root+jwt"
+
+// Root is a signed Merkle root over every chain head of a tenant at one moment. Deleting a
+// subject's newest events, or a whole chain, is found by comparing the chains with the
+// latest root's leaves.
+type Root struct {
+	TenantID  string    `json:"tenant"`
+	Number    int64     `json:"number"`
+	CreatedAt time.Time `json:"created_at"`
+	HeadCount int64     `json:"head_count"`
+	Root      string    `json:"root"`
+	PrevRoot  string    `json:"prev_root"`
+	KeyID     string    `json:"kid"`
+	JWS       string    `json:"jws"`
+}
+
+type rootPayload struct {
+	Tenant    string `json:"tenant"`
+	Number    int64  `json:"number"`
+	CreatedAt int64  `json:"created_at"`
+	HeadCount int64  `json:"head_count"`
+	Root      string `json:"root"`
+	PrevRoot  string `json:"prev_root"`
+	Tree      string `json:"tree"`
+}
+
+const treeName = "rfc6962-sha256; leaf = 0x00 || subject_id || 0x00 || seq || 0x00 || hash"
+
+type rootRow struct {
+	TenantID  string
+	Number    int64
+	CreatedAt int64
+	HeadCount int64
+	Root      string
+	PrevRoot  string
+	Kid       string
+	JWS       string `gorm:"column:jws"`
+}
+
+func (r *rootRow) domain() *Root {
+	return &Root{TenantID: r.TenantID, Number: r.Number, CreatedAt: msTime(r.CreatedAt), HeadCount: r.HeadCount,
+		Root: r.Root, PrevRoot: r.PrevRoot, KeyID: r.Kid, JWS: r.JWS}
+}
+
+// LatestRoot returns the tenant's newest signed root, or ENotFound.
+func (s *Service) LatestRoot(ctx context.Context, tenantID string) (*Root, error) {
+	var rows []rootRow
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT tenant_id, number, created_at, head_count, root, prev_root, kid, jws
+		FROM ledger_roots WHERE tenant_id = ? ORDER BY number DESC LIMIT 1`, tenantID).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, identity.NotFound("ledger root")
+	}
+	return rows[0].domain(), nil
+}
+
+// SignRoot signs a new root over the tenant's chain heads, unless nothing changed since the
+// last one. It returns the newest root and whether it made one.
+func (s *Service) SignRoot(ctx context.Context, tenantID string) (*Root, bool, error) {
+	var root *Root
+	var made bool
+	ran, err := s.db.TryLock(ctx, "lupa-ledger-root:"+tenantID, func(ctx context.Context) error {
+		var err error
+		root, made, err = s.signRoot(ctx, tenantID)
+		return err
+	})
+	if err == nil && !ran {
+		root, err = s.LatestRoot(ctx, tenantID)
+	}
+	return root, made, err
+}
+
+type headRow struct {
+	SubjectID string
+	Seq       int64
+	Hash      string
+	RootedSeq int64
+}
+
+func (s *Service) signRoot(ctx context.Context, tenantID string) (*Root, bool, error) {
+	prev, err := s.LatestRoot(ctx, tenantID)
+	if err != nil && !identity.IsCode(err, identity.ENotFound) {
+		return nil, false, err
+	}
+	// One statement reads every head: one consistent snapshot, streamed in subject order.
+	rows, err := s.db.Read.WithContext(ctx).Raw(
+		"SELECT subject_id, seq, hash, rooted_seq FROM chain_heads WHERE tenant_id = ? ORDER BY subject_id", tenantID).Rows()
+	if err != nil {
+		return nil, false, err
+	}
+	var m merkleBuilder
+	var delta [][]any
+	var h headRow
+	for rows.Next() {
+		if err := rows.Scan(&h.SubjectID, &h.Seq, &h.Hash, &h.RootedSeq); err != nil {
+			rows.Close()
+			return nil, false, err
+		}
+		m.add(LeafHash(h.SubjectID, h.Seq, h.Hash))
+		if h.Seq != h.RootedSeq {
+			delta = append(delta, []any{tenantID, int64(0), h.SubjectID, h.Seq, h.Hash})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if prev != nil && len(delta) == 0 {
+		return prev, false, nil
+	}
+	sum := m.root()
+	r := &Root{TenantID: tenantID, Number: 1, CreatedAt: s.now(), HeadCount: m.n, Root: hex.EncodeToString(sum[:])}
+	if prev != nil {
+		r.Number, r.PrevRoot = prev.Number+1, prev.Root
+	}
+	payload, _ := json.Marshal(rootPayload{Tenant: tenantID, Number: r.Number, CreatedAt: r.CreatedAt.UnixMilli(),
+		HeadCount: r.HeadCount, Root: r.Root, PrevRoot: r.PrevRoot, Tree: treeName})
+	if r.JWS, err = s.keys.Sign(RootType, payload); err != nil {
+		return nil, false, err
+	}
+	r.KeyID = s.keys.ActiveID("signing")
+	for _, d := range delta {
+		d[1] = r.Number
+	}
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`INSERT INTO ledger_roots (tenant_id, number, created_at, head_count, root, prev_root, kid, jws)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tenantID, r.Number, r.CreatedAt.UnixMilli(), r.HeadCount, r.Root,
+			r.PrevRoot, r.KeyID, r.JWS).Error; err != nil {
+			return err
+		}
+		return sqldb.BulkInsert(tx, "ledger_root_leaves", []string{"tenant_id", "root_number", "subject_id", "seq", "hash"}, delta, "")
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store ledger root: %w", err)
+	}
+	// rooted_seq only tells the next root which heads changed; a head that moved since the
+	// snapshot keeps seq <> rooted_seq and is picked up next time.
+	for start := 0; start < len(delta); start += 500 {
+		part := delta[start:min(start+500, len(delta))]
+		err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for _, d := range part {
+				if err := tx.Exec("UPDATE chain_heads SET rooted_seq = ? WHERE tenant_id = ? AND subject_id = ? AND rooted_seq < ?",
+					d[3], tenantID, d[2], d[3]).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return r, true, nil
+}
+
+// Problem is one thing verification found wrong.
+type Problem struct {
+	Kind      string `json:"kind"`
+	SubjectID string `json:"subject_id,omitempty"`
+	Seq       int64  `json:"seq,omitempty"`
+	EventID   string `json:"event_id,omitempty"`
+	Root      int64  `json:"root,omitempty"`
+	Message   string `json:"message"`
+}
+
+// VerifyReport is the result of checking a tenant's ledger.
+type VerifyReport struct {
+	Tenant   string    `json:"tenant"`
+	OK       bool      `json:"ok"`
+	Chains   int64     `json:"chains"`
+	Events   int64     `json:"events"`
+	Roots    int64     `json:"roots"`
+	Problems []Problem `json:"problems"`
+	// FirstBroken is the first broken link found, in subject and sequence order.
+	FirstBroken *Problem `json:"first_broken,omitempty"`
+}
+
+const maxProblems = 100
+
+func (r *VerifyReport) add(p Problem) {
+	if r.FirstBroken == nil {
+		r.FirstBroken = &p
+	}
+	if len(r.Problems) < maxProblems {
+		r.Problems = append(r.Problems, p)
+	}
+	r.OK = false
+}
+
+// Verify checks every chain of the tenant (sequence, links, recomputed hashes, heads) and
+// every signed root (signatures, their own chain, the latest root's leaves against the
+// chains).
+func (s *Service) Verify(ctx context.Context, tenantID string) (*VerifyReport, error) {
+	rep := &VerifyReport{Tenant: tenantID, OK: true, Problems: []Problem{}}
+	heads, err := s.verifyChains(ctx, tenantID, rep)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.verifyRoots(ctx, tenantID, heads, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// verifyChains streams the events in chain order and returns each chain's last (seq, hash).
+func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *VerifyReport) (map[string]head, error) {
+	rows, err := s.db.Read.WithContext(ctx).Table("consent_events").Select(eventSelect).
+		Where("tenant_id = ?", tenantID).Order("subject_id, seq").Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	last := map[string]head{}
+	var cur string
+	var prev head
+	broken := false
+	for rows.Next() {
+		var e Event
+		if err := s.db.Read.ScanRows(rows, &e); err != nil {
+			return nil, err
+		}
+		rep.Events++
+		if e.SubjectID != cur {
+			if cur != "" {
+				last[cur] = prev
+			}
+			cur, prev, broken = e.SubjectID, head{}, false
+			rep.Chains++
+		}
+		if broken {
+			prev = head{seq: e.Seq, hash: e.Hash}
+			continue
+		}
+		switch {
+		case e.Seq != prev.seq+1:
+			rep.add(Problem{Kind: "sequence_gap", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
+				Message: fmt.Sprintf("expected seq %d, found %d: events are missing or reordered", prev.seq+1, e.Seq)})
+			broken = true
+		case e.PrevHash != prev.hash:
+			rep.add(Problem{Kind: "broken_link", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
+				Message: "prev does not match the hash of the event before it"})
+			broken = true
+		case e.ComputeHash() != e.Hash:
+			rep.add(Problem{Kind: "hash_mismatch", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
+				Message: "the event's content does not match its hash: it was changed"})
+			broken = true
+		}
+		prev = head{seq: e.Seq, hash: e.Hash}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if cur != "" {
+		last[cur] = prev
+	}
+	// Every chain head must be the last event of its chain.
+	var hs []headRow
+	if err := s.db.Read.WithContext(ctx).Raw("SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = ? ORDER BY subject_id",
+		tenantID).Scan(&hs).Error; err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, h := range hs {
+		seen[h.SubjectID] = true
+		l, ok := last[h.SubjectID]
+		switch {
+		case !ok:
+			rep.add(Problem{Kind: "chain_missing", SubjectID: h.SubjectID, Seq: h.Seq,
+				Message: "the chain head names events that are not in the ledger"})
+		case l.seq != h.Seq || l.hash != h.Hash:
+			rep.add(Problem{Kind: "head_mismatch", SubjectID: h.SubjectID, Seq: l.seq,
+				Message: fmt.Sprintf("the chain ends at seq %d but its head says seq %d: newest events are missing", l.seq, h.Seq)})
+		}
+	}
+	for subj := range last {
+		if !seen[subj] {
+			rep.add(Problem{Kind: "head_missing", SubjectID: subj, Message: "a chain has no head"})
+		}
+	}
+	return last, nil
+}
+
+func (s *Service) verifyRoots(ctx context.Context, tenantID string, chains map[string]head, rep *VerifyReport) error {
+	var roots []rootRow
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT tenant_id, number, created_at, head_count, root, prev_root, kid, jws
+		FROM ledger_roots WHERE tenant_id = ? ORDER BY number`, tenantID).Scan(&roots).Error; err != nil {
+		return err
+	}
+	rep.Roots = int64(len(roots))
+	prevRoot := ""
+	for i, r := range roots {
+		if r.Number != int64(i+1) {
+			rep.add(Problem{Kind: "root_missing", Root: r.Number, Message: fmt.Sprintf("signed root %d is missing", i+1)})
+			return nil
+		}
+		payload, _, err := s.keys.Verify(ctx, r.JWS)
+		var p rootPayload
+		if err == nil {
+			err = json.Unmarshal(payload, &p)
+		}
+		if err != nil || p.Tenant != tenantID || p.Number != r.Number || p.Root != r.Root || p.HeadCount != r.HeadCount || p.PrevRoot != r.PrevRoot {
+			rep.add(Problem{Kind: "root_signature", Root: r.Number, Message: "the signed root does not verify or does not match its row"})
+			continue
+		}
+		if r.PrevRoot != prevRoot {
+			rep.add(Problem{Kind: "root_chain", Root: r.Number, Message: "the root does not name the root before it"})
+		}
+		prevRoot = r.Root
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	return s.verifyLatestLeaves(ctx, tenantID, &roots[len(roots)-1], chains, rep)
+}
+
+// verifyLatestLeaves rebuilds the latest root from the stored leaves and checks each leaf
+// against the ledger: the chain must still hold, at that sequence number, the very event the
+// root signed. That finds deleted newest events, dropped chains and rewritten chains.
+func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *rootRow, chains map[string]head, rep *VerifyReport) error {
+	rows, err := s.db.Read.WithContext(ctx).Raw(`SELECT l.subject_id, l.seq, l.hash, e.hash
+		FROM ledger_root_leaves l
+		JOIN (SELECT subject_id, max(root_number) AS rn FROM ledger_root_leaves WHERE tenant_id = ? AND root_number <= ?
+		      GROUP BY subject_id) m ON m.subject_id = l.subject_id AND m.rn = l.root_number
+		LEFT JOIN consent_events e ON e.tenant_id = l.tenant_id AND e.subject_id = l.subject_id AND e.seq = l.seq
+		WHERE l.tenant_id = ? ORDER BY l.subject_id`, tenantID, r.Number, tenantID).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var m merkleBuilder
+	for rows.Next() {
+		var subject, hash string
+		var seq int64
+		var have *string
+		if err := rows.Scan(&subject, &seq, &hash, &have); err != nil {
+			return err
+		}
+		m.add(LeafHash(subject, seq, hash))
+		switch c, ok := chains[subject]; {
+		case !ok:
+			rep.add(Problem{Kind: "chain_deleted", SubjectID: subject, Seq: seq, Root: r.Number,
+				Message: fmt.Sprintf("signed root %d holds this chain, but the ledger has no events for it", r.Number)})
+		case have == nil:
+			rep.add(Problem{Kind: "events_deleted", SubjectID: subject, Seq: seq, Root: r.Number,
+				Message: fmt.Sprintf("signed root %d holds seq %d of this chain, but the chain ends at seq %d", r.Number, seq, c.seq)})
+		case *have != hash:
+			rep.add(Problem{Kind: "chain_rewritten", SubjectID: subject, Seq: seq, Root: r.Number,
+				Message: fmt.Sprintf("the event signed by root %d has a different hash now", r.Number)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	sum := m.root()
+	if hex.EncodeToString(sum[:]) != r.Root || m.n != r.HeadCount {
+		rep.add(Problem{Kind: "root_mismatch", Root: r.Number, Message: "the stored leaves do not rebuild the signed root"})
+	}
+	return nil
+}
+
+// ErrVerifyFailed is returned by VerifyAll when any tenant's ledger has problems.
+var ErrVerifyFailed = errors.New("ledger verification found problems")
+
+// VerifyAll verifies every tenant's ledger.
+func (s *Service) VerifyAll(ctx context.Context) ([]*VerifyReport, error) {
+	ids, err := s.ids.TenantIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*VerifyReport
+	failed := false
+	for _, id := range ids {
+		rep, err := s.Verify(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		failed = failed || !rep.OK
+		out = append(out, rep)
+	}
+	if failed {
+		return out, ErrVerifyFailed
+	}
+	return out, nil
+}

@@ -1,0 +1,300 @@
+package consent
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// StateView is a subject's current consent.
+type StateView struct {
+	Subject  string         `json:"subject"`
+	DeviceID string         `json:"device_id,omitempty"`
+	State    []PurposeState `json:"state"`
+}
+
+type stateLookupRow struct {
+	SubjectID string
+	Pseudonym *string
+	Kind      string
+	PurposeID *string
+	State     *string
+	Version   *int
+	DecidedAt *int64
+	ExpiresAt *int64
+	EventSeq  *int64
+	Method    *string
+}
+
+// lookupState reads a subject and every stored state of it with one query, found by an
+// identifier's lookup hashes. This is the hot read path of widgets and apps.
+func (s *Service) lookupState(ctx context.Context, tenantID string, id identity.Identifier) (string, string, string, map[string]*Stored, error) {
+	var rows []stateLookupRow
+	err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id AS subject_id, s.pseudonym, s.kind, c.purpose_id, c.state, c.version,
+		c.decided_at, c.expires_at, c.event_seq, c.method
+		FROM identifiers i
+		JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
+		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
+		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = '' AND i.value_hash IN ?`,
+		tenantID, id.Kind, s.ids.LookupHashes(tenantID, id)).Scan(&rows).Error
+	if err != nil {
+		return "", "", "", nil, err
+	}
+	if len(rows) == 0 || rows[0].Pseudonym == nil {
+		return "", "", "", nil, identity.NotFound("subject")
+	}
+	states := map[string]*Stored{}
+	for _, r := range rows {
+		if r.PurposeID == nil {
+			continue
+		}
+		states[*r.PurposeID] = &Stored{SubjectID: r.SubjectID, PurposeID: *r.PurposeID, State: *r.State,
+			Version: *r.Version, DecidedAt: *r.DecidedAt, ExpiresAt: r.ExpiresAt, EventSeq: *r.EventSeq, Method: *r.Method}
+	}
+	return rows[0].SubjectID, *rows[0].Pseudonym, rows[0].Kind, states, nil
+}
+
+// DeviceState returns a device's state for the device-level purposes of a property.
+func (s *Service) DeviceState(ctx context.Context, p *identity.Property, deviceID string) (*StateView, error) {
+	id := identity.Identifier{Kind: identity.IDDevice, Value: deviceID}
+	if err := id.Validate("device_id"); err != nil {
+		return nil, err
+	}
+	c, err := s.Catalog(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	_, pseudonym, _, states, err := s.lookupState(ctx, p.TenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	v := &StateView{Subject: pseudonym, DeviceID: deviceID, State: []PurposeState{}}
+	for _, cp := range c.Asked(p, LevelDevice) {
+		v.State = append(v.State, View(states[cp.ID], cp.Purpose, now))
+	}
+	return v, nil
+}
+
+// SubjectState returns a subject's state for every purpose (in a property's scope, when a
+// property is given).
+func (s *Service) SubjectState(ctx context.Context, tenantID string, id identity.Identifier, p *identity.Property) (*StateView, error) {
+	if err := id.Validate("identifier"); err != nil {
+		return nil, err
+	}
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	_, pseudonym, kind, states, err := s.lookupState(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	level := ""
+	if kind == identity.SubjectDevice {
+		level = LevelDevice
+	}
+	now := s.now()
+	v := &StateView{Subject: pseudonym, State: []PurposeState{}}
+	for _, cp := range c.Asked(p, level) {
+		v.State = append(v.State, View(states[cp.ID], cp.Purpose, now))
+	}
+	return v, nil
+}
+
+// HistoryFilter selects a subject's events.
+type HistoryFilter struct {
+	Purpose string
+	Kind    string
+	From    time.Time
+	To      time.Time
+	After   int64 // cursor: the seq of the last event of the previous page
+	Limit   int
+}
+
+// History is a page of a subject's chain, oldest first.
+type History struct {
+	Subject string   `json:"subject"`
+	Events  []*Event `json:"events"`
+	Next    string   `json:"next,omitempty"`
+}
+
+// History returns a subject's events, oldest first, filtered and paged by sequence number.
+func (s *Service) History(ctx context.Context, tenantID string, id identity.Identifier, f HistoryFilter) (*History, error) {
+	if err := id.Validate("identifier"); err != nil {
+		return nil, err
+	}
+	subj, err := s.ids.FindSubject(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	q := s.db.Read.WithContext(ctx).Table("consent_events").Select(eventSelect).
+		Where("tenant_id = ? AND subject_id = ? AND seq > ?", tenantID, subj.ID, f.After)
+	if f.Purpose != "" {
+		q = q.Where("purpose_key = ?", f.Purpose)
+	}
+	if f.Kind != "" {
+		q = q.Where("kind = ?", f.Kind)
+	}
+	if !f.From.IsZero() {
+		q = q.Where("server_time >= ?", f.From.UnixMilli())
+	}
+	if !f.To.IsZero() {
+		q = q.Where("server_time < ?", f.To.UnixMilli())
+	}
+	var events []*Event
+	if err := q.Order("seq").Limit(f.Limit + 1).Scan(&events).Error; err != nil {
+		return nil, err
+	}
+	h := &History{Subject: subj.Pseudonym, Events: events}
+	if len(events) > f.Limit {
+		h.Events = events[:f.Limit]
+		h.Next = strconv.FormatInt(h.Events[f.Limit-1].Seq, 10)
+	}
+	if h.Events == nil {
+		h.Events = []*Event{}
+	}
+	return h, nil
+}
+
+// CheckResult says whether a purpose may be used for one identifier, and why not.
+type CheckResult struct {
+	Identifier identity.Identifier `json:"identifier"`
+	MayUse     bool                `json:"may_use"`
+	State      string              `json:"state"`
+	Reason     string              `json:"reason"`
+}
+
+// MaxCheck is the most identifiers one check may name.
+const MaxCheck = 10_000
+
+// Check answers, for many identifiers and one purpose, which may be used right now.
+func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []identity.Identifier) ([]CheckResult, error) {
+	var v identity.Validator
+	v.Check(purposeKey != "", "purpose", "is required")
+	v.Check(len(ids) >= 1 && len(ids) <= MaxCheck, "identifiers", "between 1 and 10000 identifiers")
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		if err := id.Validate("identifiers[" + strconv.Itoa(i) + "]"); err != nil {
+			return nil, err
+		}
+	}
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	cp, ok := c.Purpose(purposeKey)
+	if !ok {
+		return nil, identity.Unprocessable("purpose", "unknown purpose "+strconv.Quote(purposeKey))
+	}
+	// Hash every identifier, then ask once per kind for all of them.
+	byHash := make(map[string][]int, len(ids))
+	kinds := map[string][][]byte{}
+	for i, id := range ids {
+		for _, h := range s.ids.LookupHashes(tenantID, id) {
+			k := id.Kind + "\x00" + string(h)
+			byHash[k] = append(byHash[k], i)
+			kinds[id.Kind] = append(kinds[id.Kind], h)
+		}
+	}
+	found := make([]*Stored, len(ids))
+	known := make([]bool, len(ids))
+	for kind, hashes := range kinds {
+		err := s.checkRows(ctx, tenantID, kind, cp.ID, hashes, func(hash []byte, st *Stored) {
+			for _, i := range byHash[kind+"\x00"+string(hash)] {
+				known[i] = true
+				if st != nil {
+					found[i] = st
+				}
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	now := s.now()
+	out := make([]CheckResult, len(ids))
+	for i, id := range ids {
+		eff := Effective(found[i], cp.Purpose, now)
+		r := CheckResult{Identifier: id, State: eff, MayUse: MayUse(cp.Purpose, eff), Reason: eff}
+		switch {
+		case !known[i] && cp.LegalBasis == BasisConsent:
+			r.Reason = "unknown_subject"
+		case cp.LegalBasis == BasisNecessary:
+			r.Reason = "strictly_necessary"
+		case cp.LegalBasis == BasisLegitimateInterest && r.MayUse:
+			r.Reason = "legitimate_interest"
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// checkRows streams (lookup hash, state) for the given hashes of one identifier kind. On
+// PostgreSQL the hashes travel as one array parameter; SQLite takes them in chunks.
+func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func([]byte, *Stored)) error {
+	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.expires_at, c.event_seq
+		FROM identifiers i
+		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = %s
+		WHERE i.tenant_id = %s AND i.kind = %s AND i.namespace = '' AND i.value_hash %s`
+	db, err := s.db.Read.DB()
+	if err != nil {
+		return err
+	}
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var hash []byte
+			var state sql.NullString
+			var version, decided, expires, seq sql.NullInt64
+			if err := rows.Scan(&hash, &state, &version, &decided, &expires, &seq); err != nil {
+				return err
+			}
+			if !state.Valid {
+				fn(hash, nil)
+				continue
+			}
+			st := &Stored{PurposeID: purposeID, State: state.String, Version: int(version.Int64), DecidedAt: decided.Int64, EventSeq: seq.Int64}
+			if expires.Valid {
+				e := expires.Int64
+				st.ExpiresAt = &e
+			}
+			fn(hash, st)
+		}
+		return rows.Err()
+	}
+	if s.db.Dialect == sqldb.Postgres {
+		rows, err := db.QueryContext(ctx, sprintf(q, "$1", "$2", "$3", "= ANY($4)"), purposeID, tenantID, kind, hashes)
+		if err != nil {
+			return err
+		}
+		return scan(rows)
+	}
+	const chunk = 5000
+	for start := 0; start < len(hashes); start += chunk {
+		part := hashes[start:min(start+chunk, len(hashes))]
+		in := "IN (" + placeholders(len(part)) + ")"
+		args := make([]any, 0, len(part)+3)
+		args = append(args, purposeID, tenantID, kind)
+		for _, h := range part {
+			args = append(args, h)
+		}
+		rows, err := db.QueryContext(ctx, sprintf(q, "?", "?", "?", in), args...)
+		if err != nil {
+			return err
+		}
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,373 @@
+// Package consent holds Lupa's purposes and their versioned texts, the decisions people make,
+// the append-only ledger that proves them, the current state derived from it, and the
+// receipts people keep. service.go holds the legal rules; writer.go the group-commit writer
+// that alone appends to the ledger.
+package consent
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// Service is consent's entry point.
+type Service struct {
+	db     *sqldb.DB
+	ids    *identity.Service
+	keys   *keyring.Keyring
+	now    func() time.Time
+	log    *slog.Logger
+	writer *Writer
+
+	catalogs   catalogCache
+	onMaterial func() // wakes the outdated sweep after a material version is published
+}
+
+// NewService returns the consent service. Start the writer with StartWriter before recording.
+func NewService(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() time.Time, log *slog.Logger) *Service {
+	return &Service{db: db, ids: ids, keys: keys, now: now, log: log,
+		catalogs: catalogCache{byTenant: map[string]*Catalog{}, generation: map[string]uint64{}}}
+}
+
+// Identity returns the identity service consent builds on.
+func (s *Service) Identity() *identity.Service { return s.ids }
+
+// DecisionInput is one decision of an interaction as a client sends it.
+type DecisionInput struct {
+	Purpose  string
+	Version  int // 0: the latest published version (refusals only)
+	Decision string
+	TextHash string // optional: the hash of the text shown, checked against the version
+}
+
+// IdempotencyKey identifies a request that may be retried.
+type IdempotencyKey struct {
+	Route       string
+	Key         string
+	RequestHash string
+}
+
+// RecordRequest is one interaction: one request, one subject, many decisions.
+type RecordRequest struct {
+	TenantID   string
+	Property   *identity.Property   // the channel; required on the collection API
+	Identifier *identity.Identifier // nil on the collection API means a new device
+	// Public is true for the collection API (widgets and apps): device-level purposes and
+	// device identifiers only.
+	Public      bool
+	Method      string
+	Agent       string
+	Language    string
+	UIHash      string
+	ClientTime  time.Time
+	Actor       identity.Actor
+	Decisions   []DecisionInput
+	ClientIP    string
+	UserAgent   string
+	Idempotency *IdempotencyKey
+}
+
+// EventRef names one event written for an interaction.
+type EventRef struct {
+	ID       string `json:"id"`
+	Purpose  string `json:"purpose,omitempty"`
+	Version  int    `json:"version,omitempty"`
+	Decision string `json:"decision,omitempty"`
+	Kind     string `json:"kind"`
+	Seq      int64  `json:"seq"`
+	Hash     string `json:"hash"`
+}
+
+// Outcome is what recording an interaction returns, and what a retry with the same
+// Idempotency-Key returns again.
+type Outcome struct {
+	InteractionID string         `json:"interaction_id"`
+	DeviceID      string         `json:"device_id,omitempty"`
+	Subject       string         `json:"subject"`
+	RecordedAt    time.Time      `json:"recorded_at"`
+	Events        []EventRef     `json:"events"`
+	State         []PurposeState `json:"state"`
+	Receipt       string         `json:"receipt"`
+	Replayed      bool           `json:"-"`
+}
+
+const (
+	maxDecisions   = 50
+	contextMaxDays = 90
+)
+
+func validHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// validate checks the form of a request (400 with fields).
+func (r *RecordRequest) validate() error {
+	var v identity.Validator
+	methods := ServerMethods
+	if r.Public {
+		methods = PublicMethods
+	}
+	v.Check(slices.Contains(methods, r.Method), "method", "must be one of "+strings.Join(methods, ", "))
+	v.Check(len(r.Decisions) >= 1 && len(r.Decisions) <= maxDecisions, "decisions", "between 1 and "+strconv.Itoa(maxDecisions)+" decisions")
+	v.Check(r.Language == "" || identity.ValidLanguage(r.Language), "language", "must be a language tag such as fi")
+	v.Check(r.UIHash == "" || validHash(r.UIHash), "ui_hash", "must be a lower-case hex SHA-256")
+	v.Check(len(r.Agent) <= 100, "agent", "at most 100 characters")
+	v.Check(r.Method != MethodVerbal || strings.TrimSpace(r.Agent) != "", "agent", "a verbal consent names the agent who took it")
+	v.Check(!r.Public || r.Agent == "", "agent", "only back-office systems name an agent")
+	seen := map[string]bool{}
+	for i, d := range r.Decisions {
+		f := "decisions[" + strconv.Itoa(i) + "]"
+		v.Check(d.Purpose != "", f+".purpose", "is required")
+		v.Check(slices.Contains(Decisions, d.Decision), f+".decision", "must be granted, denied, withdrawn or objected")
+		v.Check(d.Version >= 0, f+".version", "must be a version number")
+		v.Check(d.TextHash == "" || validHash(d.TextHash), f+".text_hash", "must be a lower-case hex SHA-256")
+		v.Check(!seen[d.Purpose], f+".purpose", "decides the same purpose twice")
+		seen[d.Purpose] = true
+	}
+	if r.Identifier != nil {
+		if err := r.Identifier.Validate("identifier"); err != nil {
+			return err
+		}
+	}
+	return v.Err()
+}
+
+// resolved is a decision checked against the catalog.
+type resolved struct {
+	purpose   *CatalogPurpose
+	version   *Version
+	requested string
+	textHash  string
+}
+
+// resolve checks every decision against the legal rules (422 with fields; 409 for a grant
+// of a version that a material version has replaced).
+func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, string, error) {
+	lang := r.Language
+	if lang == "" && r.Property != nil {
+		lang = r.Property.DefaultLanguage
+	}
+	if lang == "" {
+		lang = c.Tenant.DefaultLanguage
+	}
+	out := make([]resolved, 0, len(r.Decisions))
+	var fields []identity.FieldError
+	conflict := false
+	fail := func(f, msg string) { fields = append(fields, identity.FieldError{Field: f, Message: msg}) }
+	for i, d := range r.Decisions {
+		f := "decisions[" + strconv.Itoa(i) + "]"
+		cp, ok := c.Purpose(d.Purpose)
+		switch {
+		case !ok:
+			fail(f+".purpose", "unknown purpose "+strconv.Quote(d.Purpose))
+			continue
+		case cp.LegalBasis == BasisNecessary:
+			fail(f+".purpose", "strictly necessary storage is information only: it is never asked or recorded as a consent")
+			continue
+		case cp.Latest == nil:
+			fail(f+".purpose", "the purpose has no published version")
+			continue
+		case cp.Level == LevelPerson && (r.Public || subjectKind == identity.SubjectDevice):
+			fail(f+".purpose", "a person-level purpose needs an identified person, not an anonymous device")
+			continue
+		case r.Property != nil && !cp.InScope(r.Property.ID, r.Property.BrandID):
+			fail(f+".purpose", "the purpose is not offered on this property")
+			continue
+		case d.Decision == Objected && cp.LegalBasis != BasisLegitimateInterest:
+			fail(f+".decision", "objection applies to legitimate-interest purposes; use withdrawn or denied")
+			continue
+		case d.Decision == Granted && d.Version == 0:
+			fail(f+".version", "a grant names the published version whose text the person saw")
+			continue
+		}
+		ver := cp.Latest
+		if d.Version != 0 {
+			ver = cp.Versions[d.Version]
+			if ver == nil {
+				fail(f+".version", "version "+strconv.Itoa(d.Version)+" of "+cp.Key+" is not published")
+				continue
+			}
+		}
+		if d.Decision == Granted && cp.LegalBasis == BasisConsent && ver.Number < cp.MaterialVersion {
+			conflict = true
+			fail(f+".version", "version "+strconv.Itoa(ver.Number)+" has been replaced by material version "+
+				strconv.Itoa(cp.MaterialVersion)+": show its text and ask again")
+			continue
+		}
+		want, ok := ver.TextHashes[lang]
+		if !ok {
+			fail(f+".version", "version "+strconv.Itoa(ver.Number)+" has no text in language "+lang)
+			continue
+		}
+		if d.TextHash != "" && d.TextHash != want {
+			fail(f+".text_hash", "is not the hash of version "+strconv.Itoa(ver.Number)+"'s text in "+lang)
+			continue
+		}
+		out = append(out, resolved{purpose: cp, version: ver, requested: d.Decision, textHash: want})
+	}
+	if len(fields) > 0 {
+		code := identity.EUnprocessable
+		if conflict && len(fields) == 1 {
+			code = identity.EConflict
+		}
+		return nil, "", &identity.Error{Code: code, Message: "the decisions cannot be recorded", Fields: fields}
+	}
+	return out, lang, nil
+}
+
+// Record records one interaction and returns the new state and the signed receipt. The
+// call returns only after the ledger entries are committed.
+func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	if req.Public && req.Property == nil {
+		return nil, identity.Errorf(identity.EUnauthorized, "a property key is required")
+	}
+	if req.Public && req.Identifier != nil && req.Identifier.Kind != identity.IDDevice {
+		return nil, identity.Unprocessable("identifier.kind", "the collection API takes device identifiers only")
+	}
+	if !req.Public && req.Identifier == nil {
+		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "identifier", Message: "is required"})
+	}
+	if req.Idempotency != nil {
+		if out, err := s.replay(ctx, req.TenantID, req.Idempotency); out != nil || err != nil {
+			return out, err
+		}
+	}
+	c, err := s.Catalog(ctx, req.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	in, err := s.prepare(ctx, req, c)
+	if err != nil {
+		return nil, err
+	}
+	return s.writer.Submit(ctx, in)
+}
+
+// prepare resolves the subject and the decisions into the writer's input.
+func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (*interaction, error) {
+	now := s.now()
+	in := &interaction{tenantID: req.TenantID, id: identity.NewID(), catalog: c, property: req.Property,
+		method: req.Method, agent: strings.TrimSpace(req.Agent), uiHash: req.UIHash, actor: string(req.Actor),
+		idem: req.Idempotency, receipt: true, identifier: req.Identifier}
+	if !req.ClientTime.IsZero() {
+		in.clientTime = req.ClientTime.UnixMilli()
+	}
+	if req.Property != nil {
+		in.channel = req.Property.Channel()
+	} else {
+		in.channel = "api"
+	}
+	subjectKind, err := s.resolveSubject(ctx, req, in, now)
+	if err != nil {
+		return nil, err
+	}
+	decisions, lang, err := req.resolve(c, subjectKind)
+	if err != nil {
+		return nil, err
+	}
+	in.decisions, in.language = decisions, lang
+	level := ""
+	if subjectKind == identity.SubjectDevice {
+		level = LevelDevice
+	}
+	in.view = c.Asked(req.Property, level)
+	if c.Tenant.KeepClientContext && (req.ClientIP != "" || req.UserAgent != "") {
+		in.context = &clientContext{ipPrefix: truncateIP(req.ClientIP), userAgent: truncate(req.UserAgent, 512),
+			expiresAt: now.AddDate(0, 0, contextMaxDays).UnixMilli()}
+	}
+	return in, nil
+}
+
+// resolveSubject finds the subject the request names, or prepares a new one: a new device
+// on the collection API, a new person for an unknown customer number.
+func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *interaction, now time.Time) (string, error) {
+	if req.Identifier != nil {
+		subj, err := s.ids.FindSubject(ctx, req.TenantID, *req.Identifier)
+		switch {
+		case err == nil && !subj.Erased:
+			in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
+			if req.Public {
+				in.deviceID = req.Identifier.Value
+			}
+			return subj.Kind, nil
+		case err != nil && !identity.IsCode(err, identity.ENotFound):
+			return "", err
+		case !req.Public && req.Identifier.Kind == identity.IDDevice:
+			return "", identity.NotFound("subject")
+		}
+	}
+	id := identity.Identifier{Kind: identity.IDDevice, Value: identity.NewDeviceID()}
+	if !req.Public {
+		id = *req.Identifier
+	}
+	subj, err := s.ids.PrepareSubject(req.TenantID, id.SubjectKind(), now)
+	if err != nil {
+		return "", err
+	}
+	ident, err := s.ids.PrepareIdentifier(req.TenantID, subj.ID, id, now)
+	if err != nil {
+		return "", err
+	}
+	in.newSubject, in.newIdentifiers = subj, []*identity.NewIdentifier{ident}
+	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
+	if req.Public {
+		in.deviceID = id.Value
+	}
+	return subj.Kind, nil
+}
+
+// truncateIP keeps the network part only: /24 of IPv4, /48 of IPv6.
+func truncateIP(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	bits := 48
+	if a.Is4() || a.Is4In6() {
+		a, bits = a.Unmap(), 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8Start(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func isUnique(err error) bool { return sqldb.IsUniqueViolation(err) }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+func placeholders(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}

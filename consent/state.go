@@ -1,0 +1,123 @@
+package consent
+
+import "time"
+
+// States of a subject's consent for a purpose.
+const (
+	StateGranted   = "granted"
+	StateDenied    = "denied"
+	StateWithdrawn = "withdrawn"
+	StateObjected  = "objected"
+	StateExpired   = "expired"
+	StateOutdated  = "outdated"
+	StateNotAsked  = "not_asked"
+)
+
+// Stored is the stored current state of one subject and purpose.
+type Stored struct {
+	SubjectID  string
+	PurposeID  string
+	PurposeKey string
+	State      string
+	Version    int
+	DecidedAt  int64
+	ExpiresAt  *int64
+	EventSeq   int64
+	Method     string
+}
+
+// PurposeState is the state of one purpose for one subject as the API shows it.
+type PurposeState struct {
+	Purpose   string     `json:"purpose"`
+	State     string     `json:"state"`
+	Version   int        `json:"version,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Method    string     `json:"method,omitempty"`
+	// MayUse says whether the purpose may be carried out for this subject right now.
+	MayUse bool `json:"may_use"`
+}
+
+// Effective returns the state that holds now: a stored grant older than the purpose's
+// latest material version is outdated; a grant or refusal past its re-ask time is expired.
+// The sweeps write the matching events later; reads never wait for them.
+func Effective(s *Stored, p *Purpose, now time.Time) string {
+	if s == nil {
+		return StateNotAsked
+	}
+	st := s.State
+	if st == StateGranted && p.LegalBasis == BasisConsent && s.Version < p.MaterialVersion {
+		return StateOutdated
+	}
+	if s.ExpiresAt != nil && *s.ExpiresAt <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn) {
+		return StateExpired
+	}
+	return st
+}
+
+// MayUse says whether a purpose may be carried out given its effective state: consent needs
+// a current grant; legitimate interest holds unless the person objected; strictly necessary
+// storage always may.
+func MayUse(p *Purpose, effective string) bool {
+	switch p.LegalBasis {
+	case BasisNecessary:
+		return true
+	case BasisLegitimateInterest:
+		return effective != StateObjected
+	default:
+		return effective == StateGranted
+	}
+}
+
+// View turns a stored state into what the API shows.
+func View(s *Stored, p *Purpose, now time.Time) PurposeState {
+	eff := Effective(s, p, now)
+	ps := PurposeState{Purpose: p.Key, State: eff, MayUse: MayUse(p, eff)}
+	if s != nil {
+		d := time.UnixMilli(s.DecidedAt).UTC()
+		ps.DecidedAt, ps.Version, ps.Method = &d, s.Version, s.Method
+		if s.ExpiresAt != nil {
+			e := time.UnixMilli(*s.ExpiresAt).UTC()
+			ps.ExpiresAt = &e
+		}
+	}
+	return ps
+}
+
+// addMonths returns t plus n calendar months, in milliseconds.
+func addMonths(ms int64, n int) int64 {
+	return time.UnixMilli(ms).UTC().AddDate(0, n, 0).UnixMilli()
+}
+
+// normalize turns a requested decision into the recorded one, given the current effective
+// state: refusing a current grant is a withdrawal; withdrawing nothing is a refusal; on a
+// legitimate-interest purpose any refusal is an objection. It returns the event kind too.
+func normalize(requested string, p *Purpose, current string) (decision, kind string) {
+	if p.LegalBasis == BasisLegitimateInterest {
+		if requested == Granted {
+			return Granted, KindDecision
+		}
+		return Objected, KindObjection
+	}
+	switch requested {
+	case Denied, Withdrawn:
+		if current == StateGranted {
+			return Withdrawn, KindDecision
+		}
+		return Denied, KindDecision
+	default:
+		return requested, KindDecision
+	}
+}
+
+// nextState is the stored state after a decision event.
+func nextState(decision string, p *Purpose, version int, at int64, seq int64, method string, subjectID string) Stored {
+	s := Stored{SubjectID: subjectID, PurposeID: p.ID, PurposeKey: p.Key, State: decision, Version: version,
+		DecidedAt: at, EventSeq: seq, Method: method}
+	if p.LegalBasis == BasisConsent {
+		// Grants and refusals alike are asked again after the re-ask interval, never before.
+		exp := addMonths(at, p.ReaskMonths)
+		s.ExpiresAt = &exp
+	}
+	return s
+}

@@ -1,0 +1,170 @@
+package consent
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Row structs: the database shape of consent's types.
+
+type purposeRow struct {
+	TenantID         string `gorm:"primaryKey"`
+	ID               string `gorm:"primaryKey"`
+	Key              string
+	Level            string
+	LegalBasis       string
+	DPVIRI           string `gorm:"column:dpv_iri"`
+	RecipientIDs     string
+	ReaskMonths      int
+	ScopeBrandIDs    string
+	ScopePropertyIDs string
+	GPCOptOut        bool `gorm:"column:gpc_opt_out"`
+	LatestVersion    int
+	MaterialVersion  int
+	CreatedAt        int64 `gorm:"autoCreateTime:false"`
+	UpdatedAt        int64 `gorm:"autoUpdateTime:false"`
+}
+
+func (purposeRow) TableName() string { return "purposes" }
+
+func (r *purposeRow) domain() *Purpose {
+	p := &Purpose{TenantID: r.TenantID, ID: r.ID, Key: r.Key, Level: r.Level, LegalBasis: r.LegalBasis,
+		DPVPurpose: r.DPVIRI, ReaskMonths: r.ReaskMonths, GPCOptOut: r.GPCOptOut,
+		LatestVersion: r.LatestVersion, MaterialVersion: r.MaterialVersion,
+		CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
+	p.RecipientIDs = jsonStrings(r.RecipientIDs)
+	p.ScopeBrandIDs = jsonStrings(r.ScopeBrandIDs)
+	p.ScopePropertyIDs = jsonStrings(r.ScopePropertyIDs)
+	return p
+}
+
+func purposeToRow(p *Purpose) *purposeRow {
+	return &purposeRow{TenantID: p.TenantID, ID: p.ID, Key: p.Key, Level: p.Level, LegalBasis: p.LegalBasis,
+		DPVIRI: p.DPVPurpose, RecipientIDs: toJSON(nonNilStrings(p.RecipientIDs)), ReaskMonths: p.ReaskMonths,
+		ScopeBrandIDs: toJSON(nonNilStrings(p.ScopeBrandIDs)), ScopePropertyIDs: toJSON(nonNilStrings(p.ScopePropertyIDs)),
+		GPCOptOut: p.GPCOptOut, LatestVersion: p.LatestVersion, MaterialVersion: p.MaterialVersion,
+		CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
+}
+
+type versionRow struct {
+	TenantID    string `gorm:"primaryKey"`
+	PurposeID   string `gorm:"primaryKey"`
+	Number      int    `gorm:"primaryKey;autoIncrement:false"`
+	Status      string
+	Material    bool
+	Texts       string
+	Details     string
+	ContentHash string
+	TextHashes  string
+	CreatedAt   int64 `gorm:"autoCreateTime:false"`
+	PublishedAt *int64
+}
+
+func (versionRow) TableName() string { return "purpose_versions" }
+
+func (r *versionRow) domain(purposeKey string) *Version {
+	v := &Version{TenantID: r.TenantID, PurposeID: r.PurposeID, PurposeKey: purposeKey, Number: r.Number,
+		Status: r.Status, Material: r.Material, ContentHash: r.ContentHash, CreatedAt: msTime(r.CreatedAt)}
+	_ = json.Unmarshal([]byte(r.Texts), &v.Texts)
+	_ = json.Unmarshal([]byte(r.Details), &v.Details)
+	_ = json.Unmarshal([]byte(r.TextHashes), &v.TextHashes)
+	v.Details.DataCategories = nonNilStrings(v.Details.DataCategories)
+	if v.Details.Recipients == nil {
+		v.Details.Recipients = []RecipientRef{}
+	}
+	if r.PublishedAt != nil {
+		t := msTime(*r.PublishedAt)
+		v.PublishedAt = &t
+	}
+	return v
+}
+
+func versionToRow(v *Version) *versionRow {
+	r := &versionRow{TenantID: v.TenantID, PurposeID: v.PurposeID, Number: v.Number, Status: v.Status,
+		Material: v.Material, Texts: toJSON(v.Texts), Details: toJSON(v.Details), ContentHash: v.ContentHash,
+		TextHashes: toJSON(v.TextHashes), CreatedAt: v.CreatedAt.UnixMilli()}
+	if v.PublishedAt != nil {
+		ms := v.PublishedAt.UnixMilli()
+		r.PublishedAt = &ms
+	}
+	return r
+}
+
+type recipientRow struct {
+	TenantID         string `gorm:"primaryKey"`
+	ID               string `gorm:"primaryKey"`
+	Name             string
+	LegalName        string
+	Kind             string
+	Country          string
+	PrivacyPolicyURL string
+	BrandID          string
+	CreatedAt        int64 `gorm:"autoCreateTime:false"`
+	UpdatedAt        int64 `gorm:"autoUpdateTime:false"`
+}
+
+func (recipientRow) TableName() string { return "recipients" }
+
+func (r *recipientRow) domain() *Recipient {
+	return &Recipient{TenantID: r.TenantID, ID: r.ID, Name: r.Name, LegalName: r.LegalName, Kind: r.Kind,
+		Country: r.Country, PrivacyPolicyURL: r.PrivacyPolicyURL, BrandID: r.BrandID,
+		CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
+}
+
+func recipientToRow(r *Recipient) *recipientRow {
+	return &recipientRow{TenantID: r.TenantID, ID: r.ID, Name: r.Name, LegalName: r.LegalName, Kind: r.Kind,
+		Country: r.Country, PrivacyPolicyURL: r.PrivacyPolicyURL, BrandID: r.BrandID,
+		CreatedAt: r.CreatedAt.UnixMilli(), UpdatedAt: r.UpdatedAt.UnixMilli()}
+}
+
+// eventColumns are consent_events' columns in the order eventArgs gives them.
+var eventColumns = []string{"tenant_id", "subject_id", "seq", "id", "kind", "pseudonym", "purpose_key",
+	"purpose_version", "version_hash", "text_hash", "decision", "property_id", "channel", "method", "agent",
+	"language", "ui_hash", "actor", "interaction_id", "reason", "ref", "server_time", "client_time", "prev_hash", "hash"}
+
+func eventArgs(e *Event) []any {
+	return []any{e.TenantID, e.SubjectID, e.Seq, e.ID, e.Kind, e.Pseudonym, e.PurposeKey, e.PurposeVersion,
+		e.VersionHash, e.TextHash, e.Decision, e.PropertyID, e.Channel, e.Method, e.Agent, e.Language, e.UIHash,
+		e.Actor, e.InteractionID, e.Reason, e.Ref, e.ServerTime, e.ClientTime, e.PrevHash, e.Hash}
+}
+
+// eventSelect lists the columns to scan into an Event.
+const eventSelect = `tenant_id, subject_id, seq, id, kind, pseudonym, purpose_key, purpose_version, version_hash,
+	text_hash, decision, property_id, channel, method, agent, language, ui_hash, actor, interaction_id, reason, ref,
+	server_time, client_time, prev_hash, hash`
+
+var stateColumns = []string{"tenant_id", "subject_id", "purpose_id", "purpose_key", "state", "version",
+	"decided_at", "expires_at", "event_seq", "method"}
+
+const stateUpsert = ` ON CONFLICT (tenant_id, subject_id, purpose_id) DO UPDATE SET purpose_key = excluded.purpose_key,
+	state = excluded.state, version = excluded.version, decided_at = excluded.decided_at,
+	expires_at = excluded.expires_at, event_seq = excluded.event_seq, method = excluded.method`
+
+const headUpsert = ` ON CONFLICT (tenant_id, subject_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`
+
+var headColumns = []string{"tenant_id", "subject_id", "seq", "hash"}
+
+var domainEventColumns = []string{"tenant_id", "id", "type", "schema_version", "subject_id", "subject_seq", "payload", "created_at"}
+
+var receiptColumns = []string{"tenant_id", "id", "subject_id", "jws", "created_at"}
+
+var contextColumns = []string{"tenant_id", "interaction_id", "subject_id", "ip_prefix", "user_agent", "expires_at"}
+
+func msTime(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func jsonStrings(s string) []string {
+	var out []string
+	_ = json.Unmarshal([]byte(s), &out)
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func toJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}

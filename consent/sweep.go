@@ -1,0 +1,315 @@
+package consent
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// Sweeps are the changes Lupa makes by itself. Each goes through the writer like any
+// decision, so it is chained, signed into the next root and delivered downstream; and each
+// applies only if the state is still the one the sweep read, so two instances sweeping at
+// once cannot write anything twice.
+
+const sweepBatch = 500
+
+type sweepRow struct {
+	TenantID  string
+	SubjectID string
+	PurposeID string
+	EventSeq  int64
+	Pseudonym *string
+}
+
+// submitSystem writes one system interaction per subject, a few at a time.
+func (s *Service) submitSystem(ctx context.Context, ins []*interaction) (int, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	written := 0
+	sem := make(chan struct{}, 32)
+	for _, in := range ins {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(in *interaction) {
+			defer func() { <-sem; wg.Done() }()
+			out, err := s.writer.Submit(ctx, in)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if out != nil {
+				written += len(out.Events)
+			}
+		}(in)
+	}
+	wg.Wait()
+	return written, firstErr
+}
+
+func (s *Service) systemInteraction(c *Catalog, tenantID, subjectID, pseudonym, eventType string) *interaction {
+	return &interaction{tenantID: tenantID, id: identity.NewID(), catalog: c, subjectID: subjectID, pseudonym: pseudonym,
+		channel: "system", method: MethodSystem, actor: string(identity.ActorSystem), domainEventType: eventType}
+}
+
+// groupSystem turns state rows into one interaction per subject with one change per row.
+func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, kind, reason, eventType string) ([]*interaction, error) {
+	bySubject := map[string]*interaction{}
+	var out []*interaction
+	for _, r := range rows {
+		if r.Pseudonym == nil {
+			continue
+		}
+		c, err := s.Catalog(ctx, r.TenantID)
+		if err != nil {
+			return nil, err
+		}
+		cp, ok := c.PurposeByID(r.PurposeID)
+		if !ok {
+			continue
+		}
+		in := bySubject[r.SubjectID]
+		if in == nil {
+			in = s.systemInteraction(c, r.TenantID, r.SubjectID, *r.Pseudonym, eventType)
+			bySubject[r.SubjectID] = in
+			out = append(out, in)
+		}
+		in.system = append(in.system, systemChange{kind: kind, purpose: cp, expectSeq: r.EventSeq, reason: reason})
+	}
+	return out, nil
+}
+
+// SweepExpiry writes expiry events for grants and refusals whose re-ask interval has
+// passed, in batches, and returns how many it wrote.
+func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
+	total := 0
+	for range 1000 {
+		var rows []sweepRow
+		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
+			FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
+			WHERE c.expires_at <= ? AND c.state IN ('granted', 'denied', 'withdrawn')
+			ORDER BY c.expires_at LIMIT ?`, s.now().UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
+			return total, err
+		}
+		ins, err := s.groupSystem(ctx, rows, KindExpiry, "reask_interval", "consent.expired")
+		if err != nil {
+			return total, err
+		}
+		n, err := s.submitSystem(ctx, ins)
+		total += n
+		if err != nil || len(rows) < sweepBatch || n == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// SweepOutdated writes outdated events for grants of versions that a material version has
+// replaced. Refusals stay as they are.
+func (s *Service) SweepOutdated(ctx context.Context) (int, error) {
+	tenants, err := s.ids.TenantIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, tenantID := range tenants {
+		c, err := s.Catalog(ctx, tenantID)
+		if err != nil {
+			return total, err
+		}
+		for _, cp := range c.Purposes {
+			if cp.LegalBasis != BasisConsent || cp.MaterialVersion <= 1 {
+				continue
+			}
+			for range 10000 {
+				var rows []sweepRow
+				if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
+					FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
+					WHERE c.tenant_id = ? AND c.purpose_id = ? AND c.state = 'granted' AND c.version < ?
+					LIMIT ?`, tenantID, cp.ID, cp.MaterialVersion, sweepBatch).Scan(&rows).Error; err != nil {
+					return total, err
+				}
+				ins, err := s.groupSystem(ctx, rows, KindOutdated, "material_version:"+itoa(cp.MaterialVersion), "consent.outdated")
+				if err != nil {
+					return total, err
+				}
+				n, err := s.submitSystem(ctx, ins)
+				total += n
+				if err != nil {
+					return total, err
+				}
+				if len(rows) < sweepBatch || n == 0 {
+					break
+				}
+			}
+		}
+	}
+	return total, nil
+}
+
+// SweepEvidence ends the evidence of subjects whose consents all ended more than the
+// tenant's evidence period ago (default 3 years): an erasure event is chained, then the
+// subject's key, identifiers and receipts are destroyed. Nothing in force is touched.
+func (s *Service) SweepEvidence(ctx context.Context) (int, error) {
+	tenants, err := s.ids.TenantIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	now := s.now()
+	for _, tenantID := range tenants {
+		c, err := s.Catalog(ctx, tenantID)
+		if err != nil {
+			return total, err
+		}
+		cutoff := now.AddDate(-c.Tenant.EvidenceYears, 0, 0).UnixMilli()
+		for range 10000 {
+			var rows []struct {
+				ID        string
+				Pseudonym string
+			}
+			if err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id, s.pseudonym FROM subjects s
+				WHERE s.tenant_id = ? AND s.secret IS NOT NULL AND s.merged_into IS NULL
+				AND EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id)
+				AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
+					AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)))
+				LIMIT ?`, tenantID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
+				return total, err
+			}
+			ins := make([]*interaction, 0, len(rows))
+			for _, r := range rows {
+				in := s.systemInteraction(c, tenantID, r.ID, r.Pseudonym, "subject.erased")
+				in.erase = "evidence_period_ended"
+				ins = append(ins, in)
+			}
+			n, err := s.submitSystem(ctx, ins)
+			total += len(rows)
+			if err != nil {
+				return total, err
+			}
+			if len(rows) < sweepBatch || n == 0 {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// Housekeeping deletes client context past its 90 days and idempotency keys past their day.
+func (s *Service) Housekeeping(ctx context.Context) (int64, error) {
+	now := s.now().UnixMilli()
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM interaction_context WHERE (tenant_id, interaction_id) IN
+			(SELECT tenant_id, interaction_id FROM interaction_context WHERE expires_at < ? LIMIT 1000)`,
+		`DELETE FROM idempotency_keys WHERE (tenant_id, route, key) IN
+			(SELECT tenant_id, route, key FROM idempotency_keys WHERE expires_at < ? LIMIT 1000)`,
+	} {
+		for range 10000 {
+			res := s.db.Write.WithContext(ctx).Exec(q, now)
+			if res.Error != nil {
+				return total, res.Error
+			}
+			total += res.RowsAffected
+			if res.RowsAffected < 1000 {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// SignRoots signs a root for every tenant whose chains changed.
+func (s *Service) SignRoots(ctx context.Context) (int, error) {
+	tenants, err := s.ids.TenantIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	made := 0
+	for _, id := range tenants {
+		_, ok, err := s.SignRoot(ctx, id)
+		if err != nil {
+			return made, err
+		}
+		if ok {
+			made++
+		}
+	}
+	return made, nil
+}
+
+// Sweeper runs the sweeps and root signing periodically.
+type Sweeper struct {
+	svc          *Service
+	log          *slog.Logger
+	interval     time.Duration
+	rootInterval time.Duration
+	wake         chan struct{}
+}
+
+// NewSweeper returns a sweeper; a material version published on this instance wakes it.
+func (s *Service) NewSweeper(log *slog.Logger, interval, rootInterval time.Duration) *Sweeper {
+	sw := &Sweeper{svc: s, log: log, interval: interval, rootInterval: rootInterval, wake: make(chan struct{}, 1)}
+	s.onMaterial = func() {
+		select {
+		case sw.wake <- struct{}{}:
+		default:
+		}
+	}
+	return sw
+}
+
+// Run sweeps until ctx ends.
+func (sw *Sweeper) Run(ctx context.Context) {
+	tick := time.NewTicker(sw.interval)
+	defer tick.Stop()
+	roots := time.NewTicker(sw.rootInterval)
+	defer roots.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			sw.sweep(ctx)
+		case <-sw.wake:
+			sw.sweep(ctx)
+		case <-roots.C:
+			if n, err := sw.svc.SignRoots(ctx); err != nil {
+				sw.log.Error("sign ledger roots", "err", err)
+			} else if n > 0 {
+				sw.log.Info("signed ledger roots", "tenants", n)
+			}
+		}
+	}
+}
+
+func (sw *Sweeper) sweep(ctx context.Context) {
+	_, err := sw.svc.db.TryLock(ctx, "lupa-sweep", func(ctx context.Context) error {
+		for _, step := range []struct {
+			name string
+			fn   func(context.Context) (int, error)
+		}{
+			{"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}, {"evidence", sw.svc.SweepEvidence},
+		} {
+			n, err := step.fn(ctx)
+			if err != nil {
+				sw.log.Error("sweep failed", "sweep", step.name, "err", err)
+				continue
+			}
+			if n > 0 {
+				sw.log.Info("sweep wrote events", "sweep", step.name, "events", n)
+			}
+		}
+		if _, err := sw.svc.Housekeeping(ctx); err != nil {
+			sw.log.Error("housekeeping failed", "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		sw.log.Error("sweep lock", "err", err)
+	}
+}

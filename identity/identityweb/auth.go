@@ -1,0 +1,139 @@
+package identityweb
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+const (
+	contextAPIKey   = "lupa.api_key"
+	contextProperty = "lupa.property"
+)
+
+// Auth authenticates requests: API keys for server and admin routes, property keys with
+// the Origin allow-list for the public collection routes.
+type Auth struct {
+	ids *identity.Service
+	api *API
+}
+
+// NewAuth returns the authentication middleware factory.
+func NewAuth(ids *identity.Service, api *API) *Auth { return &Auth{ids: ids, api: api} }
+
+// APIKey requires an API key (Authorization: Bearer sk_…) that grants scope.
+func (a *Auth) APIKey(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		secret, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || secret == "" {
+			WriteProblem(c, http.StatusUnauthorized, identity.EUnauthorized, "Unauthorized",
+				"send an API key: Authorization: Bearer sk_…", nil)
+			return
+		}
+		key, err := a.ids.Authenticate(c.Request.Context(), strings.TrimSpace(secret))
+		if err != nil {
+			a.api.Fail(c, err)
+			return
+		}
+		if !key.Allows(scope) {
+			WriteProblem(c, http.StatusForbidden, identity.EForbidden, "Forbidden",
+				"this API key lacks the scope "+scope, nil)
+			return
+		}
+		c.Set(contextAPIKey, key)
+		c.Next()
+	}
+}
+
+// APIKeyOf returns the authenticated API key.
+func APIKeyOf(c *gin.Context) *identity.APIKey {
+	k, _ := c.Get(contextAPIKey)
+	key, _ := k.(*identity.APIKey)
+	return key
+}
+
+// TenantOf returns the tenant of the authenticated key or property.
+func TenantOf(c *gin.Context) string {
+	if k := APIKeyOf(c); k != nil {
+		return k.TenantID
+	}
+	if p := PropertyOf(c); p != nil {
+		return p.TenantID
+	}
+	return ""
+}
+
+// ActorOf names who is acting: the API key, or the device on public routes.
+func ActorOf(c *gin.Context) identity.Actor {
+	if k := APIKeyOf(c); k != nil {
+		return identity.ActorAPIKey(k.ID)
+	}
+	return "device"
+}
+
+// PropertyOf returns the property of a public request.
+func PropertyOf(c *gin.Context) *identity.Property {
+	p, _ := c.Get(contextProperty)
+	prop, _ := p.(*identity.Property)
+	return prop
+}
+
+// CORS headers of the public routes.
+const (
+	corsMethods = "GET, POST, OPTIONS"
+	corsHeaders = "Content-Type, Idempotency-Key, Lupa-Device-Id"
+	corsExpose  = "Retry-After, X-Request-Id, Idempotent-Replayed"
+	corsMaxAge  = "600"
+)
+
+// Property authenticates a public request by the property key in the query (?property=pk_…)
+// and, for web properties, the browser's Origin against the property's allow-list. It
+// answers CORS pre-flight requests itself. Apps and stores send no Origin.
+func (a *Auth) Property() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Header("Vary", "Origin")
+		origin := c.GetHeader("Origin")
+		if origin != "" && c.Request.Method != http.MethodOptions {
+			// Let the page read our problem answers too, so the widget can say what is wrong;
+			// a pre-flight of a refused origin gets no such header and the browser stops there.
+			c.Header("Access-Control-Allow-Origin", origin)
+		}
+		pk := c.Query("property")
+		if pk == "" || !strings.HasPrefix(pk, "pk_") || len(pk) > 64 {
+			WriteProblem(c, http.StatusUnauthorized, identity.EUnauthorized, "Unauthorized",
+				"name the property: ?property=pk_…", []identity.FieldError{{Field: "property", Message: "is required: the property's public key"}})
+			return
+		}
+		p, err := a.ids.PropertyByKey(c.Request.Context(), pk)
+		if err != nil {
+			a.api.Fail(c, err)
+			return
+		}
+		switch {
+		case origin != "" && !p.AllowsOrigin(origin):
+			WriteProblem(c, http.StatusForbidden, identity.EForbidden, "Forbidden",
+				"this origin is not allowed for the property", nil)
+			return
+		case origin == "" && p.Kind == identity.PropertyWeb:
+			WriteProblem(c, http.StatusForbidden, identity.EForbidden, "Forbidden",
+				"a web property is used from the browser: the request needs its Origin", nil)
+			return
+		case origin != "":
+			c.Header("Access-Control-Allow-Origin", origin)
+			c.Header("Access-Control-Expose-Headers", corsExpose)
+		}
+		if c.Request.Method == http.MethodOptions {
+			c.Header("Access-Control-Allow-Methods", corsMethods)
+			c.Header("Access-Control-Allow-Headers", corsHeaders)
+			c.Header("Access-Control-Max-Age", corsMaxAge)
+			c.AbortWithStatus(http.StatusNoContent)
+			return
+		}
+		c.Set(contextProperty, p)
+		c.Next()
+	}
+}

@@ -1,0 +1,195 @@
+package identityweb
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-playground/validator/v10"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// Body size limits.
+const (
+	PublicBodyLimit = 64 << 10 // every endpoint but the bulk check
+	CheckBodyLimit  = 2 << 20  // POST /v1/consents/check
+)
+
+// API is the request plumbing a handler needs: binding, validation and error writing.
+type API struct {
+	Log      *slog.Logger
+	validate *validator.Validate
+}
+
+// NewAPI returns the plumbing; the validator reads `validate` tags and names fields by
+// their JSON names.
+func NewAPI(log *slog.Logger) *API {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
+		if name == "-" {
+			return ""
+		}
+		return name
+	})
+	return &API{Log: log, validate: v}
+}
+
+// Fail writes err as a problem.
+func (a *API) Fail(c *gin.Context, err error) { Fail(c, a.Log, err) }
+
+// ReadBody reads a JSON request body of at most limit bytes. On failure it has answered
+// (413, 415, 400) and returns false.
+func (a *API) ReadBody(c *gin.Context, limit int64) ([]byte, bool) {
+	ct := c.GetHeader("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		WriteProblem(c, http.StatusUnsupportedMediaType, codeMediaType, "Unsupported Media Type",
+			"send the body as application/json", nil)
+		return nil, false
+	}
+	if c.Request.ContentLength > limit {
+		WriteProblem(c, http.StatusRequestEntityTooLarge, codeTooLarge, "Content Too Large",
+			fmt.Sprintf("the body may be at most %d bytes", limit), nil)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		WriteProblem(c, http.StatusRequestEntityTooLarge, codeTooLarge, "Content Too Large",
+			fmt.Sprintf("the body may be at most %d bytes", limit), nil)
+		return nil, false
+	}
+	if err != nil {
+		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body could not be read", nil)
+		return nil, false
+	}
+	return body, true
+}
+
+// Decode parses body into dst strictly (unknown fields and trailing data are errors) and
+// validates it. On failure it has answered 400 and returns false.
+func (a *API) Decode(c *gin.Context, body []byte, dst any) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not valid JSON for this endpoint", jsonFieldErrors(err))
+		return false
+	}
+	if dec.More() {
+		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body has data after the JSON value", nil)
+		return false
+	}
+	if err := a.validate.Struct(dst); err != nil {
+		var ve validator.ValidationErrors
+		if errors.As(err, &ve) {
+			WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fieldErrors(ve))
+			return false
+		}
+		a.Fail(c, err)
+		return false
+	}
+	return true
+}
+
+// Bind reads, decodes and validates a JSON body.
+func (a *API) Bind(c *gin.Context, limit int64, dst any) bool {
+	body, ok := a.ReadBody(c, limit)
+	return ok && a.Decode(c, body, dst)
+}
+
+func jsonFieldErrors(err error) []identity.FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return []identity.FieldError{{Field: te.Field, Message: "must be " + jsonKind(te.Type.Kind())}}
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return []identity.FieldError{{Field: "", Message: "syntax error at byte " + strconv.FormatInt(se.Offset, 10)}}
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		return []identity.FieldError{{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Message: "is not a field of this request"}}
+	}
+	return nil
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	default:
+		return "a " + k.String()
+	}
+}
+
+func fieldErrors(ve validator.ValidationErrors) []identity.FieldError {
+	out := make([]identity.FieldError, 0, len(ve))
+	for _, fe := range ve {
+		out = append(out, identity.FieldError{Field: fieldPath(fe.Namespace()), Message: message(fe)})
+	}
+	return out
+}
+
+// fieldPath turns the validator's "dto.decisions[0].purpose" into "decisions[0].purpose".
+func fieldPath(ns string) string {
+	if i := strings.IndexByte(ns, '.'); i >= 0 {
+		return ns[i+1:]
+	}
+	return ns
+}
+
+func message(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "max":
+		if fe.Kind() == reflect.String {
+			return "at most " + fe.Param() + " characters"
+		}
+		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
+			return "at most " + fe.Param() + " items"
+		}
+		return "at most " + fe.Param()
+	case "min":
+		if fe.Kind() == reflect.String {
+			return "at least " + fe.Param() + " characters"
+		}
+		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
+			return "at least " + fe.Param() + " items"
+		}
+		return "at least " + fe.Param()
+	case "oneof":
+		return "must be one of " + strings.ReplaceAll(fe.Param(), " ", ", ")
+	case "email":
+		return "must be an email address"
+	case "url", "http_url":
+		return "must be an http(s) URL"
+	case "hexadecimal", "len":
+		return "must be " + fe.Param() + " hexadecimal characters"
+	case "gte":
+		return "must be at least " + fe.Param()
+	case "lte":
+		return "must be at most " + fe.Param()
+	default:
+		return "is not valid (" + fe.Tag() + ")"
+	}
+}

@@ -1,0 +1,140 @@
+package identityweb
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// HeaderIdempotencyKey is the request header that makes a POST safe to retry.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// IdempotencyKey returns the request's key, or "" when none; a malformed key is answered
+// with 400 and ok false.
+func IdempotencyKey(c *gin.Context) (key string, ok bool) {
+	key = c.GetHeader(HeaderIdempotencyKey)
+	if key == "" {
+		return "", true
+	}
+	if len(key) > 255 {
+		WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "invalid Idempotency-Key",
+			[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "at most 255 characters"}})
+		return "", false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "invalid Idempotency-Key",
+				[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "printable ASCII without spaces"}})
+			return "", false
+		}
+	}
+	return key, true
+}
+
+// RequestHash fingerprints a request body for idempotency: the same key must come with the
+// same request.
+func RequestHash(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(strconv.Itoa(len(p))))
+		h.Write([]byte{0})
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type recorder struct {
+	gin.ResponseWriter
+	buf bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.buf.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) WriteString(s string) (int, error) {
+	r.buf.WriteString(s)
+	return r.ResponseWriter.WriteString(s)
+}
+
+// Idempotent makes a POST handler (behind API-key auth) safe to retry with an
+// Idempotency-Key: the first answer is stored and replayed; the same key with another body
+// is refused with 422; a retry while the first is still running gets 409.
+func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key, ok := IdempotencyKey(c)
+		if !ok {
+			return
+		}
+		if key == "" || c.Request.Method != http.MethodPost {
+			c.Next()
+			return
+		}
+		body, ok := api.ReadBody(c, limit)
+		if !ok {
+			return
+		}
+		c.Request.Body = http.NoBody
+		c.Set(contextBody, body)
+		tenant, route := TenantOf(c), c.FullPath()
+		hash := RequestHash([]byte(c.Request.Method+" "+route), body)
+		ctx := c.Request.Context()
+		stored, err := ids.ClaimIdempotency(ctx, tenant, route, key, hash)
+		if err != nil {
+			api.Fail(c, err)
+			return
+		}
+		if stored != nil {
+			replay(c, stored, hash)
+			return
+		}
+		rec := &recorder{ResponseWriter: c.Writer}
+		c.Writer = rec
+		c.Next()
+		// The request's own context may be gone (client left); the bookkeeping must finish.
+		bg := context.WithoutCancel(ctx)
+		if status := rec.Status(); status >= 200 && status < 300 {
+			err = ids.CompleteIdempotency(bg, tenant, route, key, status, rec.buf.Bytes())
+		} else {
+			err = ids.ReleaseIdempotency(bg, tenant, route, key)
+		}
+		if err != nil {
+			api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
+		}
+	}
+}
+
+func replay(c *gin.Context, stored *identity.StoredAnswer, hash string) {
+	switch {
+	case stored.RequestHash != hash:
+		WriteProblem(c, http.StatusUnprocessableEntity, codeIdempotency, "Unprocessable Content",
+			"this Idempotency-Key was used with a different request",
+			[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "was used with a different request body"}})
+	case stored.Pending():
+		c.Header("Retry-After", "1")
+		WriteProblem(c, http.StatusConflict, codeIdempotency, "Conflict",
+			"a request with this Idempotency-Key is still in progress; retry shortly", nil)
+	default:
+		c.Header("Idempotent-Replayed", "true")
+		c.Data(stored.Status, "application/json; charset=utf-8", stored.Response)
+		c.Abort()
+	}
+}
+
+const contextBody = "lupa.body"
+
+// BindBody is Bind for handlers behind Idempotent, which may already have read the body.
+func (a *API) BindBody(c *gin.Context, limit int64, dst any) bool {
+	if b, ok := c.Get(contextBody); ok {
+		return a.Decode(c, b.([]byte), dst)
+	}
+	return a.Bind(c, limit, dst)
+}

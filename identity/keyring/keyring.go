@@ -1,0 +1,476 @@
+// Package keyring keeps Lupa's secrets by envelope encryption: one master key, held outside
+// the database, encrypts the data keys stored in it. Each data key has a key id (kid) and a
+// kind; rotation adds a new active key per kind and keeps the old ones, so what was signed
+// stays verifiable and what was encrypted stays readable.
+package keyring
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// Kind says what a data key is for.
+type Kind string
+
+const (
+	// Signing keys are Ed25519: receipts and signed ledger roots. Shared by every instance.
+	Signing Kind = "signing"
+	// Encryption keys are AES-256-GCM: identifier values, per-subject keys, later webhook
+	// secrets and connector credentials.
+	Encryption Kind = "encryption"
+	// Lookup keys are HMAC-SHA256 keys that turn an identifier into a searchable hash, so a
+	// database dump alone reveals no email address or customer number.
+	Lookup Kind = "lookup"
+)
+
+// Kinds lists every kind, in the order keys are created.
+var Kinds = []Kind{Signing, Encryption, Lookup}
+
+// Key statuses: the newest key of a kind is active; older ones stay for verifying,
+// decrypting and looking up.
+const (
+	StatusActive   = "active"
+	StatusPrevious = "previous"
+)
+
+type dataKey struct {
+	id      string
+	kind    Kind
+	status  string
+	secret  []byte // AES or HMAC key, or the Ed25519 seed
+	public  ed25519.PublicKey
+	created time.Time
+	signer  jose.Signer
+}
+
+// Keyring holds the decrypted data keys of this instance.
+type Keyring struct {
+	db       *sqldb.DB
+	master   []byte
+	masterID string
+	now      func() time.Time
+
+	mu     sync.RWMutex
+	keys   map[string]*dataKey
+	active map[Kind]*dataKey
+	lookup []*dataKey // newest first
+}
+
+// MasterKeyID is a short fingerprint of a master key, stored beside every data key so that
+// starting with the wrong master key fails with a clear message instead of garbage.
+func MasterKeyID(master []byte) string {
+	sum := sha256.Sum256(append([]byte("lupa master key id\x00"), master...))
+	return hex.EncodeToString(sum[:8])
+}
+
+// ErrNoMasterKey says that no master key was given where one is required.
+var ErrNoMasterKey = errors.New("LUPA_MASTER_KEY is required with PostgreSQL: generate one with `openssl rand -base64 32`")
+
+// LoadMasterKey returns the master key from value (base64 of 32 bytes), else from the file
+// named by file, else — only when generate is true (the embedded default) — from
+// dataDir/master.key, creating that file with a new random key the first time.
+func LoadMasterKey(value, file, dataDir string, generate bool) ([]byte, error) {
+	if value != "" {
+		return decodeMaster(value)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read master key file: %w", err)
+		}
+		return decodeMaster(strings.TrimSpace(string(b)))
+	}
+	if !generate {
+		return nil, ErrNoMasterKey
+	}
+	path := filepath.Join(dataDir, "master.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return decodeMaster(strings.TrimSpace(string(b)))
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	enc := base64.StdEncoding.EncodeToString(key)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create master key file: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(enc + "\n"); err != nil {
+		return nil, err
+	}
+	return key, f.Sync()
+}
+
+func decodeMaster(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("master key must be 32 random bytes, base64-encoded (openssl rand -base64 32)")
+}
+
+// Open loads the data keys, creating the first key of each kind on an empty database.
+func Open(ctx context.Context, db *sqldb.DB, master []byte, now func() time.Time) (*Keyring, error) {
+	if len(master) != 32 {
+		return nil, errors.New("keyring: master key must be 32 bytes")
+	}
+	k := &Keyring{db: db, master: master, masterID: MasterKeyID(master), now: now}
+	if err := k.Reload(ctx); err != nil {
+		return nil, err
+	}
+	var missing []Kind
+	for _, kind := range Kinds {
+		if k.active[kind] == nil {
+			missing = append(missing, kind)
+		}
+	}
+	if len(missing) > 0 {
+		if err := k.create(ctx, missing); err != nil && !sqldb.IsUniqueViolation(err) {
+			return nil, err
+		}
+		// Another instance may have created them at the same moment: read what won.
+		if err := k.Reload(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+type keyRow struct {
+	ID          string
+	Kind        string
+	Status      string
+	MasterKeyID string
+	Wrapped     []byte
+	Public      []byte
+	CreatedAt   int64
+}
+
+// Reload reads every data key again, so keys rotated by another instance take effect.
+func (k *Keyring) Reload(ctx context.Context) error {
+	var rows []keyRow
+	if err := k.db.Read.WithContext(ctx).Raw(
+		"SELECT id, kind, status, master_key_id, wrapped, public, created_at FROM data_keys").Scan(&rows).Error; err != nil {
+		return fmt.Errorf("load data keys: %w", err)
+	}
+	keys := make(map[string]*dataKey, len(rows))
+	active := map[Kind]*dataKey{}
+	var lookup []*dataKey
+	for _, r := range rows {
+		if r.MasterKeyID != k.masterID {
+			return fmt.Errorf("data key %s was encrypted with master key %s, but this master key is %s: start Lupa with the master key it was set up with", r.ID, r.MasterKeyID, k.masterID)
+		}
+		secret, err := k.unwrap(r.ID, Kind(r.Kind), r.Wrapped)
+		if err != nil {
+			return err
+		}
+		dk := &dataKey{id: r.ID, kind: Kind(r.Kind), status: r.Status, secret: secret,
+			created: time.UnixMilli(r.CreatedAt).UTC()}
+		if dk.kind == Signing {
+			dk.public = ed25519.NewKeyFromSeed(secret).Public().(ed25519.PublicKey)
+		}
+		keys[r.ID] = dk
+		if r.Status == StatusActive {
+			active[dk.kind] = dk
+		}
+		if dk.kind == Lookup {
+			lookup = append(lookup, dk)
+		}
+	}
+	sort.Slice(lookup, func(i, j int) bool {
+		if lookup[i].status != lookup[j].status {
+			return lookup[i].status == StatusActive
+		}
+		return lookup[i].created.After(lookup[j].created)
+	})
+	k.mu.Lock()
+	k.keys, k.active, k.lookup = keys, active, lookup
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *Keyring) wrapAEAD() cipher.AEAD {
+	block, _ := aes.NewCipher(k.master)
+	aead, _ := cipher.NewGCM(block)
+	return aead
+}
+
+func (k *Keyring) unwrap(id string, kind Kind, wrapped []byte) ([]byte, error) {
+	aead := k.wrapAEAD()
+	if len(wrapped) < aead.NonceSize() {
+		return nil, fmt.Errorf("data key %s is damaged", id)
+	}
+	secret, err := aead.Open(nil, wrapped[:aead.NonceSize()], wrapped[aead.NonceSize():], []byte(id+"|"+string(kind)))
+	if err != nil {
+		return nil, fmt.Errorf("data key %s cannot be decrypted with this master key: %w", id, err)
+	}
+	return secret, nil
+}
+
+func (k *Keyring) wrap(id string, kind Kind, secret []byte) []byte {
+	aead := k.wrapAEAD()
+	nonce := make([]byte, aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return aead.Seal(nonce, nonce, secret, []byte(id+"|"+string(kind)))
+}
+
+func newKeyID(kind Kind, now time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%s-%s", kind, now.UTC().Format("20060102"), hex.EncodeToString(b))
+}
+
+// create inserts a new active key for each kind, demoting the previous active one, in one
+// transaction.
+func (k *Keyring) create(ctx context.Context, kinds []Kind) error {
+	now := k.now()
+	return k.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, kind := range kinds {
+			secret := make([]byte, 32)
+			if _, err := rand.Read(secret); err != nil {
+				return err
+			}
+			id := newKeyID(kind, now)
+			var public []byte
+			if kind == Signing {
+				public = ed25519.NewKeyFromSeed(secret).Public().(ed25519.PublicKey)
+			}
+			if err := tx.Exec("UPDATE data_keys SET status = ? WHERE kind = ? AND status = ?",
+				StatusPrevious, string(kind), StatusActive).Error; err != nil {
+				return err
+			}
+			if err := tx.Exec(`INSERT INTO data_keys (id, kind, status, master_key_id, wrapped, public, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, id, string(kind), StatusActive, k.masterID,
+				k.wrap(id, kind, secret), public, now.UnixMilli()).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Rotate adds a new active key of each kind given (every kind when none is given) and keeps
+// the old ones. It returns the new key ids.
+func (k *Keyring) Rotate(ctx context.Context, kinds ...Kind) ([]string, error) {
+	if len(kinds) == 0 {
+		kinds = Kinds
+	}
+	if err := k.create(ctx, kinds); err != nil {
+		return nil, fmt.Errorf("rotate keys: %w", err)
+	}
+	if err := k.Reload(ctx); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(kinds))
+	for _, kind := range kinds {
+		ids = append(ids, k.ActiveID(kind))
+	}
+	return ids, nil
+}
+
+// ActiveID returns the id of the active key of a kind.
+func (k *Keyring) ActiveID(kind Kind) string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if dk := k.active[kind]; dk != nil {
+		return dk.id
+	}
+	return ""
+}
+
+func (k *Keyring) get(ctx context.Context, id string) (*dataKey, error) {
+	k.mu.RLock()
+	dk := k.keys[id]
+	k.mu.RUnlock()
+	if dk != nil {
+		return dk, nil
+	}
+	// Another instance may have rotated: look again once.
+	if err := k.Reload(ctx); err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	dk = k.keys[id]
+	k.mu.RUnlock()
+	if dk == nil {
+		return nil, fmt.Errorf("unknown data key %q", id)
+	}
+	return dk, nil
+}
+
+// Encrypt seals plaintext with the active encryption key; aad binds the ciphertext to its
+// place (tenant, table, row), so it cannot be moved to another row.
+func (k *Keyring) Encrypt(plaintext, aad []byte) (kid string, ciphertext []byte, err error) {
+	k.mu.RLock()
+	dk := k.active[Encryption]
+	k.mu.RUnlock()
+	if dk == nil {
+		return "", nil, errors.New("keyring: no active encryption key")
+	}
+	aead := gcm(dk.secret)
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", nil, err
+	}
+	return dk.id, aead.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+// Decrypt opens a ciphertext made by Encrypt with the key it names.
+func (k *Keyring) Decrypt(ctx context.Context, kid string, ciphertext, aad []byte) ([]byte, error) {
+	dk, err := k.get(ctx, kid)
+	if err != nil {
+		return nil, err
+	}
+	aead := gcm(dk.secret)
+	if len(ciphertext) < aead.NonceSize() {
+		return nil, errors.New("keyring: ciphertext too short")
+	}
+	return aead.Open(nil, ciphertext[:aead.NonceSize()], ciphertext[aead.NonceSize():], aad)
+}
+
+func gcm(key []byte) cipher.AEAD {
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCM(block)
+	return aead
+}
+
+// LookupHash is a keyed hash of a value under one lookup key.
+type LookupHash struct {
+	KeyID string
+	Sum   []byte
+}
+
+// Lookup returns the keyed hashes of value under every lookup key, the active key first.
+// New rows store the first; searches try all, so identifiers hashed before a rotation are
+// still found.
+func (k *Keyring) Lookup(value []byte) []LookupHash {
+	k.mu.RLock()
+	keys := k.lookup
+	k.mu.RUnlock()
+	out := make([]LookupHash, len(keys))
+	for i, dk := range keys {
+		m := hmac.New(sha256.New, dk.secret)
+		m.Write(value)
+		out[i] = LookupHash{KeyID: dk.id, Sum: m.Sum(nil)}
+	}
+	return out
+}
+
+// LookupKeyIDs returns the ids of the lookup keys, the active key first.
+func (k *Keyring) LookupKeyIDs() []string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	ids := make([]string, len(k.lookup))
+	for i, dk := range k.lookup {
+		ids[i] = dk.id
+	}
+	return ids
+}
+
+// Signer returns the active signing key's id and a JWS signer (EdDSA) that sets kid and typ.
+func (k *Keyring) Signer(typ string) (string, jose.Signer, error) {
+	k.mu.RLock()
+	dk := k.active[Signing]
+	k.mu.RUnlock()
+	if dk == nil {
+		return "", nil, errors.New("keyring: no active signing key")
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", dk.id)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: ed25519.NewKeyFromSeed(dk.secret)}, opts)
+	return dk.id, s, err
+}
+
+// Sign returns the compact JWS of payload, signed with the active signing key.
+func (k *Keyring) Sign(typ string, payload []byte) (string, error) {
+	_, s, err := k.Signer(typ)
+	if err != nil {
+		return "", err
+	}
+	obj, err := s.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// SignFunc returns a function that signs with the active key without rebuilding the signer
+// each time; the group-commit writer signs many receipts per batch with it.
+func (k *Keyring) SignFunc(typ string) (func(payload []byte) (string, error), error) {
+	_, s, err := k.Signer(typ)
+	if err != nil {
+		return nil, err
+	}
+	return func(payload []byte) (string, error) {
+		obj, err := s.Sign(payload)
+		if err != nil {
+			return "", err
+		}
+		return obj.CompactSerialize()
+	}, nil
+}
+
+// Verify checks a compact JWS against every signing key, old ones included, and returns the
+// payload and the kid that signed it.
+func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, kid string, err error) {
+	obj, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return nil, "", fmt.Errorf("not a compact JWS signed with EdDSA: %w", err)
+	}
+	if len(obj.Signatures) != 1 {
+		return nil, "", errors.New("expected exactly one signature")
+	}
+	kid = obj.Signatures[0].Header.KeyID
+	dk, err := k.get(ctx, kid)
+	if err != nil || dk.kind != Signing {
+		return nil, kid, fmt.Errorf("unknown signing key %q", kid)
+	}
+	payload, err = obj.Verify(dk.public)
+	if err != nil {
+		return nil, kid, errors.New("signature does not verify")
+	}
+	return payload, kid, nil
+}
+
+// JWKS returns the public signing keys, old ones included, as a JSON Web Key Set.
+func (k *Keyring) JWKS() jose.JSONWebKeySet {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	var set jose.JSONWebKeySet
+	var keys []*dataKey
+	for _, dk := range k.keys {
+		if dk.kind == Signing {
+			keys = append(keys, dk)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].created.After(keys[j].created) })
+	for _, dk := range keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: dk.public, KeyID: dk.id, Algorithm: string(jose.EdDSA), Use: "sig"})
+	}
+	return set
+}

@@ -1,0 +1,320 @@
+package identity
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// Identifier kinds. Every API that names a subject takes a typed identifier {kind, value}.
+const (
+	// IDDevice is a device id issued by Lupa (128 random bits) to a widget or app.
+	IDDevice = "device"
+	// IDCustomerNumber is the tenant's own customer number (loyalty card, CRM id).
+	IDCustomerNumber = "customer_number"
+)
+
+// IdentifierKinds lists the identifier kinds accepted today.
+var IdentifierKinds = []string{IDDevice, IDCustomerNumber}
+
+// Subject kinds: an anonymous device, or a known person.
+const (
+	SubjectDevice = "device"
+	SubjectPerson = "person"
+)
+
+// Identifier names a subject: {kind, value}.
+type Identifier struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+}
+
+// SubjectKind is the kind of subject an identifier of this kind names.
+func (i Identifier) SubjectKind() string {
+	if i.Kind == IDDevice {
+		return SubjectDevice
+	}
+	return SubjectPerson
+}
+
+// namespace separates values of one kind that live in different systems; one for now.
+func (i Identifier) namespace() string { return "" }
+
+// Validate checks the identifier's form; field is the JSON path used in error messages.
+func (i Identifier) Validate(field string) error {
+	var v Validator
+	switch i.Kind {
+	case IDDevice:
+		v.Check(ValidDeviceID(i.Value), field+".value", "a device id is the 22-character id Lupa issued")
+	case IDCustomerNumber:
+		v.Check(validCustomerNumber(i.Value), field+".value", "a customer number is 1–64 printable characters")
+	default:
+		v.Check(false, field+".kind", "must be device or customer_number")
+	}
+	return v.Err()
+}
+
+func validCustomerNumber(s string) bool {
+	if s == "" || len(s) > 64 || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// NewDeviceID returns a new device id: 128 random bits, base64url.
+func NewDeviceID() string { return randomToken(16) }
+
+// ValidDeviceID reports whether s has the form of a device id.
+func ValidDeviceID(s string) bool {
+	if len(s) != 22 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == 16
+}
+
+// Subject is one person or one anonymous device in one tenant.
+type Subject struct {
+	TenantID   string
+	ID         string
+	Kind       string
+	Pseudonym  string // empty once erased
+	MergedInto string
+	Erased     bool
+	CreatedAt  time.Time
+}
+
+// NewSubject is a subject made in memory, inserted later in the writer's transaction.
+type NewSubject struct {
+	Subject
+	secret    []byte
+	secretKID string
+}
+
+// PrepareSubject makes a new subject with its own random key; the pseudonym written to the
+// ledger is derived from that key, so destroying the key unlinks the ledger from the person.
+func (s *Service) PrepareSubject(tenantID, kind string, now time.Time) (*NewSubject, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	id := NewID()
+	kid, ct, err := s.keys.Encrypt(key, subjectAAD(tenantID, id))
+	if err != nil {
+		return nil, err
+	}
+	return &NewSubject{
+		Subject: Subject{TenantID: tenantID, ID: id, Kind: kind, Pseudonym: Pseudonym(key), CreatedAt: now},
+		secret:  ct, secretKID: kid,
+	}, nil
+}
+
+func subjectAAD(tenantID, id string) []byte { return []byte("subject|" + tenantID + "|" + id) }
+
+// Pseudonym derives the ledger pseudonym from a subject key.
+func Pseudonym(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("lupa pseudonym v1"))
+	return "ps_" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+var subjectColumns = []string{"tenant_id", "id", "kind", "pseudonym", "secret", "secret_kid", "created_at"}
+
+// InsertSubjects inserts new subjects inside the caller's transaction.
+func InsertSubjects(tx *gorm.DB, subjects []*NewSubject) error {
+	rows := make([][]any, len(subjects))
+	for i, s := range subjects {
+		rows[i] = []any{s.TenantID, s.ID, s.Kind, s.Pseudonym, s.secret, s.secretKID, s.CreatedAt.UnixMilli()}
+	}
+	return sqldb.BulkInsert(tx, "subjects", subjectColumns, rows, "")
+}
+
+// NewIdentifier is an identifier made in memory, inserted later in a transaction.
+type NewIdentifier struct {
+	TenantID, Kind, Namespace string
+	ValueHash                 []byte
+	HashKID                   string
+	SubjectID                 string
+	ValueCT                   []byte
+	ValueKID                  string
+	CreatedAt                 int64
+}
+
+func lookupInput(tenantID string, id Identifier) []byte {
+	return []byte(tenantID + "\x00" + id.Kind + "\x00" + id.namespace() + "\x00" + id.Value)
+}
+
+// LookupHashes returns the identifier's keyed hashes, the active lookup key's first. The
+// tenant is part of the input, so one customer number in two tenants gives two hashes.
+func (s *Service) LookupHashes(tenantID string, id Identifier) [][]byte {
+	hs := s.keys.Lookup(lookupInput(tenantID, id))
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h.Sum
+	}
+	return out
+}
+
+// PrepareIdentifier makes the row for a new identifier of a subject: hashed for lookup,
+// and encrypted so it can be shown to the person and re-hashed after a key rotation.
+func (s *Service) PrepareIdentifier(tenantID, subjectID string, id Identifier, now time.Time) (*NewIdentifier, error) {
+	h := s.keys.Lookup(lookupInput(tenantID, id))[0]
+	kid, ct, err := s.keys.Encrypt([]byte(id.Value), identifierAAD(tenantID, id))
+	if err != nil {
+		return nil, err
+	}
+	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.namespace(), ValueHash: h.Sum,
+		HashKID: h.KeyID, SubjectID: subjectID, ValueCT: ct, ValueKID: kid, CreatedAt: now.UnixMilli()}, nil
+}
+
+func identifierAAD(tenantID string, id Identifier) []byte {
+	return []byte("identifier|" + tenantID + "|" + id.Kind + "|" + id.namespace())
+}
+
+var identifierColumns = []string{"tenant_id", "kind", "namespace", "value_hash", "hash_kid", "subject_id", "value_ct", "value_kid", "created_at"}
+
+// InsertIdentifiers inserts new identifiers inside the caller's transaction.
+func InsertIdentifiers(tx *gorm.DB, ids []*NewIdentifier) error {
+	rows := make([][]any, len(ids))
+	for i, n := range ids {
+		rows[i] = []any{n.TenantID, n.Kind, n.Namespace, n.ValueHash, n.HashKID, n.SubjectID, n.ValueCT, n.ValueKID, n.CreatedAt}
+	}
+	return sqldb.BulkInsert(tx, "identifiers", identifierColumns, rows, "")
+}
+
+type subjectLookupRow struct {
+	ID         string
+	Kind       string
+	Pseudonym  *string
+	MergedInto *string
+	ErasedAt   *int64
+	CreatedAt  int64
+}
+
+// FindSubject returns the subject an identifier names, following merges, or ENotFound.
+func (s *Service) FindSubject(ctx context.Context, tenantID string, id Identifier) (*Subject, error) {
+	return s.findSubject(ctx, s.db.Read, tenantID, id)
+}
+
+// FindSubjectTx is FindSubject inside a transaction.
+func (s *Service) FindSubjectTx(ctx context.Context, tx *gorm.DB, tenantID string, id Identifier) (*Subject, error) {
+	return s.findSubject(ctx, tx, tenantID, id)
+}
+
+func (s *Service) findSubject(ctx context.Context, db *gorm.DB, tenantID string, id Identifier) (*Subject, error) {
+	var rows []subjectLookupRow
+	err := db.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
+		FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
+		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN ?`,
+		tenantID, id.Kind, id.namespace(), s.LookupHashes(tenantID, id)).Scan(&rows).Error
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, NotFound("subject")
+	}
+	r := rows[0]
+	subj := &Subject{TenantID: tenantID, ID: r.ID, Kind: r.Kind, Erased: r.ErasedAt != nil, CreatedAt: ms(r.CreatedAt)}
+	if r.Pseudonym != nil {
+		subj.Pseudonym = *r.Pseudonym
+	}
+	if r.MergedInto != nil {
+		subj.MergedInto = *r.MergedInto
+	}
+	return subj, nil
+}
+
+// SubjectByID returns a subject by its id.
+func (s *Service) SubjectByID(ctx context.Context, tenantID, id string) (*Subject, error) {
+	var rows []subjectLookupRow
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT id, kind, pseudonym, merged_into, erased_at, created_at
+		FROM subjects WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, NotFound("subject")
+	}
+	r := rows[0]
+	subj := &Subject{TenantID: tenantID, ID: r.ID, Kind: r.Kind, Erased: r.ErasedAt != nil, CreatedAt: ms(r.CreatedAt)}
+	if r.Pseudonym != nil {
+		subj.Pseudonym = *r.Pseudonym
+	}
+	if r.MergedInto != nil {
+		subj.MergedInto = *r.MergedInto
+	}
+	return subj, nil
+}
+
+// DestroySubjectKey deletes a subject's key, pseudonym and identifiers inside the caller's
+// transaction: its ledger chain still verifies, but points to no one.
+func DestroySubjectKey(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
+	if err := tx.Exec("DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID).Error; err != nil {
+		return err
+	}
+	return tx.Exec(`UPDATE subjects SET secret = NULL, secret_kid = NULL, pseudonym = NULL, erased_at = ?
+		WHERE tenant_id = ? AND id = ?`, at.UnixMilli(), tenantID, subjectID).Error
+}
+
+// RehashIdentifiers re-computes every identifier's lookup hash under the active lookup key
+// and re-encrypts its value under the active encryption key, in batches. Run after a key
+// rotation, it leaves no identifier under an old key. It returns how many rows it changed.
+func (s *Service) RehashIdentifiers(ctx context.Context) (int, error) {
+	active := s.keys.ActiveID("lookup")
+	type row struct {
+		TenantID, Kind, Namespace string
+		ValueHash                 []byte
+		ValueCT                   []byte
+		ValueKID                  string
+	}
+	total := 0
+	for {
+		var rows []row
+		if err := s.db.Read.WithContext(ctx).Raw(`SELECT tenant_id, kind, namespace, value_hash, value_ct, value_kid
+			FROM identifiers WHERE hash_kid <> ? AND value_ct IS NOT NULL LIMIT 500`, active).Scan(&rows).Error; err != nil {
+			return total, err
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for _, r := range rows {
+				id := Identifier{Kind: r.Kind}
+				plain, err := s.keys.Decrypt(ctx, r.ValueKID, r.ValueCT, identifierAAD(r.TenantID, id))
+				if err != nil {
+					return err
+				}
+				id.Value = string(plain)
+				h := s.keys.Lookup(lookupInput(r.TenantID, id))[0]
+				kid, ct, err := s.keys.Encrypt(plain, identifierAAD(r.TenantID, id))
+				if err != nil {
+					return err
+				}
+				if err := tx.Exec(`UPDATE identifiers SET value_hash = ?, hash_kid = ?, value_ct = ?, value_kid = ?
+					WHERE tenant_id = ? AND kind = ? AND namespace = ? AND value_hash = ?`,
+					h.Sum, h.KeyID, ct, kid, r.TenantID, r.Kind, r.Namespace, r.ValueHash).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(rows)
+	}
+}

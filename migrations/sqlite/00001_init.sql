@@ -1,0 +1,356 @@
+-- Lupa schema, version 1 (SQLite). Forward-only: a change is a new file.
+-- Every tenant-owned table starts its primary and unique keys with tenant_id, so the schema can
+-- later be distributed by tenant. Times are integer milliseconds since the Unix epoch (UTC), the
+-- same in both dialects and in the ledger's hashed form.
+
+-- +goose Up
+CREATE TABLE tenants (
+    id                  text PRIMARY KEY,
+    slug                text NOT NULL UNIQUE,
+    name                text NOT NULL,
+    legal_name          text NOT NULL,
+    business_id         text NOT NULL DEFAULT '',
+    contact_email       text NOT NULL DEFAULT '',
+    phone               text NOT NULL DEFAULT '',
+    address             text NOT NULL DEFAULT '',
+    website             text NOT NULL DEFAULT '',
+    privacy_policy_url  text NOT NULL DEFAULT '',
+    jurisdiction        text NOT NULL DEFAULT 'FI',
+    default_language    text NOT NULL DEFAULT 'fi',
+    evidence_years      integer NOT NULL DEFAULT 3,
+    keep_client_context integer NOT NULL DEFAULT 0,
+    created_at          integer NOT NULL,
+    updated_at          integer NOT NULL
+);
+
+CREATE TABLE brands (
+    tenant_id     text NOT NULL REFERENCES tenants (id),
+    id            text NOT NULL,
+    name          text NOT NULL,
+    legal_name    text NOT NULL,
+    business_id   text NOT NULL DEFAULT '',
+    contact_email text NOT NULL DEFAULT '',
+    address       text NOT NULL DEFAULT '',
+    website       text NOT NULL DEFAULT '',
+    created_at    integer NOT NULL,
+    updated_at    integer NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, name)
+);
+
+CREATE TABLE properties (
+    tenant_id        text NOT NULL REFERENCES tenants (id),
+    id               text NOT NULL,
+    brand_id         text NOT NULL,
+    name             text NOT NULL,
+    kind             text NOT NULL,
+    public_key       text NOT NULL,
+    allowed_origins  text NOT NULL DEFAULT '[]',
+    default_language text NOT NULL DEFAULT 'fi',
+    status           text NOT NULL DEFAULT 'active',
+    created_at       integer NOT NULL,
+    updated_at       integer NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, public_key),
+    FOREIGN KEY (tenant_id, brand_id) REFERENCES brands (tenant_id, id)
+);
+CREATE INDEX properties_public_key ON properties (public_key);
+
+CREATE TABLE api_keys (
+    tenant_id  text NOT NULL REFERENCES tenants (id),
+    id         text NOT NULL,
+    name       text NOT NULL,
+    prefix     text NOT NULL,
+    key_hash   blob NOT NULL,
+    scopes     text NOT NULL,
+    created_by text NOT NULL DEFAULT '',
+    created_at integer NOT NULL,
+    revoked_at integer,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX api_keys_key_hash ON api_keys (key_hash);
+
+CREATE TABLE audit_log (
+    tenant_id   text NOT NULL REFERENCES tenants (id),
+    id          text NOT NULL,
+    at          integer NOT NULL,
+    actor       text NOT NULL,
+    action      text NOT NULL,
+    object_type text NOT NULL,
+    object_id   text NOT NULL,
+    before_json text,
+    after_json  text,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX audit_log_at ON audit_log (tenant_id, at);
+
+-- Data keys, encrypted with the master key (envelope encryption). Global: not tenant data.
+CREATE TABLE data_keys (
+    id            text PRIMARY KEY,
+    kind          text NOT NULL,
+    status        text NOT NULL,
+    master_key_id text NOT NULL,
+    wrapped       blob NOT NULL,
+    public        blob,
+    created_at    integer NOT NULL
+);
+CREATE UNIQUE INDEX data_keys_one_active ON data_keys (kind) WHERE status = 'active';
+
+CREATE TABLE subjects (
+    tenant_id      text NOT NULL REFERENCES tenants (id),
+    id             text NOT NULL,
+    kind           text NOT NULL,
+    pseudonym      text,
+    secret         blob,
+    secret_kid     text,
+    created_at     integer NOT NULL,
+    merged_into    text,
+    erased_at      integer,
+    PRIMARY KEY (tenant_id, id)
+);
+
+CREATE TABLE identifiers (
+    tenant_id  text NOT NULL,
+    kind       text NOT NULL,
+    namespace  text NOT NULL,
+    value_hash blob NOT NULL,
+    hash_kid   text NOT NULL,
+    subject_id text NOT NULL,
+    value_ct   blob,
+    value_kid  text,
+    created_at integer NOT NULL,
+    PRIMARY KEY (tenant_id, kind, namespace, value_hash),
+    FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects (tenant_id, id)
+);
+CREATE INDEX identifiers_subject ON identifiers (tenant_id, subject_id);
+
+CREATE TABLE recipients (
+    tenant_id          text NOT NULL REFERENCES tenants (id),
+    id                 text NOT NULL,
+    name               text NOT NULL,
+    legal_name         text NOT NULL,
+    kind               text NOT NULL,
+    country            text NOT NULL DEFAULT '',
+    privacy_policy_url text NOT NULL DEFAULT '',
+    brand_id           text NOT NULL DEFAULT '',
+    created_at         integer NOT NULL,
+    updated_at         integer NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+CREATE TABLE purposes (
+    tenant_id          text NOT NULL REFERENCES tenants (id),
+    id                 text NOT NULL,
+    key                text NOT NULL,
+    level              text NOT NULL,
+    legal_basis        text NOT NULL,
+    dpv_iri            text NOT NULL DEFAULT '',
+    recipient_ids      text NOT NULL DEFAULT '[]',
+    reask_months       integer NOT NULL DEFAULT 12,
+    scope_brand_ids    text NOT NULL DEFAULT '[]',
+    scope_property_ids text NOT NULL DEFAULT '[]',
+    gpc_opt_out        integer NOT NULL DEFAULT 0,
+    latest_version     integer NOT NULL DEFAULT 0,
+    material_version   integer NOT NULL DEFAULT 0,
+    created_at         integer NOT NULL,
+    updated_at         integer NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, key)
+);
+
+CREATE TABLE purpose_versions (
+    tenant_id    text NOT NULL,
+    purpose_id   text NOT NULL,
+    number       integer NOT NULL,
+    status       text NOT NULL,
+    material     integer NOT NULL,
+    texts        text NOT NULL,
+    details      text NOT NULL,
+    content_hash text NOT NULL,
+    text_hashes  text NOT NULL,
+    created_at   integer NOT NULL,
+    published_at integer,
+    PRIMARY KEY (tenant_id, purpose_id, number),
+    FOREIGN KEY (tenant_id, purpose_id) REFERENCES purposes (tenant_id, id)
+);
+
+-- The ledger. The primary key (tenant, subject, seq) makes a fork of a chain impossible.
+CREATE TABLE consent_events (
+    tenant_id       text NOT NULL,
+    subject_id      text NOT NULL,
+    seq             integer NOT NULL,
+    id              text NOT NULL,
+    kind            text NOT NULL,
+    pseudonym       text NOT NULL,
+    purpose_key     text NOT NULL DEFAULT '',
+    purpose_version integer NOT NULL DEFAULT 0,
+    version_hash    text NOT NULL DEFAULT '',
+    text_hash       text NOT NULL DEFAULT '',
+    decision        text NOT NULL DEFAULT '',
+    property_id     text NOT NULL DEFAULT '',
+    channel         text NOT NULL DEFAULT '',
+    method          text NOT NULL DEFAULT '',
+    agent           text NOT NULL DEFAULT '',
+    language        text NOT NULL DEFAULT '',
+    ui_hash         text NOT NULL DEFAULT '',
+    actor           text NOT NULL DEFAULT '',
+    interaction_id  text NOT NULL DEFAULT '',
+    reason          text NOT NULL DEFAULT '',
+    ref             text NOT NULL DEFAULT '',
+    server_time     integer NOT NULL,
+    client_time     integer NOT NULL DEFAULT 0,
+    prev_hash       text NOT NULL,
+    hash            text NOT NULL,
+    PRIMARY KEY (tenant_id, subject_id, seq),
+    UNIQUE (tenant_id, id)
+);
+
+-- Truncated IP and user agent, only when the tenant turns them on; erasable, at most 90 days.
+CREATE TABLE interaction_context (
+    tenant_id      text NOT NULL,
+    interaction_id text NOT NULL,
+    subject_id     text NOT NULL,
+    ip_prefix      text NOT NULL DEFAULT '',
+    user_agent     text NOT NULL DEFAULT '',
+    expires_at     integer NOT NULL,
+    PRIMARY KEY (tenant_id, interaction_id)
+);
+CREATE INDEX interaction_context_expires ON interaction_context (expires_at);
+
+CREATE TABLE chain_heads (
+    tenant_id  text NOT NULL,
+    subject_id text NOT NULL,
+    seq        integer NOT NULL,
+    hash       text NOT NULL,
+    rooted_seq integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, subject_id)
+);
+CREATE INDEX chain_heads_unrooted ON chain_heads (tenant_id) WHERE seq <> rooted_seq;
+
+CREATE TABLE consent_state (
+    tenant_id   text NOT NULL,
+    subject_id  text NOT NULL,
+    purpose_id  text NOT NULL,
+    purpose_key text NOT NULL,
+    state       text NOT NULL,
+    version     integer NOT NULL,
+    decided_at  integer NOT NULL,
+    expires_at  integer,
+    event_seq   integer NOT NULL,
+    method      text NOT NULL,
+    PRIMARY KEY (tenant_id, subject_id, purpose_id)
+);
+CREATE INDEX consent_state_expires ON consent_state (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX consent_state_purpose ON consent_state (tenant_id, purpose_id, state, version);
+
+CREATE TABLE receipts (
+    tenant_id  text NOT NULL,
+    id         text NOT NULL,
+    subject_id text NOT NULL,
+    jws        text NOT NULL,
+    created_at integer NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX receipts_subject ON receipts (tenant_id, subject_id);
+
+-- Domain events, written in the transaction of the change, delivered by integrations.
+CREATE TABLE domain_events (
+    tenant_id      text NOT NULL,
+    id             text NOT NULL,
+    type           text NOT NULL,
+    schema_version integer NOT NULL,
+    subject_id     text NOT NULL DEFAULT '',
+    subject_seq    integer NOT NULL DEFAULT 0,
+    payload        text NOT NULL,
+    created_at     integer NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX domain_events_created ON domain_events (created_at);
+
+CREATE TABLE ledger_roots (
+    tenant_id  text NOT NULL,
+    number     integer NOT NULL,
+    created_at integer NOT NULL,
+    head_count integer NOT NULL,
+    root       text NOT NULL,
+    prev_root  text NOT NULL,
+    kid        text NOT NULL,
+    jws        text NOT NULL,
+    PRIMARY KEY (tenant_id, number)
+);
+
+-- The chain heads that changed since the previous root; replaying them gives every root's leaves.
+CREATE TABLE ledger_root_leaves (
+    tenant_id   text NOT NULL,
+    root_number integer NOT NULL,
+    subject_id  text NOT NULL,
+    seq         integer NOT NULL,
+    hash        text NOT NULL,
+    PRIMARY KEY (tenant_id, root_number, subject_id)
+);
+
+CREATE TABLE idempotency_keys (
+    tenant_id    text NOT NULL,
+    route        text NOT NULL,
+    key          text NOT NULL,
+    request_hash text NOT NULL,
+    status       integer NOT NULL,
+    response     blob NOT NULL,
+    created_at   integer NOT NULL,
+    expires_at   integer NOT NULL,
+    PRIMARY KEY (tenant_id, route, key)
+);
+CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
+
+-- Nothing in Lupa changes or deletes a ledger row, a signed root or a published version;
+-- the database refuses it too.
+-- +goose StatementBegin
+CREATE TRIGGER consent_events_no_update BEFORE UPDATE ON consent_events
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: UPDATE on consent_events is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER consent_events_no_delete BEFORE DELETE ON consent_events
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: DELETE on consent_events is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER ledger_roots_no_update BEFORE UPDATE ON ledger_roots
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: UPDATE on ledger_roots is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER ledger_roots_no_delete BEFORE DELETE ON ledger_roots
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: DELETE on ledger_roots is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER ledger_root_leaves_no_update BEFORE UPDATE ON ledger_root_leaves
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: UPDATE on ledger_root_leaves is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER ledger_root_leaves_no_delete BEFORE DELETE ON ledger_root_leaves
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: DELETE on ledger_root_leaves is refused: it is append-only');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER purpose_versions_frozen_update BEFORE UPDATE ON purpose_versions
+WHEN OLD.status = 'published'
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: a published purpose version never changes');
+END;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE TRIGGER purpose_versions_frozen_delete BEFORE DELETE ON purpose_versions
+WHEN OLD.status = 'published'
+BEGIN
+    SELECT RAISE(ABORT, 'lupa: a published purpose version never changes');
+END;
+-- +goose StatementEnd
