@@ -206,7 +206,7 @@ func (s *Service) purpose(db *gorm.DB, tenantID, idOrKey string) (*Purpose, erro
 // PurposePatch changes a purpose. Level and legal basis are fixed once a version is
 // published: changing them is a different purpose.
 type PurposePatch struct {
-	Level, LegalBasis, DPVPurpose              *string
+	Level, LegalBasis, DPVPurpose                 *string
 	RecipientIDs, ScopeBrandIDs, ScopePropertyIDs *[]string
 	ReaskMonths                                   *int
 	GPCOptOut                                     *bool

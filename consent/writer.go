@@ -24,27 +24,27 @@ import (
 
 // interaction is one request's worth of work for the writer.
 type interaction struct {
-	tenantID, id     string
-	catalog          *Catalog
-	property         *identity.Property
-	subjectID        string
-	pseudonym        string
-	newSubject       *identity.NewSubject
-	newIdentifiers   []*identity.NewIdentifier
-	identifier       *identity.Identifier
-	deviceID         string
-	channel, method  string
-	agent, language  string
-	uiHash, actor    string
-	clientTime       int64
-	decisions        []resolved
-	system           []systemChange
-	erase            string // reason, when the subject's key is to be destroyed
-	view             []*CatalogPurpose
-	idem             *IdempotencyKey
-	context          *clientContext
-	receipt          bool
-	domainEventType  string
+	tenantID, id    string
+	catalog         *Catalog
+	property        *identity.Property
+	subjectID       string
+	pseudonym       string
+	newSubject      *identity.NewSubject
+	newIdentifiers  []*identity.NewIdentifier
+	identifier      *identity.Identifier
+	deviceID        string
+	channel, method string
+	agent, language string
+	uiHash, actor   string
+	clientTime      int64
+	decisions       []resolved
+	system          []systemChange
+	erase           string // reason, when the subject's key is to be destroyed
+	view            []*CatalogPurpose
+	idem            *IdempotencyKey
+	context         *clientContext
+	receipt         bool
+	domainEventType string
 }
 
 // systemChange is a state change Lupa makes by itself (expiry, outdated). It applies only if

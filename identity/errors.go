@@ -8,15 +8,15 @@ import (
 // Error codes. Each maps to exactly one HTTP status in identityweb's problem writer, so
 // domain code states what went wrong and the web layer alone decides how to say it.
 const (
-	EInvalid       = "invalid"        // malformed or failing validation (400 / 422 with fields)
-	EUnprocessable = "unprocessable"  // well-formed but refers to something that cannot be used (422)
-	ENotFound      = "not_found"      // does not exist, or belongs to another tenant (404)
-	EConflict      = "conflict"       // clashes with the current state (409)
-	EUnauthorized  = "unauthorized"   // no or unknown credentials (401)
-	EForbidden     = "forbidden"      // credentials lack the right (403)
-	ERateLimited   = "rate_limited"   // too many requests (429)
-	EUnavailable   = "unavailable"    // shutting down or overloaded (503)
-	EInternal      = "internal"       // everything else (500)
+	EInvalid       = "invalid"       // malformed or failing validation (400 / 422 with fields)
+	EUnprocessable = "unprocessable" // well-formed but refers to something that cannot be used (422)
+	ENotFound      = "not_found"     // does not exist, or belongs to another tenant (404)
+	EConflict      = "conflict"      // clashes with the current state (409)
+	EUnauthorized  = "unauthorized"  // no or unknown credentials (401)
+	EForbidden     = "forbidden"     // credentials lack the right (403)
+	ERateLimited   = "rate_limited"  // too many requests (429)
+	EUnavailable   = "unavailable"   // shutting down or overloaded (503)
+	EInternal      = "internal"      // everything else (500)
 )
 
 // FieldError names one field of a request and what is wrong with it.

@@ -81,7 +81,7 @@ func ActorAPIKey(id string) Actor { return Actor("api_key:" + id) }
 // TenantInput is what creates a tenant.
 type TenantInput struct {
 	Slug, Name, LegalName, ContactEmail, Jurisdiction, DefaultLanguage string
-	BusinessID, Phone, Address, Website, PrivacyPolicyURL               string
+	BusinessID, Phone, Address, Website, PrivacyPolicyURL              string
 }
 
 // SlugFrom makes a tenant slug from a name ("Demo Retail Oy" → "demo-retail-oy").

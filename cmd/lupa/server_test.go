@@ -81,7 +81,6 @@ func eachServer(t *testing.T, env map[string]string, fn func(t *testing.T, s *te
 	}
 }
 
-
 // response is a finished HTTP exchange.
 type response struct {
 	Status int
