@@ -128,8 +128,9 @@ func checkExists(tx *gorm.DB, table, tenantID string, ids []string, field, messa
 	return nil
 }
 
+// uniq returns the sorted distinct values of s, never nil: the API shows an empty list as [].
 func uniq(s []string) []string {
-	out := slices.Clone(s)
+	out := append([]string{}, s...)
 	slices.Sort(out)
 	return slices.Compact(out)
 }

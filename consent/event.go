@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -80,8 +81,73 @@ type Event struct {
 }
 
 // Canonical returns the hashed form of the event: RFC 8785 JSON of the documented fields.
-// Empty strings and zero numbers are left out, except the fields every event has.
+// Empty strings and zero numbers are left out, except the fields every event has. The
+// fields are written directly in JCS key order (all keys are ASCII, so byte order is UTF-16
+// order); canonicalMap, the general form, must give the same bytes — a test holds them
+// together.
 func (e *Event) Canonical() []byte {
+	w := jcsWriter{b: make([]byte, 0, 768)}
+	w.b = append(w.b, '{')
+	w.str("actor", e.Actor, false)
+	w.str("agent", e.Agent, false)
+	w.str("channel", e.Channel, false)
+	w.num("client_time", e.ClientTime, false)
+	w.str("decision", e.Decision, false)
+	w.str("id", e.ID, true)
+	w.str("interaction", e.InteractionID, false)
+	w.str("kind", e.Kind, true)
+	w.str("language", e.Language, false)
+	w.str("method", e.Method, false)
+	w.str("prev", e.PrevHash, true)
+	w.str("property", e.PropertyID, false)
+	w.str("purpose", e.PurposeKey, false)
+	w.num("purpose_version", int64(e.PurposeVersion), false)
+	w.str("reason", e.Reason, false)
+	w.str("ref", e.Ref, false)
+	w.num("seq", e.Seq, true)
+	w.num("server_time", e.ServerTime, true)
+	w.str("subject", e.Pseudonym, true)
+	w.str("tenant", e.TenantID, true)
+	w.str("text_hash", e.TextHash, false)
+	w.str("ui_hash", e.UIHash, false)
+	w.num("v", LedgerFormat, true)
+	w.str("version_hash", e.VersionHash, false)
+	return append(w.b, '}')
+}
+
+type jcsWriter struct {
+	b    []byte
+	more bool
+}
+
+func (w *jcsWriter) key(k string) {
+	if w.more {
+		w.b = append(w.b, ',')
+	}
+	w.more = true
+	w.b = append(w.b, '"')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *jcsWriter) str(k, v string, always bool) {
+	if v == "" && !always {
+		return
+	}
+	w.key(k)
+	w.b = appendString(w.b, v)
+}
+
+func (w *jcsWriter) num(k string, v int64, always bool) {
+	if v == 0 && !always {
+		return
+	}
+	w.key(k)
+	w.b = strconv.AppendInt(w.b, v, 10)
+}
+
+// canonicalMap is the general form of Canonical, built as a map and sorted by JCS.
+func (e *Event) canonicalMap() []byte {
 	o := Obj{
 		"v": LedgerFormat, "id": e.ID, "kind": e.Kind, "tenant": e.TenantID, "subject": e.Pseudonym,
 		"seq": e.Seq, "prev": e.PrevHash, "server_time": e.ServerTime,

@@ -48,7 +48,7 @@ func answer(a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
 	if err := json.Unmarshal(a.Response, &out); err != nil {
 		return nil, err
 	}
-	out.Replayed = true
+	out.Replayed, out.JSON = true, a.Response
 	return &out, nil
 }
 

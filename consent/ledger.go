@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"gorm.io/gorm"
@@ -206,8 +207,8 @@ func (r *VerifyReport) add(p Problem) {
 }
 
 // Verify checks every chain of the tenant (sequence, links, recomputed hashes, heads) and
-// every signed root (signatures, their own chain, the latest root's leaves against the
-// chains).
+// every signed root (signatures, their own chain, no root missing, the latest root rebuilt
+// from its leaves, and every leaf any root signed still in the ledger with its hash).
 func (s *Service) Verify(ctx context.Context, tenantID string) (*VerifyReport, error) {
 	rep := &VerifyReport{Tenant: tenantID, OK: true, Problems: []Problem{}}
 	heads, err := s.verifyChains(ctx, tenantID, rep)
@@ -325,16 +326,70 @@ func (s *Service) verifyRoots(ctx context.Context, tenantID string, chains map[s
 		}
 		prevRoot = r.Root
 	}
+	// Leaves are written in the transaction of their root: a leaf of a root that is not
+	// there means a signed root was deleted.
+	var orphan []int64
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT root_number FROM ledger_root_leaves WHERE tenant_id = ? AND root_number > ?
+		ORDER BY root_number LIMIT 1`, tenantID, len(roots)).Scan(&orphan).Error; err != nil {
+		return err
+	}
+	if len(orphan) > 0 {
+		rep.add(Problem{Kind: "root_missing", Root: orphan[0],
+			Message: fmt.Sprintf("signed root %d is missing, but its leaves are stored", orphan[0])})
+	}
 	if len(roots) == 0 {
 		return nil
 	}
-	return s.verifyLatestLeaves(ctx, tenantID, &roots[len(roots)-1], chains, rep)
+	reported, err := s.verifyLatestLeaves(ctx, tenantID, &roots[len(roots)-1], chains, rep)
+	if err != nil {
+		return err
+	}
+	return s.verifyEarlierLeaves(ctx, tenantID, chains, reported, rep)
 }
+
+// verifyEarlierLeaves checks the leaves of every earlier root too: a chain only grows, so
+// every (seq, hash) any root ever signed must still be in the ledger. Without this, deleting
+// a chain's newest events, moving its head back and waiting for the next root would leave
+// the latest root consistent with the forged chain.
+func (s *Service) verifyEarlierLeaves(ctx context.Context, tenantID string, chains map[string]head, reported map[string]bool, rep *VerifyReport) error {
+	rows, err := s.db.Read.WithContext(ctx).Raw(`SELECT l.root_number, l.subject_id, l.seq, l.hash, e.hash
+		FROM ledger_root_leaves l
+		LEFT JOIN consent_events e ON e.tenant_id = l.tenant_id AND e.subject_id = l.subject_id AND e.seq = l.seq
+		WHERE l.tenant_id = ? AND (e.hash IS NULL OR e.hash <> l.hash)
+		ORDER BY l.subject_id, l.root_number`, tenantID).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var number, seq int64
+		var subject, hash string
+		var have *string
+		if err := rows.Scan(&number, &subject, &seq, &hash, &have); err != nil {
+			return err
+		}
+		c, ok := chains[subject]
+		if !ok || reported[leafKey(subject, seq)] {
+			continue // a dropped chain is reported once, by the latest root's leaf
+		}
+		reported[leafKey(subject, seq)] = true
+		if have == nil {
+			rep.add(Problem{Kind: "events_deleted", SubjectID: subject, Seq: seq, Root: number,
+				Message: fmt.Sprintf("signed root %d holds seq %d of this chain, but the chain ends at seq %d", number, seq, c.seq)})
+		} else {
+			rep.add(Problem{Kind: "chain_rewritten", SubjectID: subject, Seq: seq, Root: number,
+				Message: fmt.Sprintf("the event signed by root %d has a different hash now", number)})
+		}
+	}
+	return rows.Err()
+}
+
+func leafKey(subject string, seq int64) string { return subject + "|" + strconv.FormatInt(seq, 10) }
 
 // verifyLatestLeaves rebuilds the latest root from the stored leaves and checks each leaf
 // against the ledger: the chain must still hold, at that sequence number, the very event the
 // root signed. That finds deleted newest events, dropped chains and rewritten chains.
-func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *rootRow, chains map[string]head, rep *VerifyReport) error {
+func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *rootRow, chains map[string]head, rep *VerifyReport) (map[string]bool, error) {
 	rows, err := s.db.Read.WithContext(ctx).Raw(`SELECT l.subject_id, l.seq, l.hash, e.hash
 		FROM ledger_root_leaves l
 		JOIN (SELECT subject_id, max(root_number) AS rn FROM ledger_root_leaves WHERE tenant_id = ? AND root_number <= ?
@@ -342,18 +397,22 @@ func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *ro
 		LEFT JOIN consent_events e ON e.tenant_id = l.tenant_id AND e.subject_id = l.subject_id AND e.seq = l.seq
 		WHERE l.tenant_id = ? ORDER BY l.subject_id`, tenantID, r.Number, tenantID).Rows()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
 	var m merkleBuilder
+	reported := map[string]bool{}
 	for rows.Next() {
 		var subject, hash string
 		var seq int64
 		var have *string
 		if err := rows.Scan(&subject, &seq, &hash, &have); err != nil {
-			return err
+			return nil, err
 		}
 		m.add(LeafHash(subject, seq, hash))
+		if _, ok := chains[subject]; !ok || have == nil || *have != hash {
+			reported[leafKey(subject, seq)] = true
+		}
 		switch c, ok := chains[subject]; {
 		case !ok:
 			rep.add(Problem{Kind: "chain_deleted", SubjectID: subject, Seq: seq, Root: r.Number,
@@ -367,13 +426,13 @@ func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *ro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	sum := m.root()
 	if hex.EncodeToString(sum[:]) != r.Root || m.n != r.HeadCount {
 		rep.add(Problem{Kind: "root_mismatch", Root: r.Number, Message: "the stored leaves do not rebuild the signed root"})
 	}
-	return nil
+	return reported, nil
 }
 
 // ErrVerifyFailed is returned by VerifyAll when any tenant's ledger has problems.

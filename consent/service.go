@@ -35,8 +35,10 @@ type Service struct {
 
 // NewService returns the consent service. Start the writer with StartWriter before recording.
 func NewService(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{db: db, ids: ids, keys: keys, now: now, log: log,
+	s := &Service{db: db, ids: ids, keys: keys, now: now, log: log,
 		catalogs: catalogCache{byTenant: map[string]*Catalog{}, generation: map[string]uint64{}}}
+	ids.OnTenantChange(s.invalidate)
+	return s
 }
 
 // Identity returns the identity service consent builds on.
@@ -99,6 +101,9 @@ type Outcome struct {
 	State         []PurposeState `json:"state"`
 	Receipt       string         `json:"receipt"`
 	Replayed      bool           `json:"-"`
+	// JSON is the outcome encoded once by the writer; a retry with the same
+	// Idempotency-Key gets exactly these bytes again.
+	JSON []byte `json:"-"`
 }
 
 const (

@@ -273,6 +273,9 @@ func (w *Writer) commit(jobs []*job) error {
 			return nil
 		}
 		retry, err := w.commitOnce(ctx, live, len(jobs) == 1)
+		if err != nil && len(live) == 1 && attempt < 3 && joinsConcurrentSubject(live[0].in, err) {
+			continue // another request, perhaps on another instance, created this person first: join it
+		}
 		if err != nil || !retry {
 			return err
 		}
@@ -524,11 +527,12 @@ func (w *Writer) plan(jobs []*job, base *snapshot) (*plan, error) {
 			p.contexts = append(p.contexts, []any{in.tenantID, in.id, in.subjectID, in.context.ipPrefix,
 				in.context.userAgent, in.context.expiresAt})
 		}
+		body, err := json.Marshal(out)
+		if err != nil {
+			return nil, err
+		}
+		out.JSON = body
 		if k := in.idem; k != nil {
-			body, err := json.Marshal(out)
-			if err != nil {
-				return nil, err
-			}
 			p.idem = append(p.idem, []any{in.tenantID, k.Route, k.Key, k.RequestHash, 201, body, p.now,
 				p.now + idempotencyTTL.Milliseconds()})
 		}
@@ -550,24 +554,45 @@ func (p *plan) setState(tenantID, key string, s Stored) {
 	p.states[key] = &stateRow{tenantID: tenantID, s: s}
 }
 
-// domainEventRow is the event the integrations deliver: one per interaction and subject.
+// DomainEvent is the payload of a domain_events row: what the integrations deliver, one per
+// interaction and subject. Its schema_version is 1.
+type DomainEvent struct {
+	Tenant      string         `json:"tenant"`
+	Subject     string         `json:"subject"`
+	SubjectID   string         `json:"subject_id"`
+	Interaction string         `json:"interaction"`
+	Property    string         `json:"property,omitempty"`
+	Channel     string         `json:"channel"`
+	Method      string         `json:"method"`
+	At          time.Time      `json:"at"`
+	Changes     []DomainChange `json:"changes"`
+}
+
+// DomainChange is one ledger event of a domain event.
+type DomainChange struct {
+	EventID  string `json:"event_id"`
+	Seq      int64  `json:"seq"`
+	Kind     string `json:"kind"`
+	Purpose  string `json:"purpose,omitempty"`
+	Version  int    `json:"version,omitempty"`
+	Decision string `json:"decision,omitempty"`
+}
+
 func domainEventRow(in *interaction, events []*Event, now int64) []any {
 	typ := in.domainEventType
 	if typ == "" {
 		typ = "consent.recorded"
 	}
-	changes := make([]map[string]any, 0, len(events))
-	for _, e := range events {
-		changes = append(changes, map[string]any{"event_id": e.ID, "seq": e.Seq, "kind": e.Kind,
-			"purpose": e.PurposeKey, "version": e.PurposeVersion, "decision": e.Decision})
-	}
-	payload := map[string]any{"tenant": in.tenantID, "subject": in.pseudonym, "subject_id": in.subjectID,
-		"interaction": in.id, "channel": in.channel, "method": in.method,
-		"at": time.UnixMilli(now).UTC().Format(time.RFC3339Nano), "changes": changes}
+	d := DomainEvent{Tenant: in.tenantID, Subject: in.pseudonym, SubjectID: in.subjectID, Interaction: in.id,
+		Channel: in.channel, Method: in.method, At: time.UnixMilli(now).UTC(), Changes: make([]DomainChange, len(events))}
 	if in.property != nil {
-		payload["property"] = in.property.ID
+		d.Property = in.property.ID
 	}
-	body, _ := json.Marshal(payload)
+	for i, e := range events {
+		d.Changes[i] = DomainChange{EventID: e.ID, Seq: e.Seq, Kind: e.Kind, Purpose: e.PurposeKey,
+			Version: e.PurposeVersion, Decision: e.Decision}
+	}
+	body, _ := json.Marshal(d)
 	last := events[len(events)-1]
 	return []any{in.tenantID, identity.NewID(), typ, 1, in.subjectID, last.Seq, string(body), now}
 }
@@ -625,6 +650,14 @@ func eraseSubject(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
 		}
 	}
 	return identity.DestroySubjectKey(tx, tenantID, subjectID, at)
+}
+
+// joinsConcurrentSubject reports whether a request that was to create a new person failed
+// only because a concurrent request created the same person (its identifier) first. Run
+// again, reresolve finds that person and the request joins its chain.
+func joinsConcurrentSubject(in *interaction, err error) bool {
+	return sqldb.IsUniqueViolation(err) && in.newSubject != nil && in.identifier != nil &&
+		in.identifier.Kind != identity.IDDevice
 }
 
 // reresolve looks a new person's identifier up again inside the transaction: when a

@@ -33,6 +33,24 @@ type Service struct {
 	mu         sync.Mutex
 	properties map[string]cached[*Property] // by public key
 	apiKeys    map[string]cached[*APIKey]   // by key hash
+	onChange   []func(tenantID string)
+}
+
+// OnTenantChange registers fn to hear that a tenant's details or brands changed, so caches
+// built from them (consent's catalog) refresh at once on this instance.
+func (s *Service) OnTenantChange(fn func(tenantID string)) {
+	s.mu.Lock()
+	s.onChange = append(s.onChange, fn)
+	s.mu.Unlock()
+}
+
+func (s *Service) changed(tenantID string) {
+	s.mu.Lock()
+	fns := s.onChange
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(tenantID)
+	}
 }
 
 type cached[T any] struct {
@@ -240,6 +258,9 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, ac
 		out = &t
 		return WriteAudit(tx, id, actor, "tenant.update", "tenant", id, before, &t, t.UpdatedAt)
 	})
+	if err == nil {
+		s.changed(id)
+	}
 	return out, err
 }
 
@@ -278,6 +299,7 @@ func (s *Service) CreateBrand(ctx context.Context, b Brand, actor Actor) (*Brand
 	if err != nil {
 		return nil, err
 	}
+	s.changed(b.TenantID)
 	return &b, nil
 }
 
@@ -337,6 +359,9 @@ func (s *Service) UpdateBrand(ctx context.Context, tenantID, id string, p BrandP
 		out = &b
 		return WriteAudit(tx, tenantID, actor, "brand.update", "brand", id, before, &b, b.UpdatedAt)
 	})
+	if err == nil {
+		s.changed(tenantID)
+	}
 	return out, err
 }
 

@@ -279,7 +279,7 @@ func (s *Service) RehashIdentifiers(ctx context.Context) (int, error) {
 		TenantID, Kind, Namespace string
 		ValueHash                 []byte
 		ValueCT                   []byte
-		ValueKID                  string
+		ValueKID                  string `gorm:"column:value_kid"` // gorm would read value_k_id
 	}
 	total := 0
 	for {

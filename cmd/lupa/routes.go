@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -37,7 +39,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 		return nil, err
 	}
 
-	r.Use(requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders())
+	r.Use(requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders(), cleanURL())
 	r.NoRoute(identityweb.NoRoute)
 	r.NoMethod(identityweb.NoMethod)
 
@@ -110,7 +112,7 @@ func (a *app) ready(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "database unreachable"})
 		return
 	}
-	current, err := migrations.Current(ctx, a.db.SQL(), a.db.Dialect)
+	current, err := migrations.Current(ctx, a.db.ReadSQL(), a.db.Dialect)
 	if err != nil || !current {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "database schema is not current: run lupa migrate"})
 		return
@@ -166,6 +168,42 @@ func accessLog(a *app) gin.HandlerFunc {
 		a.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
 			"ms", float64(time.Since(start).Microseconds())/1000, "request_id", c.GetString(ctxRequestID))
 	}
+}
+
+// cleanURL refuses paths and query strings that hold control characters or are not UTF-8:
+// no id, key or filter of Lupa's contains them, and PostgreSQL cannot even compare text
+// with a NUL in it.
+func cleanURL() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		bad := !cleanText(c.Request.URL.Path)
+		if !bad {
+			q, _ := url.ParseQuery(c.Request.URL.RawQuery)
+			for k, vs := range q {
+				bad = bad || !cleanText(k)
+				for _, v := range vs {
+					bad = bad || !cleanText(v)
+				}
+			}
+		}
+		if bad {
+			identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request",
+				"the URL holds control characters or bytes that are not UTF-8", nil)
+			return
+		}
+		c.Next()
+	}
+}
+
+func cleanText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 func securityHeaders() gin.HandlerFunc {

@@ -107,6 +107,10 @@ func (h *Handlers) record(c *gin.Context, req *consent.RecordRequest) {
 		c.Header("Idempotent-Replayed", "true")
 	}
 	c.Header("Cache-Control", "no-store")
+	if out.JSON != nil {
+		c.Data(http.StatusCreated, "application/json; charset=utf-8", out.JSON)
+		return
+	}
 	c.JSON(http.StatusCreated, out)
 }
 

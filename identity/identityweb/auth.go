@@ -27,9 +27,9 @@ func NewAuth(ids *identity.Service, api *API) *Auth { return &Auth{ids: ids, api
 // APIKey requires an API key (Authorization: Bearer sk_…) that grants scope.
 func (a *Auth) APIKey(scope string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || secret == "" {
+		// The scheme is case-insensitive (RFC 9110, section 11.1): "bearer sk_…" is fine too.
+		scheme, secret, ok := strings.Cut(c.GetHeader("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 			WriteProblem(c, http.StatusUnauthorized, identity.EUnauthorized, "Unauthorized",
 				"send an API key: Authorization: Bearer sk_…", nil)
 			return

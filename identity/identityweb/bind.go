@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/go-playground/validator/v10"
@@ -80,13 +81,19 @@ func (a *API) ReadBody(c *gin.Context, limit int64) ([]byte, bool) {
 // Decode parses body into dst strictly (unknown fields and trailing data are errors) and
 // validates it. On failure it has answered 400 and returns false.
 func (a *API) Decode(c *gin.Context, body []byte, dst any) bool {
+	// JSON is UTF-8 (RFC 8259); the decoder would quietly turn other bytes into U+FFFD.
+	if !utf8.Valid(body) {
+		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not UTF-8", nil)
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not valid JSON for this endpoint", jsonFieldErrors(err))
 		return false
 	}
-	if dec.More() {
+	// More would miss a stray "}" or "]": only the end of the body may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
 		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body has data after the JSON value", nil)
 		return false
 	}
@@ -99,7 +106,73 @@ func (a *API) Decode(c *gin.Context, body []byte, dst any) bool {
 		a.Fail(c, err)
 		return false
 	}
+	if fields := controlChars(reflect.ValueOf(dst), ""); len(fields) > 0 {
+		WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fields)
+		return false
+	}
 	return true
+}
+
+// controlChars names every string in v that holds a control character other than tab, line
+// feed or carriage return. None has a use in Lupa's data, NUL cannot be stored in
+// PostgreSQL at all, and escape sequences in names end up in terminals and logs.
+func controlChars(v reflect.Value, path string) []identity.FieldError {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return controlChars(v.Elem(), path)
+		}
+	case reflect.String:
+		if hasControl(v.String()) {
+			return []identity.FieldError{{Field: path, Message: "must not contain control characters"}}
+		}
+	case reflect.Struct:
+		var out []identity.FieldError
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			out = append(out, controlChars(v.Field(i), name)...)
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		var out []identity.FieldError
+		for i := range v.Len() {
+			out = append(out, controlChars(v.Index(i), path+"["+strconv.Itoa(i)+"]")...)
+		}
+		return out
+	case reflect.Map:
+		var out []identity.FieldError
+		iter := v.MapRange()
+		for iter.Next() {
+			k := fmt.Sprint(iter.Key().Interface())
+			if hasControl(k) {
+				out = append(out, identity.FieldError{Field: path, Message: "keys must not contain control characters"})
+				continue
+			}
+			out = append(out, controlChars(iter.Value(), path+"["+k+"]")...)
+		}
+		return out
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x7f && r < 0xa0) {
+			return true
+		}
+	}
+	return false
 }
 
 // Bind reads, decodes and validates a JSON body.
@@ -183,8 +256,13 @@ func message(fe validator.FieldError) string {
 		return "must be an email address"
 	case "url", "http_url":
 		return "must be an http(s) URL"
-	case "hexadecimal", "len":
-		return "must be " + fe.Param() + " hexadecimal characters"
+	case "hexadecimal":
+		return "must be hexadecimal"
+	case "len":
+		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
+			return "must have exactly " + fe.Param() + " items"
+		}
+		return "must be exactly " + fe.Param() + " characters"
 	case "gte":
 		return "must be at least " + fe.Param()
 	case "lte":

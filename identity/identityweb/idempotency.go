@@ -78,9 +78,12 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		body, ok := api.ReadBody(c, limit)
-		if !ok {
-			return
+		// Some POSTs take no body (publish, ledger checks): only a body that is sent must be JSON.
+		var body []byte
+		if c.Request.ContentLength != 0 || c.GetHeader("Content-Type") != "" {
+			if body, ok = api.ReadBody(c, limit); !ok {
+				return
+			}
 		}
 		c.Request.Body = http.NoBody
 		c.Set(contextBody, body)

@@ -142,6 +142,12 @@ func (d *DB) SQL() *sql.DB {
 	return s
 }
 
+// ReadSQL returns the read pool's *sql.DB.
+func (d *DB) ReadSQL() *sql.DB {
+	s, _ := d.Read.DB()
+	return s
+}
+
 // Close closes both pools.
 func (d *DB) Close() error {
 	var errs []error

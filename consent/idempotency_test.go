@@ -1,0 +1,152 @@
+package consent_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+func idem(key, requestHash string) *consent.IdempotencyKey {
+	return &consent.IdempotencyKey{Route: "POST /v1/consents", Key: key, RequestHash: requestHash}
+}
+
+// oneInteraction is what a new device's two-decision interaction writes.
+var oneInteraction = map[string]int64{"subjects": 1, "identifiers": 1, "consent_events": 2, "chain_heads": 1,
+	"consent_state": 2, "receipts": 1, "domain_events": 1, "idempotency_keys": 1}
+
+func TestIdempotentRetryWritesOnce(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		request := func(k *consent.IdempotencyKey, decisions ...consent.DecisionInput) *consent.RecordRequest {
+			r := e.deviceRequest("", consent.MethodBannerCustom, decisions...)
+			r.Idempotency = k
+			return r
+		}
+		before := e.tableCounts(t)
+		first, err := e.svc.Record(ctx, request(idem("k-1", "h-1"), grant("analytics", 1), deny("social_advertising")))
+		if err != nil || first.Replayed {
+			t.Fatalf("first: %+v %v", first, err)
+		}
+		if got := e.grew(t, before); !maps.Equal(got, oneInteraction) {
+			t.Fatalf("first request wrote %v, want %v", got, oneInteraction)
+		}
+		before = e.tableCounts(t)
+		for i := range 3 {
+			again, err := e.svc.Record(ctx, request(idem("k-1", "h-1"), grant("analytics", 1), deny("social_advertising")))
+			if err != nil {
+				t.Fatalf("retry %d: %v", i, err)
+			}
+			if !again.Replayed || again.InteractionID != first.InteractionID || again.Receipt != first.Receipt ||
+				again.DeviceID != first.DeviceID || again.Subject != first.Subject || len(again.Events) != 2 ||
+				again.Events[0] != first.Events[0] || again.Events[1] != first.Events[1] {
+				t.Fatalf("retry %d answered differently:\n%+v\n%+v", i, again, first)
+			}
+		}
+		// The same key with another request is refused, and writes nothing either.
+		_, err = e.svc.Record(ctx, request(idem("k-1", "h-2"), grant("analytics", 1), grant("social_advertising", 1)))
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "Idempotency-Key", "different request")
+		if got := e.grew(t, before); len(got) != 0 {
+			t.Fatalf("retries wrote %v", got)
+		}
+		// Keys are scoped by route: the same key on another route is another request.
+		other := request(&consent.IdempotencyKey{Route: "POST /v1/subjects/consents", Key: "k-1", RequestHash: "h-1"}, grant("analytics", 1))
+		if out, err := e.svc.Record(ctx, other); err != nil || out.Replayed || out.InteractionID == first.InteractionID {
+			t.Fatalf("same key on another route: %+v %v", out, err)
+		}
+	})
+}
+
+func TestConcurrentSameKeyWritesOnce(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		for round := range 8 {
+			before := e.tableCounts(t)
+			const n = 4
+			outs := make([]*consent.Outcome, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
+					r.Idempotency = idem(fmt.Sprintf("round-%d", round), "same body")
+					<-start
+					outs[i], errs[i] = e.svc.Record(ctx, r)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("round %d, request %d: %v", round, i, errs[i])
+				}
+				if outs[i].InteractionID != outs[0].InteractionID || outs[i].Receipt != outs[0].Receipt || outs[i].DeviceID != outs[0].DeviceID {
+					t.Fatalf("round %d: concurrent requests with one key got different answers", round)
+				}
+			}
+			if got := e.grew(t, before); !maps.Equal(got, oneInteraction) {
+				t.Fatalf("round %d: %d concurrent requests with one key wrote %v, want %v", round, n, got, oneInteraction)
+			}
+		}
+		e.mustVerifyOK(t)
+	})
+}
+
+// Many requests arrive together; one reuses another's Idempotency-Key with a different
+// body. Whichever of the two comes second is refused on its own; everything else commits.
+func TestConflictingKeyInABatchFailsAlone(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		before := e.tableCounts(t)
+		const n = 24
+		outs := make([]*consent.Outcome, n+1)
+		errs := make([]error, n+1)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n + 1 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
+				r.Idempotency = idem(fmt.Sprintf("key-%d", i), "body")
+				if i == n { // the culprit: key-0 again, another body
+					r.Decisions = []consent.DecisionInput{deny("analytics"), deny("social_advertising")}
+					r.Idempotency = idem("key-0", "another body")
+				}
+				<-start
+				outs[i], errs[i] = e.svc.Record(ctx, r)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		failed := 0
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			failed++
+			if i != 0 && i != n {
+				t.Fatalf("request %d failed although its key was its own: %v", i, err)
+			}
+			wantField(t, wantCode(t, err, identity.EUnprocessable), "Idempotency-Key", "different request")
+		}
+		if failed != 1 {
+			t.Fatalf("%d requests failed, want exactly one of the two sharing key-0", failed)
+		}
+		want := map[string]int64{}
+		for k, v := range oneInteraction {
+			want[k] = v * n
+		}
+		if got := e.grew(t, before); !maps.Equal(got, want) {
+			t.Fatalf("the batch wrote %v, want %v", got, want)
+		}
+		e.mustVerifyOK(t)
+	})
+}

@@ -1,0 +1,97 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
+)
+
+// A customer number stays findable across a lookup-key rotation, before and after its
+// hash is moved to the new key, and a destroyed subject is found by nothing.
+func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		now := func() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }
+		m := make([]byte, 32)
+		_, _ = rand.Read(m)
+		keys, err := keyring.Open(ctx, db, m, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := identity.New(db, keys, now)
+		tenant, _, err := ids.CreateTenant(ctx, identity.TenantInput{Name: "Testi Oy"}, identity.ActorSystem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _, err := ids.CreateTenant(ctx, identity.TenantInput{Name: "Toinen Oy"}, identity.ActorSystem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		number := identity.Identifier{Kind: identity.IDCustomerNumber, Value: "C-1"}
+		subj, err := ids.PrepareSubject(tenant.ID, number.SubjectKind(), now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ident, err := ids.PrepareIdentifier(tenant.ID, subj.ID, number, now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Write.Transaction(func(tx *gorm.DB) error {
+			if err := identity.InsertSubjects(tx, []*identity.NewSubject{subj}); err != nil {
+				return err
+			}
+			return identity.InsertIdentifiers(tx, []*identity.NewIdentifier{ident})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		find := func(when string) {
+			t.Helper()
+			got, err := ids.FindSubject(ctx, tenant.ID, number)
+			if err != nil || got.ID != subj.ID || got.Pseudonym != subj.Pseudonym || got.Kind != identity.SubjectPerson {
+				t.Fatalf("%s: %+v %v", when, got, err)
+			}
+			if _, err := ids.FindSubject(ctx, other.ID, number); !identity.IsCode(err, identity.ENotFound) {
+				t.Fatalf("%s: another tenant finds the customer: %v", when, err)
+			}
+		}
+		find("before rotation")
+		if _, err := keys.Rotate(ctx, keyring.Lookup, keyring.Encryption); err != nil {
+			t.Fatal(err)
+		}
+		find("after rotation, still under the old key")
+		n, err := ids.RehashIdentifiers(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("rehash: %d %v", n, err)
+		}
+		var kid string
+		db.Write.Raw("SELECT hash_kid FROM identifiers WHERE subject_id = ?", subj.ID).Scan(&kid)
+		if kid != keys.ActiveID(keyring.Lookup) {
+			t.Fatalf("identifier still under key %s", kid)
+		}
+		find("after rehashing")
+		if n, err := ids.RehashIdentifiers(ctx); err != nil || n != 0 {
+			t.Fatalf("second rehash changed %d rows (%v)", n, err)
+		}
+
+		if err := db.Write.Transaction(func(tx *gorm.DB) error {
+			return identity.DestroySubjectKey(tx, tenant.ID, subj.ID, now())
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ids.FindSubject(ctx, tenant.ID, number); !identity.IsCode(err, identity.ENotFound) {
+			t.Fatalf("destroyed subject still found: %v", err)
+		}
+		got, err := ids.SubjectByID(ctx, tenant.ID, subj.ID)
+		if err != nil || !got.Erased || got.Pseudonym != "" {
+			t.Fatalf("destroyed subject: %+v %v", got, err)
+		}
+	})
+}
