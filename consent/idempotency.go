@@ -52,13 +52,15 @@ func answer(a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
 	return &out, nil
 }
 
-// replay answers a retried request from its stored answer; (nil, nil) when the key is new.
-func (s *Service) replay(ctx context.Context, tenantID string, k *IdempotencyKey) (*Outcome, error) {
+// replay answers a retried request from its stored answer; found is false when the key
+// is new.
+func (s *Service) replay(ctx context.Context, tenantID string, k *IdempotencyKey) (out *Outcome, found bool, err error) {
 	a, err := s.storedAnswer(ctx, s.db.Read, tenantID, k)
 	if err != nil || a == nil {
-		return nil, err
+		return nil, false, err
 	}
-	return answer(a, k)
+	out, err = answer(a, k)
+	return out, true, err
 }
 
 // replayAfterConflict answers a job whose key another request took while both were in

@@ -85,6 +85,9 @@ func (s *Service) SignRoot(ctx context.Context, tenantID string) (*Root, bool, e
 	})
 	if err == nil && !ran {
 		root, err = s.LatestRoot(ctx, tenantID)
+		if identity.IsCode(err, identity.ENotFound) {
+			err = identity.Errorf(identity.EConflict, "another instance is signing the first root; retry")
+		}
 	}
 	return root, made, err
 }

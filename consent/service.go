@@ -250,7 +250,7 @@ func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, err
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "identifier", Message: "is required"})
 	}
 	if req.Idempotency != nil {
-		if out, err := s.replay(ctx, req.TenantID, req.Idempotency); out != nil || err != nil {
+		if out, found, err := s.replay(ctx, req.TenantID, req.Idempotency); found || err != nil {
 			return out, err
 		}
 	}

@@ -308,9 +308,5 @@ func (h *Handlers) SignRoot(c *gin.Context) {
 	if made {
 		status = http.StatusCreated
 	}
-	if r == nil {
-		identityweb.WriteProblem(c, http.StatusConflict, identity.EConflict, "Conflict", "another instance is signing a root; retry", nil)
-		return
-	}
 	c.JSON(status, r)
 }

@@ -70,11 +70,15 @@ func (r *recorder) WriteString(s string) (int, error) {
 // is refused with 422; a retry while the first is still running gets 409.
 func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if c.Request.Method != http.MethodPost {
+			c.Next() // only POSTs take an Idempotency-Key; other methods are idempotent anyway
+			return
+		}
 		key, ok := IdempotencyKey(c)
 		if !ok {
 			return
 		}
-		if key == "" || c.Request.Method != http.MethodPost {
+		if key == "" {
 			c.Next()
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // Problem is an RFC 9457 problem details body.
@@ -53,6 +54,14 @@ const (
 	contextRequestID = "lupa.request_id"
 )
 
+// Title is the problem title of a status: its RFC 9110 reason phrase.
+func Title(status int) string {
+	if status == http.StatusUnprocessableEntity {
+		return "Unprocessable Content" // RFC 9110's name; Go still says "Entity"
+	}
+	return http.StatusText(status)
+}
+
 // WriteProblem writes a problem+json response and stops the handler chain.
 func WriteProblem(c *gin.Context, status int, code, title, detail string, fields []identity.FieldError) {
 	p := Problem{Type: ProblemType(code), Title: title, Status: status, Detail: detail, Errors: fields,
@@ -79,7 +88,12 @@ func Fail(c *gin.Context, log *slog.Logger, err error) {
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}
-	title := http.StatusText(status)
+	if status == http.StatusInternalServerError && sqldb.IsInfrastructure(err) {
+		// The database is down or going away: a retry may well succeed.
+		e, status = &identity.Error{Code: identity.EUnavailable, Message: "the database is unavailable; retry", Err: err},
+			http.StatusServiceUnavailable
+	}
+	title := Title(status)
 	detail := e.Message
 	if status >= 500 {
 		log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err,

@@ -1,0 +1,179 @@
+package consent
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
+)
+
+// Micro-benchmarks of the CPU the write path spends per interaction outside the database:
+// what `make bench` (bench/run.sh) prints as go.consent.*. The HTTP benchmarks measure the
+// whole path; these say which part of Lupa's own work costs what.
+
+// benchWriteStack is one Lupa instance on an SQLite file: the demo tenant plus device-level
+// purposes up to five, as the write benchmark's banner asks.
+type benchWriteStack struct {
+	svc     *Service
+	writer  *Writer
+	catalog *Catalog
+	req     *RecordRequest
+}
+
+func newBenchWriteStack(b *testing.B) *benchWriteStack {
+	b.Helper()
+	ctx := context.Background()
+	db := sqldbtest.Open(b, sqldb.SQLite)
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	now := func() time.Time { return time.Now().UTC() }
+	keys, err := keyring.Open(ctx, db, master, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := identity.New(db, keys, now)
+	svc := NewService(db, ids, keys, now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := svc.StartWriter(WriterOptions{})
+	b.Cleanup(w.Close)
+	demo, err := svc.SeedDemo(ctx, []string{"https://shop.example"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tenant := demo.Tenant.ID
+	for _, key := range []string{"functional", "video_embeds", "ab_testing"} {
+		p, err := svc.CreatePurpose(ctx, Purpose{TenantID: tenant, Key: key, Level: LevelDevice, LegalBasis: BasisConsent,
+			ReaskMonths: 12}, identity.ActorSystem)
+		if err != nil {
+			b.Fatal(err)
+		}
+		texts := map[string]Text{
+			"fi": {Title: "Otsikko " + key, Description: "Kuvaus siitä, mitä tarkoitus " + key + " tekee laitteellasi."},
+			"en": {Title: "Title " + key, Description: "What the purpose " + key + " does on your device."},
+		}
+		if _, err := svc.CreateVersion(ctx, tenant, p.ID, VersionInput{Texts: texts,
+			Details: &VersionDetails{DataCategories: []string{"cookie identifiers"}, Retention: "12 months."}}, identity.ActorSystem); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.PublishVersion(ctx, tenant, p.ID, 1, identity.ActorSystem); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := svc.Catalog(ctx, tenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var decisions []DecisionInput
+	for i, cp := range c.Asked(demo.WebShop, LevelDevice) {
+		d := Granted
+		if i%2 == 1 {
+			d = Denied
+		}
+		decisions = append(decisions, DecisionInput{Purpose: cp.Key, Version: cp.Latest.Number, Decision: d})
+	}
+	if len(decisions) != 5 {
+		b.Fatalf("want 5 device-level purposes, have %d", len(decisions))
+	}
+	req := &RecordRequest{TenantID: tenant, Property: demo.WebShop, Public: true, Method: MethodBannerCustom,
+		Language: "fi", Actor: "device", Decisions: decisions,
+		UIHash:      "9f2c4e1a7b3d5f60819a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70",
+		Idempotency: &IdempotencyKey{Route: "/v1/consents", Key: "bench", RequestHash: "e565891c5aeb2aee6b16f74d646143070b5224a9da250dc7e11308e793f90f1a"}}
+	return &benchWriteStack{svc: svc, writer: w, catalog: c, req: req}
+}
+
+// BenchmarkWritePrepareNewDevice: before the writer, a banner request from a new device is
+// checked against the catalog and gets a new subject (its own key, encrypted) and device id.
+func BenchmarkWritePrepareNewDevice(b *testing.B) {
+	s := newBenchWriteStack(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := s.svc.prepare(ctx, s.req, s.catalog); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePlanNewDevice: the writer's in-memory work for one interaction with five
+// decisions: chain and hash the events, derive the states, build and sign the receipt, the
+// domain event and the stored answer. Everything the batch transaction does but SQL.
+func BenchmarkWritePlanNewDevice(b *testing.B) {
+	s := newBenchWriteStack(b)
+	in, err := s.svc.prepare(context.Background(), s.req, s.catalog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jobs := []*job{{in: in}}
+	base := &snapshot{heads: map[string]head{}, states: map[string]*Stored{}}
+	for b.Loop() {
+		if _, err := s.writer.plan(jobs, base); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePlanBatch16: the same for a batch of 16 new devices (one op is the whole
+// batch; the per-batch costs such as building the signer are shared).
+func BenchmarkWritePlanBatch16(b *testing.B) {
+	s := newBenchWriteStack(b)
+	jobs := make([]*job, 16)
+	for i := range jobs {
+		in, err := s.svc.prepare(context.Background(), s.req, s.catalog)
+		if err != nil {
+			b.Fatal(err)
+		}
+		jobs[i] = &job{in: in}
+	}
+	base := &snapshot{heads: map[string]head{}, states: map[string]*Stored{}}
+	for b.Loop() {
+		if _, err := s.writer.plan(jobs, base); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteReceiptPayload: the receipt's JSON payload for five decisions (before signing).
+func BenchmarkWriteReceiptPayload(b *testing.B) {
+	s := newBenchWriteStack(b)
+	in, err := s.svc.prepare(context.Background(), s.req, s.catalog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := s.writer.plan([]*job{{in: in}}, &snapshot{heads: map[string]head{}, states: map[string]*Stored{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := buildReceipt(in, p.events, p.now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteChainFiveEvents: canonical form (RFC 8785) and SHA-256 of five chained events.
+func BenchmarkWriteChainFiveEvents(b *testing.B) {
+	events := make([]*Event, 5)
+	for i := range events {
+		events[i] = &Event{TenantID: "01a216fa-1492-7865-92a7-0650dfb2c95a", SubjectID: "01a216fa-1c81-78ba-96be-67732a6da74e",
+			Seq: int64(i + 1), ID: "01a216fa-1c81-78ba-96be-67732a6da74d", Kind: KindDecision, Pseudonym: "ps_3hkiMNfHDIiM7-l5MhTPyA",
+			PurposeKey: "analytics", PurposeVersion: 1,
+			VersionHash: "e565891c5aeb2aee6b16f74d646143070b5224a9da250dc7e11308e793f90f1a",
+			TextHash:    "0d6d0d4098f8be7edaca0349370fac648caa710b6880cf0de42f2a6ef0856de5",
+			Decision:    Granted, PropertyID: "01a216fa-1c81-78ba-96be-67732a6da74c", Channel: "web", Method: MethodBannerCustom,
+			Language: "fi", UIHash: "9f2c4e1a7b3d5f60819a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70", Actor: "device",
+			InteractionID: "01a216fa-1c81-78ba-96be-67732a6da74b", ServerTime: 1795681819777}
+	}
+	for b.Loop() {
+		prev := ""
+		for _, e := range events {
+			e.PrevHash = prev
+			e.Hash = e.ComputeHash()
+			prev = e.Hash
+		}
+	}
+}
