@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// otherTenant is a second tenant with its own brand, app, purpose and keys.
+type otherTenant struct {
+	ID, AdminKey, WriteKey string
+	BrandID, AppID, AppKey string
+	RecipientID            string
+}
+
+// newOtherTenant creates a second tenant ("Other Group Oy") the way an operator would, and
+// configures it through its own admin API.
+func newOtherTenant(t *testing.T, s *testServer) *otherTenant {
+	t.Helper()
+	tn, key, err := s.app.ids.CreateTenant(context.Background(), identity.TenantInput{Name: "Other Group", LegalName: "Other Group Oy"}, identity.ActorSystem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &otherTenant{ID: tn.ID, AdminKey: key}
+	create := func(path string, body any) map[string]any {
+		t.Helper()
+		r := s.withKey(key, http.MethodPost, path, body)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("tenant B: POST %s: %d %s", path, r.Status, r.Body)
+		}
+		return r.Map(t)
+	}
+	o.BrandID = create("/v1/admin/brands", map[string]any{"name": "Other", "legal_name": "Other Oy"})["id"].(string)
+	app := create("/v1/admin/properties", map[string]any{"name": "Other app", "brand_id": o.BrandID, "kind": "app"})
+	o.AppID, o.AppKey = app["id"].(string), app["public_key"].(string)
+	o.RecipientID = create("/v1/admin/recipients", map[string]any{"name": "Ads", "legal_name": "Ads Ltd", "kind": "partner"})["id"].(string)
+	create("/v1/admin/purposes", map[string]any{"key": "analytics", "level": "device", "legal_basis": "consent", "reask_months": 12})
+	create("/v1/admin/purposes/analytics/versions", map[string]any{"texts": versionTexts("Other analytics")})
+	if r := s.withKey(key, http.MethodPost, "/v1/admin/purposes/analytics/versions/1/publish", nil); r.Status != http.StatusOK {
+		t.Fatalf("tenant B: publish: %d %s", r.Status, r.Body)
+	}
+	_, o.WriteKey = s.newKey(t, key, "consent:write")
+	return o
+}
+
+// TestHTTPCrossTenant: another tenant's objects are simply not there — 404 on every admin
+// route that names one, exactly as for an id that never existed — its subjects are unknown
+// to the server API, its devices to the collection API, and nothing of theirs changes.
+func TestHTTPCrossTenant(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		a := s.demo
+		writeAID, writeA := s.newKey(t, a.AdminKey, "consent:write")
+		deviceA := s.newDevice(t, grantAnalytics())
+		custA := map[string]any{"kind": "customer_number", "value": "SHARED-1"}
+		recorded(t, s.withKey(writeA, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": custA,
+			"method": "api", "decisions": []map[string]any{decision("marketing_email", 1, "granted")}}))
+		draftA := s.draftVersion(t, "personalisation", true, "Personalisation v2")
+		var recipientA string
+		for _, r := range a.Recipients {
+			recipientA = r.ID
+			break
+		}
+		purposeA, persA := a.Purposes["analytics"].ID, a.Purposes["personalisation"].ID
+
+		b := newOtherTenant(t, s)
+		beforeA := s.storedView(t, deviceA, writeA, custA)
+		ledgerA := s.ledger(t, a.AdminKey)
+
+		// Every admin route that takes an id, with A's ids and B's key.
+		texts := map[string]any{"texts": versionTexts("hijack")}
+		ghost := identity.NewID()
+		routes := []struct {
+			method, path string
+			body         any
+		}{
+			{"GET", "/v1/admin/brands/{brand}", nil},
+			{"PATCH", "/v1/admin/brands/{brand}", map[string]any{"name": "Hijacked"}},
+			{"GET", "/v1/admin/properties/{property}", nil},
+			{"PATCH", "/v1/admin/properties/{property}", map[string]any{"allowed_origins": []string{"https://evil.example"}}},
+			{"PATCH", "/v1/admin/properties/{property}", map[string]any{"status": "archived"}},
+			{"GET", "/v1/admin/recipients/{recipient}", nil},
+			{"PATCH", "/v1/admin/recipients/{recipient}", map[string]any{"name": "Hijacked"}},
+			{"GET", "/v1/admin/purposes/{purpose}", nil},
+			{"PATCH", "/v1/admin/purposes/{purpose}", map[string]any{"reask_months": 1}},
+			{"GET", "/v1/admin/purposes/{purpose}/versions", nil},
+			{"POST", "/v1/admin/purposes/{purpose}/versions", texts},
+			{"GET", "/v1/admin/purposes/{purpose}/versions/1", nil},
+			{"PATCH", "/v1/admin/purposes/{persPurpose}/versions/{draft}", texts},
+			{"POST", "/v1/admin/purposes/{persPurpose}/versions/{draft}/publish", nil},
+			{"GET", "/v1/admin/purposes/{persKey}", nil},
+			{"GET", "/v1/admin/purposes/{persKey}/versions/{draft}", nil},
+			{"POST", "/v1/admin/purposes/{persKey}/versions/{draft}/publish", nil},
+			{"DELETE", "/v1/admin/api-keys/{apiKey}", nil},
+		}
+		fill := func(path string, real bool) string {
+			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
+				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
+				"{apiKey}": writeAID}
+			for k, v := range ids {
+				if !real && k != "{draft}" {
+					v = ghost
+				}
+				path = strings.ReplaceAll(path, k, v)
+			}
+			return path
+		}
+		for _, rt := range routes {
+			for _, idem := range []bool{false, true} {
+				name := rt.method + " " + rt.path
+				if idem {
+					if rt.method != "POST" {
+						continue
+					}
+					name += " with Idempotency-Key"
+				}
+				t.Run(name, func(t *testing.T) {
+					var h []string
+					if idem {
+						h = []string{"Idempotency-Key", "cross-" + strconv.Itoa(len(name))}
+					}
+					theirs := s.withKey(b.AdminKey, rt.method, fill(rt.path, true), rt.body, h...)
+					p := wantProblem(t, theirs, http.StatusNotFound)
+					never := wantProblem(t, s.withKey(b.AdminKey, rt.method, fill(rt.path, false), rt.body, h...), http.StatusNotFound)
+					if p.Type != never.Type || p.Title != never.Title || p.Detail != never.Detail {
+						t.Fatalf("another tenant's object answers differently from one that never existed:\n%s\n%+v", theirs.Body, never)
+					}
+				})
+			}
+		}
+
+		// B cannot point its own objects at A's.
+		for _, c := range []struct {
+			method, path string
+			body         any
+		}{
+			{"POST", "/v1/admin/properties", map[string]any{"name": "Sneaky", "brand_id": a.Brands[0].ID, "kind": "app"}},
+			{"PATCH", "/v1/admin/properties/" + b.AppID, map[string]any{"brand_id": a.Brands[0].ID}},
+			{"POST", "/v1/admin/recipients", map[string]any{"name": "Sneaky", "legal_name": "Sneaky Oy", "kind": "brand", "brand_id": a.Brands[0].ID}},
+			{"PATCH", "/v1/admin/recipients/" + b.RecipientID, map[string]any{"kind": "brand", "brand_id": a.Brands[1].ID}},
+			{"POST", "/v1/admin/purposes", map[string]any{"key": "sneaky", "level": "person", "legal_basis": "consent", "recipient_ids": []string{recipientA}}},
+			{"POST", "/v1/admin/purposes", map[string]any{"key": "sneaky", "level": "person", "legal_basis": "consent", "scope_brand_ids": []string{a.Brands[0].ID}}},
+			{"POST", "/v1/admin/purposes", map[string]any{"key": "sneaky", "level": "person", "legal_basis": "consent", "scope_property_ids": []string{a.WebShop.ID}}},
+			{"PATCH", "/v1/admin/purposes/analytics", map[string]any{"recipient_ids": []string{recipientA}}},
+			{"PATCH", "/v1/admin/purposes/analytics", map[string]any{"scope_property_ids": []string{a.WebShop.ID}}},
+		} {
+			r := s.withKey(b.AdminKey, c.method, c.path, c.body)
+			if r.Status < 400 || r.Status >= 500 {
+				t.Errorf("tenant B %s %s referring to A's objects: %d %s", c.method, c.path, r.Status, r.Body)
+				continue
+			}
+			wantProblem(t, r, r.Status)
+		}
+		for _, path := range []string{"/v1/subjects/consents", "/v1/subjects/state"} {
+			body := map[string]any{"identifier": custA, "property_id": a.WebShop.ID}
+			if path == "/v1/subjects/consents" {
+				body["method"], body["decisions"] = "api", []map[string]any{decision("analytics", 1, "granted")}
+			}
+			wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, path, body), http.StatusUnprocessableEntity, "property_id")
+		}
+		// B's audit log knows nothing of A's objects.
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/audit?object_id="+a.Brands[0].ID, nil); !strings.Contains(string(r.Body), `"items":[]`) {
+			t.Fatalf("tenant B's audit shows A's brand: %s", r.Body)
+		}
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/tenant", nil); !strings.Contains(string(r.Body), `"legal_name":"Other Group Oy"`) {
+			t.Fatalf("tenant B's key reads: %s", r.Body)
+		}
+
+		// The server API of B does not know A's subjects.
+		for _, id := range []map[string]any{custA, {"kind": "device", "value": deviceA}} {
+			wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": id}), http.StatusNotFound)
+			wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, "/v1/subjects/history", map[string]any{"identifier": id}), http.StatusNotFound)
+		}
+		chk := s.withKey(b.WriteKey, http.MethodPost, "/v1/consents/check", map[string]any{"purpose": "analytics",
+			"identifiers": []any{custA, map[string]any{"kind": "device", "value": deviceA}}})
+		if chk.Status != http.StatusOK || strings.Count(string(chk.Body), `"reason":"unknown_subject"`) != 2 || strings.Contains(string(chk.Body), `"may_use":true`) {
+			t.Fatalf("tenant B checks A's subjects: %d %s", chk.Status, chk.Body)
+		}
+		wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, "/v1/consents/check", map[string]any{"purpose": "marketing_email",
+			"identifiers": []any{custA}}), http.StatusUnprocessableEntity, "purpose")
+		// B recording for the same customer number makes B's own subject.
+		ob := recorded(t, s.withKey(b.WriteKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": custA,
+			"method": "api", "decisions": []map[string]any{decision("analytics", 1, "granted")}}))
+
+		// Property keys: neither tenant can read or change the other's devices.
+		deviceB := recorded(t, s.request(http.MethodPost, "/v1/consents?property="+b.AppKey, grantAnalytics())).DeviceID
+		wantProblem(t, s.deviceState(deviceB), http.StatusNotFound)
+		wantProblem(t, s.request(http.MethodGet, "/v1/consents?property="+b.AppKey, nil, "Lupa-Device-Id", deviceA), http.StatusNotFound)
+		deny := banner(decision("analytics", 0, "denied"))
+		deny["identifier"] = map[string]any{"kind": "device", "value": deviceB}
+		o := recorded(t, s.collect(deny))
+		if o.DeviceID == deviceB {
+			t.Fatalf("tenant A's web shop changed tenant B's device %s", deviceB)
+		}
+		deny["identifier"] = map[string]any{"kind": "device", "value": deviceA}
+		if o := recorded(t, s.request(http.MethodPost, "/v1/consents?property="+b.AppKey, deny)); o.DeviceID == deviceA {
+			t.Fatalf("tenant B's app changed tenant A's device %s", deviceA)
+		}
+		g := s.request(http.MethodGet, "/v1/consents?property="+b.AppKey, nil, "Lupa-Device-Id", deviceB)
+		if g.Status != http.StatusOK || !strings.Contains(string(g.Body), `"purpose":"analytics","state":"granted"`) {
+			t.Fatalf("tenant B's device after A's attempt: %d %s", g.Status, g.Body)
+		}
+
+		// Nothing of A's changed; B's ledger holds only B's chains.
+		afterA := s.storedView(t, deviceA, writeA, custA)
+		for k, v := range beforeA {
+			if k == "ledger" {
+				continue // A's own web shop recorded one new device above
+			}
+			if afterA[k] != v {
+				t.Errorf("tenant B changed A's %s:\nbefore: %.1000s\nafter:  %.1000s", k, v, afterA[k])
+			}
+		}
+		if l := s.ledger(t, a.AdminKey); l.Chains != ledgerA.Chains+1 || l.Events != ledgerA.Events+1 {
+			t.Fatalf("tenant A's ledger %+v, want one more chain and event than %+v", l, ledgerA)
+		}
+		if l := s.ledger(t, b.AdminKey); l.Chains != 3 || l.Events != 3 {
+			t.Fatalf("tenant B's ledger %+v, want its 3 subjects with one event each", l)
+		}
+		if ob.Subject == "" || strings.Contains(beforeA["customer state"], ob.Subject) {
+			t.Fatalf("tenant B's customer shares A's pseudonym %s", ob.Subject)
+		}
+
+		// Idempotency keys belong to a tenant: the same key and body in A make A's own brand.
+		brand := map[string]any{"name": "Twin", "legal_name": "Twin Oy"}
+		rb := s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/brands", brand, "Idempotency-Key", "same-key-1")
+		ra := s.withKey(a.AdminKey, http.MethodPost, "/v1/admin/brands", brand, "Idempotency-Key", "same-key-1")
+		if rb.Status != http.StatusCreated || ra.Status != http.StatusCreated || ra.Header.Get("Idempotent-Replayed") != "" ||
+			ra.Map(t)["id"] == rb.Map(t)["id"] || ra.Map(t)["tenant_id"] != a.Tenant.ID {
+			t.Fatalf("one Idempotency-Key in two tenants:\nB: %d %s\nA: %d %s", rb.Status, rb.Body, ra.Status, ra.Body)
+		}
+	})
+}
