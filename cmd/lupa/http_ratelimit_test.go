@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -97,5 +98,27 @@ func TestHTTPRateLimitBehindProxy(t *testing.T) {
 			wantAllowed(t, s.publicAs("2001:db8::1"))
 		}
 		wantLimited(t, s.publicAs("2001:db8::1"))
+		// One IPv6 subscriber holds a whole /64: another address in it shares the bucket,
+		// an address of another /64 does not.
+		wantLimited(t, s.publicAs("2001:db8::dead:beef"))
+		wantAllowed(t, s.publicAs("2001:db8:0:1::1"))
+	})
+}
+
+// TestHTTPRateLimitReadableByWidget: a browser widget can read the 429 and its Retry-After
+// (the answer carries CORS headers for the page's origin).
+func TestHTTPRateLimitReadableByWidget(t *testing.T) {
+	eachServer(t, rateEnv(""), func(t *testing.T, s *testServer) {
+		for range 3 {
+			wantAllowed(t, s.publicAs(""))
+		}
+		r := s.publicAs("")
+		wantLimited(t, r)
+		if got := r.Header.Get("Access-Control-Allow-Origin"); got != s.Origin {
+			t.Fatalf("429 Access-Control-Allow-Origin = %q, want %q", got, s.Origin)
+		}
+		if exp := r.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exp, "Retry-After") {
+			t.Fatalf("429 exposes %q, want Retry-After among them", exp)
+		}
 	})
 }

@@ -3,6 +3,7 @@ package identityweb
 import (
 	"hash/maphash"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -82,11 +83,28 @@ func (r *RateLimiter) evict(s *shard, now time.Time) {
 	}
 }
 
+// clientKey is the bucket of a client address: the address itself for IPv4, its /64 for
+// IPv6, since one subscriber commonly holds a whole /64.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
 // Middleware answers 429 with Retry-After when the client is over its limit.
 func (r *RateLimiter) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ok, wait := r.Allow(c.ClientIP())
+		ok, wait := r.Allow(clientKey(c.ClientIP()))
 		if !ok {
+			if origin := c.GetHeader("Origin"); origin != "" {
+				// Let a widget read the 429 and its Retry-After instead of a network error.
+				c.Header("Access-Control-Allow-Origin", origin)
+				c.Header("Access-Control-Expose-Headers", corsExpose)
+				c.Header("Vary", "Origin")
+			}
 			RetryAfter(c, wait.Seconds())
 			WriteProblem(c, http.StatusTooManyRequests, identity.ERateLimited, "Too Many Requests",
 				"slow down: too many requests from this address", nil)
