@@ -40,6 +40,7 @@ func (s *Service) CommitAsOneBatch(ctx context.Context, reqs []*RecordRequest, b
 	switch sabotage {
 	case SabotageDuplicateInteraction:
 		jobs[bad].in.id = jobs[0].in.id
+		jobs[bad].in.pre = nil // plan it again in the writer, with the borrowed id
 	case SabotageDeletedTenant:
 		jobs[bad].in.newSubject.TenantID = "deleted-tenant"
 	}

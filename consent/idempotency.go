@@ -2,13 +2,14 @@ package consent
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // Idempotency: a POST with an Idempotency-Key is answered once; a retry with the same key
@@ -35,12 +36,14 @@ func (s *Service) storedAnswer(ctx context.Context, db *gorm.DB, tenantID string
 		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil, nil
+		return nil, identity.NotFound("idempotency key")
 	}
 	return &rows[0], nil
 }
 
-func answer(a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
+// answer rebuilds the outcome of a stored answer: the answer itself, and the receipt of its
+// interaction from the receipts table (gone once the evidence has been erased).
+func (s *Service) answer(ctx context.Context, db *gorm.DB, tenantID string, a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
 	if a.RequestHash != k.RequestHash {
 		return nil, errIdempotencyMismatch
 	}
@@ -48,64 +51,57 @@ func answer(a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
 	if err := json.Unmarshal(a.Response, &out); err != nil {
 		return nil, err
 	}
+	var jws []string
+	if err := db.WithContext(ctx).Raw("SELECT jws FROM receipts WHERE tenant_id = ? AND id = ?", tenantID, out.InteractionID).
+		Scan(&jws).Error; err != nil {
+		return nil, err
+	}
 	out.Replayed, out.JSON = true, a.Response
+	if len(jws) == 1 {
+		out.Receipt, out.JSON = jws[0], withReceipt(a.Response, jws[0])
+	}
 	return &out, nil
 }
 
-// replay answers a retried request from its stored answer; found is false when the key
-// is new.
-func (s *Service) replay(ctx context.Context, tenantID string, k *IdempotencyKey) (out *Outcome, found bool, err error) {
-	a, err := s.storedAnswer(ctx, s.db.Read, tenantID, k)
-	if err != nil || a == nil {
-		return nil, false, err
-	}
-	out, err = answer(a, k)
-	return out, true, err
-}
-
-// replayAfterConflict answers a job whose key another request took while both were in
-// flight.
+// replayAfterConflict answers a job whose key another request took, before or while it
+// was in flight.
 func (s *Service) replayAfterConflict(in *interaction) (*Outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := s.storedAnswer(ctx, s.db.Write, in.tenantID, in.idem)
+	if identity.IsCode(err, identity.ENotFound) {
+		return nil, identity.Errorf(identity.EConflict, "a request with this Idempotency-Key is in progress; retry")
+	}
 	if err != nil {
 		return nil, err
 	}
-	if a == nil {
-		return nil, identity.Errorf(identity.EConflict, "a request with this Idempotency-Key is in progress; retry")
-	}
-	return answer(a, in.idem)
+	return s.answer(ctx, s.db.Write, in.tenantID, a, in.idem)
 }
 
+const idempotencyReturning = " ON CONFLICT (tenant_id, route, key) DO NOTHING RETURNING tenant_id, route, key"
+
+var idempotencyColumns = sqldb.Cols(
+	"tenant_id:text", "route:text", "key:text", "request_hash:text", "status:int8",
+	"response:bytea", "created_at:int8", "expires_at:int8",
+)
+
 // insertIdempotency stores the answers and returns the keys that were already taken.
-func insertIdempotency(tx *gorm.DB, rows [][]any) (map[string]bool, error) {
-	var b strings.Builder
-	b.WriteString("INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, status, response, created_at, expires_at) VALUES ")
-	args := make([]any, 0, len(rows)*8)
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteString(", ")
+func insertIdempotency(ctx context.Context, st *sqldb.Statements, tx *sql.Tx, rows [][]any) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(rows))
+	err := st.InsertColumns(ctx, tx, "idempotency_keys", idempotencyColumns, rows, idempotencyReturning, func(r *sql.Rows) error {
+		var t, route, key string
+		if err := r.Scan(&t, &route, &key); err != nil {
+			return err
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, r...)
-	}
-	b.WriteString(" ON CONFLICT (tenant_id, route, key) DO NOTHING RETURNING tenant_id, route, key")
-	var inserted []struct{ TenantID, Route, Key string }
-	if err := tx.Raw(b.String(), args...).Scan(&inserted).Error; err != nil {
+		inserted[t+"\x00"+route+"\x00"+key] = true
+		return nil
+	})
+	if err != nil || len(inserted) == len(rows) {
 		return nil, err
-	}
-	if len(inserted) == len(rows) {
-		return nil, nil
-	}
-	ok := map[string]bool{}
-	for _, r := range inserted {
-		ok[r.TenantID+"\x00"+r.Route+"\x00"+r.Key] = true
 	}
 	taken := map[string]bool{}
 	for _, r := range rows {
-		k := r[0].(string) + "\x00" + r[1].(string) + "\x00" + r[2].(string)
-		if !ok[k] {
+		if k := r[0].(string) + "\x00" + r[1].(string) + "\x00" + r[2].(string); !inserted[k] {
 			taken[k] = true
 		}
 	}

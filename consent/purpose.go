@@ -54,6 +54,8 @@ type Purpose struct {
 	GPCOptOut        bool      `json:"gpc_opt_out"`
 	LatestVersion    int       `json:"latest_version"`
 	MaterialVersion  int       `json:"material_version"`
+	// OutdatedSwept is the material version whose outdated grants the sweep has finished.
+	OutdatedSwept int `json:"-"`
 	CreatedAt        time.Time `json:"created_at"`
 	UpdatedAt        time.Time `json:"updated_at"`
 }

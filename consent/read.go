@@ -3,6 +3,7 @@ package consent
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -17,45 +18,72 @@ type StateView struct {
 	State    []PurposeState `json:"state"`
 }
 
-type stateLookupRow struct {
-	SubjectID string
-	Pseudonym *string
-	Kind      string
-	PurposeID *string
-	State     *string
-	Version   *int
-	DecidedAt *int64
-	ExpiresAt *int64
-	EventSeq  *int64
-	Method    *string
+// subjectState is a subject with its chain head and stored states (by purpose id).
+type subjectState struct {
+	id, pseudonym, kind string
+	head                head
+	states              map[string]*Stored
 }
 
-// lookupState reads a subject and every stored state of it with one query, found by an
-// identifier's lookup hashes. This is the hot read path of widgets and apps.
-func (s *Service) lookupState(ctx context.Context, tenantID string, id identity.Identifier) (string, string, string, map[string]*Stored, error) {
-	var rows []stateLookupRow
-	err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id AS subject_id, s.pseudonym, s.kind, c.purpose_id, c.state, c.version,
-		c.decided_at, c.expires_at, c.event_seq, c.method
-		FROM identifiers i
-		JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
-		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
-		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = '' AND i.value_hash IN ?`,
-		tenantID, id.Kind, s.ids.LookupHashes(tenantID, id)).Scan(&rows).Error
-	if err != nil {
-		return "", "", "", nil, err
-	}
-	if len(rows) == 0 || rows[0].Pseudonym == nil {
-		return "", "", "", nil, identity.NotFound("subject")
-	}
-	states := map[string]*Stored{}
-	for _, r := range rows {
-		if r.PurposeID == nil {
-			continue
+const lookupSQL = `SELECT s.id, s.pseudonym, s.kind, h.seq, h.hash, c.purpose_id, c.purpose_key, c.state, c.version,
+	c.decided_at, c.expires_at, c.event_seq, c.method
+	FROM identifiers i
+	JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
+	LEFT JOIN chain_heads h ON h.tenant_id = i.tenant_id AND h.subject_id = i.subject_id
+	LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
+	WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s)`
+
+// lookup finds the subject an identifier names, with its chain head and every stored
+// state, in one prepared query: the hot path of widgets, apps and recording.
+func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Identifier) (*subjectState, error) {
+	hashes := s.ids.LookupHashes(tenantID, id)
+	n := len(hashes)
+	for _, shape := range inShapes {
+		if shape >= n {
+			n = shape
+			break
 		}
-		states[*r.PurposeID] = &Stored{SubjectID: r.SubjectID, PurposeID: *r.PurposeID, State: *r.State,
-			Version: *r.Version, DecidedAt: *r.DecidedAt, ExpiresAt: r.ExpiresAt, EventSeq: *r.EventSeq, Method: *r.Method}
 	}
-	return rows[0].SubjectID, *rows[0].Pseudonym, rows[0].Kind, states, nil
+	args := make([]any, 0, 3+n)
+	args = append(args, tenantID, id.Kind, id.Namespace())
+	for i := 0; i < n; i++ {
+		args = append(args, hashes[min(i, len(hashes)-1)])
+	}
+	var out *subjectState
+	err := s.reads.Query(ctx, nil, fmt.Sprintf(lookupSQL, placeholders(n)), args, func(rows *sql.Rows) error {
+		var subjectID, kind string
+		var pseudonym, headHash, purposeID, purposeKey, state, method sql.NullString
+		var headSeq, version, decided, expires, seq sql.NullInt64
+		if err := rows.Scan(&subjectID, &pseudonym, &kind, &headSeq, &headHash, &purposeID, &purposeKey, &state,
+			&version, &decided, &expires, &seq, &method); err != nil {
+			return err
+		}
+		if !pseudonym.Valid {
+			return nil // erased
+		}
+		if out == nil {
+			out = &subjectState{id: subjectID, pseudonym: pseudonym.String, kind: kind,
+				head: head{seq: headSeq.Int64, hash: headHash.String}, states: map[string]*Stored{}}
+		}
+		if !purposeID.Valid {
+			return nil
+		}
+		st := &Stored{SubjectID: subjectID, PurposeID: purposeID.String, PurposeKey: purposeKey.String, State: state.String,
+			Version: int(version.Int64), DecidedAt: decided.Int64, EventSeq: seq.Int64, Method: method.String}
+		if expires.Valid {
+			e := expires.Int64
+			st.ExpiresAt = &e
+		}
+		out.states[st.PurposeID] = st
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, identity.NotFound("subject")
+	}
+	return out, nil
 }
 
 // DeviceState returns a device's state for the device-level purposes of a property.
@@ -68,14 +96,14 @@ func (s *Service) DeviceState(ctx context.Context, p *identity.Property, deviceI
 	if err != nil {
 		return nil, err
 	}
-	_, pseudonym, _, states, err := s.lookupState(ctx, p.TenantID, id)
+	subj, err := s.lookup(ctx, p.TenantID, id)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	v := &StateView{Subject: pseudonym, DeviceID: deviceID, State: []PurposeState{}}
+	v := &StateView{Subject: subj.pseudonym, DeviceID: deviceID, State: []PurposeState{}}
 	for _, cp := range c.Asked(p, LevelDevice) {
-		v.State = append(v.State, View(states[cp.ID], cp.Purpose, now))
+		v.State = append(v.State, View(subj.states[cp.ID], cp.Purpose, now))
 	}
 	return v, nil
 }
@@ -90,18 +118,18 @@ func (s *Service) SubjectState(ctx context.Context, tenantID string, id identity
 	if err != nil {
 		return nil, err
 	}
-	_, pseudonym, kind, states, err := s.lookupState(ctx, tenantID, id)
+	subj, err := s.lookup(ctx, tenantID, id)
 	if err != nil {
 		return nil, err
 	}
 	level := ""
-	if kind == identity.SubjectDevice {
+	if subj.kind == identity.SubjectDevice {
 		level = LevelDevice
 	}
 	now := s.now()
-	v := &StateView{Subject: pseudonym, State: []PurposeState{}}
+	v := &StateView{Subject: subj.pseudonym, State: []PurposeState{}}
 	for _, cp := range c.Asked(p, level) {
-		v.State = append(v.State, View(states[cp.ID], cp.Purpose, now))
+		v.State = append(v.State, View(subj.states[cp.ID], cp.Purpose, now))
 	}
 	return v, nil
 }

@@ -70,12 +70,20 @@ type ReceiptPurpose struct {
 
 // ReceiptLedger ties the receipt to the ledger.
 type ReceiptLedger struct {
-	Tenant      string     `json:"tenant"`
-	Interaction string     `json:"interaction"`
-	Property    string     `json:"property,omitempty"`
-	Channel     string     `json:"channel"`
-	UIHash      string     `json:"ui_hash,omitempty"`
-	Events      []EventRef `json:"events"`
+	Tenant      string         `json:"tenant"`
+	Interaction string         `json:"interaction"`
+	Property    string         `json:"property,omitempty"`
+	Channel     string         `json:"channel"`
+	UIHash      string         `json:"ui_hash,omitempty"`
+	Events      []ReceiptEvent `json:"events"`
+}
+
+// ReceiptEvent names a ledger event in a receipt; the purposes above say what it decided.
+type ReceiptEvent struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 func controllers(c *Catalog, p *identity.Property) []PIIController {
@@ -109,9 +117,9 @@ func buildReceipt(in *interaction, events []*Event, now int64) ([]byte, error) {
 	if in.property != nil {
 		service.Service = in.property.Name
 	}
-	refs := make([]EventRef, 0, len(events))
+	refs := make([]ReceiptEvent, 0, len(events))
 	for i, e := range events {
-		refs = append(refs, eventRef(e))
+		refs = append(refs, ReceiptEvent{ID: e.ID, Kind: e.Kind, Seq: e.Seq, Hash: e.Hash})
 		if i >= len(in.decisions) {
 			continue
 		}

@@ -23,6 +23,7 @@ import (
 // Service is consent's entry point.
 type Service struct {
 	db     *sqldb.DB
+	reads  *sqldb.Statements // prepared hot-path queries on the read pool
 	ids    *identity.Service
 	keys   *keyring.Keyring
 	now    func() time.Time
@@ -35,7 +36,7 @@ type Service struct {
 
 // NewService returns the consent service. Start the writer with StartWriter before recording.
 func NewService(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() time.Time, log *slog.Logger) *Service {
-	s := &Service{db: db, ids: ids, keys: keys, now: now, log: log,
+	s := &Service{db: db, ids: ids, keys: keys, now: now, log: log, reads: sqldb.NewStatements(db.ReadSQL(), db.Dialect),
 		catalogs: catalogCache{byTenant: map[string]*Catalog{}, generation: map[string]uint64{}}}
 	ids.OnTenantChange(s.invalidate)
 	return s
@@ -99,7 +100,7 @@ type Outcome struct {
 	RecordedAt    time.Time      `json:"recorded_at"`
 	Events        []EventRef     `json:"events"`
 	State         []PurposeState `json:"state"`
-	Receipt       string         `json:"receipt"`
+	Receipt       string         `json:"receipt,omitempty"`
 	Replayed      bool           `json:"-"`
 	// JSON is the outcome encoded once by the writer; a retry with the same
 	// Idempotency-Key gets exactly these bytes again.
@@ -249,11 +250,8 @@ func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, err
 	if !req.Public && req.Identifier == nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "identifier", Message: "is required"})
 	}
-	if req.Idempotency != nil {
-		if out, found, err := s.replay(ctx, req.TenantID, req.Idempotency); found || err != nil {
-			return out, err
-		}
-	}
+	// A retry with a known Idempotency-Key is found by the writer, inside the transaction
+	// that would write it: one place decides, and first requests pay no extra query.
 	c, err := s.Catalog(ctx, req.TenantID)
 	if err != nil {
 		return nil, err
@@ -279,17 +277,17 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 	} else {
 		in.channel = "api"
 	}
-	subjectKind, err := s.resolveSubject(ctx, req, in, now)
+	subj, err := s.resolveSubject(ctx, req, in, now)
 	if err != nil {
 		return nil, err
 	}
-	decisions, lang, err := req.resolve(c, subjectKind)
+	decisions, lang, err := req.resolve(c, subj.kind)
 	if err != nil {
 		return nil, err
 	}
 	in.decisions, in.language = decisions, lang
 	level := ""
-	if subjectKind == identity.SubjectDevice {
+	if subj.kind == identity.SubjectDevice {
 		level = LevelDevice
 	}
 	in.view = c.Asked(req.Property, level)
@@ -297,25 +295,36 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 		in.context = &clientContext{ipPrefix: truncateIP(req.ClientIP), userAgent: truncate(req.UserAgent, 512),
 			expiresAt: now.AddDate(0, 0, contextMaxDays).UnixMilli()}
 	}
+	// Plan here, in the request's goroutine, on top of the head just read; the writer
+	// keeps this plan when the head has not moved since.
+	sign, err := s.keys.SignFunc(ReceiptType)
+	if err != nil {
+		return nil, err
+	}
+	in.basis = subj.head
+	if in.pre, err = s.planOne(in, subj.head, subj.states, now, sign); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 
-// resolveSubject finds the subject the request names, or prepares a new one: a new device
-// on the collection API, a new person for an unknown customer number.
-func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *interaction, now time.Time) (string, error) {
+// resolveSubject finds the subject the request names, with its chain head and states, or
+// prepares a new one: a new device on the collection API, a new person for an unknown
+// customer number.
+func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *interaction, now time.Time) (*subjectState, error) {
 	if req.Identifier != nil {
-		subj, err := s.ids.FindSubject(ctx, req.TenantID, *req.Identifier)
+		subj, err := s.lookup(ctx, req.TenantID, *req.Identifier)
 		switch {
-		case err == nil && !subj.Erased:
-			in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
+		case err == nil:
+			in.subjectID, in.pseudonym = subj.id, subj.pseudonym
 			if req.Public {
 				in.deviceID = req.Identifier.Value
 			}
-			return subj.Kind, nil
-		case err != nil && !identity.IsCode(err, identity.ENotFound):
-			return "", err
+			return subj, nil
+		case !identity.IsCode(err, identity.ENotFound):
+			return nil, err
 		case !req.Public && req.Identifier.Kind == identity.IDDevice:
-			return "", identity.NotFound("subject")
+			return nil, identity.NotFound("subject")
 		}
 	}
 	id := identity.Identifier{Kind: identity.IDDevice, Value: identity.NewDeviceID()}
@@ -324,18 +333,18 @@ func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *in
 	}
 	subj, err := s.ids.PrepareSubject(req.TenantID, id.SubjectKind(), now)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ident, err := s.ids.PrepareIdentifier(req.TenantID, subj.ID, id, now)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	in.newSubject, in.newIdentifiers = subj, []*identity.NewIdentifier{ident}
 	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
 	if req.Public {
 		in.deviceID = id.Value
 	}
-	return subj.Kind, nil
+	return &subjectState{id: subj.ID, pseudonym: subj.Pseudonym, kind: subj.Kind, states: map[string]*Stored{}}, nil
 }
 
 // truncateIP keeps the network part only: /24 of IPv4, /48 of IPv6.

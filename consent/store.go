@@ -3,6 +3,8 @@ package consent
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // Row structs: the database shape of consent's types.
@@ -21,6 +23,7 @@ type purposeRow struct {
 	GPCOptOut        bool `gorm:"column:gpc_opt_out"`
 	LatestVersion    int
 	MaterialVersion  int
+	OutdatedSwept    int
 	CreatedAt        int64 `gorm:"autoCreateTime:false"`
 	UpdatedAt        int64 `gorm:"autoUpdateTime:false"`
 }
@@ -30,7 +33,7 @@ func (purposeRow) TableName() string { return "purposes" }
 func (r *purposeRow) domain() *Purpose {
 	p := &Purpose{TenantID: r.TenantID, ID: r.ID, Key: r.Key, Level: r.Level, LegalBasis: r.LegalBasis,
 		DPVPurpose: r.DPVIRI, ReaskMonths: r.ReaskMonths, GPCOptOut: r.GPCOptOut,
-		LatestVersion: r.LatestVersion, MaterialVersion: r.MaterialVersion,
+		LatestVersion: r.LatestVersion, MaterialVersion: r.MaterialVersion, OutdatedSwept: r.OutdatedSwept,
 		CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
 	p.RecipientIDs = jsonStrings(r.RecipientIDs)
 	p.ScopeBrandIDs = jsonStrings(r.ScopeBrandIDs)
@@ -43,7 +46,7 @@ func purposeToRow(p *Purpose) *purposeRow {
 		DPVIRI: p.DPVPurpose, RecipientIDs: toJSON(nonNilStrings(p.RecipientIDs)), ReaskMonths: p.ReaskMonths,
 		ScopeBrandIDs: toJSON(nonNilStrings(p.ScopeBrandIDs)), ScopePropertyIDs: toJSON(nonNilStrings(p.ScopePropertyIDs)),
 		GPCOptOut: p.GPCOptOut, LatestVersion: p.LatestVersion, MaterialVersion: p.MaterialVersion,
-		CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
+		OutdatedSwept: p.OutdatedSwept, CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
 }
 
 type versionRow struct {
@@ -118,9 +121,13 @@ func recipientToRow(r *Recipient) *recipientRow {
 }
 
 // eventColumns are consent_events' columns in the order eventArgs gives them.
-var eventColumns = []string{"tenant_id", "subject_id", "seq", "id", "kind", "pseudonym", "purpose_key",
-	"purpose_version", "version_hash", "text_hash", "decision", "property_id", "channel", "method", "agent",
-	"language", "ui_hash", "actor", "interaction_id", "reason", "ref", "server_time", "client_time", "prev_hash", "hash"}
+var eventColumns = sqldb.Cols(
+	"tenant_id:text", "subject_id:text", "seq:int8", "id:text", "kind:text",
+	"pseudonym:text", "purpose_key:text", "purpose_version:int8", "version_hash:text", "text_hash:text",
+	"decision:text", "property_id:text", "channel:text", "method:text", "agent:text",
+	"language:text", "ui_hash:text", "actor:text", "interaction_id:text", "reason:text",
+	"ref:text", "server_time:int8", "client_time:int8", "prev_hash:text", "hash:text",
+)
 
 func eventArgs(e *Event) []any {
 	return []any{e.TenantID, e.SubjectID, e.Seq, e.ID, e.Kind, e.Pseudonym, e.PurposeKey, e.PurposeVersion,
@@ -133,8 +140,10 @@ const eventSelect = `tenant_id, subject_id, seq, id, kind, pseudonym, purpose_ke
 	text_hash, decision, property_id, channel, method, agent, language, ui_hash, actor, interaction_id, reason, ref,
 	server_time, client_time, prev_hash, hash`
 
-var stateColumns = []string{"tenant_id", "subject_id", "purpose_id", "purpose_key", "state", "version",
-	"decided_at", "expires_at", "event_seq", "method"}
+var stateColumns = sqldb.Cols(
+	"tenant_id:text", "subject_id:text", "purpose_id:text", "purpose_key:text", "state:text",
+	"version:int8", "decided_at:int8", "expires_at:int8", "event_seq:int8", "method:text",
+)
 
 const stateUpsert = ` ON CONFLICT (tenant_id, subject_id, purpose_id) DO UPDATE SET purpose_key = excluded.purpose_key,
 	state = excluded.state, version = excluded.version, decided_at = excluded.decided_at,
@@ -142,13 +151,19 @@ const stateUpsert = ` ON CONFLICT (tenant_id, subject_id, purpose_id) DO UPDATE 
 
 const headUpsert = ` ON CONFLICT (tenant_id, subject_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`
 
-var headColumns = []string{"tenant_id", "subject_id", "seq", "hash"}
+var headColumns = sqldb.Cols("tenant_id:text", "subject_id:text", "seq:int8", "hash:text")
 
-var domainEventColumns = []string{"tenant_id", "id", "type", "schema_version", "subject_id", "subject_seq", "payload", "created_at"}
+var domainEventColumns = sqldb.Cols(
+	"tenant_id:text", "id:text", "type:text", "schema_version:int8", "subject_id:text",
+	"subject_seq:int8", "payload:text", "created_at:int8",
+)
 
-var receiptColumns = []string{"tenant_id", "id", "subject_id", "jws", "created_at"}
+var receiptColumns = sqldb.Cols("tenant_id:text", "id:text", "subject_id:text", "jws:text", "created_at:int8")
 
-var contextColumns = []string{"tenant_id", "interaction_id", "subject_id", "ip_prefix", "user_agent", "expires_at"}
+var contextColumns = sqldb.Cols(
+	"tenant_id:text", "interaction_id:text", "subject_id:text", "ip_prefix:text", "user_agent:text",
+	"expires_at:int8",
+)
 
 func msTime(v int64) time.Time { return time.UnixMilli(v).UTC() }
 

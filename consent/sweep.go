@@ -108,8 +108,14 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// outdatedGrace is how long after a material version's publication the outdated sweep keeps
+// looking for grants of older versions: other instances accept the old version for a
+// moment (their catalog cache), and requests may be in flight.
+const outdatedGrace = 5 * time.Minute
+
 // SweepOutdated writes outdated events for grants of versions that a material version has
-// replaced. Refusals stay as they are.
+// replaced. Refusals stay as they are. Each purpose is swept once per material version
+// (after the grace period it is marked done), so the sweep needs no index of its own.
 func (s *Service) SweepOutdated(ctx context.Context) (int, error) {
 	tenants, err := s.ids.TenantIDs(ctx)
 	if err != nil {
@@ -122,31 +128,50 @@ func (s *Service) SweepOutdated(ctx context.Context) (int, error) {
 			return total, err
 		}
 		for _, cp := range c.Purposes {
-			if cp.LegalBasis != BasisConsent || cp.MaterialVersion <= 1 {
+			if cp.LegalBasis != BasisConsent || cp.MaterialVersion <= 1 || cp.OutdatedSwept >= cp.MaterialVersion {
 				continue
 			}
-			for range 10000 {
-				var rows []sweepRow
-				if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
-					FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
-					WHERE c.tenant_id = ? AND c.purpose_id = ? AND c.state = 'granted' AND c.version < ?
-					LIMIT ?`, tenantID, cp.ID, cp.MaterialVersion, sweepBatch).Scan(&rows).Error; err != nil {
-					return total, err
-				}
-				ins, err := s.groupSystem(ctx, rows, KindOutdated, "material_version:"+itoa(cp.MaterialVersion), "consent.outdated")
-				if err != nil {
-					return total, err
-				}
-				n, err := s.submitSystem(ctx, ins)
-				total += n
-				if err != nil {
-					return total, err
-				}
-				if len(rows) < sweepBatch || n == 0 {
-					break
-				}
+			n, err := s.sweepOutdatedPurpose(ctx, tenantID, cp)
+			total += n
+			if err != nil {
+				return total, err
 			}
 		}
+	}
+	return total, nil
+}
+
+func (s *Service) sweepOutdatedPurpose(ctx context.Context, tenantID string, cp *CatalogPurpose) (int, error) {
+	total, after := 0, ""
+	for {
+		var rows []sweepRow
+		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
+			FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
+			WHERE c.tenant_id = ? AND c.subject_id > ? AND c.purpose_id = ? AND c.state = 'granted' AND c.version < ?
+			ORDER BY c.subject_id LIMIT ?`, tenantID, after, cp.ID, cp.MaterialVersion, sweepBatch).Scan(&rows).Error; err != nil {
+			return total, err
+		}
+		ins, err := s.groupSystem(ctx, rows, KindOutdated, "material_version:"+itoa(cp.MaterialVersion), "consent.outdated")
+		if err != nil {
+			return total, err
+		}
+		n, err := s.submitSystem(ctx, ins)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if len(rows) < sweepBatch {
+			break
+		}
+		after = rows[len(rows)-1].SubjectID
+	}
+	v := cp.Versions[cp.MaterialVersion]
+	if v != nil && v.PublishedAt != nil && s.now().Sub(*v.PublishedAt) > outdatedGrace {
+		if err := s.db.Write.WithContext(ctx).Exec("UPDATE purposes SET outdated_swept = ? WHERE tenant_id = ? AND id = ? AND outdated_swept < ?",
+			cp.MaterialVersion, tenantID, cp.ID, cp.MaterialVersion).Error; err != nil {
+			return total, err
+		}
+		s.invalidate(tenantID)
 	}
 	return total, nil
 }
@@ -249,7 +274,12 @@ type Sweeper struct {
 	interval     time.Duration
 	rootInterval time.Duration
 	wake         chan struct{}
+	lastEvidence time.Time
 }
+
+// evidenceInterval spaces the end-of-evidence sweep: it looks at every subject, and evidence
+// periods are measured in years.
+const evidenceInterval = time.Hour
 
 // NewSweeper returns a sweeper; a material version published on this instance wakes it.
 func (s *Service) NewSweeper(log *slog.Logger, interval, rootInterval time.Duration) *Sweeper {
@@ -289,12 +319,18 @@ func (sw *Sweeper) Run(ctx context.Context) {
 
 func (sw *Sweeper) sweep(ctx context.Context) {
 	_, err := sw.svc.db.TryLock(ctx, "lupa-sweep", func(ctx context.Context) error {
-		for _, step := range []struct {
+		steps := []struct {
 			name string
 			fn   func(context.Context) (int, error)
-		}{
-			{"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}, {"evidence", sw.svc.SweepEvidence},
-		} {
+		}{{"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}}
+		if now := sw.svc.now(); now.Sub(sw.lastEvidence) >= evidenceInterval {
+			sw.lastEvidence = now
+			steps = append(steps, struct {
+				name string
+				fn   func(context.Context) (int, error)
+			}{"evidence", sw.svc.SweepEvidence})
+		}
+		for _, step := range steps {
 			n, err := step.fn(ctx)
 			if err != nil {
 				sw.log.Error("sweep failed", "sweep", step.name, "err", err)

@@ -2,7 +2,7 @@ package consent
 
 import (
 	"context"
-	"encoding/json"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -17,10 +17,17 @@ import (
 
 // The writer is the only code that appends to the ledger. Requests hand it their
 // interactions; it gathers whatever has arrived into one transaction (group commit), locks
-// the chain heads of the subjects involved in a fixed order, chains the new events in
-// memory, inserts everything with multi-row statements, commits, and only then answers each
-// waiting request. A request that fails inside a batch is taken out and answered alone; only
-// a failure of the database itself fails the whole batch.
+// the chain heads of the subjects involved in a fixed order, inserts everything with a few
+// prepared multi-row statements, commits, and only then answers each waiting request. A
+// request that fails inside a batch is taken out and answered alone; only a failure of the
+// database itself fails the whole batch.
+//
+// The CPU work of an interaction — chaining and hashing its events, deriving the new state,
+// building and signing the receipt, encoding the answer — is done before it reaches the
+// writer, in the request's own goroutine, on top of the chain head the request read (see
+// plan.go). The writer only checks, under the lock, that the head is still that one; when
+// another request moved it first, the writer plans that interaction again itself. So the one
+// serial part of the write path is the SQL.
 
 // interaction is one request's worth of work for the writer.
 type interaction struct {
@@ -45,6 +52,10 @@ type interaction struct {
 	context         *clientContext
 	receipt         bool
 	domainEventType string
+
+	// pre is the plan made before the writer on top of basis, the chain head read then.
+	pre   *iplan
+	basis head
 }
 
 // systemChange is a state change Lupa makes by itself (expiry, outdated). It applies only if
@@ -81,7 +92,7 @@ type WriterMetrics interface {
 // WriterOptions tune the writer.
 type WriterOptions struct {
 	// Workers is how many batches may be in flight at once: 1 on SQLite (one writer), a few
-	// on PostgreSQL so one batch's fsync overlaps the next batch's work.
+	// on PostgreSQL so one batch's commit overlaps the next batch's statements.
 	Workers  int
 	MaxBatch int
 	Metrics  WriterMetrics
@@ -91,6 +102,7 @@ type WriterOptions struct {
 type Writer struct {
 	db       *sqldb.DB
 	svc      *Service
+	stmts    *sqldb.Statements
 	metrics  WriterMetrics
 	in       chan *job
 	maxBatch int
@@ -122,7 +134,14 @@ func (s *Service) StartWriter(opt WriterOptions) *Writer {
 	if opt.Metrics == nil {
 		opt.Metrics = noMetrics{}
 	}
-	w := &Writer{db: s.db, svc: s, metrics: opt.Metrics, in: make(chan *job, opt.MaxBatch*2), maxBatch: opt.MaxBatch}
+	w := &Writer{db: s.db, svc: s, stmts: sqldb.NewStatements(s.db.SQL(), s.db.Dialect), metrics: opt.Metrics,
+		in: make(chan *job, opt.MaxBatch*2), maxBatch: opt.MaxBatch}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := w.prepare(ctx); err != nil {
+		// Not fatal: statements missing from the cache are prepared per transaction.
+		s.log.Warn("prepare the writer's statements", "err", err)
+	}
+	cancel()
 	for range opt.Workers {
 		w.wg.Add(1)
 		go w.run()
@@ -165,6 +184,7 @@ func (w *Writer) Close() {
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
+	w.stmts.Close()
 }
 
 func (w *Writer) run() {
@@ -273,8 +293,10 @@ func (w *Writer) commit(jobs []*job) error {
 			return nil
 		}
 		retry, err := w.commitOnce(ctx, live, len(jobs) == 1)
-		if err != nil && len(live) == 1 && attempt < 3 && joinsConcurrentSubject(live[0].in, err) {
-			continue // another request, perhaps on another instance, created this person first: join it
+		if single := len(jobs) == 1; single && err != nil && sqldb.IsUniqueViolation(err) && attempt == 0 {
+			// A new customer created a moment ago by another instance: look it up again
+			// (reresolve) and join its chain.
+			continue
 		}
 		if err != nil || !retry {
 			return err
@@ -296,21 +318,25 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 			tx.Rollback()
 		}
 	}()
+	sqlTx, ok := tx.Statement.ConnPool.(*sql.Tx)
+	if !ok {
+		return false, errors.New("writer: the transaction is not a *sql.Tx")
+	}
 	if single {
 		if err := w.svc.reresolve(ctx, tx, jobs[0].in); err != nil {
 			return false, err
 		}
 	}
-	base, err := w.load(tx, jobs)
+	heads, err := w.lockHeads(ctx, sqlTx, jobs)
 	if err != nil {
 		return false, err
 	}
-	p, err := w.plan(jobs, base)
+	b, err := w.settle(ctx, sqlTx, jobs, heads)
 	if err != nil {
 		return false, err
 	}
-	if len(p.idem) > 0 {
-		taken, err := insertIdempotency(tx, p.idem)
+	if len(b.idem) > 0 {
+		taken, err := insertIdempotency(ctx, w.stmts, sqlTx, b.idem)
 		if err != nil {
 			return false, err
 		}
@@ -320,14 +346,14 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 					j.replay = true
 				}
 			}
-			return true, nil // roll back and plan again without them
+			return true, nil // roll back and write again without them
 		}
 	}
-	if err := p.insert(tx); err != nil {
+	if err := b.insert(ctx, w.stmts, sqlTx); err != nil {
 		return false, err
 	}
-	for _, er := range p.erasures {
-		if err := eraseSubject(tx, er.tenantID, er.subjectID, time.UnixMilli(p.now)); err != nil {
+	for _, er := range b.erasures {
+		if err := eraseSubject(tx, er.tenantID, er.subjectID, time.UnixMilli(b.erasedAt)); err != nil {
 			return false, err
 		}
 	}
@@ -336,9 +362,9 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 	}
 	committed = true
 	for i, j := range jobs {
-		j.out = p.outcomes[i]
+		j.out = b.outcomes[i]
 	}
-	w.metrics.EventsWritten(len(p.events))
+	w.metrics.EventsWritten(b.events)
 	return false, nil
 }
 
@@ -348,62 +374,205 @@ type head struct {
 	hash string
 }
 
-type snapshot struct {
-	heads  map[string]head    // by subject id
-	states map[string]*Stored // by subject id + "|" + purpose id
-}
-
-func stateKey(subjectID, purposeID string) string { return subjectID + "|" + purposeID }
-
-// load locks the chain heads of the batch's existing subjects, in a fixed order so two
-// writers never deadlock, and reads their current states.
-func (w *Writer) load(tx *gorm.DB, jobs []*job) (*snapshot, error) {
-	snap := &snapshot{heads: map[string]head{}, states: map[string]*Stored{}}
+// lockHeads locks the chain heads of the batch's existing subjects and returns them. The
+// rows are locked in (tenant, subject) order, so two writers never deadlock.
+func (w *Writer) lockHeads(ctx context.Context, tx *sql.Tx, jobs []*job) (map[string]head, error) {
+	byTenant := map[string][]string{}
 	seen := map[string]bool{}
-	var keys [][]any
 	for _, j := range jobs {
 		if j.in.newSubject != nil || seen[j.in.subjectID] {
 			continue
 		}
 		seen[j.in.subjectID] = true
-		keys = append(keys, []any{j.in.tenantID, j.in.subjectID})
+		byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], j.in.subjectID)
 	}
-	if len(keys) == 0 {
-		return snap, nil
+	heads := make(map[string]head, len(seen))
+	tenants := make([]string, 0, len(byTenant))
+	for t := range byTenant {
+		tenants = append(tenants, t)
 	}
-	sort.Slice(keys, func(a, b int) bool {
-		if keys[a][0] != keys[b][0] {
-			return keys[a][0].(string) < keys[b][0].(string)
+	sort.Strings(tenants)
+	for _, t := range tenants {
+		ids := byTenant[t]
+		sort.Strings(ids)
+		q, args := inQuery(w.lockSQL(), t, ids)
+		err := w.stmts.Query(ctx, tx, q, args, func(r *sql.Rows) error {
+			var id string
+			var h head
+			if err := r.Scan(&id, &h.seq, &h.hash); err != nil {
+				return err
+			}
+			heads[id] = h
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lock chain heads: %w", err)
 		}
-		return keys[a][1].(string) < keys[b][1].(string)
-	})
-	var heads []struct {
-		SubjectID string
-		Seq       int64
-		Hash      string
 	}
-	if err := tx.Raw("SELECT subject_id, seq, hash FROM chain_heads WHERE (tenant_id, subject_id) IN ? ORDER BY tenant_id, subject_id"+
-		w.db.ForUpdate(), keys).Scan(&heads).Error; err != nil {
-		return nil, fmt.Errorf("lock chain heads: %w", err)
-	}
-	for _, h := range heads {
-		snap.heads[h.SubjectID] = head{seq: h.Seq, hash: h.Hash}
-	}
-	var states []Stored
-	if err := tx.Raw(`SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
-		FROM consent_state WHERE (tenant_id, subject_id) IN ?`, keys).Scan(&states).Error; err != nil {
-		return nil, fmt.Errorf("read consent state: %w", err)
-	}
-	for i := range states {
-		snap.states[stateKey(states[i].SubjectID, states[i].PurposeID)] = &states[i]
-	}
-	return snap, nil
+	return heads, nil
 }
 
-// plan is everything one transaction will insert.
-type plan struct {
-	now        int64
-	events     []*Event
+func (w *Writer) lockSQL() string {
+	return "SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = ? AND subject_id IN (%s) ORDER BY subject_id" + w.db.ForUpdate()
+}
+
+const statesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
+	FROM consent_state WHERE tenant_id = ? AND subject_id IN (%s)`
+
+// prepare prepares every statement a batch uses, before any transaction holds the one
+// SQLite write connection.
+func (w *Writer) prepare(ctx context.Context) error {
+	for _, t := range []struct {
+		table   string
+		columns []sqldb.Column
+		suffix  string
+	}{
+		{"subjects", identity.SubjectColumns, ""}, {"identifiers", identity.IdentifierColumns, ""},
+		{"consent_events", eventColumns, ""}, {"chain_heads", headColumns, headUpsert},
+		{"consent_state", stateColumns, stateUpsert}, {"domain_events", domainEventColumns, ""},
+		{"receipts", receiptColumns, ""}, {"interaction_context", contextColumns, ""},
+		{"idempotency_keys", idempotencyColumns, idempotencyReturning},
+	} {
+		if err := w.stmts.PrepareColumns(ctx, t.table, t.columns, t.suffix); err != nil {
+			return err
+		}
+	}
+	for _, n := range inShapes {
+		if err := w.stmts.Prepare(ctx, fmt.Sprintf(w.lockSQL(), placeholders(n)), fmt.Sprintf(statesSQL, placeholders(n))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inShapes are the sizes of prepared IN lists; a list is padded with its last value up to
+// the next shape, so a few prepared statements serve every batch.
+var inShapes = []int{1, 4, 16, 64, 256}
+
+// inQuery fills the %s of format with a padded list of placeholders for ids, after the
+// leading arguments.
+func inQuery(format string, lead string, ids []string) (string, []any) {
+	n := len(ids)
+	for _, s := range inShapes {
+		if s >= n {
+			n = s
+			break
+		}
+	}
+	args := make([]any, 0, n+1)
+	args = append(args, lead)
+	for i := 0; i < n; i++ {
+		args = append(args, ids[min(i, len(ids)-1)])
+	}
+	return fmt.Sprintf(format, placeholders(n)), args
+}
+
+// statesOf reads the current states of the given subjects, for interactions the writer has
+// to plan again.
+func (w *Writer) statesOf(ctx context.Context, tx *sql.Tx, tenantID string, ids []string) (map[string]map[string]*Stored, error) {
+	out := map[string]map[string]*Stored{}
+	for len(ids) > 0 {
+		part := ids[:min(len(ids), inShapes[len(inShapes)-1])]
+		ids = ids[len(part):]
+		q, args := inQuery(statesSQL, tenantID, part)
+		err := w.stmts.Query(ctx, tx, q, args, func(r *sql.Rows) error {
+			var s Stored
+			if err := r.Scan(&s.SubjectID, &s.PurposeID, &s.PurposeKey, &s.State, &s.Version, &s.DecidedAt,
+				&s.ExpiresAt, &s.EventSeq, &s.Method); err != nil {
+				return err
+			}
+			if out[s.SubjectID] == nil {
+				out[s.SubjectID] = map[string]*Stored{}
+			}
+			out[s.SubjectID][s.PurposeID] = &s
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read consent state: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// settle decides each job's plan: the one made before the writer when its chain head is
+// still the one it built on, else a new one on top of the current head — including the
+// changes of earlier jobs in this batch for the same subject.
+func (w *Writer) settle(ctx context.Context, tx *sql.Tx, jobs []*job, heads map[string]head) (*batch, error) {
+	b := &batch{heads: map[string][]any{}, states: map[string]*stateRow{}}
+	touched := map[string]bool{}
+	// Subjects whose interactions must be planned here, and their stored states.
+	var replan []string
+	for _, j := range jobs {
+		in := j.in
+		h := heads[in.subjectID]
+		if in.pre == nil || in.basis != h || touched[in.subjectID] {
+			if in.newSubject == nil && !touched[in.subjectID] {
+				replan = append(replan, in.subjectID)
+			}
+		}
+		touched[in.subjectID] = true
+	}
+	stored := map[string]map[string]*Stored{}
+	if len(replan) > 0 {
+		byTenant := map[string][]string{}
+		for _, j := range jobs {
+			for _, id := range replan {
+				if j.in.subjectID == id {
+					byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], id)
+				}
+			}
+		}
+		for t, ids := range byTenant {
+			s, err := w.statesOf(ctx, tx, t, uniq(ids))
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range s {
+				stored[k] = v
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var sign func([]byte) (string, error)
+	for _, j := range jobs {
+		in := j.in
+		h := heads[in.subjectID]
+		p := in.pre
+		if p == nil || in.basis != h || seen[in.subjectID] {
+			if sign == nil {
+				var err error
+				if sign, err = w.svc.keys.SignFunc(ReceiptType); err != nil {
+					return nil, err
+				}
+			}
+			states := stored[in.subjectID]
+			if states == nil {
+				states = map[string]*Stored{}
+				stored[in.subjectID] = states
+			}
+			var err error
+			if p, err = w.svc.planOne(in, h, states, w.svc.now(), sign); err != nil {
+				return nil, err
+			}
+		}
+		seen[in.subjectID] = true
+		heads[in.subjectID] = p.head
+		if states := stored[in.subjectID]; states != nil {
+			for i := range p.states {
+				states[p.states[i].PurposeID] = &p.states[i]
+			}
+		}
+		b.add(in, p)
+	}
+	return b, nil
+}
+
+// batch is everything one transaction inserts.
+type batch struct {
+	subjects   []*identity.NewSubject
+	idents     []*identity.NewIdentifier
+	eventRows  [][]any
+	events     int
 	heads      map[string][]any // subject id → head row
 	headOrder  []string
 	states     map[string]*stateRow
@@ -412,9 +581,8 @@ type plan struct {
 	receipts   [][]any
 	contexts   [][]any
 	idem       [][]any
-	subjects   []*identity.NewSubject
-	idents     []*identity.NewIdentifier
 	erasures   []erasure
+	erasedAt   int64
 	outcomes   []*Outcome
 }
 
@@ -425,216 +593,90 @@ type stateRow struct {
 
 type erasure struct{ tenantID, subjectID string }
 
-// plan chains the jobs' events on top of the snapshot, in memory.
-func (w *Writer) plan(jobs []*job, base *snapshot) (*plan, error) {
-	now := w.svc.now()
-	p := &plan{now: now.UnixMilli(), heads: map[string][]any{}, states: map[string]*stateRow{}}
-	heads := make(map[string]head, len(base.heads))
-	for k, v := range base.heads {
-		heads[k] = v
+func (b *batch) add(in *interaction, p *iplan) {
+	b.outcomes = append(b.outcomes, p.out)
+	if in.newSubject != nil {
+		b.subjects = append(b.subjects, in.newSubject)
+		b.idents = append(b.idents, in.newIdentifiers...)
 	}
-	states := make(map[string]*Stored, len(base.states))
-	for k, v := range base.states {
-		states[k] = v
+	if in.erase != "" {
+		b.erasures = append(b.erasures, erasure{in.tenantID, in.subjectID})
+		b.erasedAt = p.now
 	}
-	var sign func([]byte) (string, error)
-	for _, j := range jobs {
-		in := j.in
-		if in.newSubject != nil {
-			p.subjects = append(p.subjects, in.newSubject)
-			p.idents = append(p.idents, in.newIdentifiers...)
-		}
-		h := heads[in.subjectID]
-		var events []*Event
-		next := func(e *Event) {
-			e.TenantID, e.SubjectID, e.Pseudonym = in.tenantID, in.subjectID, in.pseudonym
-			e.ID, e.ServerTime = identity.NewID(), p.now
-			e.Seq, e.PrevHash = h.seq+1, h.hash
-			e.Hash = e.ComputeHash()
-			h = head{seq: e.Seq, hash: e.Hash}
-			events = append(events, e)
-		}
-		for _, d := range in.decisions {
-			key := stateKey(in.subjectID, d.purpose.ID)
-			decision, kind := normalize(d.requested, d.purpose.Purpose, Effective(states[key], d.purpose.Purpose, now))
-			e := &Event{Kind: kind, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number,
-				VersionHash: d.version.ContentHash, TextHash: d.textHash, Decision: decision, Channel: in.channel,
-				Method: in.method, Agent: in.agent, Language: in.language, UIHash: in.uiHash, Actor: in.actor,
-				InteractionID: in.id, ClientTime: in.clientTime}
-			if in.property != nil {
-				e.PropertyID = in.property.ID
-			}
-			next(e)
-			ns := nextState(decision, d.purpose.Purpose, d.version.Number, p.now, e.Seq, in.method, in.subjectID)
-			states[key] = &ns
-			p.setState(in.tenantID, key, ns)
-		}
-		for _, sc := range in.system {
-			key := stateKey(in.subjectID, sc.purpose.ID)
-			cur := states[key]
-			if cur == nil || cur.EventSeq != sc.expectSeq {
-				continue // the person decided since the sweep looked: nothing to do
-			}
-			e := &Event{Kind: sc.kind, PurposeKey: sc.purpose.Key, PurposeVersion: cur.Version, Channel: "system",
-				Method: MethodSystem, Actor: string(identity.ActorSystem), Reason: sc.reason, InteractionID: in.id}
-			next(e)
-			ns := *cur
-			ns.State, ns.ExpiresAt, ns.EventSeq, ns.DecidedAt, ns.Method = stateOf(sc.kind), nil, e.Seq, p.now, MethodSystem
-			states[key] = &ns
-			p.setState(in.tenantID, key, ns)
-		}
-		if in.erase != "" {
-			next(&Event{Kind: KindErasure, Channel: "system", Method: MethodSystem, Actor: in.actor,
-				Reason: in.erase, InteractionID: in.id})
-			p.erasures = append(p.erasures, erasure{in.tenantID, in.subjectID})
-		}
-		out := &Outcome{InteractionID: in.id, DeviceID: in.deviceID, Subject: in.pseudonym,
-			RecordedAt: time.UnixMilli(p.now).UTC(), Events: make([]EventRef, len(events)), State: []PurposeState{}}
-		for i, e := range events {
-			out.Events[i] = eventRef(e)
-		}
-		for _, cp := range in.view {
-			out.State = append(out.State, View(states[stateKey(in.subjectID, cp.ID)], cp.Purpose, now))
-		}
-		p.outcomes = append(p.outcomes, out)
-		if len(events) == 0 {
-			continue
-		}
-		p.events = append(p.events, events...)
-		if _, ok := p.heads[in.subjectID]; !ok {
-			p.headOrder = append(p.headOrder, in.subjectID)
-		}
-		p.heads[in.subjectID] = []any{in.tenantID, in.subjectID, h.seq, h.hash}
-		heads[in.subjectID] = h
-		p.domain = append(p.domain, domainEventRow(in, events, p.now))
-		if in.receipt {
-			if sign == nil {
-				var err error
-				if sign, err = w.svc.keys.SignFunc(ReceiptType); err != nil {
-					return nil, err
-				}
-			}
-			payload, err := buildReceipt(in, events, p.now)
-			if err != nil {
-				return nil, err
-			}
-			if out.Receipt, err = sign(payload); err != nil {
-				return nil, err
-			}
-			p.receipts = append(p.receipts, []any{in.tenantID, in.id, in.subjectID, out.Receipt, p.now})
-		}
-		if in.context != nil {
-			p.contexts = append(p.contexts, []any{in.tenantID, in.id, in.subjectID, in.context.ipPrefix,
-				in.context.userAgent, in.context.expiresAt})
-		}
-		body, err := json.Marshal(out)
-		if err != nil {
-			return nil, err
-		}
-		out.JSON = body
-		if k := in.idem; k != nil {
-			p.idem = append(p.idem, []any{in.tenantID, k.Route, k.Key, k.RequestHash, 201, body, p.now,
-				p.now + idempotencyTTL.Milliseconds()})
-		}
+	if len(p.events) == 0 {
+		return
 	}
-	return p, nil
+	for _, e := range p.events {
+		b.eventRows = append(b.eventRows, eventArgs(e))
+	}
+	b.events += len(p.events)
+	if _, ok := b.heads[in.subjectID]; !ok {
+		b.headOrder = append(b.headOrder, in.subjectID)
+	}
+	b.heads[in.subjectID] = []any{in.tenantID, in.subjectID, p.head.seq, p.head.hash}
+	for _, s := range p.states {
+		key := stateKey(s.SubjectID, s.PurposeID)
+		if _, ok := b.states[key]; !ok {
+			b.stateOrder = append(b.stateOrder, key)
+		}
+		b.states[key] = &stateRow{tenantID: in.tenantID, s: s}
+	}
+	b.domain = append(b.domain, p.domain)
+	if p.receipt != nil {
+		b.receipts = append(b.receipts, p.receipt)
+	}
+	if p.context != nil {
+		b.contexts = append(b.contexts, p.context)
+	}
+	if p.idem != nil {
+		b.idem = append(b.idem, p.idem)
+	}
 }
 
-func stateOf(kind string) string {
-	if kind == KindOutdated {
-		return StateOutdated
-	}
-	return StateExpired
-}
+func stateKey(subjectID, purposeID string) string { return subjectID + "|" + purposeID }
 
-func (p *plan) setState(tenantID, key string, s Stored) {
-	if _, ok := p.states[key]; !ok {
-		p.stateOrder = append(p.stateOrder, key)
+// insert writes the batch with a few prepared multi-row statements per table.
+func (b *batch) insert(ctx context.Context, st *sqldb.Statements, tx *sql.Tx) error {
+	subjects := make([][]any, len(b.subjects))
+	for i, s := range b.subjects {
+		subjects[i] = s.Row()
 	}
-	p.states[key] = &stateRow{tenantID: tenantID, s: s}
-}
-
-// DomainEvent is the payload of a domain_events row: what the integrations deliver, one per
-// interaction and subject. Its schema_version is 1.
-type DomainEvent struct {
-	Tenant      string         `json:"tenant"`
-	Subject     string         `json:"subject"`
-	SubjectID   string         `json:"subject_id"`
-	Interaction string         `json:"interaction"`
-	Property    string         `json:"property,omitempty"`
-	Channel     string         `json:"channel"`
-	Method      string         `json:"method"`
-	At          time.Time      `json:"at"`
-	Changes     []DomainChange `json:"changes"`
-}
-
-// DomainChange is one ledger event of a domain event.
-type DomainChange struct {
-	EventID  string `json:"event_id"`
-	Seq      int64  `json:"seq"`
-	Kind     string `json:"kind"`
-	Purpose  string `json:"purpose,omitempty"`
-	Version  int    `json:"version,omitempty"`
-	Decision string `json:"decision,omitempty"`
-}
-
-func domainEventRow(in *interaction, events []*Event, now int64) []any {
-	typ := in.domainEventType
-	if typ == "" {
-		typ = "consent.recorded"
-	}
-	d := DomainEvent{Tenant: in.tenantID, Subject: in.pseudonym, SubjectID: in.subjectID, Interaction: in.id,
-		Channel: in.channel, Method: in.method, At: time.UnixMilli(now).UTC(), Changes: make([]DomainChange, len(events))}
-	if in.property != nil {
-		d.Property = in.property.ID
-	}
-	for i, e := range events {
-		d.Changes[i] = DomainChange{EventID: e.ID, Seq: e.Seq, Kind: e.Kind, Purpose: e.PurposeKey,
-			Version: e.PurposeVersion, Decision: e.Decision}
-	}
-	body, _ := json.Marshal(d)
-	last := events[len(events)-1]
-	return []any{in.tenantID, identity.NewID(), typ, 1, in.subjectID, last.Seq, string(body), now}
-}
-
-// insert writes the plan with one multi-row statement per table.
-func (p *plan) insert(tx *gorm.DB) error {
-	if err := identity.InsertSubjects(tx, p.subjects); err != nil {
+	if err := st.InsertColumns(ctx, tx, "subjects", identity.SubjectColumns, subjects, "", nil); err != nil {
 		return err
 	}
-	if err := identity.InsertIdentifiers(tx, p.idents); err != nil {
+	idents := make([][]any, len(b.idents))
+	for i, n := range b.idents {
+		idents[i] = n.Row()
+	}
+	if err := st.InsertColumns(ctx, tx, "identifiers", identity.IdentifierColumns, idents, "", nil); err != nil {
 		return err
 	}
-	events := make([][]any, len(p.events))
-	for i, e := range p.events {
-		events[i] = eventArgs(e)
-	}
-	if err := sqldb.BulkInsert(tx, "consent_events", eventColumns, events, ""); err != nil {
+	if err := st.InsertColumns(ctx, tx, "consent_events", eventColumns, b.eventRows, "", nil); err != nil {
 		return err
 	}
-	heads := make([][]any, len(p.headOrder))
-	for i, id := range p.headOrder {
-		heads[i] = p.heads[id]
+	heads := make([][]any, len(b.headOrder))
+	for i, id := range b.headOrder {
+		heads[i] = b.heads[id]
 	}
-	if err := sqldb.BulkInsert(tx, "chain_heads", headColumns, heads, headUpsert); err != nil {
+	if err := st.InsertColumns(ctx, tx, "chain_heads", headColumns, heads, headUpsert, nil); err != nil {
 		return err
 	}
-	states := make([][]any, len(p.stateOrder))
-	for i, k := range p.stateOrder {
-		r := p.states[k]
+	states := make([][]any, len(b.stateOrder))
+	for i, k := range b.stateOrder {
+		r := b.states[k]
 		states[i] = []any{r.tenantID, r.s.SubjectID, r.s.PurposeID, r.s.PurposeKey, r.s.State, r.s.Version,
 			r.s.DecidedAt, r.s.ExpiresAt, r.s.EventSeq, r.s.Method}
 	}
-	if err := sqldb.BulkInsert(tx, "consent_state", stateColumns, states, stateUpsert); err != nil {
+	if err := st.InsertColumns(ctx, tx, "consent_state", stateColumns, states, stateUpsert, nil); err != nil {
 		return err
 	}
-	if err := sqldb.BulkInsert(tx, "domain_events", domainEventColumns, p.domain, ""); err != nil {
+	if err := st.InsertColumns(ctx, tx, "domain_events", domainEventColumns, b.domain, "", nil); err != nil {
 		return err
 	}
-	if err := sqldb.BulkInsert(tx, "receipts", receiptColumns, p.receipts, ""); err != nil {
+	if err := st.InsertColumns(ctx, tx, "receipts", receiptColumns, b.receipts, "", nil); err != nil {
 		return err
 	}
-	return sqldb.BulkInsert(tx, "interaction_context", contextColumns, p.contexts, "")
+	return st.InsertColumns(ctx, tx, "interaction_context", contextColumns, b.contexts, "", nil)
 }
 
 // eraseSubject destroys what links a subject's chain to a person: its key, pseudonym and
@@ -652,16 +694,9 @@ func eraseSubject(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
 	return identity.DestroySubjectKey(tx, tenantID, subjectID, at)
 }
 
-// joinsConcurrentSubject reports whether a request that was to create a new person failed
-// only because a concurrent request created the same person (its identifier) first. Run
-// again, reresolve finds that person and the request joins its chain.
-func joinsConcurrentSubject(in *interaction, err error) bool {
-	return sqldb.IsUniqueViolation(err) && in.newSubject != nil && in.identifier != nil &&
-		in.identifier.Kind != identity.IDDevice
-}
-
 // reresolve looks a new person's identifier up again inside the transaction: when a
-// concurrent request created the same customer first, this one joins that subject.
+// concurrent request created the same customer first, this one joins that subject (and is
+// planned again by the writer on top of that subject's chain).
 func (s *Service) reresolve(ctx context.Context, tx *gorm.DB, in *interaction) error {
 	if in.newSubject == nil || in.identifier == nil || in.identifier.Kind == identity.IDDevice {
 		return nil
@@ -673,7 +708,7 @@ func (s *Service) reresolve(ctx context.Context, tx *gorm.DB, in *interaction) e
 	if err != nil {
 		return err
 	}
-	in.newSubject, in.newIdentifiers = nil, nil
+	in.newSubject, in.newIdentifiers, in.pre = nil, nil, nil
 	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
 	return nil
 }

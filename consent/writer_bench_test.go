@@ -99,39 +99,23 @@ func BenchmarkWritePrepareNewDevice(b *testing.B) {
 	}
 }
 
-// BenchmarkWritePlanNewDevice: the writer's in-memory work for one interaction with five
-// decisions: chain and hash the events, derive the states, build and sign the receipt, the
-// domain event and the stored answer. Everything the batch transaction does but SQL.
+// BenchmarkWritePlanNewDevice: the in-memory work for one interaction with five decisions:
+// chain and hash the events, derive the states, build and sign the receipt, the domain
+// event and the answer. Record does it in the request's goroutine; the writer only when a
+// chain head moved.
 func BenchmarkWritePlanNewDevice(b *testing.B) {
 	s := newBenchWriteStack(b)
 	in, err := s.svc.prepare(context.Background(), s.req, s.catalog)
 	if err != nil {
 		b.Fatal(err)
 	}
-	jobs := []*job{{in: in}}
-	base := &snapshot{heads: map[string]head{}, states: map[string]*Stored{}}
-	for b.Loop() {
-		if _, err := s.writer.plan(jobs, base); err != nil {
-			b.Fatal(err)
-		}
+	sign, err := s.svc.keys.SignFunc(ReceiptType)
+	if err != nil {
+		b.Fatal(err)
 	}
-}
-
-// BenchmarkWritePlanBatch16: the same for a batch of 16 new devices (one op is the whole
-// batch; the per-batch costs such as building the signer are shared).
-func BenchmarkWritePlanBatch16(b *testing.B) {
-	s := newBenchWriteStack(b)
-	jobs := make([]*job, 16)
-	for i := range jobs {
-		in, err := s.svc.prepare(context.Background(), s.req, s.catalog)
-		if err != nil {
-			b.Fatal(err)
-		}
-		jobs[i] = &job{in: in}
-	}
-	base := &snapshot{heads: map[string]head{}, states: map[string]*Stored{}}
+	now := time.Now()
 	for b.Loop() {
-		if _, err := s.writer.plan(jobs, base); err != nil {
+		if _, err := s.svc.planOne(in, head{}, map[string]*Stored{}, now, sign); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -144,12 +128,8 @@ func BenchmarkWriteReceiptPayload(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := s.writer.plan([]*job{{in: in}}, &snapshot{heads: map[string]head{}, states: map[string]*Stored{}})
-	if err != nil {
-		b.Fatal(err)
-	}
 	for b.Loop() {
-		if _, err := buildReceipt(in, p.events, p.now); err != nil {
+		if _, err := buildReceipt(in, in.pre.events, in.pre.now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -47,8 +47,8 @@ func (i Identifier) SubjectKind() string {
 	return SubjectPerson
 }
 
-// namespace separates values of one kind that live in different systems; one for now.
-func (i Identifier) namespace() string { return "" }
+// Namespace separates values of one kind that live in different systems; one for now.
+func (i Identifier) Namespace() string { return "" }
 
 // Validate checks the identifier's form; field is the JSON path used in error messages.
 func (i Identifier) Validate(field string) error {
@@ -133,15 +133,25 @@ func Pseudonym(key []byte) string {
 	return "ps_" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
-var subjectColumns = []string{"tenant_id", "id", "kind", "pseudonym", "secret", "secret_kid", "created_at"}
+// SubjectColumns are the subjects columns that Row fills.
+var SubjectColumns = sqldb.Cols(
+	"tenant_id:text", "id:text", "kind:text", "pseudonym:text", "secret:bytea",
+	"secret_kid:text", "created_at:int8",
+)
+
+// Row returns the new subject's values in SubjectColumns order, for a multi-row insert in
+// the caller's transaction.
+func (s *NewSubject) Row() []any {
+	return []any{s.TenantID, s.ID, s.Kind, s.Pseudonym, s.secret, s.secretKID, s.CreatedAt.UnixMilli()}
+}
 
 // InsertSubjects inserts new subjects inside the caller's transaction.
 func InsertSubjects(tx *gorm.DB, subjects []*NewSubject) error {
 	rows := make([][]any, len(subjects))
 	for i, s := range subjects {
-		rows[i] = []any{s.TenantID, s.ID, s.Kind, s.Pseudonym, s.secret, s.secretKID, s.CreatedAt.UnixMilli()}
+		rows[i] = s.Row()
 	}
-	return sqldb.BulkInsert(tx, "subjects", subjectColumns, rows, "")
+	return sqldb.BulkInsert(tx, "subjects", sqldb.Names(SubjectColumns), rows, "")
 }
 
 // NewIdentifier is an identifier made in memory, inserted later in a transaction.
@@ -156,7 +166,7 @@ type NewIdentifier struct {
 }
 
 func lookupInput(tenantID string, id Identifier) []byte {
-	return []byte(tenantID + "\x00" + id.Kind + "\x00" + id.namespace() + "\x00" + id.Value)
+	return []byte(tenantID + "\x00" + id.Kind + "\x00" + id.Namespace() + "\x00" + id.Value)
 }
 
 // LookupHashes returns the identifier's keyed hashes, the active lookup key's first. The
@@ -178,23 +188,32 @@ func (s *Service) PrepareIdentifier(tenantID, subjectID string, id Identifier, n
 	if err != nil {
 		return nil, err
 	}
-	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.namespace(), ValueHash: h.Sum,
+	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.Namespace(), ValueHash: h.Sum,
 		HashKID: h.KeyID, SubjectID: subjectID, ValueCT: ct, ValueKID: kid, CreatedAt: now.UnixMilli()}, nil
 }
 
 func identifierAAD(tenantID string, id Identifier) []byte {
-	return []byte("identifier|" + tenantID + "|" + id.Kind + "|" + id.namespace())
+	return []byte("identifier|" + tenantID + "|" + id.Kind + "|" + id.Namespace())
 }
 
-var identifierColumns = []string{"tenant_id", "kind", "namespace", "value_hash", "hash_kid", "subject_id", "value_ct", "value_kid", "created_at"}
+// IdentifierColumns are the identifiers columns that Row fills.
+var IdentifierColumns = sqldb.Cols(
+	"tenant_id:text", "kind:text", "namespace:text", "value_hash:bytea", "hash_kid:text",
+	"subject_id:text", "value_ct:bytea", "value_kid:text", "created_at:int8",
+)
+
+// Row returns the new identifier's values in IdentifierColumns order.
+func (n *NewIdentifier) Row() []any {
+	return []any{n.TenantID, n.Kind, n.Namespace, n.ValueHash, n.HashKID, n.SubjectID, n.ValueCT, n.ValueKID, n.CreatedAt}
+}
 
 // InsertIdentifiers inserts new identifiers inside the caller's transaction.
 func InsertIdentifiers(tx *gorm.DB, ids []*NewIdentifier) error {
 	rows := make([][]any, len(ids))
 	for i, n := range ids {
-		rows[i] = []any{n.TenantID, n.Kind, n.Namespace, n.ValueHash, n.HashKID, n.SubjectID, n.ValueCT, n.ValueKID, n.CreatedAt}
+		rows[i] = n.Row()
 	}
-	return sqldb.BulkInsert(tx, "identifiers", identifierColumns, rows, "")
+	return sqldb.BulkInsert(tx, "identifiers", sqldb.Names(IdentifierColumns), rows, "")
 }
 
 type subjectLookupRow struct {
@@ -221,7 +240,7 @@ func (s *Service) findSubject(ctx context.Context, db *gorm.DB, tenantID string,
 	err := db.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
 		FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
 		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN ?`,
-		tenantID, id.Kind, id.namespace(), s.LookupHashes(tenantID, id)).Scan(&rows).Error
+		tenantID, id.Kind, id.Namespace(), s.LookupHashes(tenantID, id)).Scan(&rows).Error
 	if err != nil {
 		return nil, err
 	}

@@ -59,8 +59,9 @@ type dataKey struct {
 	status  string
 	secret  []byte // AES or HMAC key, or the Ed25519 seed
 	public  ed25519.PublicKey
+	private ed25519.PrivateKey
 	created time.Time
-	signer  jose.Signer
+	signers sync.Map // JWS typ → jose.Signer, built once per key
 }
 
 // Keyring holds the decrypted data keys of this instance.
@@ -193,7 +194,8 @@ func (k *Keyring) Reload(ctx context.Context) error {
 		dk := &dataKey{id: r.ID, kind: Kind(r.Kind), status: r.Status, secret: secret,
 			created: time.UnixMilli(r.CreatedAt).UTC()}
 		if dk.kind == Signing {
-			dk.public = ed25519.NewKeyFromSeed(secret).Public().(ed25519.PublicKey)
+			dk.private = ed25519.NewKeyFromSeed(secret)
+			dk.public = dk.private.Public().(ed25519.PublicKey)
 		}
 		keys[r.ID] = dk
 		if r.Status == StatusActive {
@@ -401,9 +403,16 @@ func (k *Keyring) Signer(typ string) (string, jose.Signer, error) {
 	if dk == nil {
 		return "", nil, errors.New("keyring: no active signing key")
 	}
+	if s, ok := dk.signers.Load(typ); ok {
+		return dk.id, s.(jose.Signer), nil
+	}
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", dk.id)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: ed25519.NewKeyFromSeed(dk.secret)}, opts)
-	return dk.id, s, err
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: dk.private}, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	dk.signers.Store(typ, s)
+	return dk.id, s, nil
 }
 
 // Sign returns the compact JWS of payload, signed with the active signing key.
@@ -419,8 +428,7 @@ func (k *Keyring) Sign(typ string, payload []byte) (string, error) {
 	return obj.CompactSerialize()
 }
 
-// SignFunc returns a function that signs with the active key without rebuilding the signer
-// each time; the group-commit writer signs many receipts per batch with it.
+// SignFunc returns a function that signs with the active key (its signer is built once).
 func (k *Keyring) SignFunc(typ string) (func(payload []byte) (string, error), error) {
 	_, s, err := k.Signer(typ)
 	if err != nil {

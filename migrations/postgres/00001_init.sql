@@ -152,6 +152,7 @@ CREATE TABLE purposes (
     gpc_opt_out        boolean NOT NULL DEFAULT false,
     latest_version     integer NOT NULL DEFAULT 0,
     material_version   integer NOT NULL DEFAULT 0,
+    outdated_swept     integer NOT NULL DEFAULT 0,
     created_at         bigint NOT NULL,
     updated_at         bigint NOT NULL,
     PRIMARY KEY (tenant_id, id),
@@ -225,7 +226,6 @@ CREATE TABLE chain_heads (
     rooted_seq bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, subject_id)
 );
-CREATE INDEX chain_heads_unrooted ON chain_heads (tenant_id) WHERE seq <> rooted_seq;
 
 CREATE TABLE consent_state (
     tenant_id   text NOT NULL,
@@ -241,7 +241,6 @@ CREATE TABLE consent_state (
     PRIMARY KEY (tenant_id, subject_id, purpose_id)
 );
 CREATE INDEX consent_state_expires ON consent_state (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX consent_state_purpose ON consent_state (tenant_id, purpose_id, state, version);
 
 CREATE TABLE receipts (
     tenant_id  text NOT NULL,
@@ -252,6 +251,8 @@ CREATE TABLE receipts (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX receipts_subject ON receipts (tenant_id, subject_id);
+-- Signatures and base64 do not compress: storing them as they are spares the CPU.
+ALTER TABLE receipts ALTER COLUMN jws SET STORAGE EXTERNAL;
 
 -- Domain events, written in the transaction of the change, delivered by integrations.
 CREATE TABLE domain_events (
@@ -265,7 +266,6 @@ CREATE TABLE domain_events (
     created_at     bigint NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX domain_events_created ON domain_events (created_at);
 
 CREATE TABLE ledger_roots (
     tenant_id  text NOT NULL,
@@ -301,6 +301,7 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (tenant_id, route, key)
 );
 CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
+ALTER TABLE idempotency_keys ALTER COLUMN response SET STORAGE EXTERNAL;
 
 -- Nothing in Lupa changes or deletes a ledger row, a signed root or a published version;
 -- the database refuses it too.

@@ -152,6 +152,7 @@ CREATE TABLE purposes (
     gpc_opt_out        integer NOT NULL DEFAULT 0,
     latest_version     integer NOT NULL DEFAULT 0,
     material_version   integer NOT NULL DEFAULT 0,
+    outdated_swept     integer NOT NULL DEFAULT 0,
     created_at         integer NOT NULL,
     updated_at         integer NOT NULL,
     PRIMARY KEY (tenant_id, id),
@@ -225,7 +226,6 @@ CREATE TABLE chain_heads (
     rooted_seq integer NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, subject_id)
 );
-CREATE INDEX chain_heads_unrooted ON chain_heads (tenant_id) WHERE seq <> rooted_seq;
 
 CREATE TABLE consent_state (
     tenant_id   text NOT NULL,
@@ -241,7 +241,6 @@ CREATE TABLE consent_state (
     PRIMARY KEY (tenant_id, subject_id, purpose_id)
 );
 CREATE INDEX consent_state_expires ON consent_state (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX consent_state_purpose ON consent_state (tenant_id, purpose_id, state, version);
 
 CREATE TABLE receipts (
     tenant_id  text NOT NULL,
@@ -265,7 +264,6 @@ CREATE TABLE domain_events (
     created_at     integer NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX domain_events_created ON domain_events (created_at);
 
 CREATE TABLE ledger_roots (
     tenant_id  text NOT NULL,

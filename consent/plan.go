@@ -1,0 +1,187 @@
+package consent
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// iplan is everything one interaction writes, computed in memory on top of a chain head
+// and the subject's stored states: the chained events, the new states, the domain event,
+// the signed receipt, the answer and the stored answer for retries.
+type iplan struct {
+	now     int64
+	events  []*Event
+	head    head
+	states  []Stored
+	domain  []any
+	receipt []any
+	context []any
+	idem    []any
+	out     *Outcome
+}
+
+// planOne plans an interaction on top of head h and the subject's stored states (by
+// purpose id; not changed). sign signs receipts.
+func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, now time.Time, sign func([]byte) (string, error)) (*iplan, error) {
+	p := &iplan{now: now.UnixMilli()}
+	local := map[string]*Stored{}
+	current := func(purposeID string) *Stored {
+		if st, ok := local[purposeID]; ok {
+			return st
+		}
+		return stored[purposeID]
+	}
+	set := func(st Stored) {
+		local[st.PurposeID] = &st
+		for i := range p.states {
+			if p.states[i].PurposeID == st.PurposeID {
+				p.states[i] = st
+				return
+			}
+		}
+		p.states = append(p.states, st)
+	}
+	chain := func(e *Event) {
+		e.TenantID, e.SubjectID, e.Pseudonym = in.tenantID, in.subjectID, in.pseudonym
+		e.ID, e.ServerTime = identity.NewID(), p.now
+		e.Seq, e.PrevHash = h.seq+1, h.hash
+		e.Hash = e.ComputeHash()
+		h = head{seq: e.Seq, hash: e.Hash}
+		p.events = append(p.events, e)
+	}
+	for _, d := range in.decisions {
+		decision, kind := normalize(d.requested, d.purpose.Purpose, Effective(current(d.purpose.ID), d.purpose.Purpose, now))
+		e := &Event{Kind: kind, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number,
+			VersionHash: d.version.ContentHash, TextHash: d.textHash, Decision: decision, Channel: in.channel,
+			Method: in.method, Agent: in.agent, Language: in.language, UIHash: in.uiHash, Actor: in.actor,
+			InteractionID: in.id, ClientTime: in.clientTime}
+		if in.property != nil {
+			e.PropertyID = in.property.ID
+		}
+		chain(e)
+		set(nextState(decision, d.purpose.Purpose, d.version.Number, p.now, e.Seq, in.method, in.subjectID))
+	}
+	for _, sc := range in.system {
+		cur := current(sc.purpose.ID)
+		if cur == nil || cur.EventSeq != sc.expectSeq {
+			continue // the person decided since the sweep looked: nothing to do
+		}
+		e := &Event{Kind: sc.kind, PurposeKey: sc.purpose.Key, PurposeVersion: cur.Version, Channel: "system",
+			Method: MethodSystem, Actor: string(identity.ActorSystem), Reason: sc.reason, InteractionID: in.id}
+		chain(e)
+		ns := *cur
+		ns.State, ns.ExpiresAt, ns.EventSeq, ns.DecidedAt, ns.Method = stateOf(sc.kind), nil, e.Seq, p.now, MethodSystem
+		set(ns)
+	}
+	if in.erase != "" {
+		chain(&Event{Kind: KindErasure, Channel: "system", Method: MethodSystem, Actor: in.actor,
+			Reason: in.erase, InteractionID: in.id})
+	}
+	p.head = h
+	out := &Outcome{InteractionID: in.id, DeviceID: in.deviceID, Subject: in.pseudonym,
+		RecordedAt: time.UnixMilli(p.now).UTC(), Events: make([]EventRef, len(p.events)), State: []PurposeState{}}
+	for i, e := range p.events {
+		out.Events[i] = eventRef(e)
+	}
+	for _, cp := range in.view {
+		out.State = append(out.State, View(current(cp.ID), cp.Purpose, now))
+	}
+	p.out = out
+	if len(p.events) > 0 {
+		p.domain = domainEventRow(in, p.events, p.now)
+		if in.context != nil {
+			p.context = []any{in.tenantID, in.id, in.subjectID, in.context.ipPrefix, in.context.userAgent, in.context.expiresAt}
+		}
+	}
+	if len(p.events) > 0 && in.receipt {
+		payload, err := buildReceipt(in, p.events, p.now)
+		if err != nil {
+			return nil, err
+		}
+		jws, err := sign(payload)
+		if err != nil {
+			return nil, err
+		}
+		p.receipt = []any{in.tenantID, in.id, in.subjectID, jws, p.now}
+		out.Receipt = jws
+	}
+	// The answer is encoded once. The stored answer for retries leaves the receipt out (it
+	// is in the receipts table already) and the receipt is spliced in when it is sent.
+	receipt := out.Receipt
+	out.Receipt = ""
+	body, err := json.Marshal(out)
+	out.Receipt = receipt
+	if err != nil {
+		return nil, err
+	}
+	out.JSON = withReceipt(body, receipt)
+	if k := in.idem; k != nil {
+		p.idem = []any{in.tenantID, k.Route, k.Key, k.RequestHash, 201, body, p.now, p.now + idempotencyTTL.Milliseconds()}
+	}
+	return p, nil
+}
+
+// withReceipt adds the receipt member to an encoded outcome. A compact JWS is base64url
+// and dots: nothing in it needs escaping.
+func withReceipt(body []byte, jws string) []byte {
+	if jws == "" || len(body) < 2 || body[len(body)-1] != '}' {
+		return body
+	}
+	out := make([]byte, 0, len(body)+len(jws)+14)
+	out = append(out, body[:len(body)-1]...)
+	out = append(out, `,"receipt":"`...)
+	out = append(out, jws...)
+	return append(out, '"', '}')
+}
+
+func stateOf(kind string) string {
+	if kind == KindOutdated {
+		return StateOutdated
+	}
+	return StateExpired
+}
+
+// DomainEvent is the payload of a domain_events row: what the integrations deliver, one per
+// interaction and subject. Its schema_version is 1.
+type DomainEvent struct {
+	Tenant      string         `json:"tenant"`
+	Subject     string         `json:"subject"`
+	SubjectID   string         `json:"subject_id"`
+	Interaction string         `json:"interaction"`
+	Property    string         `json:"property,omitempty"`
+	Channel     string         `json:"channel"`
+	Method      string         `json:"method"`
+	At          time.Time      `json:"at"`
+	Changes     []DomainChange `json:"changes"`
+}
+
+// DomainChange is one ledger event of a domain event.
+type DomainChange struct {
+	EventID  string `json:"event_id"`
+	Seq      int64  `json:"seq"`
+	Kind     string `json:"kind"`
+	Purpose  string `json:"purpose,omitempty"`
+	Version  int    `json:"version,omitempty"`
+	Decision string `json:"decision,omitempty"`
+}
+
+func domainEventRow(in *interaction, events []*Event, now int64) []any {
+	typ := in.domainEventType
+	if typ == "" {
+		typ = "consent.recorded"
+	}
+	d := DomainEvent{Tenant: in.tenantID, Subject: in.pseudonym, SubjectID: in.subjectID, Interaction: in.id,
+		Channel: in.channel, Method: in.method, At: time.UnixMilli(now).UTC(), Changes: make([]DomainChange, len(events))}
+	if in.property != nil {
+		d.Property = in.property.ID
+	}
+	for i, e := range events {
+		d.Changes[i] = DomainChange{EventID: e.ID, Seq: e.Seq, Kind: e.Kind, Purpose: e.PurposeKey,
+			Version: e.PurposeVersion, Decision: e.Decision}
+	}
+	body, _ := json.Marshal(d)
+	last := events[len(events)-1]
+	return []any{in.tenantID, identity.NewID(), typ, 1, in.subjectID, last.Seq, string(body), now}
+}
