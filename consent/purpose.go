@@ -46,18 +46,18 @@ type Purpose struct {
 	Level      string `json:"level"`
 	LegalBasis string `json:"legal_basis"`
 	// DPVPurpose is an optional W3C DPV purpose IRI, e.g. https://w3id.org/dpv#DirectMarketing.
-	DPVPurpose       string    `json:"dpv_purpose"`
-	RecipientIDs     []string  `json:"recipient_ids"`
-	ReaskMonths      int       `json:"reask_months"`
-	ScopeBrandIDs    []string  `json:"scope_brand_ids"`
-	ScopePropertyIDs []string  `json:"scope_property_ids"`
-	GPCOptOut        bool      `json:"gpc_opt_out"`
-	LatestVersion    int       `json:"latest_version"`
-	MaterialVersion  int       `json:"material_version"`
+	DPVPurpose       string   `json:"dpv_purpose"`
+	RecipientIDs     []string `json:"recipient_ids"`
+	ReaskMonths      int      `json:"reask_months"`
+	ScopeBrandIDs    []string `json:"scope_brand_ids"`
+	ScopePropertyIDs []string `json:"scope_property_ids"`
+	GPCOptOut        bool     `json:"gpc_opt_out"`
+	LatestVersion    int      `json:"latest_version"`
+	MaterialVersion  int      `json:"material_version"`
 	// OutdatedSwept is the material version whose outdated grants the sweep has finished.
-	OutdatedSwept int `json:"-"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	OutdatedSwept int       `json:"-"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 var purposeKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}$`)
