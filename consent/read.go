@@ -1,11 +1,16 @@
 package consent
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -25,18 +30,29 @@ type subjectState struct {
 	states              map[string]*Stored
 }
 
-const lookupSQL = `SELECT s.id, s.pseudonym, s.kind, h.seq, h.hash, c.purpose_id, c.purpose_key, c.state, c.version,
-	c.decided_at, c.expires_at, c.event_seq, c.method
+// The subject's kind and pseudonym are copied into identifiers, so these joins stay small:
+// a state read joins two tables, a write's lookup three (it needs the chain head too).
+const (
+	stateLookupSQL = `SELECT i.subject_id, i.pseudonym, i.subject_kind, 0, '', c.purpose_id, c.purpose_key, c.state,
+	c.version, c.decided_at, c.expires_at, c.event_seq, c.method
 	FROM identifiers i
-	JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
+	LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
+	WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s)`
+	writeLookupSQL = `SELECT i.subject_id, i.pseudonym, i.subject_kind, h.seq, h.hash, c.purpose_id, c.purpose_key, c.state,
+	c.version, c.decided_at, c.expires_at, c.event_seq, c.method
+	FROM identifiers i
 	LEFT JOIN chain_heads h ON h.tenant_id = i.tenant_id AND h.subject_id = i.subject_id
 	LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
 	WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s)`
+)
 
-// lookup finds the subject an identifier names, with its chain head and every stored
-// state, in one prepared query: the hot path of widgets, apps and recording.
-func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Identifier) (*subjectState, error) {
+// lookup finds the subject an identifier names, with every stored state and, when withHead,
+// its chain head, in one prepared query: the hot path of widgets, apps and recording.
+func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Identifier, withHead bool) (*subjectState, error) {
 	hashes := s.ids.LookupHashes(tenantID, id)
+	if s.lookups != nil {
+		return s.lookups.lookup(ctx, tenantID, id, hashes)
+	}
 	n := len(hashes)
 	for _, shape := range inShapes {
 		if shape >= n {
@@ -50,19 +66,20 @@ func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Ident
 		args = append(args, hashes[min(i, len(hashes)-1)])
 	}
 	var out *subjectState
-	err := s.reads.Query(ctx, nil, fmt.Sprintf(lookupSQL, placeholders(n)), args, func(rows *sql.Rows) error {
-		var subjectID, kind string
-		var pseudonym, headHash, purposeID, purposeKey, state, method sql.NullString
+	query := stateLookupSQL
+	if withHead {
+		query = writeLookupSQL
+	}
+	err := s.reads.Query(ctx, nil, fmt.Sprintf(query, placeholders(n)), args, func(rows *sql.Rows) error {
+		var subjectID, kind, pseudonym string
+		var headHash, purposeID, purposeKey, state, method sql.NullString
 		var headSeq, version, decided, expires, seq sql.NullInt64
 		if err := rows.Scan(&subjectID, &pseudonym, &kind, &headSeq, &headHash, &purposeID, &purposeKey, &state,
 			&version, &decided, &expires, &seq, &method); err != nil {
 			return err
 		}
-		if !pseudonym.Valid {
-			return nil // erased
-		}
 		if out == nil {
-			out = &subjectState{id: subjectID, pseudonym: pseudonym.String, kind: kind,
+			out = &subjectState{id: subjectID, pseudonym: pseudonym, kind: kind,
 				head: head{seq: headSeq.Int64, hash: headHash.String}, states: map[string]*Stored{}}
 		}
 		if !purposeID.Valid {
@@ -96,7 +113,7 @@ func (s *Service) DeviceState(ctx context.Context, p *identity.Property, deviceI
 	if err != nil {
 		return nil, err
 	}
-	subj, err := s.lookup(ctx, p.TenantID, id)
+	subj, err := s.lookup(ctx, p.TenantID, id, false)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +135,7 @@ func (s *Service) SubjectState(ctx context.Context, tenantID string, id identity
 	if err != nil {
 		return nil, err
 	}
-	subj, err := s.lookup(ctx, tenantID, id)
+	subj, err := s.lookup(ctx, tenantID, id, false)
 	if err != nil {
 		return nil, err
 	}
@@ -227,8 +244,9 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 	// Hash every identifier, then ask once per kind for all of them.
 	byHash := make(map[string][]int, len(ids))
 	kinds := map[string][][]byte{}
+	bulk := s.ids.BulkLookup(tenantID)
 	for i, id := range ids {
-		for _, h := range s.ids.LookupHashes(tenantID, id) {
+		for _, h := range bulk.Hashes(id) {
 			k := id.Kind + "\x00" + string(h)
 			byHash[k] = append(byHash[k], i)
 			kinds[id.Kind] = append(kinds[id.Kind], h)
@@ -278,8 +296,14 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 	if err != nil {
 		return err
 	}
-	scan := func(rows *sql.Rows) error {
+	// scan reads the rows first and hands them to fn under mu, so parts read concurrently.
+	scan := func(rows *sql.Rows, mu *sync.Mutex) error {
 		defer rows.Close()
+		type found struct {
+			hash []byte
+			st   *Stored
+		}
+		var out []found
 		for rows.Next() {
 			var hash []byte
 			var state sql.NullString
@@ -288,7 +312,7 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 				return err
 			}
 			if !state.Valid {
-				fn(hash, nil)
+				out = append(out, found{hash, nil})
 				continue
 			}
 			st := &Stored{PurposeID: purposeID, State: state.String, Version: int(version.Int64), DecidedAt: decided.Int64, EventSeq: seq.Int64}
@@ -296,16 +320,20 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 				e := expires.Int64
 				st.ExpiresAt = &e
 			}
-			fn(hash, st)
+			out = append(out, found{hash, st})
 		}
-		return rows.Err()
-	}
-	if s.db.Dialect == sqldb.Postgres {
-		rows, err := db.QueryContext(ctx, sprintf(q, "$1", "$2", "$3", "= ANY($4)"), purposeID, tenantID, kind, hashes)
-		if err != nil {
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		return scan(rows)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range out {
+			fn(f.hash, f.st)
+		}
+		return nil
+	}
+	if s.db.Dialect == sqldb.Postgres {
+		return s.checkRowsPostgres(ctx, db, tenantID, kind, purposeID, hashes, scan)
 	}
 	const chunk = 5000
 	for start := 0; start < len(hashes); start += chunk {
@@ -320,9 +348,44 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 		if err != nil {
 			return err
 		}
-		if err := scan(rows); err != nil {
+		var mu sync.Mutex
+		if err := scan(rows, &mu); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkPartsPostgres is how many connections share one bulk check: the index lookups of a
+// large check run in parallel, one part per connection (and core).
+const checkPartsPostgres = 4
+
+// checkRowsPostgres looks the hashes up in sorted parts, concurrently. Each part joins its
+// hashes (an unnest, in index order) to identifiers and the purpose's states: one index
+// probe per identifier instead of a scan, and neighbouring probes touch the same pages.
+func (s *Service) checkRowsPostgres(ctx context.Context, db *sql.DB, tenantID, kind, purposeID string, hashes [][]byte, scan func(*sql.Rows, *sync.Mutex) error) error {
+	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.expires_at, c.event_seq
+		FROM unnest($1::bytea[]) AS q(value_hash)
+		JOIN identifiers i ON i.tenant_id = $2 AND i.kind = $3 AND i.namespace = '' AND i.value_hash = q.value_hash
+		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = $4`
+	sorted := slices.Clone(hashes)
+	slices.SortFunc(sorted, bytes.Compare)
+	parts := 1
+	if len(sorted) >= 1000 {
+		parts = checkPartsPostgres
+	}
+	size := (len(sorted) + parts - 1) / parts
+	var mu sync.Mutex // the parts' results go to one place
+	g, ctx := errgroup.WithContext(ctx)
+	for start := 0; start < len(sorted); start += size {
+		part := sorted[start:min(start+size, len(sorted))]
+		g.Go(func() error {
+			rows, err := db.QueryContext(ctx, q, part, tenantID, kind, purposeID)
+			if err != nil {
+				return err
+			}
+			return scan(rows, &mu)
+		})
+	}
+	return g.Wait()
 }

@@ -22,13 +22,14 @@ import (
 
 // Service is consent's entry point.
 type Service struct {
-	db     *sqldb.DB
-	reads  *sqldb.Statements // prepared hot-path queries on the read pool
-	ids    *identity.Service
-	keys   *keyring.Keyring
-	now    func() time.Time
-	log    *slog.Logger
-	writer *Writer
+	db      *sqldb.DB
+	reads   *sqldb.Statements // prepared hot-path queries on the read pool
+	lookups *lookupGroup      // grouped subject lookups (PostgreSQL), started with the writer
+	ids     *identity.Service
+	keys    *keyring.Keyring
+	now     func() time.Time
+	log     *slog.Logger
+	writer  *Writer
 
 	catalogs   catalogCache
 	onMaterial func() // wakes the outdated sweep after a material version is published
@@ -313,7 +314,7 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 // customer number.
 func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *interaction, now time.Time) (*subjectState, error) {
 	if req.Identifier != nil {
-		subj, err := s.lookup(ctx, req.TenantID, *req.Identifier)
+		subj, err := s.lookup(ctx, req.TenantID, *req.Identifier, true)
 		switch {
 		case err == nil:
 			in.subjectID, in.pseudonym = subj.id, subj.pseudonym
@@ -335,7 +336,7 @@ func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *in
 	if err != nil {
 		return nil, err
 	}
-	ident, err := s.ids.PrepareIdentifier(req.TenantID, subj.ID, id, now)
+	ident, err := s.ids.PrepareIdentifier(req.TenantID, &subj.Subject, id, now)
 	if err != nil {
 		return nil, err
 	}

@@ -2,14 +2,10 @@ package consent
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -146,6 +142,9 @@ func (s *Service) StartWriter(opt WriterOptions) *Writer {
 		w.wg.Add(1)
 		go w.run()
 	}
+	if s.db.Dialect == sqldb.Postgres {
+		s.lookups = s.startLookups(2)
+	}
 	s.writer = w
 	return w
 }
@@ -185,6 +184,9 @@ func (w *Writer) Close() {
 	w.mu.Unlock()
 	w.wg.Wait()
 	w.stmts.Close()
+	if w.svc.lookups != nil {
+		w.svc.lookups.close()
+	}
 }
 
 func (w *Writer) run() {
@@ -308,59 +310,60 @@ func (w *Writer) commit(jobs []*job) error {
 }
 
 func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retry bool, err error) {
-	tx := w.db.Write.WithContext(ctx).Begin()
-	if tx.Error != nil {
-		return false, tx.Error
+	with := w.withSQL
+	if w.db.Dialect == sqldb.Postgres {
+		with = w.withPgx
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			tx.Rollback()
+	var b *batch
+	err = with(ctx, func(t writeTx) error {
+		if single {
+			if err := w.svc.reresolve(ctx, t, jobs[0].in); err != nil {
+				return err
+			}
 		}
-	}()
-	sqlTx, ok := tx.Statement.ConnPool.(*sql.Tx)
-	if !ok {
-		return false, errors.New("writer: the transaction is not a *sql.Tx")
-	}
-	if single {
-		if err := w.svc.reresolve(ctx, tx, jobs[0].in); err != nil {
-			return false, err
+		byTenant := map[string][]string{}
+		seen := map[string]bool{}
+		for _, j := range jobs {
+			if j.in.newSubject == nil && !seen[j.in.subjectID] {
+				seen[j.in.subjectID] = true
+				byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], j.in.subjectID)
+			}
 		}
-	}
-	heads, err := w.lockHeads(ctx, sqlTx, jobs)
-	if err != nil {
-		return false, err
-	}
-	b, err := w.settle(ctx, sqlTx, jobs, heads)
-	if err != nil {
-		return false, err
-	}
-	if len(b.idem) > 0 {
-		taken, err := insertIdempotency(ctx, w.stmts, sqlTx, b.idem)
+		heads, err := t.lockHeads(ctx, byTenant)
 		if err != nil {
-			return false, err
+			return err
+		}
+		if b, err = w.settle(ctx, t, jobs, heads); err != nil {
+			return err
+		}
+		taken, err := t.write(ctx, b)
+		if err != nil {
+			return err
 		}
 		if len(taken) > 0 {
 			for _, j := range jobs {
-				if k := j.in.idem; k != nil && taken[j.in.tenantID+"\x00"+k.Route+"\x00"+k.Key] {
+				if k := j.in.idem; k != nil && taken[idempotencyKey(j.in.tenantID, k.Route, k.Key)] {
 					j.replay = true
 				}
 			}
-			return true, nil // roll back and write again without them
+			retry = true
+			return errRetry // roll back and write again without them
 		}
+		for _, er := range b.erasures {
+			for _, st := range eraseStatements(er.tenantID, er.subjectID, b.erasedAt) {
+				if err := t.exec(ctx, st); err != nil {
+					return err
+				}
+			}
+		}
+		return t.commit(ctx)
+	})
+	if retry {
+		return true, nil
 	}
-	if err := b.insert(ctx, w.stmts, sqlTx); err != nil {
+	if err != nil {
 		return false, err
 	}
-	for _, er := range b.erasures {
-		if err := eraseSubject(tx, er.tenantID, er.subjectID, time.UnixMilli(b.erasedAt)); err != nil {
-			return false, err
-		}
-	}
-	if err := tx.Commit().Error; err != nil {
-		return false, err
-	}
-	committed = true
 	for i, j := range jobs {
 		j.out = b.outcomes[i]
 	}
@@ -368,81 +371,13 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 	return false, nil
 }
 
+// errRetry rolls a batch back to be written again.
+var errRetry = errors.New("writer: retry the batch")
+
 // head is the newest event of a subject's chain.
 type head struct {
 	seq  int64
 	hash string
-}
-
-// lockHeads locks the chain heads of the batch's existing subjects and returns them. The
-// rows are locked in (tenant, subject) order, so two writers never deadlock.
-func (w *Writer) lockHeads(ctx context.Context, tx *sql.Tx, jobs []*job) (map[string]head, error) {
-	byTenant := map[string][]string{}
-	seen := map[string]bool{}
-	for _, j := range jobs {
-		if j.in.newSubject != nil || seen[j.in.subjectID] {
-			continue
-		}
-		seen[j.in.subjectID] = true
-		byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], j.in.subjectID)
-	}
-	heads := make(map[string]head, len(seen))
-	tenants := make([]string, 0, len(byTenant))
-	for t := range byTenant {
-		tenants = append(tenants, t)
-	}
-	sort.Strings(tenants)
-	for _, t := range tenants {
-		ids := byTenant[t]
-		sort.Strings(ids)
-		q, args := inQuery(w.lockSQL(), t, ids)
-		err := w.stmts.Query(ctx, tx, q, args, func(r *sql.Rows) error {
-			var id string
-			var h head
-			if err := r.Scan(&id, &h.seq, &h.hash); err != nil {
-				return err
-			}
-			heads[id] = h
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("lock chain heads: %w", err)
-		}
-	}
-	return heads, nil
-}
-
-func (w *Writer) lockSQL() string {
-	return "SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = ? AND subject_id IN (%s) ORDER BY subject_id" + w.db.ForUpdate()
-}
-
-const statesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
-	FROM consent_state WHERE tenant_id = ? AND subject_id IN (%s)`
-
-// prepare prepares every statement a batch uses, before any transaction holds the one
-// SQLite write connection.
-func (w *Writer) prepare(ctx context.Context) error {
-	for _, t := range []struct {
-		table   string
-		columns []sqldb.Column
-		suffix  string
-	}{
-		{"subjects", identity.SubjectColumns, ""}, {"identifiers", identity.IdentifierColumns, ""},
-		{"consent_events", eventColumns, ""}, {"chain_heads", headColumns, headUpsert},
-		{"consent_state", stateColumns, stateUpsert}, {"domain_events", domainEventColumns, ""},
-		{"receipts", receiptColumns, ""}, {"interaction_context", contextColumns, ""},
-		{"idempotency_keys", idempotencyColumns, idempotencyReturning},
-	} {
-		if err := w.stmts.PrepareColumns(ctx, t.table, t.columns, t.suffix); err != nil {
-			return err
-		}
-	}
-	for _, n := range inShapes {
-		if err := w.stmts.Prepare(ctx, fmt.Sprintf(w.lockSQL(), placeholders(n)), fmt.Sprintf(statesSQL, placeholders(n))); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // inShapes are the sizes of prepared IN lists; a list is padded with its last value up to
@@ -467,37 +402,36 @@ func inQuery(format string, lead string, ids []string) (string, []any) {
 	return fmt.Sprintf(format, placeholders(n)), args
 }
 
-// statesOf reads the current states of the given subjects, for interactions the writer has
-// to plan again.
-func (w *Writer) statesOf(ctx context.Context, tx *sql.Tx, tenantID string, ids []string) (map[string]map[string]*Stored, error) {
-	out := map[string]map[string]*Stored{}
-	for len(ids) > 0 {
-		part := ids[:min(len(ids), inShapes[len(inShapes)-1])]
-		ids = ids[len(part):]
-		q, args := inQuery(statesSQL, tenantID, part)
-		err := w.stmts.Query(ctx, tx, q, args, func(r *sql.Rows) error {
-			var s Stored
-			if err := r.Scan(&s.SubjectID, &s.PurposeID, &s.PurposeKey, &s.State, &s.Version, &s.DecidedAt,
-				&s.ExpiresAt, &s.EventSeq, &s.Method); err != nil {
-				return err
-			}
-			if out[s.SubjectID] == nil {
-				out[s.SubjectID] = map[string]*Stored{}
-			}
-			out[s.SubjectID][s.PurposeID] = &s
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read consent state: %w", err)
+const statesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
+	FROM consent_state WHERE tenant_id = ? AND subject_id IN (%s)`
+
+// prepare prepares every statement a batch uses on SQLite, before any transaction holds
+// its one write connection. (On PostgreSQL pgx prepares and caches them itself.)
+func (w *Writer) prepare(ctx context.Context) error {
+	if w.db.Dialect != sqldb.SQLite {
+		return nil
+	}
+	for _, tb := range (&batch{}).tables() {
+		if err := w.stmts.PrepareColumns(ctx, tb.name, tb.columns, tb.suffix); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	if err := w.stmts.PrepareColumns(ctx, "idempotency_keys", idempotencyColumns, idempotencyReturning); err != nil {
+		return err
+	}
+	lock := (&sqlWriteTx{forLock: w.db.ForUpdate()}).lockSQL()
+	for _, n := range inShapes {
+		if err := w.stmts.Prepare(ctx, fmt.Sprintf(lock, placeholders(n)), fmt.Sprintf(statesSQL, placeholders(n))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settle decides each job's plan: the one made before the writer when its chain head is
 // still the one it built on, else a new one on top of the current head — including the
 // changes of earlier jobs in this batch for the same subject.
-func (w *Writer) settle(ctx context.Context, tx *sql.Tx, jobs []*job, heads map[string]head) (*batch, error) {
+func (w *Writer) settle(ctx context.Context, t writeTx, jobs []*job, heads map[string]head) (*batch, error) {
 	b := &batch{heads: map[string][]any{}, states: map[string]*stateRow{}}
 	touched := map[string]bool{}
 	// Subjects whose interactions must be planned here, and their stored states.
@@ -522,8 +456,8 @@ func (w *Writer) settle(ctx context.Context, tx *sql.Tx, jobs []*job, heads map[
 				}
 			}
 		}
-		for t, ids := range byTenant {
-			s, err := w.statesOf(ctx, tx, t, uniq(ids))
+		for tenant, ids := range byTenant {
+			s, err := t.statesOf(ctx, tenant, uniq(ids))
 			if err != nil {
 				return nil, err
 			}
@@ -635,73 +569,25 @@ func (b *batch) add(in *interaction, p *iplan) {
 
 func stateKey(subjectID, purposeID string) string { return subjectID + "|" + purposeID }
 
-// insert writes the batch with a few prepared multi-row statements per table.
-func (b *batch) insert(ctx context.Context, st *sqldb.Statements, tx *sql.Tx) error {
-	subjects := make([][]any, len(b.subjects))
-	for i, s := range b.subjects {
-		subjects[i] = s.Row()
-	}
-	if err := st.InsertColumns(ctx, tx, "subjects", identity.SubjectColumns, subjects, "", nil); err != nil {
-		return err
-	}
-	idents := make([][]any, len(b.idents))
-	for i, n := range b.idents {
-		idents[i] = n.Row()
-	}
-	if err := st.InsertColumns(ctx, tx, "identifiers", identity.IdentifierColumns, idents, "", nil); err != nil {
-		return err
-	}
-	if err := st.InsertColumns(ctx, tx, "consent_events", eventColumns, b.eventRows, "", nil); err != nil {
-		return err
-	}
-	heads := make([][]any, len(b.headOrder))
-	for i, id := range b.headOrder {
-		heads[i] = b.heads[id]
-	}
-	if err := st.InsertColumns(ctx, tx, "chain_heads", headColumns, heads, headUpsert, nil); err != nil {
-		return err
-	}
-	states := make([][]any, len(b.stateOrder))
-	for i, k := range b.stateOrder {
-		r := b.states[k]
-		states[i] = []any{r.tenantID, r.s.SubjectID, r.s.PurposeID, r.s.PurposeKey, r.s.State, r.s.Version,
-			r.s.DecidedAt, r.s.ExpiresAt, r.s.EventSeq, r.s.Method}
-	}
-	if err := st.InsertColumns(ctx, tx, "consent_state", stateColumns, states, stateUpsert, nil); err != nil {
-		return err
-	}
-	if err := st.InsertColumns(ctx, tx, "domain_events", domainEventColumns, b.domain, "", nil); err != nil {
-		return err
-	}
-	if err := st.InsertColumns(ctx, tx, "receipts", receiptColumns, b.receipts, "", nil); err != nil {
-		return err
-	}
-	return st.InsertColumns(ctx, tx, "interaction_context", contextColumns, b.contexts, "", nil)
-}
-
-// eraseSubject destroys what links a subject's chain to a person: its key, pseudonym and
+// eraseStatements destroy what links a subject's chain to a person: its key, pseudonym and
 // identifiers, its receipts and client context, and its current state. The chain stays.
-func eraseSubject(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
-	for _, q := range []string{
-		"DELETE FROM receipts WHERE tenant_id = ? AND subject_id = ?",
-		"DELETE FROM interaction_context WHERE tenant_id = ? AND subject_id = ?",
-		"DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?",
-	} {
-		if err := tx.Exec(q, tenantID, subjectID).Error; err != nil {
-			return err
-		}
+func eraseStatements(tenantID, subjectID string, at int64) []sqldb.Statement {
+	out := []sqldb.Statement{
+		{SQL: "DELETE FROM receipts WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+		{SQL: "DELETE FROM interaction_context WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+		{SQL: "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
 	}
-	return identity.DestroySubjectKey(tx, tenantID, subjectID, at)
+	return append(out, identity.DestroySubjectKeySQL(tenantID, subjectID, time.UnixMilli(at))...)
 }
 
 // reresolve looks a new person's identifier up again inside the transaction: when a
 // concurrent request created the same customer first, this one joins that subject (and is
 // planned again by the writer on top of that subject's chain).
-func (s *Service) reresolve(ctx context.Context, tx *gorm.DB, in *interaction) error {
+func (s *Service) reresolve(ctx context.Context, t writeTx, in *interaction) error {
 	if in.newSubject == nil || in.identifier == nil || in.identifier.Kind == identity.IDDevice {
 		return nil
 	}
-	subj, err := s.ids.FindSubjectTx(ctx, tx, in.tenantID, *in.identifier)
+	id, pseudonym, err := t.findSubject(ctx, in.tenantID, *in.identifier, s.ids.LookupHashes(in.tenantID, *in.identifier))
 	if identity.IsCode(err, identity.ENotFound) {
 		return nil
 	}
@@ -709,6 +595,6 @@ func (s *Service) reresolve(ctx context.Context, tx *gorm.DB, in *interaction) e
 		return err
 	}
 	in.newSubject, in.newIdentifiers, in.pre = nil, nil, nil
-	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
+	in.subjectID, in.pseudonym = id, pseudonym
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
@@ -160,6 +161,8 @@ type NewIdentifier struct {
 	ValueHash                 []byte
 	HashKID                   string
 	SubjectID                 string
+	SubjectKind               string
+	Pseudonym                 string
 	ValueCT                   []byte
 	ValueKID                  string
 	CreatedAt                 int64
@@ -180,16 +183,37 @@ func (s *Service) LookupHashes(tenantID string, id Identifier) [][]byte {
 	return out
 }
 
+// BulkLookup hashes many identifiers of one tenant (see LookupHashes) with reused HMACs.
+// Not safe for concurrent use.
+type BulkLookup struct {
+	tenantID string
+	l        *keyring.Lookuper
+	buf      []byte
+}
+
+// BulkLookup returns a BulkLookup for the tenant.
+func (s *Service) BulkLookup(tenantID string) *BulkLookup {
+	return &BulkLookup{tenantID: tenantID, l: s.keys.Lookuper()}
+}
+
+// Hashes returns the identifier's keyed hashes, the active key's first.
+func (b *BulkLookup) Hashes(id Identifier) [][]byte {
+	b.buf = append(append(append(append(append(append(append(b.buf[:0], b.tenantID...), 0), id.Kind...), 0),
+		id.Namespace()...), 0), id.Value...)
+	return b.l.Sums(b.buf)
+}
+
 // PrepareIdentifier makes the row for a new identifier of a subject: hashed for lookup,
 // and encrypted so it can be shown to the person and re-hashed after a key rotation.
-func (s *Service) PrepareIdentifier(tenantID, subjectID string, id Identifier, now time.Time) (*NewIdentifier, error) {
+func (s *Service) PrepareIdentifier(tenantID string, subj *Subject, id Identifier, now time.Time) (*NewIdentifier, error) {
 	h := s.keys.Lookup(lookupInput(tenantID, id))[0]
 	kid, ct, err := s.keys.Encrypt([]byte(id.Value), identifierAAD(tenantID, id))
 	if err != nil {
 		return nil, err
 	}
 	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.Namespace(), ValueHash: h.Sum,
-		HashKID: h.KeyID, SubjectID: subjectID, ValueCT: ct, ValueKID: kid, CreatedAt: now.UnixMilli()}, nil
+		HashKID: h.KeyID, SubjectID: subj.ID, SubjectKind: subj.Kind, Pseudonym: subj.Pseudonym, ValueCT: ct,
+		ValueKID: kid, CreatedAt: now.UnixMilli()}, nil
 }
 
 func identifierAAD(tenantID string, id Identifier) []byte {
@@ -199,12 +223,14 @@ func identifierAAD(tenantID string, id Identifier) []byte {
 // IdentifierColumns are the identifiers columns that Row fills.
 var IdentifierColumns = sqldb.Cols(
 	"tenant_id:text", "kind:text", "namespace:text", "value_hash:bytea", "hash_kid:text",
-	"subject_id:text", "value_ct:bytea", "value_kid:text", "created_at:int8",
+	"subject_id:text", "subject_kind:text", "pseudonym:text", "value_ct:bytea", "value_kid:text",
+	"created_at:int8",
 )
 
 // Row returns the new identifier's values in IdentifierColumns order.
 func (n *NewIdentifier) Row() []any {
-	return []any{n.TenantID, n.Kind, n.Namespace, n.ValueHash, n.HashKID, n.SubjectID, n.ValueCT, n.ValueKID, n.CreatedAt}
+	return []any{n.TenantID, n.Kind, n.Namespace, n.ValueHash, n.HashKID, n.SubjectID, n.SubjectKind, n.Pseudonym,
+		n.ValueCT, n.ValueKID, n.CreatedAt}
 }
 
 // InsertIdentifiers inserts new identifiers inside the caller's transaction.
@@ -282,11 +308,22 @@ func (s *Service) SubjectByID(ctx context.Context, tenantID, id string) (*Subjec
 // DestroySubjectKey deletes a subject's key, pseudonym and identifiers inside the caller's
 // transaction: its ledger chain still verifies, but points to no one.
 func DestroySubjectKey(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
-	if err := tx.Exec("DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ?", tenantID, subjectID).Error; err != nil {
-		return err
+	for _, st := range DestroySubjectKeySQL(tenantID, subjectID, at) {
+		if err := tx.Exec(st.SQL, st.Args...).Error; err != nil {
+			return err
+		}
 	}
-	return tx.Exec(`UPDATE subjects SET secret = NULL, secret_kid = NULL, pseudonym = NULL, erased_at = ?
-		WHERE tenant_id = ? AND id = ?`, at.UnixMilli(), tenantID, subjectID).Error
+	return nil
+}
+
+// DestroySubjectKeySQL is what DestroySubjectKey runs, for callers with their own
+// transaction.
+func DestroySubjectKeySQL(tenantID, subjectID string, at time.Time) []sqldb.Statement {
+	return []sqldb.Statement{
+		{SQL: "DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+		{SQL: `UPDATE subjects SET secret = NULL, secret_kid = NULL, pseudonym = NULL, erased_at = ?
+			WHERE tenant_id = ? AND id = ?`, Args: []any{at.UnixMilli(), tenantID, subjectID}},
+	}
 }
 
 // RehashIdentifiers re-computes every identifier's lookup hash under the active lookup key

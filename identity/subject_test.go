@@ -19,14 +19,7 @@ import (
 func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		now := func() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }
-		m := make([]byte, 32)
-		_, _ = rand.Read(m)
-		keys, err := keyring.Open(ctx, db, m, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := identity.New(db, keys, now)
+		ids, keys := openService(t, db)
 		tenant, _, err := ids.CreateTenant(ctx, identity.TenantInput{Name: "Testi Oy"}, identity.ActorSystem)
 		if err != nil {
 			t.Fatal(err)
@@ -40,7 +33,7 @@ func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ident, err := ids.PrepareIdentifier(tenant.ID, subj.ID, number, now())
+		ident, err := ids.PrepareIdentifier(tenant.ID, &subj.Subject, number, now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,4 +87,46 @@ func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 			t.Fatalf("destroyed subject: %+v %v", got, err)
 		}
 	})
+}
+
+// The bulk check's reused HMACs give exactly the hashes of a single lookup, under one key
+// and after a rotation under both.
+func TestBulkLookupMatchesLookupHashes(t *testing.T) {
+	ctx := context.Background()
+	ids, keys := openService(t, sqldbtest.Open(t, sqldb.SQLite))
+	values := []identity.Identifier{
+		{Kind: identity.IDCustomerNumber, Value: "C-1"}, {Kind: identity.IDCustomerNumber, Value: "ä-Ö 2"},
+		{Kind: identity.IDDevice, Value: "AAAAAAAAAAAAAAAAAAAAAA"}, {Kind: identity.IDCustomerNumber, Value: "C-1"},
+	}
+	for round := range 2 {
+		bulk := ids.BulkLookup("tenant-a")
+		for _, v := range values {
+			got, want := bulk.Hashes(v), ids.LookupHashes("tenant-a", v)
+			if len(got) != round+1 || len(got) != len(want) {
+				t.Fatalf("round %d: %d hashes, want %d", round, len(got), round+1)
+			}
+			for i := range want {
+				if string(got[i]) != string(want[i]) {
+					t.Fatalf("round %d: hash %d of %v differs", round, i, v)
+				}
+			}
+		}
+		if _, err := keys.Rotate(ctx, keyring.Lookup); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func now() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }
+
+// openService opens the identity service on db with a fresh master key and a fixed clock.
+func openService(t *testing.T, db *sqldb.DB) (*identity.Service, *keyring.Keyring) {
+	t.Helper()
+	m := make([]byte, 32)
+	_, _ = rand.Read(m)
+	keys, err := keyring.Open(context.Background(), db, m, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return identity.New(db, keys, now), keys
 }

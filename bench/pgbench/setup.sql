@@ -12,9 +12,10 @@ SELECT :'tenant', md5(g::text)::uuid::text, 'device', 'ps_' || left(md5(g::text 
        :'secret'::bytea, :'kid_enc', :now
 FROM generate_series(1, :nknown) g;
 
-INSERT INTO identifiers (tenant_id, kind, namespace, value_hash, hash_kid, subject_id, value_ct, value_kid, created_at)
+INSERT INTO identifiers (tenant_id, kind, namespace, value_hash, hash_kid, subject_id, subject_kind, pseudonym,
+                         value_ct, value_kid, created_at)
 SELECT :'tenant', 'device', '', decode(md5(g::text || 'v') || md5(g::text || 'w'), 'hex'), :'kid_lookup',
-       md5(g::text)::uuid::text, :'value_ct'::bytea, :'kid_enc', :now
+       md5(g::text)::uuid::text, 'device', 'ps_' || left(md5(g::text || 'p'), 22), :'value_ct'::bytea, :'kid_enc', :now
 FROM generate_series(1, :nknown) g;
 
 INSERT INTO consent_events (tenant_id, subject_id, seq, id, kind, pseudonym, purpose_key, purpose_version,

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"sort"
@@ -380,6 +381,35 @@ func (k *Keyring) Lookup(value []byte) []LookupHash {
 		m := hmac.New(sha256.New, dk.secret)
 		m.Write(value)
 		out[i] = LookupHash{KeyID: dk.id, Sum: m.Sum(nil)}
+	}
+	return out
+}
+
+// Lookuper hashes many values with every lookup key, reusing one HMAC per key (a bulk
+// check hashes ten thousand identifiers). Not safe for concurrent use.
+type Lookuper struct {
+	macs []hash.Hash
+}
+
+// Lookuper returns a Lookuper for the lookup keys as they are now.
+func (k *Keyring) Lookuper() *Lookuper {
+	k.mu.RLock()
+	keys := k.lookup
+	k.mu.RUnlock()
+	l := &Lookuper{macs: make([]hash.Hash, len(keys))}
+	for i, dk := range keys {
+		l.macs[i] = hmac.New(sha256.New, dk.secret)
+	}
+	return l
+}
+
+// Sums returns value's keyed hashes, the active key's first.
+func (l *Lookuper) Sums(value []byte) [][]byte {
+	out := make([][]byte, len(l.macs))
+	for i, m := range l.macs {
+		m.Reset()
+		m.Write(value)
+		out[i] = m.Sum(nil)
 	}
 	return out
 }

@@ -97,7 +97,22 @@ func (s *Statements) prepare(ctx context.Context, query string) (*sql.Stmt, erro
 // rebind turns ? placeholders into PostgreSQL's numbered ones. Lupa's SQL has no ? inside
 // string literals.
 func (s *Statements) rebind(q string) string {
-	if s.dialect != Postgres || !strings.Contains(q, "?") {
+	if s.dialect != Postgres {
+		return q
+	}
+	return rebindPostgres(q)
+}
+
+// Rebind writes ? placeholders the way the dialect wants them.
+func Rebind(dialect, q string) string {
+	if dialect != Postgres {
+		return q
+	}
+	return rebindPostgres(q)
+}
+
+func rebindPostgres(q string) string {
+	if !strings.Contains(q, "?") {
 		return q
 	}
 	var b strings.Builder
@@ -238,13 +253,9 @@ func (s *Statements) InsertColumns(ctx context.Context, tx *sql.Tx, table string
 		return s.insert(ctx, tx, table, Names(cols), rows, suffix, scan)
 	}
 	q := unnestSQL(table, cols, suffix)
-	args := make([]any, len(cols))
-	for i, c := range cols {
-		a, err := column(rows, i, c.PGType)
-		if err != nil {
-			return fmt.Errorf("insert into %s: column %s: %w", table, c.Name, err)
-		}
-		args[i] = a
+	args, err := ColumnArrays(cols, rows)
+	if err != nil {
+		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	if scan != nil {
 		if err := s.Query(ctx, tx, q, args, scan); err != nil {
@@ -265,6 +276,25 @@ func (s *Statements) PrepareColumns(ctx context.Context, table string, cols []Co
 	}
 	_, err := s.prepare(ctx, unnestSQL(table, cols, suffix))
 	return err
+}
+
+// UnnestSQL is the INSERT … SELECT FROM unnest statement of InsertColumns on PostgreSQL,
+// with numbered placeholders, one array per column.
+func UnnestSQL(table string, cols []Column, suffix string) string {
+	return rebindPostgres(unnestSQL(table, cols, suffix))
+}
+
+// ColumnArrays turns rows into one typed slice per column, the arguments of UnnestSQL.
+func ColumnArrays(cols []Column, rows [][]any) ([]any, error) {
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		a, err := column(rows, i, c.PGType)
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", c.Name, err)
+		}
+		args[i] = a
+	}
+	return args, nil
 }
 
 func unnestSQL(table string, cols []Column, suffix string) string {
@@ -354,4 +384,10 @@ func Cols(specs ...string) []Column {
 		out[i] = Column{Name: name, PGType: typ}
 	}
 	return out
+}
+
+// Statement is one SQL statement with ? placeholders and its arguments.
+type Statement struct {
+	SQL  string
+	Args []any
 }

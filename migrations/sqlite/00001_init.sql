@@ -116,6 +116,10 @@ CREATE TABLE identifiers (
     value_hash blob NOT NULL,
     hash_kid   text NOT NULL,
     subject_id text NOT NULL,
+    -- The subject's kind and pseudonym, copied here so a widget's state read joins two
+    -- tables, not three; they move with the identifier when subjects merge.
+    subject_kind text NOT NULL,
+    pseudonym  text NOT NULL,
     value_ct   blob,
     value_kid  text,
     created_at integer NOT NULL,
