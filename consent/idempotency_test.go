@@ -75,8 +75,7 @@ func TestConcurrentSameKeyWritesOnce(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r := e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
-					r.Idempotency = idem(fmt.Sprintf("round-%d", round), "same body")
+					r := e.keyedRequest(fmt.Sprintf("round-%d", round), "same body")
 					<-start
 					outs[i], errs[i] = e.svc.Record(ctx, r)
 				}()
@@ -114,8 +113,7 @@ func TestConflictingKeyInABatchFailsAlone(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
-				r.Idempotency = idem(fmt.Sprintf("key-%d", i), "body")
+				r := e.keyedRequest(fmt.Sprintf("key-%d", i), "body")
 				if i == n { // the culprit: key-0 again, another body
 					r.Decisions = []consent.DecisionInput{deny("analytics"), deny("social_advertising")}
 					r.Idempotency = idem("key-0", "another body")
@@ -149,4 +147,66 @@ func TestConflictingKeyInABatchFailsAlone(t *testing.T) {
 		}
 		e.mustVerifyOK(t)
 	})
+}
+
+// Two instances get the same Idempotency-Key at once, each inside a batch with another new
+// device's interaction: the key is written once and both answer with it, and the other
+// interactions of both batches commit. On PostgreSQL the loser finds the key taken when its
+// batch inserts it, rolls back and writes again without it.
+func TestTwoInstancesSameKeyWriteOnce(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		instances := []*consent.Service{e.svc, e.secondInstance(t)}
+		for round := range 10 {
+			before := e.tableCounts(t)
+			type result struct {
+				out *consent.Outcome
+				err error
+			}
+			same := make([]result, 4)
+			others := make([]result, 4)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range 4 {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					r := e.keyedRequest(fmt.Sprintf("shared-%d", round), "same body")
+					<-start
+					same[i].out, same[i].err = instances[i%2].Record(ctx, r)
+				}()
+				go func() {
+					defer wg.Done()
+					r := e.keyedRequest(fmt.Sprintf("own-%d-%d", round, i), "own body")
+					<-start
+					others[i].out, others[i].err = instances[i%2].Record(ctx, r)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i := range 4 {
+				if same[i].err != nil || others[i].err != nil {
+					t.Fatalf("round %d, request %d: %v / %v", round, i, same[i].err, others[i].err)
+				}
+				if same[i].out.InteractionID != same[0].out.InteractionID || same[i].out.Receipt != same[0].out.Receipt {
+					t.Fatalf("round %d: requests with one key got different answers", round)
+				}
+			}
+			want := map[string]int64{}
+			for tbl, n := range oneInteraction {
+				want[tbl] = 5 * n // the shared key once, the four others once each
+			}
+			if got := e.grew(t, before); !maps.Equal(got, want) {
+				t.Fatalf("round %d: wrote %v, want %v", round, got, want)
+			}
+		}
+		e.mustVerifyOK(t)
+	})
+}
+
+// keyedRequest is a new device's two-decision interaction under an Idempotency-Key.
+func (e *env) keyedRequest(key, body string) *consent.RecordRequest {
+	r := e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
+	r.Idempotency = idem(key, body)
+	return r
 }

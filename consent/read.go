@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lupa-cmp/lupa/identity"
@@ -241,26 +242,26 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 	if !ok {
 		return nil, identity.Unprocessable("purpose", "unknown purpose "+strconv.Quote(purposeKey))
 	}
-	// Hash every identifier, then ask once per kind for all of them.
-	byHash := make(map[string][]int, len(ids))
-	kinds := map[string][][]byte{}
+	// Hash every identifier, then ask once per kind for all of them. owners[kind][n] is the
+	// identifier the n-th hash of that kind belongs to (after a key rotation, one identifier
+	// has a hash under each key).
+	hashes := map[string][][]byte{}
+	owners := map[string][]int{}
 	bulk := s.ids.BulkLookup(tenantID)
 	for i, id := range ids {
 		for _, h := range bulk.Hashes(id) {
-			k := id.Kind + "\x00" + string(h)
-			byHash[k] = append(byHash[k], i)
-			kinds[id.Kind] = append(kinds[id.Kind], h)
+			hashes[id.Kind] = append(hashes[id.Kind], h)
+			owners[id.Kind] = append(owners[id.Kind], i)
 		}
 	}
 	found := make([]*Stored, len(ids))
 	known := make([]bool, len(ids))
-	for kind, hashes := range kinds {
-		err := s.checkRows(ctx, tenantID, kind, cp.ID, hashes, func(hash []byte, st *Stored) {
-			for _, i := range byHash[kind+"\x00"+string(hash)] {
-				known[i] = true
-				if st != nil {
-					found[i] = st
-				}
+	for kind, hs := range hashes {
+		err := s.checkRows(ctx, tenantID, kind, cp.ID, hs, func(n int, st *Stored) {
+			i := owners[kind][n]
+			known[i] = true
+			if st != nil {
+				found[i] = st
 			}
 		})
 		if err != nil {
@@ -285,106 +286,149 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 	return out, nil
 }
 
-// checkRows streams (lookup hash, state) for the given hashes of one identifier kind. On
-// PostgreSQL the hashes travel as one array parameter; SQLite takes them in chunks.
-func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func([]byte, *Stored)) error {
+// checkRows calls fn(n, state) for each of hashes that names a subject (the n-th), with the
+// purpose's stored state or nil. fn is never called concurrently.
+func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
+	if s.db.Dialect == sqldb.Postgres {
+		return s.checkRowsPostgres(ctx, tenantID, kind, purposeID, hashes, fn)
+	}
 	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.expires_at, c.event_seq
 		FROM identifiers i
-		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = %s
-		WHERE i.tenant_id = %s AND i.kind = %s AND i.namespace = '' AND i.value_hash %s`
+		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = ?
+		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = '' AND i.value_hash IN (%s)`
 	db, err := s.db.Read.DB()
 	if err != nil {
 		return err
 	}
-	// scan reads the rows first and hands them to fn under mu, so parts read concurrently.
-	scan := func(rows *sql.Rows, mu *sync.Mutex) error {
-		defer rows.Close()
-		type found struct {
-			hash []byte
-			st   *Stored
-		}
-		var out []found
-		for rows.Next() {
-			var hash []byte
-			var state sql.NullString
-			var version, decided, expires, seq sql.NullInt64
-			if err := rows.Scan(&hash, &state, &version, &decided, &expires, &seq); err != nil {
-				return err
-			}
-			if !state.Valid {
-				out = append(out, found{hash, nil})
-				continue
-			}
-			st := &Stored{PurposeID: purposeID, State: state.String, Version: int(version.Int64), DecidedAt: decided.Int64, EventSeq: seq.Int64}
-			if expires.Valid {
-				e := expires.Int64
-				st.ExpiresAt = &e
-			}
-			out = append(out, found{hash, st})
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, f := range out {
-			fn(f.hash, f.st)
-		}
-		return nil
-	}
-	if s.db.Dialect == sqldb.Postgres {
-		return s.checkRowsPostgres(ctx, db, tenantID, kind, purposeID, hashes, scan)
+	pos := make(map[string][]int, len(hashes)) // a list may name an identifier twice
+	for n, h := range hashes {
+		pos[string(h)] = append(pos[string(h)], n)
 	}
 	const chunk = 5000
 	for start := 0; start < len(hashes); start += chunk {
 		part := hashes[start:min(start+chunk, len(hashes))]
-		in := "IN (" + placeholders(len(part)) + ")"
 		args := make([]any, 0, len(part)+3)
 		args = append(args, purposeID, tenantID, kind)
 		for _, h := range part {
 			args = append(args, h)
 		}
-		rows, err := db.QueryContext(ctx, sprintf(q, "?", "?", "?", in), args...)
+		rows, err := db.QueryContext(ctx, sprintf(q, placeholders(len(part))), args...)
 		if err != nil {
 			return err
 		}
-		var mu sync.Mutex
-		if err := scan(rows, &mu); err != nil {
+		err = scanCheckRows(rows, purposeID, func(hash []byte, st *Stored) {
+			for _, n := range pos[string(hash)] {
+				fn(n, st)
+			}
+			delete(pos, string(hash)) // answered; a duplicate in a later chunk finds nothing to do
+		})
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkPartsPostgres is how many connections share one bulk check: the index lookups of a
+// scanCheckRows reads (hash, state columns) rows; a subject without a stored state for the
+// purpose comes as a nil *Stored.
+func scanCheckRows(rows *sql.Rows, purposeID string, fn func([]byte, *Stored)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var hash []byte
+		var state sql.NullString
+		var version, decided, expires, seq sql.NullInt64
+		if err := rows.Scan(&hash, &state, &version, &decided, &expires, &seq); err != nil {
+			return err
+		}
+		fn(hash, storedOf(purposeID, state.Valid, state.String, version.Int64, decided.Int64, expires, seq.Int64))
+	}
+	return rows.Err()
+}
+
+func storedOf(purposeID string, valid bool, state string, version, decided int64, expires sql.NullInt64, seq int64) *Stored {
+	if !valid {
+		return nil
+	}
+	st := &Stored{PurposeID: purposeID, State: state, Version: int(version), DecidedAt: decided, EventSeq: seq}
+	if expires.Valid {
+		e := expires.Int64
+		st.ExpiresAt = &e
+	}
+	return st
+}
+
+// checkPartsPostgres is how many connections share one bulk check: the index probes of a
 // large check run in parallel, one part per connection (and core).
 const checkPartsPostgres = 4
 
-// checkRowsPostgres looks the hashes up in sorted parts, concurrently. Each part joins its
-// hashes (an unnest, in index order) to identifiers and the purpose's states: one index
-// probe per identifier instead of a scan, and neighbouring probes touch the same pages.
-func (s *Service) checkRowsPostgres(ctx context.Context, db *sql.DB, tenantID, kind, purposeID string, hashes [][]byte, scan func(*sql.Rows, *sync.Mutex) error) error {
-	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.expires_at, c.event_seq
-		FROM unnest($1::bytea[]) AS q(value_hash)
+// checkRowsPostgres looks the hashes up in sorted parts, concurrently, on pgx directly. Each
+// part joins its hashes (an unnest, in index order) to identifiers and the purpose's
+// states: one index probe per identifier instead of a scan, and neighbouring probes touch
+// the same pages. Rows name their hash by its place in the part, not by the hash itself.
+func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
+	const q = `SELECT q.n::int4, c.state, c.version::int8, c.decided_at, c.expires_at, c.event_seq
+		FROM unnest($1::bytea[]) WITH ORDINALITY AS q(value_hash, n)
 		JOIN identifiers i ON i.tenant_id = $2 AND i.kind = $3 AND i.namespace = '' AND i.value_hash = q.value_hash
 		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = $4`
-	sorted := slices.Clone(hashes)
-	slices.SortFunc(sorted, bytes.Compare)
+	order := make([]int, len(hashes))
+	for n := range order {
+		order[n] = n
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(hashes[a], hashes[b]) })
 	parts := 1
-	if len(sorted) >= 1000 {
+	if len(order) >= 1000 {
 		parts = checkPartsPostgres
 	}
-	size := (len(sorted) + parts - 1) / parts
+	size := (len(order) + parts - 1) / parts
 	var mu sync.Mutex // the parts' results go to one place
 	g, ctx := errgroup.WithContext(ctx)
-	for start := 0; start < len(sorted); start += size {
-		part := sorted[start:min(start+size, len(sorted))]
+	for start := 0; start < len(order); start += size {
+		part := order[start:min(start+size, len(order))]
 		g.Go(func() error {
-			rows, err := db.QueryContext(ctx, q, part, tenantID, kind, purposeID)
+			sorted := make([][]byte, len(part))
+			for k, n := range part {
+				sorted[k] = hashes[n]
+			}
+			type row struct {
+				n  int
+				st *Stored
+			}
+			var out []row
+			err := sqldb.WithPgx(ctx, s.db.ReadSQL(), func(c *pgx.Conn) error {
+				rows, err := c.Query(ctx, q, sorted, tenantID, kind, purposeID)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				var n int32
+				var state *string
+				var version, decided, expires, seq *int64
+				for rows.Next() {
+					if err := rows.Scan(&n, &state, &version, &decided, &expires, &seq); err != nil {
+						return err
+					}
+					r := row{n: part[n-1]}
+					if state != nil {
+						r.st = &Stored{PurposeID: purposeID, State: *state, Version: int(*version), DecidedAt: *decided,
+							EventSeq: *seq}
+						if expires != nil {
+							e := *expires
+							r.st.ExpiresAt = &e
+						}
+					}
+					out = append(out, r)
+				}
+				return rows.Err()
+			})
 			if err != nil {
 				return err
 			}
-			return scan(rows, &mu)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range out {
+				fn(r.n, r.st)
+			}
+			return nil
 		})
 	}
 	return g.Wait()

@@ -340,7 +340,7 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 		if err != nil {
 			return err
 		}
-		if len(taken) > 0 {
+		if taken != nil {
 			for _, j := range jobs {
 				if k := j.in.idem; k != nil && taken[idempotencyKey(j.in.tenantID, k.Route, k.Key)] {
 					j.replay = true

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -23,8 +24,8 @@ type writeTx interface {
 	statesOf(ctx context.Context, tenantID string, ids []string) (map[string]map[string]*Stored, error)
 	// findSubject looks an identifier up inside the transaction.
 	findSubject(ctx context.Context, tenantID string, id identity.Identifier, hashes [][]byte) (subjectID, pseudonym string, err error)
-	// write inserts the batch; when idempotency keys were taken it returns them and the
-	// caller rolls back.
+	// write inserts the batch; when idempotency keys were taken it returns them (a non-nil
+	// map, empty when they are gone again) and the caller rolls back and writes again.
 	write(ctx context.Context, b *batch) (taken map[string]bool, err error)
 	exec(ctx context.Context, st sqldb.Statement) error
 	commit(ctx context.Context) error
@@ -215,27 +216,50 @@ func (t *sqlWriteTx) commit(context.Context) error { return t.tx.Commit() }
 
 // ---- pgx (PostgreSQL) ----
 
-// pgxWriteTx runs a batch transaction through pgx itself, on a connection of the pool: the
-// inserts of a batch are pipelined in one round trip, where database/sql would need one
-// round trip each.
+// pgxWriteTx runs a batch transaction through pgx itself, on a connection of the pool, in
+// as few round trips as the batch allows: BEGIN travels with the first statement (the head
+// lock, or the inserts when every subject is new) and COMMIT with the inserts, so a batch
+// usually takes two round trips where database/sql would take one per statement. Every
+// round trip costs both processes a wake-up, which on a busy machine is CPU the writer's
+// throughput is made of.
 type pgxWriteTx struct {
-	tx pgx.Tx
+	conn  *pgx.Conn
+	begun bool // BEGIN has been sent
+	ended bool // COMMIT went with the inserts, or the transaction was rolled back
 }
 
 // withPgx runs fn in a pgx transaction on a connection of the write pool. fn's error rolls
 // back.
 func (w *Writer) withPgx(ctx context.Context, fn func(writeTx) error) error {
 	return sqldb.WithPgx(ctx, w.db.SQL(), func(c *pgx.Conn) error {
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		if err := fn(&pgxWriteTx{tx: tx}); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+		t := &pgxWriteTx{conn: c}
+		if err := fn(t); err != nil {
+			if t.begun && !t.ended {
+				_, _ = c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			}
 			return err
 		}
 		return nil
 	})
+}
+
+// begin sends BEGIN on its own, for the statements of rare paths; the common ones queue it
+// in their batch.
+func (t *pgxWriteTx) begin(ctx context.Context) error {
+	if t.begun {
+		return nil
+	}
+	t.begun = true
+	_, err := t.conn.Exec(ctx, "BEGIN")
+	return err
+}
+
+// queueBegin puts BEGIN first in pb when it has not been sent yet.
+func (t *pgxWriteTx) queueBegin(pb *pgx.Batch) {
+	if !t.begun {
+		t.begun = true
+		pb.Queue("BEGIN")
+	}
 }
 
 // withSQL runs fn in a database/sql transaction on the write pool. fn's error rolls back.
@@ -261,31 +285,37 @@ const (
 
 func (t *pgxWriteTx) lockHeads(ctx context.Context, byTenant map[string][]string) (map[string]head, error) {
 	heads := map[string]head{}
-	for _, tenant := range orderedTenants(byTenant) {
-		rows, err := t.tx.Query(ctx, pgxLockSQL, tenant, byTenant[tenant])
-		if err != nil {
-			return nil, fmt.Errorf("lock chain heads: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			var h head
-			if err := rows.Scan(&id, &h.seq, &h.hash); err != nil {
-				rows.Close()
-				return nil, err
+	tenants := orderedTenants(byTenant)
+	if len(tenants) == 0 {
+		return heads, nil
+	}
+	pb := &pgx.Batch{}
+	t.queueBegin(pb)
+	for _, tenant := range tenants {
+		pb.Queue(pgxLockSQL, tenant, byTenant[tenant]).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var h head
+				if err := rows.Scan(&id, &h.seq, &h.hash); err != nil {
+					return err
+				}
+				heads[id] = h
 			}
-			heads[id] = h
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("lock chain heads: %w", err)
-		}
+			return rows.Err()
+		})
+	}
+	if err := t.conn.SendBatch(ctx, pb).Close(); err != nil {
+		return nil, fmt.Errorf("lock chain heads: %w", err)
 	}
 	return heads, nil
 }
 
 func (t *pgxWriteTx) statesOf(ctx context.Context, tenantID string, ids []string) (map[string]map[string]*Stored, error) {
 	out := map[string]map[string]*Stored{}
-	rows, err := t.tx.Query(ctx, pgxStatesSQL, tenantID, ids)
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.conn.Query(ctx, pgxStatesSQL, tenantID, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read consent state: %w", err)
 	}
@@ -300,21 +330,29 @@ func (t *pgxWriteTx) statesOf(ctx context.Context, tenantID string, ids []string
 
 func (t *pgxWriteTx) findSubject(ctx context.Context, tenantID string, id identity.Identifier, hashes [][]byte) (string, string, error) {
 	var subjectID, pseudonym string
-	err := t.tx.QueryRow(ctx, pgxFindSubjectSQL, tenantID, id.Kind, id.Namespace(), hashes).Scan(&subjectID, &pseudonym)
+	if err := t.begin(ctx); err != nil {
+		return "", "", err
+	}
+	err := t.conn.QueryRow(ctx, pgxFindSubjectSQL, tenantID, id.Kind, id.Namespace(), hashes).Scan(&subjectID, &pseudonym)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", identity.NotFound("subject")
 	}
 	return subjectID, pseudonym, err
 }
 
+// write sends the batch's inserts in one pipeline, and COMMIT with them unless statements
+// are to follow (erasures). Idempotency keys are inserted without ON CONFLICT: a key that a
+// concurrent request took fails the pipeline (and so skips the COMMIT), the transaction is
+// rolled back, and the keys found taken are returned for the caller to write again without.
 func (t *pgxWriteTx) write(ctx context.Context, b *batch) (map[string]bool, error) {
 	pb := &pgx.Batch{}
+	t.queueBegin(pb)
 	if len(b.idem) > 0 {
 		args, err := sqldb.ColumnArrays(idempotencyColumns, b.idem)
 		if err != nil {
 			return nil, err
 		}
-		pb.Queue(sqldb.UnnestSQL("idempotency_keys", idempotencyColumns, idempotencyReturning), args...)
+		pb.Queue(sqldb.UnnestSQL("idempotency_keys", idempotencyColumns, ""), args...)
 	}
 	for _, tb := range b.tables() {
 		if len(tb.rows) == 0 {
@@ -326,44 +364,66 @@ func (t *pgxWriteTx) write(ctx context.Context, b *batch) (map[string]bool, erro
 		}
 		pb.Queue(sqldb.UnnestSQL(tb.name, tb.columns, tb.suffix), args...)
 	}
-	if pb.Len() == 0 {
-		return nil, nil
+	commit := len(b.erasures) == 0
+	if commit {
+		pb.Queue("COMMIT")
 	}
-	br := t.tx.SendBatch(ctx, pb)
-	var taken map[string]bool
-	if len(b.idem) > 0 {
-		inserted := make(map[string]bool, len(b.idem))
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return nil, fmt.Errorf("insert into idempotency_keys: %w", err)
+	err := t.conn.SendBatch(ctx, pb).Close()
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "idempotency_keys_pkey" {
+		if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, err
 		}
-		for rows.Next() {
-			var tenant, route, key string
-			if err := rows.Scan(&tenant, &route, &key); err != nil {
-				rows.Close()
-				br.Close()
-				return nil, err
-			}
-			inserted[idempotencyKey(tenant, route, key)] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			br.Close()
-			return nil, fmt.Errorf("insert into idempotency_keys: %w", err)
-		}
-		taken = takenKeys(b.idem, inserted)
+		t.ended = true
+		return t.storedKeys(ctx, b.idem)
 	}
-	// The inserts ran in the same round trip; when keys were taken the caller rolls them back.
-	if err := br.Close(); err != nil {
+	if err != nil {
 		return nil, err
 	}
+	t.ended = commit
+	return nil, nil
+}
+
+// storedKeys returns which of the rows' idempotency keys are stored already.
+func (t *pgxWriteTx) storedKeys(ctx context.Context, idem [][]any) (map[string]bool, error) {
+	tenants, routes, keys := make([]string, len(idem)), make([]string, len(idem)), make([]string, len(idem))
+	for i, r := range idem {
+		tenants[i], routes[i], keys[i] = r[0].(string), r[1].(string), r[2].(string)
+	}
+	rows, err := t.conn.Query(ctx, `SELECT k.tenant_id, k.route, k.key FROM unnest($1::text[], $2::text[], $3::text[]) AS q(tenant_id, route, key)
+		JOIN idempotency_keys k ON k.tenant_id = q.tenant_id AND k.route = q.route AND k.key = q.key`, tenants, routes, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	taken := map[string]bool{}
+	for rows.Next() {
+		var tenant, route, key string
+		if err := rows.Scan(&tenant, &route, &key); err != nil {
+			return nil, err
+		}
+		taken[idempotencyKey(tenant, route, key)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Empty (taken a moment ago, expired since) still means: roll back and write again.
 	return taken, nil
 }
 
 func (t *pgxWriteTx) exec(ctx context.Context, st sqldb.Statement) error {
-	_, err := t.tx.Exec(ctx, sqldb.Rebind(sqldb.Postgres, st.SQL), st.Args...)
+	if err := t.begin(ctx); err != nil {
+		return err
+	}
+	_, err := t.conn.Exec(ctx, sqldb.Rebind(sqldb.Postgres, st.SQL), st.Args...)
 	return err
 }
 
-func (t *pgxWriteTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
+func (t *pgxWriteTx) commit(ctx context.Context) error {
+	if t.ended {
+		return nil
+	}
+	t.ended = true
+	_, err := t.conn.Exec(ctx, "COMMIT")
+	return err
+}

@@ -26,10 +26,21 @@ commands:
 `
 
 func main() {
+	tuneGC(os.Getenv("GOGC"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], osGetenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// tuneGC collects garbage at 200 % heap growth instead of Go's 100 % unless GOGC says
+// otherwise. The live heap is small (tens of MB) and a request allocates a lot for a short
+// time, so halving the collections buys write throughput (6 % in make bench) for about
+// 10 MB more RSS.
+func tuneGC(gogc string) {
+	if gogc == "" {
+		debug.SetGCPercent(200)
+	}
 }
 
 // run is main without the process: tests call it with their own arguments and environment.
