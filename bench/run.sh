@@ -17,9 +17,9 @@ root=$(pwd)
 # Lupa runs with its defaults (rate limits included): nothing from the caller's environment.
 for v in $(compgen -e | grep '^LUPA_' || true); do unset "$v"; done
 
-warmup=5s write_secs=30 read_secs=20 pgbench_secs=30 customers=250000 check_calls=20
+warmup=5s rounds=3 round_secs=10 write_secs=30 read_secs=20 customers=250000 check_calls=20
 if [ "${BENCH_QUICK:-}" = 1 ]; then
-  warmup=2s write_secs=5 read_secs=5 pgbench_secs=5 customers=20000 check_calls=5
+  warmup=2s rounds=1 round_secs=5 write_secs=5 read_secs=5 customers=20000 check_calls=5
 fi
 
 work=$(mktemp -d /tmp/lupa-bench.XXXXXX)
@@ -116,16 +116,92 @@ stop_lupa() {
   fi
 }
 
+# naive_setup: the naive baseline's database, migrated by lupa, with a tenant row and 20,000
+# known devices, and pgbench variables of Lupa's sizes copied from an interaction Lupa wrote.
+naive_setup() {
+  mapfile -t sample < <(psql -d lupa -At -f bench/pgbench/sample.sql)
+  pgvars=() psqlvars=()
+  for kv in "${sample[@]}"; do pgvars+=(-D "$kv"); psqlvars+=(-v "$kv"); done
+  now=$(date +%s%3N)
+  pgvars+=(-D "now=$now" -D nknown=20000)
+  LUPA_DATABASE_URL="$(dburl naive)" LUPA_MASTER_KEY="$master" LUPA_DATA_DIR="$work/lupa-naive" \
+    LUPA_LOG_LEVEL=warn "$work/lupa" migrate >/dev/null
+  psql -d naive "${psqlvars[@]}" -v "now=$now" -v nknown=20000 -f bench/pgbench/setup.sql
+}
+pgbench() { "$pgbin/pgbench" -h "$work/pg" -U postgres -n -M prepared -c 32 -j 2 "$@"; }
+# pgbench_run NAME SCRIPT: after a checkpoint and a warm-up of the same length as Lupa's (not
+# measured), runs pgbench -T $round_secs and prints NAME=tps, failed transactions and the CPU
+# of PostgreSQL, of pgbench and of the machine.
+pgbench_run() {
+  local name=$1 script=$2 out=$work/$1.txt pg0 pg1 m0 m1 t0 t1
+  psql -d naive -c CHECKPOINT
+  "$lt" quiet
+  pgbench -T "${warmup%s}" -f "$script" "${pgvars[@]}" naive >"$out.warmup" 2>&1 || { cat "$out.warmup" >&2; exit 1; }
+  pg0=$("$lt" cputicks "$pgpid")
+  m0=$("$lt" cputicks machine)
+  t0=$(date +%s%N)
+  # In a subshell, so its own stat (read with a builtin) holds pgbench's CPU once it exits.
+  (pgbench -T "$round_secs" -f "$script" "${pgvars[@]}" naive >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
+    read -r stat </proc/$BASHPID/stat && echo "$stat" >"$out.stat")
+  t1=$(date +%s%N)
+  pg1=$("$lt" cputicks "$pgpid")
+  m1=$("$lt" cputicks machine)
+  echo "$name=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | awk '{printf "%.2f", $1}')"
+  echo "${name%_tps}_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")"
+  awk -v p="$((pg1 - pg0))" -v m="$((m1 - m0))" -v s="$(((t1 - t0) / 1000000))" -v n="${name%_tps}" \
+    '{ sub(/.*\) /, ""); split($0, f, " ")
+       printf "%s_cpu_postgres_pct=%.2f\n%s_cpu_pgbench_pct=%.2f\n%s_cpu_machine_pct=%.2f\n", n, p * 1000 / s, n, (f[14] + f[15]) * 1000 / s, n, m * 1000 / s }' \
+    "$out.stat"
+}
+# combine FILE…: one figure per name from the rounds' figures: counts (errors, requests,
+# failed transactions) add up; p99, maximum and peak RSS take the worst round; text figures
+# the last round's; everything else (rates, medians, CPU shares) the mean of the rounds.
+combine() {
+  awk '{ i = index($0, "="); f = substr($0, 1, i - 1); v = substr($0, i + 1)
+         n[f]++; last[f] = v; if (!(f in seen)) { seen[f] = 1; names[++k] = f }
+         if (v ~ /^-?[0-9.]+$/) { sum[f] += v; if (!(f in max) || v + 0 > max[f]) max[f] = v + 0 } else text[f] = 1 }
+           END { for (i = 1; i <= k; i++) { f = names[i]
+                   if (f in text) v = last[f]
+                   else if (f ~ /(errors|_requests|_failed)$/) v = sum[f]
+                   else if (f ~ /(p99_ms|max_ms|rss_mb)$/) v = max[f]
+                   else v = sprintf("%.2f", sum[f] / n[f])
+                   print f "=" v } }' "$@"
+}
+
 # ---------------------------------------------------------------------------------------------
-step "write path, PostgreSQL: 32 clients, 5 decisions a request, 80 % new devices, ${write_secs} s"
+# Write path and naive baseline, interleaved: the machine's speed drifts (a virtual machine
+# shares its host), so Lupa and pgbench take turns, each slice after a checkpoint and its own
+# warm-up, and the ratio compares the two under the same conditions.
+step "write path, PostgreSQL (32 clients, 5 decisions a request, 80 % new devices), and the naive baseline: $rounds rounds of ${round_secs} s each"
 start_lupa pg LUPA_DATABASE_URL="$(dburl lupa)" LUPA_MASTER_KEY="$master" LUPA_DATA_DIR="$work/lupa-pg"
-psql -d lupa -c CHECKPOINT
-"$lt" quiet
-"$lt" write -target "$work/pg.json" -c 32 -warmup "$warmup" -duration "${write_secs}s" -pid "$lupa_pid" \
-  -pg-pid "$pgpid" -metrics "$metrics" -devices-out "$work/devices.txt" | record
+: >"$work/devices.txt"
+naive_ready=
+for round in $(seq 1 "$rounds"); do
+  psql -d lupa -c CHECKPOINT
+  "$lt" quiet
+  "$lt" write -target "$work/pg.json" -c 32 -warmup "$warmup" -duration "${round_secs}s" -pid "$lupa_pid" \
+    -pg-pid "$pgpid" -metrics "$metrics" -devices-in "$work/devices.txt" -devices-out "$work/devices.next" \
+    >"$work/write.$round.txt"
+  mv "$work/devices.next" "$work/devices.txt"
+  psql -d lupa -c 'VACUUM ANALYZE' # now, rather than by autovacuum during pgbench's turn
+  [ -n "$naive_ready" ] || naive_setup
+  naive_ready=1
+  pgbench_run naive_tps bench/pgbench/write.sql >"$work/naive.$round.txt"
+  psql -d naive -c 'VACUUM ANALYZE'
+  echo "round $round: $(grep -h -e '^consents_per_s=' -e '^p99_ms=' "$work/write.$round.txt" | tr '\n' ' ')$(grep -h '^naive_tps=' "$work/naive.$round.txt")" >&2
+done
+combine "$work"/write.*.txt | record
+combine "$work"/naive.*.txt | record
+put ratio_vs_naive "$(awk -v a="$(get consents_per_s)" -v b="$(get naive_tps)" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+put ratio_rounds "$(for r in $(seq 1 "$rounds"); do
+  awk -F= '/^consents_per_s=/ { a = $2 } /^naive_tps=/ { b = $2 } END { if (b > 0) printf "%.2f ", a / b }' \
+    "$work/write.$r.txt" "$work/naive.$r.txt"
+done | sed 's/ $//; s/ /,/g')"
 bar p99_ms '<' 50
 bar rss_mb '<' 150
+bar ratio_vs_naive '>=' 1.3
 no_errors errors
+no_errors naive_failed
 
 # ---------------------------------------------------------------------------------------------
 step "state reads, PostgreSQL: 64 connections, random known devices, ${read_secs} s"
@@ -142,49 +218,9 @@ bar state_reads_per_s '>=' 10000
 no_errors state_read_errors
 
 # ---------------------------------------------------------------------------------------------
-step "naive: pgbench, the writer's statements for one request, one transaction each, ${pgbench_secs} s"
-# Values of Lupa's sizes, copied from an interaction the write benchmark recorded.
-mapfile -t sample < <(psql -d lupa -At -f bench/pgbench/sample.sql)
-pgvars=() psqlvars=()
-for kv in "${sample[@]}"; do pgvars+=(-D "$kv"); psqlvars+=(-v "$kv"); done
-now=$(date +%s%3N)
-pgvars+=(-D "now=$now" -D nknown=20000)
-LUPA_DATABASE_URL="$(dburl naive)" LUPA_MASTER_KEY="$master" LUPA_DATA_DIR="$work/lupa-naive" \
-  LUPA_LOG_LEVEL=warn "$work/lupa" migrate >/dev/null
-psql -d naive "${psqlvars[@]}" -v "now=$now" -v nknown=20000 -f bench/pgbench/setup.sql
-pgbench() { "$pgbin/pgbench" -h "$work/pg" -U postgres -n -M prepared -c 32 -j 2 "$@"; }
-# pgbench_run NAME SCRIPT: after a checkpoint and a warm-up of the same length as Lupa's (not
-# measured), runs pgbench -T $pgbench_secs and prints NAME=tps and the CPU of PostgreSQL and
-# of pgbench.
-pgbench_run() {
-  local name=$1 script=$2 out=$work/$1.txt pg0 pg1 m0 m1 t0 t1
-  psql -d naive -c CHECKPOINT
-  "$lt" quiet
-  pgbench -T "${warmup%s}" -f "$script" "${pgvars[@]}" naive >"$out.warmup" 2>&1 || { cat "$out.warmup" >&2; exit 1; }
-  pg0=$("$lt" cputicks "$pgpid")
-  m0=$("$lt" cputicks machine)
-  t0=$(date +%s%N)
-  # In a subshell, so its own stat (read with a builtin) holds pgbench's CPU once it exits.
-  (pgbench -T "$pgbench_secs" -f "$script" "${pgvars[@]}" naive >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
-    read -r stat </proc/$BASHPID/stat && echo "$stat" >"$out.stat")
-  t1=$(date +%s%N)
-  pg1=$("$lt" cputicks "$pgpid")
-  m1=$("$lt" cputicks machine)
-  put "$name" "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | awk '{printf "%.2f", $1}')"
-  put "${name%_tps}_failed" "$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")"
-  awk -v p="$((pg1 - pg0))" -v m="$((m1 - m0))" -v s="$(((t1 - t0) / 1000000))" -v n="${name%_tps}" \
-    '{ sub(/.*\) /, ""); split($0, f, " ")
-       printf "%s_cpu_postgres_pct=%.2f\n%s_cpu_pgbench_pct=%.2f\n%s_cpu_machine_pct=%.2f\n", n, p * 1000 / s, n, (f[14] + f[15]) * 1000 / s, n, m * 1000 / s }' \
-    "$out.stat" | record
-}
-# Lupa's database has just taken the write load: vacuum it now, so that autovacuum does not
-# do it during the pgbench runs on the same server.
-psql -d lupa -c 'VACUUM ANALYZE'
-pgbench_run naive_tps bench/pgbench/write.sql
-put ratio_vs_naive "$(awk -v a="$(get consents_per_s)" -v b="$(get naive_tps)" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
-bar ratio_vs_naive '>=' 1.3
-no_errors naive_failed
-pgbench_run raw_insert_tps bench/pgbench/raw_insert.sql
+step "raw inserts (pgbench, one single-row insert a transaction, ${round_secs} s), for scale"
+pgbench_run raw_insert_tps bench/pgbench/raw_insert.sql | record
+no_errors raw_insert_failed
 
 # ---------------------------------------------------------------------------------------------
 step "bulk check, PostgreSQL: seeding $customers customers × 4 purposes through Lupa's writer"

@@ -199,6 +199,22 @@ func TestMaterialVersionOutdatesGrantsOnly(t *testing.T) {
 		if n, err := e.svc.SweepOutdated(ctx); err != nil || n != 0 {
 			t.Fatalf("second sweep wrote %d (err %v)", n, err)
 		}
+		// Within the grace period (other instances may still accept v1 for a moment) the
+		// purpose is swept again each time; after it, it is marked done and left alone.
+		swept := func() (v int) {
+			e.db.Write.Raw("SELECT outdated_swept FROM purposes WHERE tenant_id = ? AND key = 'analytics'", e.tenant()).Scan(&v)
+			return v
+		}
+		if v := swept(); v != 0 {
+			t.Fatalf("marked swept for version %d within the grace period", v)
+		}
+		e.clock.Add(6 * time.Minute)
+		if _, err := e.svc.SweepOutdated(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := swept(); v != 2 {
+			t.Fatalf("after the grace period the purpose is marked swept for version %d, want 2", v)
+		}
 		// Asked again with the new text, the person decides again.
 		out := e.record(t, granted.DeviceID, consent.MethodBannerCustom, grant("analytics", 2))
 		if s := stateOf(out.State, "analytics"); s.State != consent.StateGranted || s.Version != 2 || !s.MayUse {

@@ -30,13 +30,23 @@ func writeCmd(args []string) error {
 	pid := fs.Int("pid", 0, "pid of lupa serve: peak RSS and CPU")
 	pgPid := fs.Int("pg-pid", 0, "pid of the postmaster: CPU of PostgreSQL")
 	metrics := fs.String("metrics", "", "URL of lupa's /metrics: writer batch sizes")
-	devicesOut := fs.String("devices-out", "", "file to write the device ids created")
+	devicesOut := fs.String("devices-out", "", "file to write the device ids created (and those of -devices-in)")
+	devicesIn := fs.String("devices-in", "", "device ids an earlier run created: known devices from the first request")
 	_ = fs.Parse(args)
 	t, err := loadTarget(*targetFile)
 	if err != nil {
 		return err
 	}
 	l := newWriteLoad(t, *known, *nIPs)
+	if fi, err := os.Stat(*devicesIn); *devicesIn != "" && (err != nil || fi.Size() > 0) { // empty: the first run
+		ids, err := loadDevices(*devicesIn)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			l.pool.add(id)
+		}
+	}
 	p := *prefix
 
 	start := time.Now()
