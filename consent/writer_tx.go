@@ -3,6 +3,7 @@ package consent
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
@@ -233,13 +234,16 @@ type pgxWriteTx struct {
 func (w *Writer) withPgx(ctx context.Context, fn func(writeTx) error) error {
 	return sqldb.WithPgx(ctx, w.db.SQL(), func(c *pgx.Conn) error {
 		t := &pgxWriteTx{conn: c}
-		if err := fn(t); err != nil {
-			if t.begun && !t.ended {
-				_, _ = c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-			}
-			return err
+		err := fn(t)
+		if err != nil && t.begun && !t.ended {
+			_, _ = c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		}
-		return nil
+		if c.PgConn().TxStatus() != 'I' {
+			// Still inside a transaction (the rollback failed too): the pool must not hand
+			// this connection to anyone else.
+			return errors.Join(err, driver.ErrBadConn)
+		}
+		return err
 	})
 }
 
