@@ -310,12 +310,46 @@ func (w *Writer) commit(jobs []*job) error {
 }
 
 func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retry bool, err error) {
+	if w.db.Dialect == sqldb.Postgres && optimistic(jobs) {
+		retry, err := w.commitTx(ctx, jobs, single, false)
+		if !sqldb.IsUniqueViolation(err) {
+			return retry, err
+		}
+		// A chain head moved under a plan (its next event's sequence number is taken) or a
+		// new customer was created elsewhere: write again, locking and settling.
+	}
+	return w.commitTx(ctx, jobs, single, true)
+}
+
+// optimistic says whether a batch can be written without reading the chain heads first:
+// every interaction was planned on the head it read, no subject has two in the batch, and
+// none is a new person that another instance may have created meanwhile. The heads are
+// still locked, in the write's own round trip; a head that moved since the plan shows as a
+// unique violation of the first new event's (subject, seq), which rolls the whole batch
+// back, and it is written again the careful way. A batch then takes one round trip.
+func optimistic(jobs []*job) bool {
+	seen := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		in := j.in
+		if in.pre == nil || seen[in.subjectID] ||
+			(in.newSubject != nil && in.identifier != nil && in.identifier.Kind != identity.IDDevice) {
+			return false
+		}
+		seen[in.subjectID] = true
+	}
+	return true
+}
+
+// commitTx writes the jobs in one transaction; lock says whether the chain heads are locked
+// and read first, or taken to be the ones the plans were made on.
+func (w *Writer) commitTx(ctx context.Context, jobs []*job, single, lock bool) (retry bool, err error) {
 	with := w.withSQL
 	if w.db.Dialect == sqldb.Postgres {
 		with = w.withPgx
 	}
 	var b *batch
 	err = with(ctx, func(t writeTx) error {
+		var err error
 		if single {
 			if err := w.svc.reresolve(ctx, t, jobs[0].in); err != nil {
 				return err
@@ -329,9 +363,20 @@ func (w *Writer) commitOnce(ctx context.Context, jobs []*job, single bool) (retr
 				byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], j.in.subjectID)
 			}
 		}
-		heads, err := t.lockHeads(ctx, byTenant)
-		if err != nil {
-			return err
+		heads := map[string]head{}
+		if lock {
+			if heads, err = t.lockHeads(ctx, byTenant); err != nil {
+				return err
+			}
+		} else {
+			// The heads are locked all the same, in the same order as everywhere (no
+			// deadlocks), but in the write's round trip, without waiting to read them.
+			if err := t.lockWithWrite(ctx, byTenant); err != nil {
+				return err
+			}
+			for _, j := range jobs {
+				heads[j.in.subjectID] = j.in.basis
+			}
 		}
 		if b, err = w.settle(ctx, t, jobs, heads); err != nil {
 			return err

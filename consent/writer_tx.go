@@ -21,6 +21,9 @@ import (
 type writeTx interface {
 	// lockHeads locks the chain heads of the subjects (by tenant) and returns them.
 	lockHeads(ctx context.Context, byTenant map[string][]string) (map[string]head, error)
+	// lockWithWrite locks the chain heads like lockHeads, but may do it in the same round
+	// trip as write, without reading them.
+	lockWithWrite(ctx context.Context, byTenant map[string][]string) error
 	// statesOf reads the stored states of subjects of one tenant.
 	statesOf(ctx context.Context, tenantID string, ids []string) (map[string]map[string]*Stored, error)
 	// findSubject looks an identifier up inside the transaction.
@@ -114,6 +117,11 @@ type sqlWriteTx struct {
 
 func (t *sqlWriteTx) lockSQL() string {
 	return "SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = ? AND subject_id IN (%s) ORDER BY subject_id" + t.forLock
+}
+
+func (t *sqlWriteTx) lockWithWrite(ctx context.Context, byTenant map[string][]string) error {
+	_, err := t.lockHeads(ctx, byTenant)
+	return err
 }
 
 func (t *sqlWriteTx) lockHeads(ctx context.Context, byTenant map[string][]string) (map[string]head, error) {
@@ -218,15 +226,21 @@ func (t *sqlWriteTx) commit(context.Context) error { return t.tx.Commit() }
 // ---- pgx (PostgreSQL) ----
 
 // pgxWriteTx runs a batch transaction through pgx itself, on a connection of the pool, in
-// as few round trips as the batch allows: BEGIN travels with the first statement (the head
-// lock, or the inserts when every subject is new) and COMMIT with the inserts, so a batch
-// usually takes two round trips where database/sql would take one per statement. Every
-// round trip costs both processes a wake-up, which on a busy machine is CPU the writer's
-// throughput is made of.
+// as few round trips as the batch allows: BEGIN travels with the first statement and COMMIT
+// with the inserts, and when the heads need not be read first (writer.go, optimistic) their
+// locks go in the same pipeline too, so a batch usually takes one round trip where
+// database/sql would take one per statement. Every round trip costs both processes a
+// wake-up, which on a busy machine is CPU the writer's throughput is made of.
 type pgxWriteTx struct {
 	conn  *pgx.Conn
-	begun bool // BEGIN has been sent
-	ended bool // COMMIT went with the inserts, or the transaction was rolled back
+	begun bool                // BEGIN has been sent
+	ended bool                // COMMIT went with the inserts, or the transaction was rolled back
+	locks map[string][]string // heads to lock at the start of write's pipeline
+}
+
+func (t *pgxWriteTx) lockWithWrite(_ context.Context, byTenant map[string][]string) error {
+	t.locks = byTenant
+	return nil
 }
 
 // withPgx runs fn in a pgx transaction on a connection of the write pool. fn's error rolls
@@ -351,6 +365,9 @@ func (t *pgxWriteTx) findSubject(ctx context.Context, tenantID string, id identi
 func (t *pgxWriteTx) write(ctx context.Context, b *batch) (map[string]bool, error) {
 	pb := &pgx.Batch{}
 	t.queueBegin(pb)
+	for _, tenant := range orderedTenants(t.locks) {
+		pb.Queue(pgxLockSQL, tenant, t.locks[tenant])
+	}
 	if len(b.idem) > 0 {
 		args, err := sqldb.ColumnArrays(idempotencyColumns, b.idem)
 		if err != nil {
