@@ -146,40 +146,6 @@ func (w *jcsWriter) num(k string, v int64, always bool) {
 	w.b = strconv.AppendInt(w.b, v, 10)
 }
 
-// canonicalMap is the general form of Canonical, built as a map and sorted by JCS.
-func (e *Event) canonicalMap() []byte {
-	o := Obj{
-		"v": LedgerFormat, "id": e.ID, "kind": e.Kind, "tenant": e.TenantID, "subject": e.Pseudonym,
-		"seq": e.Seq, "prev": e.PrevHash, "server_time": e.ServerTime,
-	}
-	put := func(k, v string) {
-		if v != "" {
-			o[k] = v
-		}
-	}
-	put("purpose", e.PurposeKey)
-	if e.PurposeVersion != 0 {
-		o["purpose_version"] = e.PurposeVersion
-	}
-	put("version_hash", e.VersionHash)
-	put("text_hash", e.TextHash)
-	put("decision", e.Decision)
-	put("property", e.PropertyID)
-	put("channel", e.Channel)
-	put("method", e.Method)
-	put("agent", e.Agent)
-	put("language", e.Language)
-	put("ui_hash", e.UIHash)
-	put("actor", e.Actor)
-	put("interaction", e.InteractionID)
-	put("reason", e.Reason)
-	put("ref", e.Ref)
-	if e.ClientTime != 0 {
-		o["client_time"] = e.ClientTime
-	}
-	return Canonical(o)
-}
-
 // ComputeHash returns the event's hash: SHA-256 of its canonical form, hex.
 func (e *Event) ComputeHash() string { return sha256Hex(e.Canonical()) }
 

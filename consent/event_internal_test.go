@@ -36,3 +36,38 @@ func BenchmarkEventHash(b *testing.B) {
 		_ = e.ComputeHash()
 	}
 }
+
+// canonicalMap is the general form of Canonical, built as a map and sorted by JCS: the
+// oracle the hand-written encoder is compared with.
+func (e *Event) canonicalMap() []byte {
+	o := Obj{
+		"v": LedgerFormat, "id": e.ID, "kind": e.Kind, "tenant": e.TenantID, "subject": e.Pseudonym,
+		"seq": e.Seq, "prev": e.PrevHash, "server_time": e.ServerTime,
+	}
+	put := func(k, v string) {
+		if v != "" {
+			o[k] = v
+		}
+	}
+	put("purpose", e.PurposeKey)
+	if e.PurposeVersion != 0 {
+		o["purpose_version"] = e.PurposeVersion
+	}
+	put("version_hash", e.VersionHash)
+	put("text_hash", e.TextHash)
+	put("decision", e.Decision)
+	put("property", e.PropertyID)
+	put("channel", e.Channel)
+	put("method", e.Method)
+	put("agent", e.Agent)
+	put("language", e.Language)
+	put("ui_hash", e.UIHash)
+	put("actor", e.Actor)
+	put("interaction", e.InteractionID)
+	put("reason", e.Reason)
+	put("ref", e.Ref)
+	if e.ClientTime != 0 {
+		o["client_time"] = e.ClientTime
+	}
+	return Canonical(o)
+}

@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"time"
 
@@ -84,26 +83,3 @@ var idempotencyColumns = sqldb.Cols(
 	"tenant_id:text", "route:text", "key:text", "request_hash:text", "status:int8",
 	"response:bytea", "created_at:int8", "expires_at:int8",
 )
-
-// insertIdempotency stores the answers and returns the keys that were already taken.
-func insertIdempotency(ctx context.Context, st *sqldb.Statements, tx *sql.Tx, rows [][]any) (map[string]bool, error) {
-	inserted := make(map[string]bool, len(rows))
-	err := st.InsertColumns(ctx, tx, "idempotency_keys", idempotencyColumns, rows, idempotencyReturning, func(r *sql.Rows) error {
-		var t, route, key string
-		if err := r.Scan(&t, &route, &key); err != nil {
-			return err
-		}
-		inserted[t+"\x00"+route+"\x00"+key] = true
-		return nil
-	})
-	if err != nil || len(inserted) == len(rows) {
-		return nil, err
-	}
-	taken := map[string]bool{}
-	for _, r := range rows {
-		if k := r[0].(string) + "\x00" + r[1].(string) + "\x00" + r[2].(string); !inserted[k] {
-			taken[k] = true
-		}
-	}
-	return taken, nil
-}

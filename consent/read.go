@@ -336,23 +336,35 @@ func scanCheckRows(rows *sql.Rows, purposeID string, fn func([]byte, *Stored)) e
 	defer rows.Close()
 	for rows.Next() {
 		var hash []byte
-		var state sql.NullString
-		var version, decided, expires, seq sql.NullInt64
-		if err := rows.Scan(&hash, &state, &version, &decided, &expires, &seq); err != nil {
+		var c checkColumns
+		if err := rows.Scan(append([]any{&hash}, c.targets()...)...); err != nil {
 			return err
 		}
-		fn(hash, storedOf(purposeID, state.Valid, state.String, version.Int64, decided.Int64, expires, seq.Int64))
+		fn(hash, c.stored(purposeID))
 	}
 	return rows.Err()
 }
 
-func storedOf(purposeID string, valid bool, state string, version, decided int64, expires sql.NullInt64, seq int64) *Stored {
-	if !valid {
+// checkColumns are the state columns of a check's row, NULL when the subject has no state
+// for the purpose. The pgtype values scan through database/sql and pgx alike, and through
+// pgx without an allocation per column.
+type checkColumns struct {
+	state                          pgtype.Text
+	version, decided, expires, seq pgtype.Int8
+}
+
+func (c *checkColumns) targets() []any {
+	return []any{&c.state, &c.version, &c.decided, &c.expires, &c.seq}
+}
+
+func (c *checkColumns) stored(purposeID string) *Stored {
+	if !c.state.Valid {
 		return nil
 	}
-	st := &Stored{PurposeID: purposeID, State: state, Version: int(version), DecidedAt: decided, EventSeq: seq}
-	if expires.Valid {
-		e := expires.Int64
+	st := &Stored{PurposeID: purposeID, State: c.state.String, Version: int(c.version.Int64), DecidedAt: c.decided.Int64,
+		EventSeq: c.seq.Int64}
+	if c.expires.Valid {
+		e := c.expires.Int64
 		st.ExpiresAt = &e
 	}
 	return st
@@ -396,8 +408,7 @@ func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purpose
 			}
 			var out []row
 			err := sqldb.WithPgx(ctx, s.db.ReadSQL(), func(c *pgx.Conn) error {
-				// FlatArray and pgtype values keep pgx off its reflection paths and out of an
-				// allocation per column of every row.
+				// FlatArray keeps pgx off its reflection path for the hashes.
 				rows, err := c.Query(ctx, q, pgtype.FlatArray[[]byte](sorted), tenantID, kind, purposeID)
 				if err != nil {
 					return err
@@ -405,22 +416,13 @@ func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purpose
 				defer rows.Close()
 				out = make([]row, 0, len(part))
 				var n int32
-				var state pgtype.Text
-				var version, decided, expires, seq pgtype.Int8
+				var cols checkColumns
+				dest := append([]any{&n}, cols.targets()...)
 				for rows.Next() {
-					if err := rows.Scan(&n, &state, &version, &decided, &expires, &seq); err != nil {
+					if err := rows.Scan(dest...); err != nil {
 						return err
 					}
-					r := row{n: part[n-1]}
-					if state.Valid {
-						r.st = &Stored{PurposeID: purposeID, State: state.String, Version: int(version.Int64),
-							DecidedAt: decided.Int64, EventSeq: seq.Int64}
-						if expires.Valid {
-							e := expires.Int64
-							r.st.ExpiresAt = &e
-						}
-					}
-					out = append(out, r)
+					out = append(out, row{n: part[n-1], st: cols.stored(purposeID)})
 				}
 				return rows.Err()
 			})

@@ -43,9 +43,6 @@ func NewService(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now 
 	return s
 }
 
-// Identity returns the identity service consent builds on.
-func (s *Service) Identity() *identity.Service { return s.ids }
-
 // DecisionInput is one decision of an interaction as a client sends it.
 type DecisionInput struct {
 	Purpose  string

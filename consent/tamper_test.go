@@ -119,7 +119,6 @@ func TestLedgerRefusesUpdateAndDelete(t *testing.T) {
 
 func TestVerifyFindsEveryEdit(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		ctx := context.Background()
 		f := e.ledgerFixture(t)
 		e.bypassAppendOnly(t)
 		e.snapshot(t)
@@ -226,11 +225,7 @@ func TestVerifyFindsEveryEdit(t *testing.T) {
 		run("newest event deleted, head moved back, then a new root signed", func(t *testing.T) {
 			rewind(t, f.s1, 2)
 			// Lupa's next root covers the rewound head; the earlier root still holds seq 3.
-			e.clock.Add(time.Hour)
-			e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"))
-			if _, made, err := e.svc.SignRoot(ctx, e.tenant()); err != nil || !made {
-				t.Fatalf("sign root: made=%v err=%v", made, err)
-			}
+			e.signNewRoot(t)
 		}, want{"events_deleted", f.s1, 3})
 
 		run("newest event replaced by a forged one", func(t *testing.T) {
@@ -263,11 +258,7 @@ func TestVerifyFindsEveryEdit(t *testing.T) {
 		run("whole chain dropped, then a new root signed", func(t *testing.T) {
 			e.exec(t, "DELETE FROM consent_events WHERE subject_id = ?", f.s2)
 			e.exec(t, "DELETE FROM chain_heads WHERE subject_id = ?", f.s2)
-			e.clock.Add(time.Hour)
-			e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"))
-			if _, made, err := e.svc.SignRoot(ctx, e.tenant()); err != nil || !made {
-				t.Fatalf("sign root: made=%v err=%v", made, err)
-			}
+			e.signNewRoot(t)
 		}, want{"chain_deleted", f.s2, 2})
 
 		run("chain's events deleted, head left", func(t *testing.T) {
@@ -295,4 +286,14 @@ func TestVerifyFindsEveryEdit(t *testing.T) {
 			e.exec(t, "DELETE FROM ledger_roots")
 		}, want{"root_missing", "", 0})
 	})
+}
+
+// signNewRoot has Lupa sign its next root an hour later, after another subject's decision.
+func (e *env) signNewRoot(t *testing.T) {
+	t.Helper()
+	e.clock.Add(time.Hour)
+	e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"))
+	if _, made, err := e.svc.SignRoot(context.Background(), e.tenant()); err != nil || !made {
+		t.Fatalf("sign root: made=%v err=%v", made, err)
+	}
 }

@@ -65,12 +65,6 @@ func New(db *sqldb.DB, keys *keyring.Keyring, now func() time.Time) *Service {
 		properties: map[string]cached[*Property]{}, apiKeys: map[string]cached[*APIKey]{}}
 }
 
-// DB returns the database the service uses (the consent package shares its transactions).
-func (s *Service) DB() *sqldb.DB { return s.db }
-
-// Keys returns the keyring.
-func (s *Service) Keys() *keyring.Keyring { return s.keys }
-
 // NewID returns a new time-ordered unique id.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 

@@ -146,15 +146,6 @@ func (s *NewSubject) Row() []any {
 	return []any{s.TenantID, s.ID, s.Kind, s.Pseudonym, s.secret, s.secretKID, s.CreatedAt.UnixMilli()}
 }
 
-// InsertSubjects inserts new subjects inside the caller's transaction.
-func InsertSubjects(tx *gorm.DB, subjects []*NewSubject) error {
-	rows := make([][]any, len(subjects))
-	for i, s := range subjects {
-		rows[i] = s.Row()
-	}
-	return sqldb.BulkInsert(tx, "subjects", sqldb.Names(SubjectColumns), rows, "")
-}
-
 // NewIdentifier is an identifier made in memory, inserted later in a transaction.
 type NewIdentifier struct {
 	TenantID, Kind, Namespace string
@@ -233,15 +224,6 @@ func (n *NewIdentifier) Row() []any {
 		n.ValueCT, n.ValueKID, n.CreatedAt}
 }
 
-// InsertIdentifiers inserts new identifiers inside the caller's transaction.
-func InsertIdentifiers(tx *gorm.DB, ids []*NewIdentifier) error {
-	rows := make([][]any, len(ids))
-	for i, n := range ids {
-		rows[i] = n.Row()
-	}
-	return sqldb.BulkInsert(tx, "identifiers", sqldb.Names(IdentifierColumns), rows, "")
-}
-
 type subjectLookupRow struct {
 	ID         string
 	Kind       string
@@ -253,17 +235,8 @@ type subjectLookupRow struct {
 
 // FindSubject returns the subject an identifier names, following merges, or ENotFound.
 func (s *Service) FindSubject(ctx context.Context, tenantID string, id Identifier) (*Subject, error) {
-	return s.findSubject(ctx, s.db.Read, tenantID, id)
-}
-
-// FindSubjectTx is FindSubject inside a transaction.
-func (s *Service) FindSubjectTx(ctx context.Context, tx *gorm.DB, tenantID string, id Identifier) (*Subject, error) {
-	return s.findSubject(ctx, tx, tenantID, id)
-}
-
-func (s *Service) findSubject(ctx context.Context, db *gorm.DB, tenantID string, id Identifier) (*Subject, error) {
 	var rows []subjectLookupRow
-	err := db.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
+	err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
 		FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
 		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN ?`,
 		tenantID, id.Kind, id.Namespace(), s.LookupHashes(tenantID, id)).Scan(&rows).Error
@@ -284,40 +257,8 @@ func (s *Service) findSubject(ctx context.Context, db *gorm.DB, tenantID string,
 	return subj, nil
 }
 
-// SubjectByID returns a subject by its id.
-func (s *Service) SubjectByID(ctx context.Context, tenantID, id string) (*Subject, error) {
-	var rows []subjectLookupRow
-	if err := s.db.Read.WithContext(ctx).Raw(`SELECT id, kind, pseudonym, merged_into, erased_at, created_at
-		FROM subjects WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&rows).Error; err != nil {
-		return nil, err
-	}
-	if len(rows) == 0 {
-		return nil, NotFound("subject")
-	}
-	r := rows[0]
-	subj := &Subject{TenantID: tenantID, ID: r.ID, Kind: r.Kind, Erased: r.ErasedAt != nil, CreatedAt: ms(r.CreatedAt)}
-	if r.Pseudonym != nil {
-		subj.Pseudonym = *r.Pseudonym
-	}
-	if r.MergedInto != nil {
-		subj.MergedInto = *r.MergedInto
-	}
-	return subj, nil
-}
-
-// DestroySubjectKey deletes a subject's key, pseudonym and identifiers inside the caller's
+// DestroySubjectKeySQL deletes a subject's key, pseudonym and identifiers, for the caller's
 // transaction: its ledger chain still verifies, but points to no one.
-func DestroySubjectKey(tx *gorm.DB, tenantID, subjectID string, at time.Time) error {
-	for _, st := range DestroySubjectKeySQL(tenantID, subjectID, at) {
-		if err := tx.Exec(st.SQL, st.Args...).Error; err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// DestroySubjectKeySQL is what DestroySubjectKey runs, for callers with their own
-// transaction.
 func DestroySubjectKeySQL(tenantID, subjectID string, at time.Time) []sqldb.Statement {
 	return []sqldb.Statement{
 		{SQL: "DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},

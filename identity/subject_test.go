@@ -38,10 +38,10 @@ func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := db.Write.Transaction(func(tx *gorm.DB) error {
-			if err := identity.InsertSubjects(tx, []*identity.NewSubject{subj}); err != nil {
+			if err := sqldb.BulkInsert(tx, "subjects", sqldb.Names(identity.SubjectColumns), [][]any{subj.Row()}, ""); err != nil {
 				return err
 			}
-			return identity.InsertIdentifiers(tx, []*identity.NewIdentifier{ident})
+			return sqldb.BulkInsert(tx, "identifiers", sqldb.Names(identity.IdentifierColumns), [][]any{ident.Row()}, "")
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -75,16 +75,26 @@ func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 		}
 
 		if err := db.Write.Transaction(func(tx *gorm.DB) error {
-			return identity.DestroySubjectKey(tx, tenant.ID, subj.ID, now())
+			for _, st := range identity.DestroySubjectKeySQL(tenant.ID, subj.ID, now()) {
+				if err := tx.Exec(st.SQL, st.Args...).Error; err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := ids.FindSubject(ctx, tenant.ID, number); !identity.IsCode(err, identity.ENotFound) {
 			t.Fatalf("destroyed subject still found: %v", err)
 		}
-		got, err := ids.SubjectByID(ctx, tenant.ID, subj.ID)
-		if err != nil || !got.Erased || got.Pseudonym != "" {
-			t.Fatalf("destroyed subject: %+v %v", got, err)
+		var left struct {
+			Pseudonym *string
+			Secret    []byte
+			ErasedAt  *int64
+		}
+		db.Write.Raw("SELECT pseudonym, secret, erased_at FROM subjects WHERE tenant_id = ? AND id = ?", tenant.ID, subj.ID).Scan(&left)
+		if left.ErasedAt == nil || left.Pseudonym != nil || left.Secret != nil {
+			t.Fatalf("destroyed subject keeps its key or pseudonym, or is not marked erased: %+v", left)
 		}
 	})
 }

@@ -322,21 +322,7 @@ func TestHTTPBadInputMatrix(t *testing.T) {
 // chunked sends body without a Content-Length, as a stream.
 func (s *testServer) chunked(method, path, body string, headers ...string) *response {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.URL+path, struct{ io.Reader }{strings.NewReader(body)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := s.Client().Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	return &response{Status: res.StatusCode, Header: res.Header, Body: data}
+	return send(s.t, s.Client(), newTestRequest(s.t, method, s.URL+path, struct{ io.Reader }{strings.NewReader(body)}, headers...))
 }
 
 // TestHTTPCheckBodyLimit: the bulk check takes bodies up to 2 MiB, every other endpoint

@@ -283,19 +283,6 @@ func (s *testServer) configSnapshot(t testing.TB, key string) map[string]string 
 	return out
 }
 
-// sameConfig fails the test when two snapshots differ, naming what changed.
-func sameConfig(t testing.TB, before, after map[string]string) {
-	t.Helper()
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("%s changed:\nbefore: %s\nafter:  %s", k, v, after[k])
-		}
-	}
-	if len(after) != len(before) {
-		t.Errorf("snapshot has %d entries, was %d", len(after), len(before))
-	}
-}
-
 // envOf is the environment that points a command at the test server's database.
 func envOf(s *testServer, extra ...string) func(string) string {
 	vars := map[string]string{
@@ -472,31 +459,7 @@ func (s *served) stop() int {
 // do sends a request to the served instance.
 func (s *served) do(method, path string, body any, headers ...string) *response {
 	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		enc, err := json.Marshal(body)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rd = bytes.NewReader(enc)
-	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	return &response{Status: res.StatusCode, Header: res.Header, Body: data}
+	return send(s.t, s.client, newTestRequest(s.t, method, s.URL+path, bodyReader(encodeBody(s.t, body), body != nil), headers...))
 }
 
 // fileMode returns a file's permission bits.

@@ -441,46 +441,12 @@ func (k *contract) reject(want int, method, path string, body any, headers ...st
 
 func (k *contract) exchange(mode, want int, method, path string, body any, headers ...string) *response {
 	k.t.Helper()
-	var raw []byte
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		raw = b
-	case string:
-		raw = []byte(b)
-	default:
-		var err error
-		if raw, err = json.Marshal(b); err != nil {
-			k.t.Fatal(err)
-		}
-	}
+	raw := encodeBody(k.t, body)
 	newRequest := func() *http.Request {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(raw)
-		}
-		req, err := http.NewRequest(method, k.s.URL+path, rd)
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		return req
+		return newTestRequest(k.t, method, k.s.URL+path, bodyReader(raw, body != nil), headers...)
 	}
-	res, err := k.s.Client().Do(newRequest())
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	data, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	r := &response{Status: res.StatusCode, Header: res.Header, Body: data}
+	r := send(k.t, k.s.Client(), newRequest())
+	data := r.Body
 	what := method + " " + strings.SplitN(path, "?", 2)[0]
 	if r.Status != want {
 		k.t.Errorf("%s: status %d, want %d: %s", what, r.Status, want, data)

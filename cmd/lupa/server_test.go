@@ -108,23 +108,43 @@ func (r *response) Map(t testing.TB) map[string]any {
 // and headers given as name, value pairs.
 func (s *testServer) request(method, path string, body any, headers ...string) *response {
 	s.t.Helper()
-	var rd io.Reader
+	return send(s.t, s.Client(), newTestRequest(s.t, method, s.URL+path, bodyReader(encodeBody(s.t, body), body != nil), headers...))
+}
+
+// encodeBody turns a test body (nil, []byte, string, or a value encoded as JSON) into bytes.
+func encodeBody(t testing.TB, body any) []byte {
+	t.Helper()
 	switch b := body.(type) {
 	case nil:
+		return nil
 	case []byte:
-		rd = bytes.NewReader(b)
+		return b
 	case string:
-		rd = bytes.NewReader([]byte(b))
+		return []byte(b)
 	default:
 		enc, err := json.Marshal(b)
 		if err != nil {
-			s.t.Fatal(err)
+			t.Fatal(err)
 		}
-		rd = bytes.NewReader(enc)
+		return enc
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+}
+
+// bodyReader reads raw, or is nil when there is no body at all.
+func bodyReader(raw []byte, present bool) io.Reader {
+	if !present {
+		return nil
+	}
+	return bytes.NewReader(raw)
+}
+
+// newTestRequest builds a request with headers given as name, value pairs; a request with
+// a body says it is JSON.
+func newTestRequest(t testing.TB, method, url string, body io.Reader, headers ...string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -132,14 +152,20 @@ func (s *testServer) request(method, path string, body any, headers ...string) *
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	res, err := s.Client().Do(req)
+	return req
+}
+
+// send does req and reads the whole answer.
+func send(t testing.TB, c *http.Client, req *http.Request) *response {
+	t.Helper()
+	res, err := c.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return &response{Status: res.StatusCode, Header: res.Header, Body: data}
 }

@@ -414,17 +414,6 @@ func (l *Lookuper) Sums(value []byte) [][]byte {
 	return out
 }
 
-// LookupKeyIDs returns the ids of the lookup keys, the active key first.
-func (k *Keyring) LookupKeyIDs() []string {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	ids := make([]string, len(k.lookup))
-	for i, dk := range k.lookup {
-		ids[i] = dk.id
-	}
-	return ids
-}
-
 // Signer returns the active signing key's id and a JWS signer (EdDSA) that sets kid and typ.
 func (k *Keyring) Signer(typ string) (string, jose.Signer, error) {
 	k.mu.RLock()
