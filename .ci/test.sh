@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md's `make test` runs it and CI runs it (.ci/run):
-# static checks, a throwaway PostgreSQL server, then every test against SQLite and
-# PostgreSQL with the race detector. In CI (CI=true) a PostgreSQL that cannot start fails
-# the run; tests never skip it there.
+# static checks, a throwaway PostgreSQL server and Debian's Chromium, then every test
+# against SQLite and PostgreSQL with the race detector. In CI (CI=true) a PostgreSQL that
+# cannot start or a Chromium that cannot be installed fails the run; tests never skip them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +34,10 @@ LUPA_TEST_POSTGRES_URL=$(.ci/postgres.sh start "$pgdir")
 export LUPA_TEST_POSTGRES_URL
 echo "started $LUPA_TEST_POSTGRES_URL"
 
-step "go test -race (SQLite and PostgreSQL)"
+step "Chromium"
+LUPA_TEST_CHROMIUM=$(.ci/chromium.sh)
+export LUPA_TEST_CHROMIUM
+"$LUPA_TEST_CHROMIUM" --version
+
+step "go test -race (SQLite and PostgreSQL, browser tests in Chromium)"
 go test -race -count=1 -timeout 30m "$@" ./...

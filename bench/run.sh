@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of Lupa, each figure printed as a name=value line on stdout
-# (progress and diagnostics go to stderr), each bar of issue 2's "Performance" section as a
+# (progress and diagnostics go to stderr), each bar of the issues' performance sections (2: write path, reads, check; 3: the banner) as a
 # "bar: …" line with pass or FAIL, and a summary at the end. bench/README.md explains it.
 #
 # It builds the real binary, starts its own throwaway PostgreSQL with real durability (fsync
@@ -46,14 +46,14 @@ record() { tee -a "$results"; }                             # figures: stdout an
 get() { sed -n "s/^$1=//p" "$results" | tail -n 1; }
 put() { echo "$1=$2" | record; }
 
-# bar NAME OP LIMIT: the issue's bars (OP is < or >=).
+# bar NAME OP LIMIT: the issues' bars (OP is <, <= or >=).
 bar() {
   local name=$1 op=$2 limit=$3 v verdict
   v=$(get "$name")
   if [ -z "$v" ]; then
     verdict=FAIL
     v="not measured"
-  elif awk -v v="$v" -v l="$limit" -v op="$op" 'BEGIN { exit !((op == "<" && v + 0 < l + 0) || (op == ">=" && v + 0 >= l + 0)) }'; then
+  elif awk -v v="$v" -v l="$limit" -v op="$op" 'BEGIN { exit !((op == "<" && v + 0 < l + 0) || (op == "<=" && v + 0 <= l + 0) || (op == ">=" && v + 0 >= l + 0)) }'; then
     verdict=pass
   else
     verdict=FAIL
@@ -234,6 +234,21 @@ step "bulk check: 10,000 customer numbers a call (10 % unknown), median of $chec
 "$lt" quiet
 "$lt" check -target "$work/pg.json" -n "$customers" -calls "$check_calls" | record
 bar check_10k_p50_ms '<' 100
+
+# ---------------------------------------------------------------------------------------------
+step "banner configuration: 64 connections, Origin set, no If-None-Match; Lupa and a bare net/http handler writing the same bytes, $rounds rounds of ${round_secs} s each in turns"
+"$lt" quiet
+"$lt" config -target "$work/pg.json" -c 64 -rounds "$rounds" -duration "${round_secs}s" | record
+bar config_vs_bare '>=' 0.5
+
+# ---------------------------------------------------------------------------------------------
+step "banner in headless Chromium: time to the banner's title on 20 first visits, and the widget's size"
+chromium=$(.ci/chromium.sh)
+go build -o "$work/browser" ./bench/browser
+"$lt" quiet
+"$work/browser" -target "$work/pg.json" -visits 20 -chromium "$chromium" | record
+bar banner_visible_ms '<=' 80
+bar widget_gzip_bytes '<=' 8192
 stop_lupa pg
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ type Catalog struct {
 	Tenant     *identity.Tenant
 	Purposes   []*CatalogPurpose // sorted by key
 	Brands     map[string]*identity.Brand
+	Banners    map[string]*BannerSettings // by property id; absent means the defaults
 	byKey      map[string]*CatalogPurpose
 	byID       map[string]*CatalogPurpose
 	loadedAt   time.Time
@@ -27,6 +28,8 @@ type CatalogPurpose struct {
 	*Purpose
 	Versions map[int]*Version // published versions by number
 	Latest   *Version         // the newest published version, nil when none
+	// Inventory lists the purpose's vendors and storage items (empty lists until set).
+	Inventory *Inventory
 }
 
 // Purpose returns the purpose with this key.
@@ -98,12 +101,21 @@ func (s *Service) loadCatalog(ctx context.Context, tenantID string) (*Catalog, e
 	if err := db.Where("tenant_id = ? AND status = ?", tenantID, VersionPublished).Find(&vrows).Error; err != nil {
 		return nil, err
 	}
-	c := &Catalog{Tenant: t, Brands: map[string]*identity.Brand{}, byKey: map[string]*CatalogPurpose{}, byID: map[string]*CatalogPurpose{}}
+	var brows []bannerRow
+	if err := db.Where("tenant_id = ?", tenantID).Find(&brows).Error; err != nil {
+		return nil, err
+	}
+	var irows []inventoryRow
+	if err := db.Where("tenant_id = ?", tenantID).Find(&irows).Error; err != nil {
+		return nil, err
+	}
+	c := &Catalog{Tenant: t, Brands: map[string]*identity.Brand{}, Banners: map[string]*BannerSettings{}, byKey: map[string]*CatalogPurpose{}, byID: map[string]*CatalogPurpose{}}
 	for _, b := range brands {
 		c.Brands[b.ID] = b
 	}
 	for i := range prow {
-		cp := &CatalogPurpose{Purpose: prow[i].domain(), Versions: map[int]*Version{}}
+		cp := &CatalogPurpose{Purpose: prow[i].domain(), Versions: map[int]*Version{}, Inventory: &Inventory{PurposeKey: prow[i].Key}}
+		cp.Inventory.normalize()
 		c.Purposes = append(c.Purposes, cp)
 		c.byKey[cp.Key] = cp
 		c.byID[cp.ID] = cp
@@ -117,6 +129,14 @@ func (s *Service) loadCatalog(ctx context.Context, tenantID string) (*Catalog, e
 		cp.Versions[v.Number] = v
 		if cp.Latest == nil || v.Number > cp.Latest.Number {
 			cp.Latest = v
+		}
+	}
+	for i := range brows {
+		c.Banners[brows[i].PropertyID] = brows[i].domain()
+	}
+	for i := range irows {
+		if cp := c.byID[irows[i].PurposeID]; cp != nil {
+			cp.Inventory = irows[i].domain(cp.Key)
 		}
 	}
 	sort.Slice(c.Purposes, func(i, j int) bool { return c.Purposes[i].Key < c.Purposes[j].Key })

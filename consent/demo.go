@@ -160,5 +160,41 @@ func (s *Service) SeedDemo(ctx context.Context, origins []string) (*Demo, error)
 		}
 		d.Purposes[p.Key] = p
 	}
+	if err := s.seedDemoBanner(ctx, d); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// demoInventory lists what the demo shop's device-level purposes store; the demo page's
+// sample scripts set these cookies, so withdrawing shows them deleted.
+var demoInventory = map[string]Inventory{
+	"necessary": {Vendors: []Vendor{}, Storage: []StorageItem{
+		{Name: DefaultCookieName, Kind: StorageCookie, MaxAgeDays: 365},
+		{Name: "lupa_queue", Kind: StorageLocalStorage},
+		{Name: "basket", Kind: StorageLocalStorage, MaxAgeDays: 30},
+	}},
+	"analytics": {Vendors: []Vendor{{Name: "Demo Analytics", LegalName: "Demo Analytics Oy", Country: "FI",
+		PrivacyPolicyURL: "https://demo-analytics.example/privacy"}},
+		Storage: []StorageItem{{Name: "_demo_analytics", Kind: StorageCookie, MaxAgeDays: 395}}},
+	"social_advertising": {Vendors: []Vendor{{Name: "Meta", LegalName: "Meta Platforms Ireland Ltd", Country: "IE",
+		PrivacyPolicyURL: "https://www.facebook.com/privacy/policy/"}},
+		Storage: []StorageItem{{Name: "_fbp", Kind: StorageCookie, MaxAgeDays: 90}, {Name: "tr", Kind: StoragePixel}}},
+}
+
+func (s *Service) seedDemoBanner(ctx context.Context, d *Demo) error {
+	actor := identity.ActorSystem
+	for key, inv := range demoInventory {
+		if _, err := s.PutInventory(ctx, d.Tenant.ID, key, inv, actor); err != nil {
+			return fmt.Errorf("demo inventory %s: %w", key, err)
+		}
+	}
+	b := DefaultBannerSettings(d.Tenant.ID, d.WebShop.ID)
+	b.ConsentMode = map[string][]string{
+		"necessary":          {CMFunctionalityStorage, CMSecurityStorage},
+		"analytics":          {CMAnalyticsStorage},
+		"social_advertising": {CMAdStorage, CMAdUserData, CMAdPersonalization},
+	}
+	_, err := s.PutBannerSettings(ctx, *b, actor)
+	return err
 }

@@ -32,13 +32,15 @@ type Service struct {
 	writer  *Writer
 
 	catalogs   catalogCache
+	configs    configCache
 	onMaterial func() // wakes the outdated sweep after a material version is published
 }
 
 // NewService returns the consent service. Start the writer with StartWriter before recording.
 func NewService(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() time.Time, log *slog.Logger) *Service {
 	s := &Service{db: db, ids: ids, keys: keys, now: now, log: log, reads: sqldb.NewStatements(db.ReadSQL(), db.Dialect),
-		catalogs: catalogCache{byTenant: map[string]*Catalog{}, generation: map[string]uint64{}}}
+		catalogs: catalogCache{byTenant: map[string]*Catalog{}, generation: map[string]uint64{}},
+		configs:  configCache{entries: map[configKey]*configEntry{}, shown: map[string]bool{}, builds: map[string]bool{}, unknown: map[string]time.Time{}}}
 	ids.OnTenantChange(s.invalidate)
 	return s
 }
@@ -76,6 +78,11 @@ type RecordRequest struct {
 	ClientIP    string
 	UserAgent   string
 	Idempotency *IdempotencyKey
+	// GPC is true when the browser sent Global Privacy Control (Sec-GPC: 1). A grant of a
+	// purpose marked gpc_opt_out then needs GPCConfirmed: the person confirmed it in an
+	// extra step after being told the signal refuses it.
+	GPC          bool
+	GPCConfirmed bool
 }
 
 // EventRef names one event written for an interaction.
@@ -193,6 +200,13 @@ func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, str
 			continue
 		case d.Decision == Objected && cp.LegalBasis != BasisLegitimateInterest:
 			fail(f+".decision", "objection applies to legitimate-interest purposes; use withdrawn or denied")
+			continue
+		case d.Decision == Granted && r.GPC && cp.GPCOptOut && !r.GPCConfirmed:
+			fail(f+".decision", "the browser sends Global Privacy Control, which refuses this purpose: "+
+				"a grant needs the person's explicit confirmation (gpc_confirmed)")
+			continue
+		case r.Method == MethodGPCSignal && (d.Decision == Granted || !cp.GPCOptOut):
+			fail(f+".decision", "the Global Privacy Control signal only refuses purposes marked gpc_opt_out")
 			continue
 		case d.Decision == Granted && d.Version == 0:
 			fail(f+".version", "a grant names the published version whose text the person saw")

@@ -9,6 +9,8 @@
 //	loadtest read   -target TARGET.json -devices FILE [-c 64] [-duration 20s]
 //	loadtest seed   -target TARGET.json [-n 250000] [-c 96]
 //	loadtest check  -target TARGET.json [-n 250000] [-batch 10000] [-calls 20]
+//	loadtest config -target TARGET.json [-c 64] [-rounds 3] [-duration 10s]
+//	loadtest bare   -addr ADDR -body FILE [-header "Name: value"]...
 //	loadtest cputicks PID...|machine
 //	loadtest quiet [-max 25] [-timeout 2m]
 package main
@@ -25,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadtest freeport|setup|write|read|seed|check|cputicks|quiet …")
+		fmt.Fprintln(os.Stderr, "usage: loadtest freeport|setup|write|read|seed|check|config|bare|cputicks|quiet …")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -43,6 +45,10 @@ func main() {
 		err = seedCmd(args)
 	case "check":
 		err = checkCmd(args)
+	case "config":
+		err = configCmd(args)
+	case "bare":
+		err = bareCmd(args)
 	case "cputicks":
 		err = cpuTicksCmd(args)
 	case "quiet":

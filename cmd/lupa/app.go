@@ -183,6 +183,7 @@ Created the demo tenant %q (LUPA_DEMO=false turns this off).
   Admin API key (shown once): %s
   Web shop property key:      %s   (allowed origins: %v)
   App property key:           %s
+  Demo shop with the banner:  %s/demo  (also /demo/fi and /demo/sv)
 
   Try it:
     curl -s -H "Authorization: Bearer %s" %s/v1/admin/purposes
@@ -190,7 +191,7 @@ Created the demo tenant %q (LUPA_DEMO=false turns this off).
       "%s/v1/consents?property=%s" \
       -d '{"method":"banner_custom","language":"fi","decisions":[{"purpose":"analytics","version":1,"decision":"granted"}]}'
 
-`, d.Tenant.LegalName, d.AdminKey, d.WebShop.PublicKey, d.WebShop.AllowedOrigins, d.App.PublicKey,
+`, d.Tenant.LegalName, d.AdminKey, d.WebShop.PublicKey, d.WebShop.AllowedOrigins, d.App.PublicKey, a.cfg.PublicURL,
 		d.AdminKey, a.cfg.PublicURL, d.WebShop.AllowedOrigins[0], a.cfg.PublicURL, d.WebShop.PublicKey)
 	return nil
 }

@@ -66,6 +66,11 @@ func TestHTTPCrossTenant(t *testing.T) {
 		}
 		purposeA, persA := a.Purposes["analytics"].ID, a.Purposes["personalisation"].ID
 
+		cfgA := s.request(http.MethodGet, "/v1/properties/"+a.WebShop.PublicKey+"/config", nil, "Origin", s.Origin)
+		uiHashA, _ := cfgA.Map(t)["ui_hash"].(string)
+		if cfgA.Status != http.StatusOK || uiHashA == "" {
+			t.Fatalf("config: %d %s", cfgA.Status, cfgA.Body)
+		}
 		b := newOtherTenant(t, s)
 		beforeA := s.storedView(t, deviceA, writeA, custA)
 		ledgerA := s.ledger(t, a.AdminKey)
@@ -95,11 +100,16 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/purposes/{persKey}/versions/{draft}", nil},
 			{"POST", "/v1/admin/purposes/{persKey}/versions/{draft}/publish", nil},
 			{"DELETE", "/v1/admin/api-keys/{apiKey}", nil},
+			{"GET", "/v1/admin/properties/{property}/banner", nil},
+			{"PUT", "/v1/admin/properties/{property}/banner", map[string]any{"position": "dialog"}},
+			{"GET", "/v1/admin/purposes/{purpose}/inventory", nil},
+			{"PUT", "/v1/admin/purposes/{purpose}/inventory", map[string]any{"vendors": []any{}}},
+			{"GET", "/v1/admin/interfaces/{uiHash}", nil},
 		}
 		fill := func(path string, real bool) string {
 			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
 				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
-				"{apiKey}": writeAID}
+				"{apiKey}": writeAID, "{uiHash}": uiHashA}
 			for k, v := range ids {
 				if !real && k != "{draft}" {
 					v = ghost

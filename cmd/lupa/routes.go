@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"github.com/lupa-cmp/lupa/migrations"
+	"github.com/lupa-cmp/lupa/static"
 )
 
 // routes registers every route of Lupa, with its middleware in sight.
@@ -38,6 +40,17 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	widget, err := consentweb.NewWidget(cons, static.Files, static.WidgetJS, static.StubJS)
+	if err != nil {
+		return nil, err
+	}
+	// Keep this build's files as evidence before any configuration names it (an app
+	// without a database only lists its routes).
+	if a.db != nil {
+		if err := a.consent.RegisterWidgetBuild(context.Background(), static.Build, widget.Files()); err != nil {
+			return nil, err
+		}
+	}
 
 	r.Use(requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders(), cleanURL())
 	r.NoRoute(identityweb.NoRoute)
@@ -54,6 +67,16 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	// Receipts: anyone may check one.
 	r.GET("/.well-known/jwks.json", receipts.JWKS)
 	r.POST("/v1/receipts/verify", limit.Middleware(), receipts.Verify)
+
+	// The banner: its files, its configuration, and the demo shop that shows it. The
+	// configuration is served from memory and not rate limited: a campaign's page views
+	// all ask for it, and unknown keys and builds are remembered briefly.
+	r.GET("/v1/widget.js", widget.Loader)
+	r.GET("/v1/static/:file", widget.Static)
+	r.GET("/v1/properties/:pk/config", auth.Property(), cons.GetConfig)
+	r.GET("/.well-known/gpc.json", widget.GPC)
+	r.GET("/demo", widget.Demo)
+	r.GET("/demo/:lang", widget.Demo)
 
 	// Collection API for widgets and apps: property key (+ Origin), rate limited per IP.
 	public := r.Group("/v1", limit.Middleware(), auth.Property())
@@ -81,6 +104,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/properties", ident.CreateProperty)
 	admin.GET("/properties/:id", ident.GetProperty)
 	admin.PATCH("/properties/:id", ident.PatchProperty)
+	admin.GET("/properties/:id/banner", cons.GetBanner)
+	admin.PUT("/properties/:id/banner", cons.PutBanner)
 	admin.GET("/api-keys", ident.ListAPIKeys)
 	admin.POST("/api-keys", ident.CreateAPIKey)
 	admin.DELETE("/api-keys/:id", ident.RevokeAPIKey)
@@ -98,6 +123,10 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.GET("/purposes/:purpose/versions/:number", cons.GetVersion)
 	admin.PATCH("/purposes/:purpose/versions/:number", cons.PatchVersion)
 	admin.POST("/purposes/:purpose/versions/:number/publish", cons.PublishVersion)
+	admin.GET("/purposes/:purpose/inventory", cons.GetInventory)
+	admin.PUT("/purposes/:purpose/inventory", cons.PutInventory)
+	admin.GET("/interfaces/:hash", cons.GetInterface)
+	admin.GET("/widget-builds/:build", cons.GetWidgetBuild)
 	admin.POST("/ledger/verify", cons.VerifyLedger)
 	admin.GET("/ledger/roots/latest", cons.LatestRoot)
 	admin.POST("/ledger/roots", cons.SignRoot)

@@ -5,6 +5,7 @@ package consentweb
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -61,7 +62,14 @@ type collectIn struct {
 	UIHash     string        `json:"ui_hash" validate:"omitempty,len=64"`
 	ClientTime *time.Time    `json:"client_time"`
 	Decisions  []decisionIn  `json:"decisions" validate:"required,min=1,max=50,dive"`
+	// GPCConfirmed says the person confirmed, in an extra step, a grant that the browser's
+	// Global Privacy Control signal refuses.
+	GPCConfirmed bool `json:"gpc_confirmed"`
 }
+
+// GPC reports whether the browser sends Global Privacy Control: only the exact value 1
+// counts.
+func GPC(c *gin.Context) bool { return c.GetHeader("Sec-GPC") == "1" }
 
 func clientTime(t *time.Time) time.Time {
 	if t == nil {
@@ -89,7 +97,7 @@ func (h *Handlers) PostConsents(c *gin.Context) {
 	req := &consent.RecordRequest{TenantID: p.TenantID, Property: p, Identifier: in.Identifier.domain(), Public: true,
 		Method: in.Method, Language: in.Language, UIHash: in.UIHash, ClientTime: clientTime(in.ClientTime),
 		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions), ClientIP: c.ClientIP(),
-		UserAgent: c.GetHeader("User-Agent")}
+		UserAgent: c.GetHeader("User-Agent"), GPC: GPC(c), GPCConfirmed: in.GPCConfirmed}
 	if key != "" {
 		req.Idempotency = &consent.IdempotencyKey{Route: c.FullPath(), Key: key,
 			RequestHash: identityweb.RequestHash([]byte(p.ID), body)}
@@ -106,12 +114,32 @@ func (h *Handlers) record(c *gin.Context, req *consent.RecordRequest) {
 	if out.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
+	if req.Public {
+		h.setBannerCookie(c, req.Property, out)
+	}
 	c.Header("Cache-Control", "no-store")
 	if out.JSON != nil {
 		c.Data(http.StatusCreated, "application/json; charset=utf-8", out.JSON)
 		return
 	}
 	c.JSON(http.StatusCreated, out)
+}
+
+// setBannerCookie sets the banner's cookie from the server when Lupa is served on a
+// subdomain of the site (the banner's cookie_domain covers Lupa's host): script-set cookies
+// are cut to 7 days by Safari, server-set ones are not. The widget reads it, so it is not
+// HttpOnly: it holds decisions and the device id, nothing else.
+func (h *Handlers) setBannerCookie(c *gin.Context, p *identity.Property, out *consent.Outcome) {
+	bc, err := h.svc.BannerCookie(c.Request.Context(), p, c.Request.Host, out)
+	if err != nil || bc == nil {
+		if err != nil {
+			h.api.Log.Warn("banner cookie", "err", err)
+		}
+		return
+	}
+	secure := identityweb.HTTPS(c)
+	http.SetCookie(c.Writer, &http.Cookie{Name: bc.Name, Value: url.QueryEscape(bc.Value), Domain: bc.Domain, Path: "/",
+		MaxAge: bc.MaxAge, Secure: secure, SameSite: http.SameSiteLaxMode})
 }
 
 // HeaderDeviceID carries the device id on GET /v1/consents: an id that authorises changes

@@ -75,6 +75,30 @@ func ActorOf(c *gin.Context) identity.Actor {
 	return "device"
 }
 
+// requestOrigin is the browser's Origin. Browsers leave it out of same-origin GET
+// requests, which then say so in Sec-Fetch-Site: a page served by Lupa itself (the demo)
+// is then checked as Lupa's own origin.
+func requestOrigin(c *gin.Context) string {
+	if o := c.GetHeader("Origin"); o != "" {
+		return o
+	}
+	if c.GetHeader("Sec-Fetch-Site") != "same-origin" {
+		return ""
+	}
+	scheme := "http"
+	if HTTPS(c) {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Request.Host
+}
+
+// HTTPS reports whether the browser reached Lupa over https: directly, or through a
+// trusted load balancer that says so in X-Forwarded-Proto (gin gives the forwarded client
+// address only for trusted proxies, so a differing one shows the proxy is trusted).
+func HTTPS(c *gin.Context) bool {
+	return c.Request.TLS != nil || (c.GetHeader("X-Forwarded-Proto") == "https" && c.RemoteIP() != c.ClientIP())
+}
+
 // PropertyOf returns the property of a public request.
 func PropertyOf(c *gin.Context) *identity.Property {
 	p, _ := c.Get(contextProperty)
@@ -90,19 +114,23 @@ const (
 	corsMaxAge  = "600"
 )
 
-// Property authenticates a public request by the property key in the query (?property=pk_…)
-// and, for web properties, the browser's Origin against the property's allow-list. It
-// answers CORS pre-flight requests itself. Apps and stores send no Origin.
+// Property authenticates a public request by the property key in the path
+// (/properties/{pk}/…) or the query (?property=pk_…) and, for web properties, the
+// browser's Origin against the property's allow-list. It answers CORS pre-flight requests
+// itself. Apps and stores send no Origin.
 func (a *Auth) Property() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Header("Vary", "Origin")
-		origin := c.GetHeader("Origin")
+		origin := requestOrigin(c)
 		if origin != "" && c.Request.Method != http.MethodOptions {
 			// Let the page read our problem answers too, so the widget can say what is wrong;
 			// a pre-flight of a refused origin gets no such header and the browser stops there.
 			c.Header("Access-Control-Allow-Origin", origin)
 		}
-		pk := c.Query("property")
+		pk := c.Param("pk")
+		if pk == "" {
+			pk = c.Query("property")
+		}
 		if pk == "" || !strings.HasPrefix(pk, "pk_") || len(pk) > 64 {
 			WriteProblem(c, http.StatusUnauthorized, identity.EUnauthorized, "Unauthorized",
 				"name the property: ?property=pk_…", []identity.FieldError{{Field: "property", Message: "is required: the property's public key"}})
@@ -125,6 +153,9 @@ func (a *Auth) Property() gin.HandlerFunc {
 		case origin != "":
 			c.Header("Access-Control-Allow-Origin", origin)
 			c.Header("Access-Control-Expose-Headers", corsExpose)
+			// The widget sends decisions with credentials, so that Lupa served on the site's
+			// own domain can set the banner's cookie itself.
+			c.Header("Access-Control-Allow-Credentials", "true")
 		}
 		if c.Request.Method == http.MethodOptions {
 			c.Header("Access-Control-Allow-Methods", corsMethods)

@@ -1,0 +1,362 @@
+package consent_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+const testBuild = "0123456789abcdef"
+
+// bannerDoc is the part of the served configuration the tests read.
+type bannerDoc struct {
+	ConfigHash string `json:"config_hash"`
+	UIHash     string `json:"ui_hash"`
+	Property   string `json:"property"`
+	Language   string `json:"language"`
+	Controller struct {
+		Name string `json:"name"`
+	} `json:"controller"`
+	Settings struct {
+		Position   string `json:"position"`
+		CookieName string `json:"cookie_name"`
+	} `json:"settings"`
+	Strings   map[string]string `json:"strings"`
+	Purposes  []bannerPurpose   `json:"purposes"`
+	Necessary []bannerPurpose   `json:"necessary"`
+}
+
+type bannerPurpose struct {
+	Key             string   `json:"key"`
+	Version         int      `json:"version"`
+	MaterialVersion int      `json:"material_version"`
+	TextHash        string   `json:"text_hash"`
+	Title           string   `json:"title"`
+	GPCOptOut       bool     `json:"gpc_opt_out"`
+	ConsentMode     []string `json:"consent_mode"`
+	Vendors         []struct {
+		LegalName string `json:"legal_name"`
+	} `json:"vendors"`
+	Storage []struct {
+		Name     string `json:"name"`
+		Kind     string `json:"kind"`
+		Duration string `json:"duration"`
+	} `json:"storage"`
+}
+
+func (e *env) bannerConfig(t *testing.T, svc *consent.Service, lang string) (*consent.BannerConfig, bannerDoc) {
+	t.Helper()
+	if err := svc.RegisterWidgetBuild(context.Background(), testBuild, map[string]string{"widget.js": "/* test */"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.ids.PropertyByKey(context.Background(), e.demo.WebShop.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := svc.BannerConfig(context.Background(), p, lang, "")
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var doc bannerDoc
+	if err := json.Unmarshal(cfg.Body, &doc); err != nil {
+		t.Fatalf("config is not JSON: %v\n%s", err, cfg.Body)
+	}
+	return cfg, doc
+}
+
+func purposeKeys(ps []bannerPurpose) []string {
+	out := []string{}
+	for _, p := range ps {
+		out = append(out, p.Key)
+	}
+	return out
+}
+
+func TestBannerConfigShowsDeviceLevelPurposesWithInventory(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		cfg, doc := e.bannerConfig(t, e.svc, "fi")
+		if doc.Controller.Name != "Demo Retail Oy" || doc.Language != "fi" || doc.Property != e.demo.WebShop.PublicKey {
+			t.Fatalf("controller/language/property: %+v", doc)
+		}
+		// Person-level purposes are asked where the person is identified, never on the banner;
+		// strictly necessary storage is listed, never asked.
+		if got := purposeKeys(doc.Purposes); !slices.Equal(got, []string{"analytics", "social_advertising"}) {
+			t.Fatalf("asked purposes %v", got)
+		}
+		if got := purposeKeys(doc.Necessary); !slices.Equal(got, []string{"necessary"}) {
+			t.Fatalf("necessary %v", got)
+		}
+		analytics := doc.Purposes[0]
+		ver := e.demo.Purposes["analytics"]
+		want := consent.TextHash("analytics", 1, "fi", consent.Text{Title: "Analytiikka",
+			Description: "Mittaamme, miten verkkokauppaa käytetään, jotta voimme parantaa sitä. Tiedot kootaan tilastoiksi.",
+			PolicyURL:   e.demo.Tenant.PrivacyPolicyURL})
+		if analytics.Title != "Analytiikka" || analytics.Version != ver.LatestVersion || analytics.TextHash != want {
+			t.Fatalf("analytics: %+v, want text hash %s", analytics, want)
+		}
+		if !slices.Equal(analytics.ConsentMode, []string{"analytics_storage"}) {
+			t.Fatalf("consent mode %v", analytics.ConsentMode)
+		}
+		if len(analytics.Storage) != 1 || analytics.Storage[0].Name != "_demo_analytics" || analytics.Storage[0].Duration != "13 kuukautta" {
+			t.Fatalf("analytics storage %+v", analytics.Storage)
+		}
+		ads := doc.Purposes[1]
+		if !ads.GPCOptOut || len(ads.Vendors) != 1 || ads.Vendors[0].LegalName != "Meta Platforms Ireland Ltd" {
+			t.Fatalf("advertising %+v", ads)
+		}
+		if len(doc.Necessary[0].Storage) != 3 || doc.Necessary[0].Storage[0].Name != "lupa_consent" || doc.Necessary[0].Storage[0].Duration != "1 vuosi" {
+			t.Fatalf("necessary storage %+v", doc.Necessary[0].Storage)
+		}
+		if doc.UIHash != cfg.UIHash || cfg.ETag() != `"`+cfg.UIHash+`"` || doc.UIHash != consent.UIHash(doc.ConfigHash, testBuild, "fi") {
+			t.Fatalf("hashes: doc %s/%s cfg %s", doc.ConfigHash, doc.UIHash, cfg.UIHash)
+		}
+	})
+}
+
+func TestBannerConfigLanguageFallback(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct{ ask, lang, title string }{
+			{"sv", "sv", "Analys"}, {"sv-FI", "sv", "Analys"}, {"EN", "en", "Analytics"},
+			{"de", "fi", "Analytiikka"}, // not offered: the property's default
+			{"", "fi", "Analytiikka"},
+		} {
+			_, doc := e.bannerConfig(t, e.svc, tc.ask)
+			if doc.Language != tc.lang || doc.Purposes[0].Title != tc.title {
+				t.Errorf("lang %q: got %s %q, want %s %q", tc.ask, doc.Language, doc.Purposes[0].Title, tc.lang, tc.title)
+			}
+		}
+		p, _ := e.ids.PropertyByKey(context.Background(), e.demo.WebShop.PublicKey)
+		_, err := e.svc.BannerConfig(context.Background(), p, "<script>", "")
+		wantField(t, wantCode(t, err, identity.EInvalid), "lang", "language tag")
+	})
+}
+
+// TestBannerConfigKeptAsEvidence: what was served is kept by hash, and shows again as it was
+// after the configuration changed.
+func TestBannerConfigKeptAsEvidence(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		cfg, doc := e.bannerConfig(t, e.svc, "sv")
+		again, _ := e.bannerConfig(t, e.svc, "sv")
+		if again != cfg {
+			t.Fatal("an unchanged configuration is built again instead of served from memory")
+		}
+		si, err := e.svc.Interface(ctx, e.tenant(), cfg.UIHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(si.Config)
+		if hex.EncodeToString(sum[:]) != doc.ConfigHash || si.WidgetBuild != testBuild || si.Language != "sv" {
+			t.Fatalf("evidence %+v does not match config hash %s", si, doc.ConfigHash)
+		}
+		if !strings.HasSuffix(string(cfg.Body), string(si.Config[1:])) {
+			t.Fatalf("stored config differs from served:\n%s\n%s", si.Config, cfg.Body)
+		}
+		if si.WidgetFiles["widget.js"] == "" {
+			t.Fatalf("widget files %v", si.WidgetFiles)
+		}
+
+		// A change gives a new configuration and keeps the old one.
+		b, _ := e.svc.BannerSettings(ctx, e.tenant(), e.demo.WebShop.ID)
+		b.Position = consent.PositionDialog
+		if _, err := e.svc.PutBannerSettings(ctx, *b, identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
+		changed, cdoc := e.bannerConfig(t, e.svc, "sv")
+		if changed.UIHash == cfg.UIHash || cdoc.Settings.Position != "dialog" {
+			t.Fatalf("after a change: %s", changed.Body)
+		}
+		old, err := e.svc.Interface(ctx, e.tenant(), cfg.UIHash)
+		if err != nil || !strings.Contains(string(old.Config), `"position":"bar"`) {
+			t.Fatalf("the old configuration is gone: %v %s", err, old.Config)
+		}
+		if _, err := e.svc.Interface(ctx, "another-tenant", cfg.UIHash); !identity.IsCode(err, identity.ENotFound) {
+			t.Fatalf("another tenant reads the interface: %v", err)
+		}
+		// Evidence is append-only.
+		if err := e.db.Write.Exec("UPDATE shown_configs SET body = '{}'").Error; err == nil {
+			t.Fatal("shown_configs can be changed")
+		}
+	})
+}
+
+// TestBannerConfigRefreshOnPublish: a published version reaches the banner at once on this
+// instance and within the catalog's lifetime on another.
+func TestBannerConfigRefreshOnPublish(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		other := e.secondInstance(t)
+		_, before := e.bannerConfig(t, other, "en")
+		material := true
+		if _, err := e.svc.CreateVersion(ctx, e.tenant(), "analytics", consent.VersionInput{Material: &material,
+			Texts: map[string]consent.Text{"en": {Title: "Analytics and heatmaps", Description: "We record clicks too."}}}, identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "analytics", 2, identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
+		_, here := e.bannerConfig(t, e.svc, "en")
+		if here.Purposes[0].Version != 2 || here.Purposes[0].MaterialVersion != 2 || here.Purposes[0].Title != "Analytics and heatmaps" {
+			t.Fatalf("this instance: %+v", here.Purposes[0])
+		}
+		_, stale := e.bannerConfig(t, other, "en")
+		if stale.Purposes[0].Version != before.Purposes[0].Version {
+			t.Fatalf("the other instance changed before its catalog expired: %+v", stale.Purposes[0])
+		}
+		e.clock.Add(3 * time.Second)
+		_, there := e.bannerConfig(t, other, "en")
+		if there.Purposes[0].Version != 2 || there.UIHash != here.UIHash {
+			t.Fatalf("the other instance still serves %+v", there.Purposes[0])
+		}
+	})
+}
+
+func TestBannerSettingsRules(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		base := func() consent.BannerSettings {
+			b, err := e.svc.BannerSettings(ctx, e.tenant(), e.demo.WebShop.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return *b
+		}
+		for _, tc := range []struct {
+			name, code, field, msg string
+			change                 func(b *consent.BannerSettings)
+		}{
+			{"necessary as advertising", identity.EUnprocessable, "consent_mode.necessary", "never ad_storage",
+				func(b *consent.BannerSettings) { b.ConsentMode["necessary"] = []string{"ad_storage"} }},
+			{"security_storage on analytics", identity.EUnprocessable, "consent_mode.analytics", "strictly necessary",
+				func(b *consent.BannerSettings) { b.ConsentMode["analytics"] = []string{"security_storage"} }},
+			{"person-level purpose asked", identity.EUnprocessable, "purposes[0]", "device-level",
+				func(b *consent.BannerSettings) { b.Purposes = []string{"marketing_email"} }},
+			{"necessary asked", identity.EUnprocessable, "purposes[0]", "never asked",
+				func(b *consent.BannerSettings) { b.Purposes = []string{"necessary"} }},
+			{"unknown purpose", identity.EUnprocessable, "consent_mode.nope", "unknown purpose",
+				func(b *consent.BannerSettings) { b.ConsentMode["nope"] = []string{"ad_storage"} }},
+			{"unknown consent mode type", identity.EInvalid, "consent_mode.analytics[0]", "must be one of",
+				func(b *consent.BannerSettings) { b.ConsentMode["analytics"] = []string{"tracking_storage"} }},
+			{"theme loads a URL", identity.EInvalid, "theme.--lupa-bg", "no url()",
+				func(b *consent.BannerSettings) {
+					b.Theme = map[string]string{"--lupa-bg": "url(https://evil.example/x)"}
+				}},
+			{"theme breaks out", identity.EInvalid, "theme.--lupa-bg", "plain CSS value",
+				func(b *consent.BannerSettings) { b.Theme = map[string]string{"--lupa-bg": "red;}</style>"} }},
+			{"theme names another property", identity.EInvalid, "theme.color", "--lupa-",
+				func(b *consent.BannerSettings) { b.Theme = map[string]string{"color": "red"} }},
+			{"cookie domain", identity.EInvalid, "cookie_domain", "domain",
+				func(b *consent.BannerSettings) { b.CookieDomain = "shop example" }},
+			{"cookie too long", identity.EInvalid, "cookie_days", "395",
+				func(b *consent.BannerSettings) { b.CookieDays = 800 }},
+			{"position", identity.EInvalid, "position", "bar or dialog",
+				func(b *consent.BannerSettings) { b.Position = "top" }},
+			{"language twice", identity.EInvalid, "languages[1]", "twice",
+				func(b *consent.BannerSettings) { b.Languages = []string{"fi", "fi"} }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := base()
+				tc.change(&b)
+				_, err := e.svc.PutBannerSettings(ctx, b, identity.ActorSystem)
+				wantField(t, wantCode(t, err, tc.code), tc.field, tc.msg)
+				if now := base(); now.Position != "bar" || len(now.ConsentMode["necessary"]) != 2 {
+					t.Fatalf("a refused change altered the settings: %+v", now)
+				}
+			})
+		}
+		// Another tenant's property does not exist for this one.
+		b := base()
+		b.TenantID = "another-tenant"
+		if _, err := e.svc.PutBannerSettings(ctx, b, identity.ActorSystem); !identity.IsCode(err, identity.ENotFound) {
+			t.Fatalf("another tenant's property: %v", err)
+		}
+		// Tenant languages: a new one with its own strings is offered.
+		b = base()
+		b.Languages = append(b.Languages, "de")
+		b.Strings = map[string]map[string]string{"de": {"accept_all": "Alle akzeptieren"}}
+		if _, err := e.svc.PutBannerSettings(ctx, b, identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
+		_, doc := e.bannerConfig(t, e.svc, "de")
+		if doc.Language != "de" || doc.Strings["accept_all"] != "Alle akzeptieren" || doc.Purposes[0].Title != "Analytiikka" {
+			t.Fatalf("German banner: %+v", doc)
+		}
+	})
+}
+
+func TestInventoryRules(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		_, err := e.svc.PutInventory(ctx, e.tenant(), "marketing_email", consent.Inventory{
+			Storage: []consent.StorageItem{{Name: "x", Kind: consent.StorageCookie}}}, identity.ActorSystem)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "storage", "device-level")
+		_, err = e.svc.PutInventory(ctx, e.tenant(), "analytics", consent.Inventory{
+			Storage: []consent.StorageItem{{Name: "a b", Kind: "cookie"}, {Name: "ok", Kind: "flash", MaxAgeDays: -1}},
+			Vendors: []consent.Vendor{{Name: "V", LegalName: "V Oy", PrivacyPolicyURL: "javascript:alert(1)"}}}, identity.ActorSystem)
+		ie := wantCode(t, err, identity.EInvalid)
+		wantField(t, ie, "storage[0].name", "without spaces")
+		wantField(t, ie, "storage[1].kind", "cookie")
+		wantField(t, ie, "storage[1].max_age_days", "between")
+		wantField(t, ie, "vendors[0].privacy_policy_url", "http(s) URL")
+		inv, err := e.svc.Inventory(ctx, e.tenant(), "analytics")
+		if err != nil || len(inv.Storage) != 1 || inv.Storage[0].Name != "_demo_analytics" {
+			t.Fatalf("a refused inventory changed the stored one: %+v %v", inv, err)
+		}
+		if _, err := e.svc.Inventory(ctx, "another-tenant", "analytics"); !identity.IsCode(err, identity.ENotFound) {
+			t.Fatalf("another tenant's purpose: %v", err)
+		}
+	})
+}
+
+// TestBannerConfigUnknownBuild: a build no Lupa served is refused, so made-up builds leave
+// no evidence rows.
+func TestBannerConfigUnknownBuild(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.bannerConfig(t, e.svc, "fi")
+		p, _ := e.ids.PropertyByKey(context.Background(), e.demo.WebShop.PublicKey)
+		before := e.count(t, "shown_interfaces", "")
+		for _, build := range []string{"ffffffffffffffff", "not-hex", strings.Repeat("a", 200)} {
+			_, err := e.svc.BannerConfig(context.Background(), p, "fi", build)
+			wantField(t, wantCode(t, err, identity.EInvalid), "build", "widget build")
+		}
+		if n := e.count(t, "shown_interfaces", ""); n != before {
+			t.Fatalf("unknown builds wrote %d evidence rows", n-before)
+		}
+	})
+}
+
+// TestGPCRules: with Global Privacy Control on, a grant of a gpc_opt_out purpose needs the
+// person's confirmation, and the signal itself only refuses.
+func TestGPCRules(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		req := e.deviceRequest("", consent.MethodBannerAcceptAll, grant("analytics", 1), grant("social_advertising", 1))
+		req.GPC = true
+		_, err := e.svc.Record(ctx, req)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "decisions[1].decision", "Global Privacy Control")
+		req.GPCConfirmed = true
+		if _, err := e.svc.Record(ctx, req); err != nil {
+			t.Fatalf("a confirmed grant: %v", err)
+		}
+
+		signal := e.deviceRequest("", consent.MethodGPCSignal, deny("social_advertising"))
+		signal.GPC = true
+		out, err := e.svc.Record(ctx, signal)
+		if err != nil || stateOf(out.State, "social_advertising").Method != consent.MethodGPCSignal {
+			t.Fatalf("the signal's refusal: %v %+v", err, out)
+		}
+		for _, d := range []consent.DecisionInput{grant("social_advertising", 1), deny("analytics")} {
+			bad := e.deviceRequest("", consent.MethodGPCSignal, d)
+			_, err := e.svc.Record(ctx, bad)
+			wantField(t, wantCode(t, err, identity.EUnprocessable), "decisions[0].decision", "only refuses")
+		}
+	})
+}

@@ -1,0 +1,175 @@
+// Lupa consent banner: the entry point. See docs/banner.md for what a site owner does with it.
+//
+// <script src="https://lupa.example/v1/widget.js" data-property="pk_…" [data-lang="fi"] async>
+//
+// Flow: mark the start; fetch the property's configuration and load the stylesheet in
+// parallel; with the configuration, read the consent cookie, apply the browser's Global
+// Privacy Control signal, update Consent Mode, run the allowed blocked scripts and fire
+// "ready"; once the stylesheet has loaded too, render (the banner only if a decision is
+// needed). Each decision applies at once and is queued for the server.
+
+import './start.js'
+import STRINGS from './strings.json'
+import { d, h } from './dom.js'
+import { readCookie, writeCookie, wipe } from './cookie.js'
+import { outbox } from './queue.js'
+import { grantedTypes, consentUpdate } from './consentmode.js'
+import { activate } from './activate.js'
+import { ui } from './ui.js'
+
+// __LUPA_BUILD__ and __LUPA_CSS__ are set by static/internal/build.
+const BUILD = __LUPA_BUILD__, CSS = __LUPA_CSS__,
+  w = window,
+  WORD = { g: 'granted', d: 'denied', w: 'withdrawn', o: 'objected' },
+  script = d.currentScript || d.querySelector('script[data-property]')
+
+if (!w.lupa && script) {
+  const subs = { ready: [], change: [] },
+    gpc = navigator.globalPrivacyControl === true
+  let cfg, s, P = [], N = [], state, saved, ready, view, wantOpen, box
+
+  // current returns the stored decision [letter, version, unix time, fromGPC?] of purpose p
+  // while it stands: not a grant of a version older than the purpose's material version, and
+  // not older than reask_months. Otherwise the purpose counts as undecided (and is asked).
+  const current = p => {
+    const e = state && state.p[p.key], t = e && new Date(e[2] * 1e3)
+    if (e && !(e[0] == 'g' && e[1] < p.material_version) && !(p.reask_months && t.setMonth(t.getMonth() + p.reask_months) < Date.now()))
+      return e
+  }
+  const decisions = () => {
+    const o = {}
+    P.forEach(p => {
+      const e = current(p)
+      if (e) o[p.key] = WORD[e[0]]
+    })
+    return o
+  }
+  // get: true granted (strictly necessary items are always true), false refused, undefined undecided.
+  const get = k => {
+    if (N.some(n => n.key == k)) return true
+    const v = decisions()[k]
+    return v && v == 'granted'
+  }
+  const fire = n => {
+    const v = decisions()
+    subs[n].forEach(f => {
+      try {
+        f(v)
+      } catch (e) {
+        console.error(e)
+      }
+    })
+    d.dispatchEvent(new CustomEvent('lupa:' + n, { detail: v }))
+  }
+
+  w.lupa = {
+    get,
+    decisions,
+    open: () => (view ? view.open() : (wantOpen = 1)),
+    on(n, f) {
+      subs[n] && subs[n].push(f)
+      n == 'ready' && ready && f(decisions())
+    },
+  }
+
+  // apply makes the state effective in the page: the cookie (written only when it changed,
+  // so a cookie the server set keeps its lifetime), Consent Mode and the blocked elements.
+  // A spec is a list of purpose keys (space or comma separated) that must all be granted;
+  // "!key" requires key to be refused (denied, withdrawn or objected), not merely undecided.
+  const apply = () => {
+    state.g = grantedTypes(P, N, p => (current(p) || [])[0] == 'g')
+    const v = JSON.stringify(state)
+    if (v != saved) writeCookie(s, (saved = v))
+    consentUpdate(state.g)
+    activate(spec => spec.split(/[\s,]+/).every(k => (k[0] == '!' ? get(k.slice(1)) === false : get(k))))
+  }
+
+  // decide records one interaction: items are [purpose, on] pairs. A refusal is "objected" on
+  // legitimate interest, "withdrawn" when it turns off a standing grant, else "denied". It
+  // returns the purposes whose grant was withdrawn (or objected to).
+  const decide = (method, items, gpcConfirmed) => {
+    const t = Math.floor(Date.now() / 1e3), gone = [],
+      body = { method, language: cfg.language, ui_hash: cfg.ui_hash, client_time: new Date().toISOString(), decisions: [] }
+    if (gpcConfirmed) body.gpc_confirmed = true
+    for (const [p, on] of items) {
+      const was = (current(p) || [])[0] == 'g',
+        dec = on ? 'granted' : p.legal_basis == 'legitimate_interest' ? 'objected' : was ? 'withdrawn' : 'denied'
+      if (was && !on) gone.push(p)
+      state.p[p.key] = method == 'gpc_signal' ? [dec[0], p.version, t, 1] : [dec[0], p.version, t]
+      body.decisions.push({ purpose: p.key, version: p.version, decision: dec, text_hash: p.text_hash })
+    }
+    state.t = t
+    box.add(cfg.base + '/v1/consents?property=' + encodeURIComponent(cfg.pk), body)
+    apply()
+    return gone
+  }
+
+  // choose is a decision made in the interface. A withdrawal deletes the purpose's storage
+  // and reloads the page (once the request is sent or safely queued) so running scripts stop.
+  const choose = async (method, items) => {
+    const gone = decide(method, items, gpc && items.some(([p, on]) => on && p.gpc_opt_out))
+    view.done()
+    fire('change')
+    const sent = box.flush()
+    if (gone[0]) {
+      wipe(gone, s)
+      await Promise.race([sent, new Promise(r => setTimeout(r, 2e3))])
+      location.reload()
+    }
+  }
+
+  const init = async () => {
+    const base = new URL(script.src).origin,
+      pk = script.dataset.property,
+      lang = (script.dataset.lang || d.documentElement.lang.split('-')[0] || navigator.language.split('-')[0] || '').toLowerCase()
+    if (!pk) return console.warn('Lupa: the widget script needs data-property="pk_…"')
+    const css = new Promise(r => {
+      const l = h('link', { rel: 'stylesheet', href: base + '/v1/static/' + CSS })
+      l.onload = l.onerror = r
+      d.head.append(l)
+    })
+    let r, c
+    try {
+      r = await fetch(base + '/v1/properties/' + encodeURIComponent(pk) + '/config?lang=' + encodeURIComponent(lang) + '&build=' + BUILD)
+      c = await r.json()
+    } catch (e) {}
+    if (!(r && r.ok && c))
+      return console.warn('Lupa: property ' + pk + ' ' +
+        (!r ? 'settings could not be loaded' : r.status == 404 ? 'is unknown' : r.status == 403 ? 'does not allow this origin, ' + location.origin : 'settings could not be loaded') +
+        (r ? ' (' + r.status + ')' : '') + (c && c.detail ? ': ' + c.detail : ''))
+
+    cfg = c
+    cfg.base = base
+    cfg.pk = pk
+    s = c.settings || {}
+    P = c.purposes || []
+    N = c.necessary || []
+    state = Object.assign({ v: 1, id: '', t: 0, p: {}, g: [], r: '' }, readCookie(s))
+    saved = JSON.stringify(state)
+    box = outbox(() => state.id, (j, more) => {
+      state.id = j.device_id || state.id
+      state.r = j.interaction_id || state.r
+      try {
+        localStorage.lupa_receipt = j.receipt
+      } catch (e) {}
+      // If the server set the cookie itself for this interaction (Lupa on the site's own
+      // domain), keep that one: a cookie set by script may be capped to 7 days (Safari).
+      saved = JSON.stringify(state)
+      if (more || (readCookie(s) || {}).r != state.r) writeCookie(s, saved)
+    })
+
+    // Global Privacy Control: refuse the opt-out purposes that have no standing decision,
+    // before any script, callback or event sees the state.
+    const sig = P.filter(p => gpc && p.gpc_opt_out && !current(p))
+    sig[0] ? decide('gpc_signal', sig.map(p => [p, 0])) : apply()
+    ready = 1
+    fire('ready')
+    box.flush()
+    w.addEventListener('online', box.flush)
+
+    await css
+    view = ui({ cfg, T: Object.assign({}, STRINGS.en, STRINGS[c.language], c.strings), P, gpc, current, choose })
+    wantOpen && view.open()
+  }
+  init()
+}
