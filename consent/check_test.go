@@ -73,7 +73,7 @@ func TestCheckAnswersPerIdentifierInOrder(t *testing.T) {
 
 		_, err = e.svc.Check(ctx, e.tenant(), "nope", ids)
 		wantCode(t, err, identity.EUnprocessable)
-		_, err = e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{{Kind: "email", Value: "a@b.fi"}})
+		_, err = e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{{Kind: "phone", Value: "+358401234567"}})
 		wantField(t, wantCode(t, err, identity.EInvalid), "identifiers[0].kind", "must be")
 		_, err = e.svc.Check(ctx, e.tenant(), "marketing_email", nil)
 		wantCode(t, err, identity.EInvalid)

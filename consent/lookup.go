@@ -133,7 +133,7 @@ func (g *lookupGroup) exec(group []*lookupRequest) {
 			ns = append(ns, int64(n))
 			tenants = append(tenants, r.tenantID)
 			kinds = append(kinds, r.id.Kind)
-			namespaces = append(namespaces, r.id.Namespace())
+			namespaces = append(namespaces, r.id.Namespace)
 			hashes = append(hashes, h)
 		}
 	}

@@ -155,6 +155,8 @@ type DomainEvent struct {
 	Method      string         `json:"method"`
 	At          time.Time      `json:"at"`
 	Changes     []DomainChange `json:"changes"`
+	// MergedFrom is the subject merged into this one (subject.merged events).
+	MergedFrom string `json:"merged_from,omitempty"`
 }
 
 // DomainChange is one ledger event of a domain event.

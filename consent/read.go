@@ -63,7 +63,7 @@ func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Ident
 		}
 	}
 	args := make([]any, 0, 3+n)
-	args = append(args, tenantID, id.Kind, id.Namespace())
+	args = append(args, tenantID, id.Kind, id.Namespace)
 	for i := 0; i < n; i++ {
 		args = append(args, hashes[min(i, len(hashes)-1)])
 	}

@@ -110,6 +110,8 @@ type Outcome struct {
 	// JSON is the outcome encoded once by the writer; a retry with the same
 	// Idempotency-Key gets exactly these bytes again.
 	JSON []byte `json:"-"`
+	// merge is what a merge did (merge.go).
+	merge *MergeOutcome
 }
 
 const (

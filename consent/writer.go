@@ -48,6 +48,10 @@ type interaction struct {
 	context         *clientContext
 	receipt         bool
 	domainEventType string
+	merge           *mergeSpec // a device joining a person: written alone (merge.go)
+	// redirect is the subject this interaction's subject was merged into while it was
+	// on its way: it is written to that subject instead.
+	redirect string
 
 	// pre is the plan made before the writer on top of basis, the chain head read then.
 	pre   *iplan
@@ -214,6 +218,10 @@ func (w *Writer) process(batch []*job) {
 	for _, j := range batch {
 		w.metrics.Waited(start.Sub(j.enqueued))
 	}
+	batch = w.mergesAlone(batch)
+	if len(batch) == 0 {
+		return
+	}
 	batch = foldDuplicates(batch)
 	err := w.commit(batch)
 	if err != nil && !sqldb.IsInfrastructure(err) && len(batch) > 1 {
@@ -244,6 +252,27 @@ func (w *Writer) process(batch []*job) {
 		}
 		close(j.done)
 	}
+}
+
+// mergesAlone writes the batch's merges, each in its own transaction, and returns the
+// other jobs. Merges are rare (a sign-in on a device with anonymous history) and touch two
+// chains and the identifiers, so they do not join group commits.
+func (w *Writer) mergesAlone(batch []*job) []*job {
+	rest := batch[:0]
+	for _, j := range batch {
+		if j.in.merge == nil {
+			rest = append(rest, j)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		j.out, j.err = w.svc.commitMerge(ctx, j.in)
+		cancel()
+		if j.err != nil {
+			j.err = publicError(j.err)
+		}
+		close(j.done)
+	}
+	return rest
 }
 
 // foldDuplicates makes a later job with the same idempotency key wait for the first.
@@ -295,6 +324,12 @@ func (w *Writer) commit(jobs []*job) error {
 			return nil
 		}
 		retry, err := w.commitOnce(ctx, live, len(jobs) == 1)
+		if errors.Is(err, errMerged) && attempt < 3 {
+			if err := w.svc.redirectMerged(ctx, live); err != nil {
+				return err
+			}
+			continue
+		}
 		if single := len(jobs) == 1; single && err != nil && sqldb.IsUniqueViolation(err) && attempt == 0 {
 			// A new customer created a moment ago by another instance: look it up again
 			// (reresolve) and join its chain.
@@ -500,6 +535,14 @@ func (w *Writer) settle(ctx context.Context, t writeTx, jobs []*job, heads map[s
 					byTenant[j.in.tenantID] = append(byTenant[j.in.tenantID], id)
 				}
 			}
+		}
+		// A chain that moved under a plan may have been merged into a person meanwhile
+		// (merge.go): such an interaction is written to the person instead.
+		if merged, err := w.mergedAway(ctx, t, jobs, byTenant); err != nil || merged {
+			if err == nil {
+				err = errMerged
+			}
+			return nil, err
 		}
 		for tenant, ids := range byTenant {
 			s, err := t.statesOf(ctx, tenant, uniq(ids))

@@ -33,6 +33,9 @@ type writeTx interface {
 	write(ctx context.Context, b *batch) (taken map[string]bool, err error)
 	exec(ctx context.Context, st sqldb.Statement) error
 	commit(ctx context.Context) error
+	// mergedInto returns, for those of the subjects that were merged, the subject each was
+	// merged into.
+	mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error)
 }
 
 // orderedTenants returns the tenants in order and each tenant's subject ids sorted: the
@@ -175,7 +178,7 @@ const findSubjectSQL = `SELECT s.id, s.pseudonym FROM identifiers i JOIN subject
 	WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s) AND s.pseudonym IS NOT NULL`
 
 func (t *sqlWriteTx) findSubject(ctx context.Context, tenantID string, id identity.Identifier, hashes [][]byte) (string, string, error) {
-	args := []any{tenantID, id.Kind, id.Namespace()}
+	args := []any{tenantID, id.Kind, id.Namespace}
 	for _, h := range hashes {
 		args = append(args, h)
 	}
@@ -351,7 +354,7 @@ func (t *pgxWriteTx) findSubject(ctx context.Context, tenantID string, id identi
 	if err := t.begin(ctx); err != nil {
 		return "", "", err
 	}
-	err := t.conn.QueryRow(ctx, pgxFindSubjectSQL, tenantID, id.Kind, id.Namespace(), hashes).Scan(&subjectID, &pseudonym)
+	err := t.conn.QueryRow(ctx, pgxFindSubjectSQL, tenantID, id.Kind, id.Namespace, hashes).Scan(&subjectID, &pseudonym)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", identity.NotFound("subject")
 	}
@@ -447,4 +450,40 @@ func (t *pgxWriteTx) commit(ctx context.Context) error {
 	t.ended = true
 	_, err := t.conn.Exec(ctx, "COMMIT")
 	return err
+}
+
+const mergedSQL = "SELECT id, merged_into FROM subjects WHERE tenant_id = ? AND id IN (%s) AND merged_into IS NOT NULL"
+
+func (t *sqlWriteTx) mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	q, args := inQuery(mergedSQL, tenantID, ids)
+	err := t.stmts.Query(ctx, t.tx, q, args, func(r *sql.Rows) error {
+		var id, into string
+		if err := r.Scan(&id, &into); err != nil {
+			return err
+		}
+		out[id] = into
+		return nil
+	})
+	return out, err
+}
+
+func (t *pgxWriteTx) mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error) {
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.conn.Query(ctx, "SELECT id, merged_into FROM subjects WHERE tenant_id = $1 AND id = ANY($2) AND merged_into IS NOT NULL", tenantID, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, into string
+		if err := rows.Scan(&id, &into); err != nil {
+			return nil, err
+		}
+		out[id] = into
+	}
+	return out, rows.Err()
 }

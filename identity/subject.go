@@ -6,27 +6,39 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
-// Identifier kinds. Every API that names a subject takes a typed identifier {kind, value}.
+// Identifier kinds. Every API that names a subject takes a typed identifier {kind, value}
+// (and a namespace for the kinds that need one).
 const (
 	// IDDevice is a device id issued by Lupa (128 random bits) to a widget or app.
 	IDDevice = "device"
 	// IDCustomerNumber is the tenant's own customer number (loyalty card, CRM id).
 	IDCustomerNumber = "customer_number"
+	// IDEmail is an email address, normalised (see NormalizeEmail).
+	IDEmail = "email"
+	// IDIdP is an identity at an OpenID Connect provider or the company's CIAM: the
+	// namespace is the issuer, the value the subject (sub) the issuer gave.
+	IDIdP = "idp"
+	// IDExternal is an id in a connected system: the namespace names the system ("crm",
+	// "loyalty"), the value is the id there.
+	IDExternal = "external"
 )
 
 // IdentifierKinds lists the identifier kinds accepted today.
-var IdentifierKinds = []string{IDDevice, IDCustomerNumber}
+var IdentifierKinds = []string{IDDevice, IDCustomerNumber, IDEmail, IDIdP, IDExternal}
 
 // Subject kinds: an anonymous device, or a known person.
 const (
@@ -34,10 +46,12 @@ const (
 	SubjectPerson = "person"
 )
 
-// Identifier names a subject: {kind, value}.
+// Identifier names a subject: {kind, value}, and for idp and external identifiers the
+// namespace the value lives in.
 type Identifier struct {
-	Kind  string `json:"kind"`
-	Value string `json:"value"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Value     string `json:"value"`
 }
 
 // SubjectKind is the kind of subject an identifier of this kind names.
@@ -48,25 +62,69 @@ func (i Identifier) SubjectKind() string {
 	return SubjectPerson
 }
 
-// Namespace separates values of one kind that live in different systems; one for now.
-func (i Identifier) Namespace() string { return "" }
+// Normalized returns the identifier in the form it is hashed and stored in: an email
+// address normalised, an issuer without a trailing slash.
+func (i Identifier) Normalized() Identifier {
+	switch i.Kind {
+	case IDEmail:
+		i.Value = NormalizeEmail(i.Value)
+	case IDIdP:
+		i.Namespace = strings.TrimSuffix(strings.TrimSpace(i.Namespace), "/")
+	}
+	return i
+}
+
+// NormalizeEmail trims an address, brings it to Unicode NFC and lower-cases all of it. It
+// removes no dots and no plus tags: those may be different mailboxes.
+func NormalizeEmail(s string) string {
+	return strings.ToLower(norm.NFC.String(strings.TrimSpace(s)))
+}
+
+var externalNamespaceRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 
 // Validate checks the identifier's form; field is the JSON path used in error messages.
+// Normalize first: a non-normalised email is refused.
 func (i Identifier) Validate(field string) error {
 	var v Validator
+	noNamespace := func() {
+		v.Check(i.Namespace == "", field+".namespace", "only idp and external identifiers have a namespace")
+	}
 	switch i.Kind {
 	case IDDevice:
 		v.Check(ValidDeviceID(i.Value), field+".value", "a device id is the 22-character id Lupa issued")
+		noNamespace()
 	case IDCustomerNumber:
-		v.Check(validCustomerNumber(i.Value), field+".value", "a customer number is 1–64 printable characters")
+		v.Check(printableID(i.Value, 64), field+".value", "a customer number is 1–64 printable characters")
+		noNamespace()
+	case IDEmail:
+		v.Check(ValidEmail(i.Value) && NormalizeEmail(i.Value) == i.Value, field+".value", "must be an email address")
+		noNamespace()
+	case IDIdP:
+		v.Check(ValidHTTPURL(i.Namespace) && strings.HasPrefix(i.Namespace, "https://") && len(i.Namespace) <= 255 ||
+			strings.HasPrefix(i.Namespace, "http://localhost") || strings.HasPrefix(i.Namespace, "http://127.0.0.1"),
+			field+".namespace", "the issuer: an https URL of at most 255 characters")
+		v.Check(printableID(i.Value, 255), field+".value", "the subject (sub) the issuer gave: 1–255 printable characters")
+	case IDExternal:
+		v.Check(externalNamespaceRe.MatchString(i.Namespace), field+".namespace", "names the system: 1–32 lower-case letters, digits, _ or -, such as crm")
+		v.Check(printableID(i.Value, 128), field+".value", "an id in that system: 1–128 printable characters")
 	default:
-		v.Check(false, field+".kind", "must be device or customer_number")
+		v.Check(false, field+".kind", "must be one of "+strings.Join(IdentifierKinds, ", "))
 	}
 	return v.Err()
 }
 
-func validCustomerNumber(s string) bool {
-	if s == "" || len(s) > 64 || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
+// ValidEmail reports whether s is a plain email address (no display name), at most 254
+// bytes.
+func ValidEmail(s string) bool {
+	if len(s) > 254 || strings.ContainsAny(s, " <>") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == "" && strings.Contains(s[strings.LastIndex(s, "@")+1:], ".")
+}
+
+func printableID(s string, max int) bool {
+	if s == "" || len(s) > max || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
@@ -160,7 +218,7 @@ type NewIdentifier struct {
 }
 
 func lookupInput(tenantID string, id Identifier) []byte {
-	return []byte(tenantID + "\x00" + id.Kind + "\x00" + id.Namespace() + "\x00" + id.Value)
+	return []byte(tenantID + "\x00" + id.Kind + "\x00" + id.Namespace + "\x00" + id.Value)
 }
 
 // LookupHashes returns the identifier's keyed hashes, the active lookup key's first. The
@@ -190,7 +248,7 @@ func (s *Service) BulkLookup(tenantID string) *BulkLookup {
 // Hashes returns the identifier's keyed hashes, the active key's first.
 func (b *BulkLookup) Hashes(id Identifier) [][]byte {
 	b.buf = append(append(append(append(append(append(append(b.buf[:0], b.tenantID...), 0), id.Kind...), 0),
-		id.Namespace()...), 0), id.Value...)
+		id.Namespace...), 0), id.Value...)
 	return b.l.Sums(b.buf)
 }
 
@@ -202,13 +260,13 @@ func (s *Service) PrepareIdentifier(tenantID string, subj *Subject, id Identifie
 	if err != nil {
 		return nil, err
 	}
-	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.Namespace(), ValueHash: h.Sum,
+	return &NewIdentifier{TenantID: tenantID, Kind: id.Kind, Namespace: id.Namespace, ValueHash: h.Sum,
 		HashKID: h.KeyID, SubjectID: subj.ID, SubjectKind: subj.Kind, Pseudonym: subj.Pseudonym, ValueCT: ct,
 		ValueKID: kid, CreatedAt: now.UnixMilli()}, nil
 }
 
 func identifierAAD(tenantID string, id Identifier) []byte {
-	return []byte("identifier|" + tenantID + "|" + id.Kind + "|" + id.Namespace())
+	return []byte("identifier|" + tenantID + "|" + id.Kind + "|" + id.Namespace)
 }
 
 // IdentifierColumns are the identifiers columns that Row fills.
@@ -239,7 +297,7 @@ func (s *Service) FindSubject(ctx context.Context, tenantID string, id Identifie
 	err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
 		FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
 		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN ?`,
-		tenantID, id.Kind, id.Namespace(), s.LookupHashes(tenantID, id)).Scan(&rows).Error
+		tenantID, id.Kind, id.Namespace, s.LookupHashes(tenantID, id)).Scan(&rows).Error
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +348,7 @@ func (s *Service) RehashIdentifiers(ctx context.Context) (int, error) {
 		}
 		err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			for _, r := range rows {
-				id := Identifier{Kind: r.Kind}
+				id := Identifier{Kind: r.Kind, Namespace: r.Namespace}
 				plain, err := s.keys.Decrypt(ctx, r.ValueKID, r.ValueCT, identifierAAD(r.TenantID, id))
 				if err != nil {
 					return err
@@ -314,4 +372,74 @@ func (s *Service) RehashIdentifiers(ctx context.Context) (int, error) {
 		}
 		total += len(rows)
 	}
+}
+
+// EnsurePerson returns the person an identifier names, creating one (a subject with its own
+// key, and the identifier) when there is none, in tx. A concurrent creation of the same
+// identifier makes one of the two fail on the identifier's primary key; the caller's
+// transaction then rolls back and a retry finds the other's person.
+func (s *Service) EnsurePerson(ctx context.Context, tx *gorm.DB, tenantID string, id Identifier) (subj *Subject, created bool, err error) {
+	if err := id.Validate("identifier"); err != nil {
+		return nil, false, err
+	}
+	var rows []subjectLookupRow
+	err = tx.WithContext(ctx).Raw(`SELECT s.id, s.kind, s.pseudonym, s.merged_into, s.erased_at, s.created_at
+		FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
+		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN ?`,
+		tenantID, id.Kind, id.Namespace, s.LookupHashes(tenantID, id)).Scan(&rows).Error
+	if err != nil {
+		return nil, false, err
+	}
+	if len(rows) > 0 {
+		r := rows[0]
+		subj = &Subject{TenantID: tenantID, ID: r.ID, Kind: r.Kind, Erased: r.ErasedAt != nil, CreatedAt: ms(r.CreatedAt)}
+		if r.Pseudonym != nil {
+			subj.Pseudonym = *r.Pseudonym
+		}
+		return subj, false, nil
+	}
+	now := s.now()
+	ns, err := s.PrepareSubject(tenantID, SubjectPerson, now)
+	if err != nil {
+		return nil, false, err
+	}
+	ni, err := s.PrepareIdentifier(tenantID, &ns.Subject, id, now)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := tx.Exec("INSERT INTO subjects ("+strings.Join(sqldb.Names(SubjectColumns), ", ")+") VALUES (?, ?, ?, ?, ?, ?, ?)",
+		ns.Row()...).Error; err != nil {
+		return nil, false, err
+	}
+	if err := tx.Exec("INSERT INTO identifiers ("+strings.Join(sqldb.Names(IdentifierColumns), ", ")+
+		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ni.Row()...).Error; err != nil {
+		return nil, false, err
+	}
+	return &ns.Subject, true, nil
+}
+
+// IdentifierValues returns a subject's identifiers of one kind, decrypted: for showing a
+// person their own addresses, or sending them mail.
+func (s *Service) IdentifierValues(ctx context.Context, tenantID, subjectID, kind string) ([]Identifier, error) {
+	var rows []struct {
+		Namespace string
+		ValueCT   []byte
+		ValueKID  string `gorm:"column:value_kid"`
+	}
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT namespace, value_ct, value_kid FROM identifiers
+		WHERE tenant_id = ? AND subject_id = ? AND kind = ? AND value_ct IS NOT NULL ORDER BY created_at`,
+		tenantID, subjectID, kind).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]Identifier, 0, len(rows))
+	for _, r := range rows {
+		id := Identifier{Kind: kind, Namespace: r.Namespace}
+		v, err := s.keys.Decrypt(ctx, r.ValueKID, r.ValueCT, identifierAAD(tenantID, id))
+		if err != nil {
+			return nil, err
+		}
+		id.Value = string(v)
+		out = append(out, id)
+	}
+	return out, nil
 }

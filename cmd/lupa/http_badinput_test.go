@@ -145,7 +145,7 @@ func (s *testServer) bodyEndpoints(writeKey, receipt string) []bodyEndpoint {
 			wrongField: "identifier.value", required: []string{"method", "decisions"}, text: "agent", limit: lim,
 			extra: []hostile{
 				{"control identifier", `{"identifier":{"kind":"customer_number","value":"C\u00071001"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, ""},
-				{"unknown identifier kind", `{"identifier":{"kind":"email","value":"a@b.fi"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "identifier.kind"},
+				{"unknown identifier kind", `{"identifier":{"kind":"phone","value":"+358401234567"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "identifier.kind"},
 				{"verbal without agent", `{"identifier":{"kind":"customer_number","value":"C-1001"},"method":"verbal","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "agent"},
 				{"nested unknown field", `{"identifier":{"kind":"customer_number","value":"C-1001","namespace":"crm"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "namespace"},
 			}},

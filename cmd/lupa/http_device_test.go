@@ -71,7 +71,8 @@ func TestHTTPDeviceIDs(t *testing.T) {
 			field  string
 		}{
 			{map[string]any{"kind": "customer_number", "value": "C-1"}, http.StatusUnprocessableEntity, "identifier.kind"},
-			{map[string]any{"kind": "email", "value": "a@example.fi"}, http.StatusBadRequest, "identifier.kind"},
+			{map[string]any{"kind": "email", "value": "a@example.fi"}, http.StatusUnprocessableEntity, "identifier.kind"},
+			{map[string]any{"kind": "phone", "value": "+358401234567"}, http.StatusBadRequest, "identifier.kind"},
 			{map[string]any{"kind": "device", "value": "not-a-device-id"}, http.StatusBadRequest, "identifier.value"},
 			{map[string]any{"kind": "device", "value": a + "="}, http.StatusBadRequest, "identifier.value"},
 			{map[string]any{"kind": "device", "value": strings.ToUpper(a)}, 0, ""},

@@ -1000,7 +1000,7 @@ func (c *contractRun) server() {
 	c.call(200, post, state, map[string]any{"identifier": customer}, c.read...)
 	c.call(200, post, state, map[string]any{"identifier": customer, "property_id": c.s.demo.WebShop.ID}, c.read...)
 	c.call(200, post, state, map[string]any{"identifier": map[string]any{"kind": "device", "value": c.device}}, c.read...)
-	c.reject(400, post, state, map[string]any{"identifier": map[string]any{"kind": "email", "value": "a@b.example"}}, c.read...)
+	c.reject(400, post, state, map[string]any{"identifier": map[string]any{"kind": "phone", "value": "+358401234567"}}, c.read...)
 	c.call(400, post, state, map[string]any{"identifier": map[string]any{"kind": "device", "value": "short"}}, c.read...)
 	c.authErrors(post, state, map[string]any{"identifier": customer}, nil, false)
 	c.call(404, post, state, map[string]any{"identifier": map[string]any{"kind": "customer_number", "value": "C-404"}}, c.read...)

@@ -28,15 +28,18 @@ func New(svc *consent.Service, ids *identity.Service, api *identityweb.API) *Han
 }
 
 type identifierIn struct {
-	Kind  string `json:"kind" validate:"required,oneof=device customer_number"`
-	Value string `json:"value" validate:"required,max=128"`
+	Kind      string `json:"kind" validate:"required,oneof=device customer_number email idp external"`
+	Namespace string `json:"namespace" validate:"max=255"`
+	Value     string `json:"value" validate:"required,max=255"`
 }
 
+// domain returns the identifier in its normalised form (an email lower-cased and in NFC).
 func (i *identifierIn) domain() *identity.Identifier {
 	if i == nil {
 		return nil
 	}
-	return &identity.Identifier{Kind: i.Kind, Value: i.Value}
+	id := identity.Identifier{Kind: i.Kind, Namespace: i.Namespace, Value: i.Value}.Normalized()
+	return &id
 }
 
 type decisionIn struct {

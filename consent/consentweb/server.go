@@ -130,6 +130,9 @@ func (h *Handlers) Check(c *gin.Context) {
 	if !h.api.Bind(c, identityweb.CheckBodyLimit, &in) {
 		return
 	}
+	for i := range in.Identifiers {
+		in.Identifiers[i] = in.Identifiers[i].Normalized()
+	}
 	res, err := h.svc.Check(c.Request.Context(), identityweb.TenantOf(c), in.Purpose, in.Identifiers)
 	if err != nil {
 		h.api.Fail(c, err)

@@ -1,0 +1,57 @@
+package accounts
+
+import (
+	"context"
+	"strings"
+
+	"github.com/lupa-cmp/lupa/identity/mail"
+)
+
+// emailText is one email in one language; {link} is replaced by the link.
+type emailText struct{ subject, body string }
+
+var emails = map[string]map[string]emailText{
+	"verify": {
+		"fi": {"Vahvista sähköpostiosoitteesi", "Hei,\n\nvahvista sähköpostiosoitteesi ja kirjaudu sisään tästä linkistä:\n\n{link}\n\nLinkki on voimassa 48 tuntia. Jos et luonut tiliä, voit jättää viestin huomiotta.\n"},
+		"sv": {"Bekräfta din e-postadress", "Hej,\n\nbekräfta din e-postadress och logga in via den här länken:\n\n{link}\n\nLänken gäller i 48 timmar. Om du inte skapade något konto kan du bortse från meddelandet.\n"},
+		"en": {"Confirm your email address", "Hello,\n\nconfirm your email address and sign in with this link:\n\n{link}\n\nThe link works for 48 hours. If you did not create an account, you can ignore this message.\n"},
+	},
+	"exists": {
+		"fi": {"Tilisi on jo olemassa", "Hei,\n\njoku (ehkä sinä) yritti luoda tilin tällä sähköpostiosoitteella, mutta sillä on jo tili. Voit kirjautua sisään tai vaihtaa salasanasi täällä:\n\n{link}\n\nJos et itse yrittänyt, voit jättää viestin huomiotta.\n"},
+		"sv": {"Du har redan ett konto", "Hej,\n\nnågon (kanske du) försökte skapa ett konto med den här e-postadressen, men det finns redan ett konto. Du kan logga in eller byta lösenord här:\n\n{link}\n\nOm det inte var du kan du bortse från meddelandet.\n"},
+		"en": {"You already have an account", "Hello,\n\nsomeone (perhaps you) tried to create an account with this email address, but it already has one. You can sign in or reset your password here:\n\n{link}\n\nIf it was not you, you can ignore this message.\n"},
+	},
+	"signin": {
+		"fi": {"Kirjautumislinkki", "Hei,\n\nkirjaudu sisään tästä linkistä:\n\n{link}\n\nLinkki toimii kerran ja 20 minuutin ajan. Jos et pyytänyt linkkiä, voit jättää viestin huomiotta.\n"},
+		"sv": {"Inloggningslänk", "Hej,\n\nlogga in via den här länken:\n\n{link}\n\nLänken fungerar en gång och i 20 minuter. Om du inte bad om länken kan du bortse från meddelandet.\n"},
+		"en": {"Your sign-in link", "Hello,\n\nsign in with this link:\n\n{link}\n\nThe link works once, for 20 minutes. If you did not ask for it, you can ignore this message.\n"},
+	},
+	"reset": {
+		"fi": {"Vaihda salasanasi", "Hei,\n\nvoit valita uuden salasanan tästä linkistä:\n\n{link}\n\nLinkki toimii kerran ja 20 minuutin ajan. Jos et pyytänyt salasanan vaihtoa, voit jättää viestin huomiotta: salasanasi pysyy ennallaan.\n"},
+		"sv": {"Byt ditt lösenord", "Hej,\n\ndu kan välja ett nytt lösenord via den här länken:\n\n{link}\n\nLänken fungerar en gång och i 20 minuter. Om du inte bad om att byta lösenord kan du bortse från meddelandet: ditt lösenord förblir oförändrat.\n"},
+		"en": {"Reset your password", "Hello,\n\nyou can choose a new password with this link:\n\n{link}\n\nThe link works once, for 20 minutes. If you did not ask to reset your password, you can ignore this message: your password stays as it is.\n"},
+	},
+}
+
+// Language returns the language an email or page is written in: fi, sv or en.
+func Language(lang string) string {
+	switch lang {
+	case "fi", "sv":
+		return lang
+	}
+	return "en"
+}
+
+// send sends one of the service's emails; a failure is logged and returned.
+func (s *Service) send(ctx context.Context, to, kind, lang, link string) error {
+	lang = Language(lang)
+	t := emails[kind][lang]
+	err := s.mail.Send(ctx, mail.Message{To: to, Subject: t.subject, Text: strings.ReplaceAll(t.body, "{link}", link), Language: lang})
+	if err != nil {
+		s.log.Error("send email", "kind", kind, "err", err)
+	}
+	return err
+}
+
+// link is the absolute URL of one of the account pages.
+func (s *Service) link(path string) string { return strings.TrimSuffix(s.opt.LinkBase, "/") + path }

@@ -1,0 +1,223 @@
+package accounts
+
+import (
+	"context"
+	"net/url"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/password"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// Registration is what the registration form sends.
+type Registration struct {
+	Email, Password, Language string
+	BirthYear                 int // 0 when not asked
+}
+
+func (r *Registration) validate(now time.Time) error {
+	var v identity.Validator
+	v.Check(identity.ValidEmail(r.Email), "email", "must be an email address")
+	if err := password.Policy(r.Password); err != nil {
+		v.Check(false, "password", err.Error())
+	}
+	v.Check(r.BirthYear == 0 || (r.BirthYear >= now.Year()-120 && r.BirthYear <= now.Year()), "birth_year", "must be a year of birth")
+	return v.Err()
+}
+
+// Register creates an account and emails a link that verifies the address. The account
+// cannot sign in before that: otherwise anyone could take an address that is not theirs.
+// When the address has an account already, its owner gets an email saying so and nil is
+// returned, so that the form does not reveal who has an account.
+func (s *Service) Register(ctx context.Context, tenantID, slug string, r Registration) (*Account, error) {
+	r.Email = identity.NormalizeEmail(r.Email)
+	if err := r.validate(s.now()); err != nil {
+		return nil, err
+	}
+	existing, err := s.accountByEmail(ctx, s.db.Read, tenantID, r.Email)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		_ = s.send(ctx, r.Email, "exists", r.Language, s.link("/t/"+slug+"/signin"))
+		return nil, nil
+	}
+	hash, err := s.hasher.Hash(ctx, r.Password)
+	if err != nil {
+		return nil, busyOr(err)
+	}
+	var acc *accountRow
+	var link string
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		subj, _, err := s.ids.EnsurePerson(ctx, tx, tenantID, identity.Identifier{Kind: identity.IDEmail, Value: r.Email})
+		if err != nil {
+			return err
+		}
+		now := s.now().UnixMilli()
+		acc = &accountRow{TenantID: tenantID, ID: identity.NewID(), SubjectID: subj.ID, PasswordHash: &hash,
+			Language: Language(r.Language), Status: "active", CreatedAt: now, UpdatedAt: now}
+		if r.BirthYear > 0 {
+			acc.BirthYear = &r.BirthYear
+		}
+		if err := tx.Create(acc).Error; err != nil {
+			return err
+		}
+		link, err = s.issue(tx, tenantID, acc.ID, LinkVerify, s.opt.VerifyTTL)
+		return err
+	})
+	if isUnique(err) {
+		// Two registrations of one address at once: the other one won.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = s.send(ctx, r.Email, "verify", r.Language, s.link("/account/verify?t="+url.QueryEscape(link)))
+	return acc.domain(), nil
+}
+
+func isUnique(err error) bool { return err != nil && sqldb.IsUniqueViolation(err) }
+
+// Verify uses a verification link: the address is confirmed and the person is signed in.
+func (s *Service) Verify(ctx context.Context, link string) (*Session, error) {
+	var sess *Session
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		a, err := s.consume(ctx, tx, link, LinkVerify)
+		if err != nil {
+			return err
+		}
+		now := s.now().UnixMilli()
+		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ? AND email_verified_at IS NULL", a.TenantID, a.ID).
+			Updates(map[string]any{"email_verified_at": now, "updated_at": now}).Error; err != nil {
+			return err
+		}
+		sess, err = s.startSession(tx, a)
+		return err
+	})
+	return sess, err
+}
+
+// RequestSignInLink emails a one-time sign-in link to the address when it has a verified
+// account; it answers the same either way.
+func (s *Service) RequestSignInLink(ctx context.Context, tenantID, email, lang string) error {
+	return s.requestLink(ctx, tenantID, email, lang, LinkSignIn, "signin", "/account/signin-link?t=")
+}
+
+// RequestReset emails a one-time password reset link when the address has an account; it
+// answers the same either way.
+func (s *Service) RequestReset(ctx context.Context, tenantID, email, lang string) error {
+	return s.requestLink(ctx, tenantID, email, lang, LinkReset, "reset", "/account/reset?t=")
+}
+
+func (s *Service) requestLink(ctx context.Context, tenantID, email, lang, purpose, kind, path string) error {
+	email = identity.NormalizeEmail(email)
+	if !identity.ValidEmail(email) {
+		return identity.FieldErrors("validation failed", identity.FieldError{Field: "email", Message: "must be an email address"})
+	}
+	a, err := s.accountByEmail(ctx, s.db.Read, tenantID, email)
+	if err != nil || a == nil || (purpose == LinkSignIn && a.EmailVerifiedAt == nil) {
+		return err
+	}
+	var link string
+	if err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		link, err = s.issue(tx, tenantID, a.ID, purpose, s.opt.LinkTTL)
+		return err
+	}); err != nil {
+		return err
+	}
+	if lang == "" {
+		lang = a.Language
+	}
+	_ = s.send(ctx, email, kind, lang, s.link(path+url.QueryEscape(link)))
+	return nil
+}
+
+// SignInWithLink uses a one-time sign-in link.
+func (s *Service) SignInWithLink(ctx context.Context, link string) (*Session, error) {
+	var sess *Session
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		a, err := s.consume(ctx, tx, link, LinkSignIn)
+		if err != nil {
+			return err
+		}
+		if err := s.clearFailures(tx, a); err != nil {
+			return err
+		}
+		sess, err = s.startSession(tx, a)
+		return err
+	})
+	return sess, err
+}
+
+// Reset uses a reset link to set a new password. Every session of the account ends, since
+// someone else may have known the old password; the address counts as verified, since the
+// link reached its mailbox. The person is signed in afresh.
+func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session, error) {
+	if err := password.Policy(newPassword); err != nil {
+		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "password", Message: err.Error()})
+	}
+	if _, _, ok := SplitToken(link); !ok {
+		return nil, ErrLink
+	}
+	hash, err := s.hasher.Hash(ctx, newPassword)
+	if err != nil {
+		return nil, busyOr(err)
+	}
+	var sess *Session
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		a, err := s.consume(ctx, tx, link, LinkReset)
+		if err != nil {
+			return err
+		}
+		now := s.now().UnixMilli()
+		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ?", a.TenantID, a.ID).Updates(map[string]any{
+			"password_hash": hash, "failed_signins": 0, "locked_until": nil, "updated_at": now,
+			"email_verified_at": gorm.Expr("COALESCE(email_verified_at, ?)", now)}).Error; err != nil {
+			return err
+		}
+		if err := revokeAll(tx, a.TenantID, a.ID, now); err != nil {
+			return err
+		}
+		sess, err = s.startSession(tx, a)
+		return err
+	})
+	return sess, err
+}
+
+// ChangePassword sets a new password for a signed-in person who knows the current one;
+// the account's other sessions end.
+func (s *Service) ChangePassword(ctx context.Context, sess *Session, current, next string) error {
+	if err := password.Policy(next); err != nil {
+		return identity.FieldErrors("validation failed", identity.FieldError{Field: "new_password", Message: err.Error()})
+	}
+	a, err := s.account(ctx, sess.TenantID, sess.AccountID)
+	if err != nil {
+		return err
+	}
+	ok := false
+	if a.PasswordHash != nil {
+		ok, _, err = s.hasher.Verify(ctx, current, *a.PasswordHash)
+		if err != nil {
+			return busyOr(err)
+		}
+	}
+	if !ok {
+		return identity.FieldErrors("validation failed", identity.FieldError{Field: "current_password", Message: "is not right"})
+	}
+	hash, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return busyOr(err)
+	}
+	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		now := s.now().UnixMilli()
+		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ?", a.TenantID, a.ID).
+			Updates(map[string]any{"password_hash": hash, "updated_at": now}).Error; err != nil {
+			return err
+		}
+		return tx.Model(&sessionRow{}).Where("tenant_id = ? AND account_id = ? AND token_hash <> ? AND revoked_at IS NULL",
+			a.TenantID, a.ID, sess.tokenHash).Update("revoked_at", now).Error
+	})
+}

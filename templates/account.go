@@ -1,0 +1,269 @@
+package templates
+
+import "strings"
+
+// AccountView is what every account page shows: the tenant whose account it is, the
+// language, and the form's state.
+type AccountView struct {
+	Lang       string
+	T          AccountText
+	Nonce      string // the page's CSP nonce, for its inline stylesheet
+	Controller string // the tenant's legal name
+	Slug       string // the tenant's slug, for links between the pages
+	Error      string // a message for the whole form
+	Fields     map[string]string
+	Email      string // kept in the form after an error
+	Token      string // the one-time link's token, on confirmation and reset pages
+	Account    *AccountInfo
+	Mailbox    []MailboxItem
+	Languages  []LanguageLink // the same page in each language
+	Notice     string         // a confirmation at the top of the page ("you have signed out")
+	// Heading, Text, Action and Button vary the shared pages: which link a request
+	// page asks for, which one-time link a confirmation page uses, what a message says.
+	Heading, Text, Action, Button string
+	Links                         []PageLink // where to go next
+}
+
+// LanguageLink is the page in one language.
+type LanguageLink struct {
+	Lang, Label, Href string
+	Current           bool
+}
+
+// PageLink is a link to another page.
+type PageLink struct{ Href, Label string }
+
+// FieldMessage is one field's error, for the summary at the top of a form.
+type FieldMessage struct{ Field, Label, Message string }
+
+// AccountInfo is the signed-in person's account.
+type AccountInfo struct {
+	Email    string
+	Verified bool
+}
+
+// MailboxItem is one message of the development mailbox.
+type MailboxItem struct {
+	ID, To, Subject, Text, At string
+	Parts                     []MailPart // Text cut into plain text and links
+}
+
+// MailPart is a piece of a message's text: a link when Href is set.
+type MailPart struct{ Text, Href string }
+
+// FieldError returns the message for a field, or "".
+func (v AccountView) FieldError(name string) string { return v.Fields[name] }
+
+// fieldLabels name the form fields in the error summary.
+func (v AccountView) fieldLabel(name string) string {
+	switch name {
+	case "email":
+		return v.T.Email
+	case "password":
+		return v.T.Password
+	case "new_password":
+		return v.T.NewPassword
+	case "current_password":
+		return v.T.CurrentPassword
+	case "birth_year":
+		return v.T.BirthYear
+	}
+	return name
+}
+
+// FieldMessages lists the field errors in the order the fields appear on the pages.
+func (v AccountView) FieldMessages() []FieldMessage {
+	var out []FieldMessage
+	for _, f := range []string{"email", "current_password", "password", "new_password", "birth_year"} {
+		if m := v.Fields[f]; m != "" {
+			out = append(out, FieldMessage{Field: f, Label: v.fieldLabel(f), Message: m})
+		}
+	}
+	return out
+}
+
+// describedBy is the aria-describedby of a field: its hint and its error, when there are.
+func (v AccountView) describedBy(name string, hint bool) string {
+	var ids []string
+	if hint {
+		ids = append(ids, name+"-hint")
+	}
+	if v.Fields[name] != "" {
+		ids = append(ids, name+"-error")
+	}
+	return strings.Join(ids, " ")
+}
+
+// title is the page's title: its heading and whose service it is.
+func (v AccountView) title(heading string) string {
+	if v.Controller == "" {
+		return heading + " · Lupa"
+	}
+	return heading + " · " + v.Controller
+}
+
+// AccountText is the account pages' words in one language.
+type AccountText struct {
+	Register, SignIn, SignInLink, Forgot, Reset, Verify, Account, CheckEmail string
+	Email, Password, NewPassword, CurrentPassword, BirthYear, Optional       string
+	PasswordHint, RegisterButton, SignInButton, SendLink, SaveButton         string
+	VerifyIntro, VerifyButton, LinkIntro, LinkButton, ResetIntro             string
+	CheckEmailText, HaveAccount, NoAccount, Verified, NotVerified            string
+	ChangePassword, SignOut, SignOutAll, PasswordChanged, Privacy, Language  string
+
+	// Messages of forms and fields.
+	RegisterSent, FixErrors, SignInFailed, BadEmail, BadPassword, PasswordShort string
+	PasswordLong, PasswordRepeated, PasswordInvalid, CurrentWrong, BadBirthYear string
+	SignedOut, SignedOutAll, Status, BackToSignIn, NewSignInLink, NewResetLink  string
+	// Pages that say something went wrong: a heading and a text each.
+	BadLink, BadLinkText, Throttled, ThrottledText, Busy, BusyText                 string
+	NotFound, NotFoundText, SignInFirst, SignInFirstText, CrossSite, CrossSiteText string
+	BadForm, BadFormText, FormTooLarge, FormType, ServerError, ServerErrorText     string
+	// The development mailbox.
+	Mailbox, MailboxNote, MailboxEmpty, MailTo, MailSent string
+}
+
+// AccountTexts are the account pages' texts by language.
+var AccountTexts = map[string]AccountText{
+	"fi": {
+		Register: "Luo tili", SignIn: "Kirjaudu sisään", SignInLink: "Kirjaudu sähköpostilinkillä", Forgot: "Unohtuiko salasana?",
+		Reset: "Vaihda salasana", Verify: "Vahvista sähköpostiosoite", Account: "Oma tili", CheckEmail: "Tarkista sähköpostisi",
+		Email: "Sähköpostiosoite", Password: "Salasana", NewPassword: "Uusi salasana", CurrentPassword: "Nykyinen salasana",
+		BirthYear: "Syntymävuosi", Optional: "valinnainen", PasswordHint: "Vähintään 12 merkkiä. Pitkä lause on hyvä salasana.",
+		RegisterButton: "Luo tili", SignInButton: "Kirjaudu", SendLink: "Lähetä linkki", SaveButton: "Tallenna",
+		VerifyIntro: "Vahvista sähköpostiosoitteesi ja kirjaudu sisään painamalla painiketta.", VerifyButton: "Vahvista ja kirjaudu",
+		LinkIntro: "Kirjaudu sisään painamalla painiketta.", LinkButton: "Kirjaudu sisään",
+		ResetIntro:     "Valitse uusi salasana. Kaikki muut kirjautumiset päättyvät.",
+		CheckEmailText: "Jos osoitteella voi kirjautua, lähetimme siihen linkin. Linkki toimii kerran. Tarkista myös roskaposti.",
+		HaveAccount:    "Onko sinulla jo tili?", NoAccount: "Eikö sinulla ole tiliä?", Verified: "vahvistettu", NotVerified: "vahvistamatta",
+		ChangePassword: "Vaihda salasana", SignOut: "Kirjaudu ulos", SignOutAll: "Kirjaudu ulos kaikilta laitteilta",
+		PasswordChanged: "Salasana vaihdettu. Muut kirjautumiset päättyivät.", Privacy: "Rekisterinpitäjä", Language: "Kieli",
+
+		RegisterSent:     "Lähetimme viestin antamaasi osoitteeseen. Vahvista osoite viestissä olevalla linkillä: se on voimassa 48 tuntia. Jos viestiä ei kuulu, tarkista roskaposti.",
+		FixErrors:        "Korjaa merkityt kohdat",
+		SignInFailed:     "Sähköpostiosoite tai salasana ei ole oikein.",
+		BadEmail:         "Kirjoita sähköpostiosoite muodossa nimi@esimerkki.fi.",
+		BadPassword:      "Valitse toinen salasana.",
+		PasswordShort:    "Salasanassa pitää olla vähintään 12 merkkiä.",
+		PasswordLong:     "Salasana on liian pitkä.",
+		PasswordRepeated: "Salasana ei voi olla yhtä merkkiä toistettuna.",
+		PasswordInvalid:  "Salasanassa on merkkejä, joita ei voi käyttää.",
+		CurrentWrong:     "Nykyinen salasana ei ole oikein.",
+		BadBirthYear:     "Kirjoita syntymävuosi neljällä numerolla.",
+		SignedOut:        "Olet kirjautunut ulos.", SignedOutAll: "Olet kirjautunut ulos kaikilta laitteilta.",
+		Status: "Tila", BackToSignIn: "Takaisin kirjautumiseen",
+		NewSignInLink: "Pyydä uusi kirjautumislinkki", NewResetLink: "Pyydä linkki uuden salasanan valintaan",
+		BadLink:     "Linkki ei toimi",
+		BadLinkText: "Linkki on jo käytetty, se on vanhentunut tai se ei ole kokonainen. Voit pyytää uuden linkin.",
+		Throttled:   "Liian monta yritystä", ThrottledText: "Odota hetki ja yritä sitten uudelleen.",
+		Busy:     "Palvelu on ruuhkautunut",
+		BusyText: "Juuri nyt kirjautuu sisään tavallista useampi. Yritä hetken kuluttua uudelleen.",
+		NotFound: "Sivua ei löydy", NotFoundText: "Tässä osoitteessa ei ole palvelua. Tarkista osoite.",
+		SignInFirst:     "Kirjaudu ensin sisään",
+		SignInFirstText: "Et ole kirjautunut sisään, tai kirjautumisesi on päättynyt. Kirjaudu sisään palvelun sivulta.",
+		CrossSite:       "Lomake hylättiin",
+		CrossSiteText:   "Lomake lähetettiin toiselta sivustolta, joten sitä ei käsitelty. Avaa sivu uudelleen ja yritä uudestaan.",
+		BadForm:         "Lomaketta ei voitu lukea",
+		BadFormText:     "Lomakkeessa oli jotain, mitä emme voi käsitellä, esimerkiksi ohjausmerkkejä. Avaa sivu uudelleen ja yritä uudestaan.",
+		FormTooLarge:    "Lomake oli liian suuri.",
+		FormType:        "Lomake lähetettiin muodossa, jota emme ota vastaan.",
+		ServerError:     "Jokin meni vikaan", ServerErrorText: "Vika on meidän päässämme. Yritä hetken kuluttua uudelleen.",
+		Mailbox:      "Kehityspostilaatikko",
+		MailboxNote:  "Lupa ei lähetä sähköpostia, koska LUPA_SMTP_URL puuttuu: viestit näkyvät vain täällä. Sivulla näkyy kirjautumislinkkejä, joten älä koskaan ota sitä käyttöön tuotannossa.",
+		MailboxEmpty: "Ei viestejä.", MailTo: "Vastaanottaja", MailSent: "Lähetetty",
+	},
+	"sv": {
+		Register: "Skapa konto", SignIn: "Logga in", SignInLink: "Logga in med en e-postlänk", Forgot: "Glömt lösenordet?",
+		Reset: "Byt lösenord", Verify: "Bekräfta e-postadressen", Account: "Mitt konto", CheckEmail: "Kolla din e-post",
+		Email: "E-postadress", Password: "Lösenord", NewPassword: "Nytt lösenord", CurrentPassword: "Nuvarande lösenord",
+		BirthYear: "Födelseår", Optional: "valfritt", PasswordHint: "Minst 12 tecken. En lång mening är ett bra lösenord.",
+		RegisterButton: "Skapa konto", SignInButton: "Logga in", SendLink: "Skicka länk", SaveButton: "Spara",
+		VerifyIntro: "Bekräfta din e-postadress och logga in genom att trycka på knappen.", VerifyButton: "Bekräfta och logga in",
+		LinkIntro: "Logga in genom att trycka på knappen.", LinkButton: "Logga in",
+		ResetIntro:     "Välj ett nytt lösenord. Alla andra inloggningar avslutas.",
+		CheckEmailText: "Om adressen kan användas för inloggning har vi skickat en länk till den. Länken fungerar en gång. Kolla även skräpposten.",
+		HaveAccount:    "Har du redan ett konto?", NoAccount: "Har du inget konto?", Verified: "bekräftad", NotVerified: "obekräftad",
+		ChangePassword: "Byt lösenord", SignOut: "Logga ut", SignOutAll: "Logga ut från alla enheter",
+		PasswordChanged: "Lösenordet har bytts. Andra inloggningar avslutades.", Privacy: "Personuppgiftsansvarig", Language: "Språk",
+
+		RegisterSent:     "Vi har skickat ett meddelande till adressen du angav. Bekräfta adressen med länken i meddelandet: den gäller i 48 timmar. Om inget meddelande kommer, kolla skräpposten.",
+		FixErrors:        "Rätta de markerade fälten",
+		SignInFailed:     "E-postadressen eller lösenordet är inte rätt.",
+		BadEmail:         "Skriv e-postadressen i formen namn@exempel.fi.",
+		BadPassword:      "Välj ett annat lösenord.",
+		PasswordShort:    "Lösenordet ska ha minst 12 tecken.",
+		PasswordLong:     "Lösenordet är för långt.",
+		PasswordRepeated: "Lösenordet får inte vara ett och samma tecken upprepat.",
+		PasswordInvalid:  "Lösenordet innehåller tecken som inte kan användas.",
+		CurrentWrong:     "Det nuvarande lösenordet är inte rätt.",
+		BadBirthYear:     "Skriv födelseåret med fyra siffror.",
+		SignedOut:        "Du har loggat ut.", SignedOutAll: "Du har loggat ut från alla enheter.",
+		Status: "Status", BackToSignIn: "Tillbaka till inloggningen",
+		NewSignInLink: "Be om en ny inloggningslänk", NewResetLink: "Be om en länk för att välja ett nytt lösenord",
+		BadLink:     "Länken fungerar inte",
+		BadLinkText: "Länken har redan använts, den har gått ut eller så är den inte hel. Du kan be om en ny länk.",
+		Throttled:   "För många försök", ThrottledText: "Vänta en stund och försök sedan igen.",
+		Busy:     "Tjänsten är överbelastad",
+		BusyText: "Just nu loggar ovanligt många in. Försök igen om en stund.",
+		NotFound: "Sidan hittades inte", NotFoundText: "Det finns ingen tjänst på den här adressen. Kontrollera adressen.",
+		SignInFirst:     "Logga in först",
+		SignInFirstText: "Du är inte inloggad, eller så har din inloggning gått ut. Logga in via tjänstens sida.",
+		CrossSite:       "Formuläret avvisades",
+		CrossSiteText:   "Formuläret skickades från en annan webbplats, så det behandlades inte. Öppna sidan på nytt och försök igen.",
+		BadForm:         "Formuläret kunde inte läsas",
+		BadFormText:     "Formuläret innehöll något vi inte kan behandla, till exempel styrtecken. Öppna sidan på nytt och försök igen.",
+		FormTooLarge:    "Formuläret var för stort.",
+		FormType:        "Formuläret skickades i ett format som vi inte tar emot.",
+		ServerError:     "Något gick fel", ServerErrorText: "Felet ligger hos oss. Försök igen om en stund.",
+		Mailbox:      "Utvecklingsbrevlåda",
+		MailboxNote:  "Lupa skickar ingen e-post eftersom LUPA_SMTP_URL saknas: meddelandena syns bara här. Sidan visar inloggningslänkar, så slå aldrig på den i produktion.",
+		MailboxEmpty: "Inga meddelanden.", MailTo: "Mottagare", MailSent: "Skickat",
+	},
+	"en": {
+		Register: "Create an account", SignIn: "Sign in", SignInLink: "Sign in with an email link", Forgot: "Forgot your password?",
+		Reset: "Reset your password", Verify: "Confirm your email address", Account: "Your account", CheckEmail: "Check your email",
+		Email: "Email address", Password: "Password", NewPassword: "New password", CurrentPassword: "Current password",
+		BirthYear: "Year of birth", Optional: "optional", PasswordHint: "At least 12 characters. A long sentence makes a good password.",
+		RegisterButton: "Create account", SignInButton: "Sign in", SendLink: "Send link", SaveButton: "Save",
+		VerifyIntro: "Confirm your email address and sign in with the button.", VerifyButton: "Confirm and sign in",
+		LinkIntro: "Sign in with the button.", LinkButton: "Sign in",
+		ResetIntro:     "Choose a new password. Every other sign-in ends.",
+		CheckEmailText: "If the address can sign in, we have sent a link to it. The link works once. Check your spam folder too.",
+		HaveAccount:    "Already have an account?", NoAccount: "No account yet?", Verified: "confirmed", NotVerified: "not confirmed",
+		ChangePassword: "Change password", SignOut: "Sign out", SignOutAll: "Sign out on every device",
+		PasswordChanged: "Your password was changed. Other sign-ins ended.", Privacy: "Controller", Language: "Language",
+
+		RegisterSent:     "We have sent a message to the address you gave. Confirm the address with the link in it: the link works for 48 hours. If nothing arrives, check your spam folder.",
+		FixErrors:        "Please correct the marked fields",
+		SignInFailed:     "The email address or the password is not right.",
+		BadEmail:         "Enter an email address, such as name@example.com.",
+		BadPassword:      "Choose another password.",
+		PasswordShort:    "The password must be at least 12 characters long.",
+		PasswordLong:     "The password is too long.",
+		PasswordRepeated: "The password must not be one character repeated.",
+		PasswordInvalid:  "The password holds characters that cannot be used.",
+		CurrentWrong:     "The current password is not right.",
+		BadBirthYear:     "Enter your year of birth in four digits.",
+		SignedOut:        "You have signed out.", SignedOutAll: "You have signed out on every device.",
+		Status: "Status", BackToSignIn: "Back to sign in",
+		NewSignInLink: "Ask for a new sign-in link", NewResetLink: "Ask for a link to choose a new password",
+		BadLink:     "This link does not work",
+		BadLinkText: "It was used already, it expired, or it is not whole. You can ask for a new link.",
+		Throttled:   "Too many attempts", ThrottledText: "Wait a moment, then try again.",
+		Busy:     "We are busy right now",
+		BusyText: "Many people are signing in at the moment. Try again in a little while.",
+		NotFound: "Page not found", NotFoundText: "There is no service at this address. Check the address.",
+		SignInFirst:     "Sign in first",
+		SignInFirstText: "You are not signed in, or your sign-in has ended. Sign in from the service's page.",
+		CrossSite:       "The form was refused",
+		CrossSiteText:   "The form was sent from another site, so it was not processed. Open the page again and try once more.",
+		BadForm:         "The form could not be read",
+		BadFormText:     "The form held something we cannot process, such as control characters. Open the page again and try once more.",
+		FormTooLarge:    "The form was too large.",
+		FormType:        "The form was sent in a format we do not accept.",
+		ServerError:     "Something went wrong", ServerErrorText: "The fault is ours. Try again in a little while.",
+		Mailbox:      "Development mailbox",
+		MailboxNote:  "Lupa sends no email because LUPA_SMTP_URL is empty: messages are shown here only. This page shows sign-in links, so never turn it on in production.",
+		MailboxEmpty: "No messages yet.", MailTo: "To", MailSent: "Sent",
+	},
+}
