@@ -249,7 +249,19 @@ go build -o "$work/browser" ./bench/browser
 "$work/browser" -target "$work/pg.json" -visits 20 -chromium "$chromium" | record
 bar banner_visible_ms '<=' 80
 bar widget_gzip_bytes '<=' 8192
+bar register_gzip_bytes '<=' 4096
 stop_lupa pg
+
+# ---------------------------------------------------------------------------------------------
+step "sign-in storm, PostgreSQL: 200 verified accounts, 64 connections posting the sign-in form with correct passwords, ${read_secs} s, on a fresh lupa serve"
+psql -d postgres -c 'CREATE DATABASE signin'
+start_lupa signin LUPA_DATABASE_URL="$(dburl signin)" LUPA_MASTER_KEY="$master" LUPA_DATA_DIR="$work/lupa-signin"
+go build -o "$work/accounts" ./bench/accounts
+LUPA_DATABASE_URL="$(dburl signin)" LUPA_MASTER_KEY="$master" "$work/accounts" -n 200 -out "$work/accounts.txt" | record
+"$lt" quiet
+"$lt" signin -target "$work/signin.json" -accounts "$work/accounts.txt" -c 64 -duration "${read_secs}s" -pid "$lupa_pid" | record
+no_errors signin_errors
+stop_lupa signin
 
 # ---------------------------------------------------------------------------------------------
 step "write path, SQLite (embedded default, synchronous=FULL): the same load, ${write_secs} s"

@@ -210,7 +210,7 @@ type PurposePatch struct {
 	Level, LegalBasis, DPVPurpose                 *string
 	RecipientIDs, ScopeBrandIDs, ScopePropertyIDs *[]string
 	ReaskMonths                                   *int
-	GPCOptOut                                     *bool
+	GPCOptOut, DoubleOptIn                        *bool
 }
 
 // UpdatePurpose applies a patch.
@@ -239,6 +239,9 @@ func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, p
 		}
 		if patch.GPCOptOut != nil {
 			p.GPCOptOut = *patch.GPCOptOut
+		}
+		if patch.DoubleOptIn != nil {
+			p.DoubleOptIn = *patch.DoubleOptIn
 		}
 		if before.LatestVersion > 0 && (p.Level != before.Level || p.LegalBasis != before.LegalBasis) {
 			return identity.Errorf(identity.EConflict, "level and legal_basis cannot change once a version is published; create a new purpose")

@@ -23,6 +23,11 @@ const (
 	Objected  = "objected"
 )
 
+// PendingConfirmation is the decision recorded for a grant of a double opt-in purpose
+// until the person confirms it by email; it is not a grant. Lupa records it itself: no
+// request may send it.
+const PendingConfirmation = "pending_confirmation"
+
 // Decisions lists the decisions a request may carry.
 var Decisions = []string{Granted, Denied, Withdrawn, Objected}
 
@@ -38,11 +43,13 @@ const (
 	MethodVerbal          = "verbal"
 	MethodGPCSignal       = "gpc_signal"
 	MethodSystem          = "system"
+	// MethodDoubleOptIn is the confirmation of a pending grant from the link of an email.
+	MethodDoubleOptIn = "double_opt_in"
 )
 
 // Methods lists every method; PublicMethods those a widget or app may use.
 var (
-	Methods       = []string{MethodBannerAcceptAll, MethodBannerRejectAll, MethodBannerCustom, MethodCheckbox, MethodDashboard, MethodAPI, MethodImport, MethodVerbal, MethodGPCSignal, MethodSystem}
+	Methods       = []string{MethodBannerAcceptAll, MethodBannerRejectAll, MethodBannerCustom, MethodCheckbox, MethodDashboard, MethodAPI, MethodImport, MethodVerbal, MethodGPCSignal, MethodSystem, MethodDoubleOptIn}
 	PublicMethods = []string{MethodBannerAcceptAll, MethodBannerRejectAll, MethodBannerCustom, MethodCheckbox, MethodDashboard, MethodAPI, MethodGPCSignal}
 	ServerMethods = []string{MethodCheckbox, MethodDashboard, MethodAPI, MethodImport, MethodVerbal}
 )

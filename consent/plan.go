@@ -52,7 +52,15 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		p.events = append(p.events, e)
 	}
 	for _, d := range in.decisions {
-		decision, kind := normalize(d.requested, d.purpose.Purpose, Effective(current(d.purpose.ID), d.purpose.Purpose, now))
+		effective := Effective(current(d.purpose.ID), d.purpose.Purpose, now)
+		if d.onlyIf != "" && effective != d.onlyIf {
+			continue // decided otherwise since: the confirmation comes too late
+		}
+		decision, kind := normalize(d.requested, d.purpose.Purpose, effective)
+		if decision == Granted && d.purpose.DoubleOptIn && in.method != MethodImport && in.method != MethodDoubleOptIn {
+			// Not a grant yet: the person confirms it from the email first (optin.go).
+			decision = PendingConfirmation
+		}
 		e := &Event{Kind: kind, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number,
 			VersionHash: d.version.ContentHash, TextHash: d.textHash, Decision: decision, Channel: in.channel,
 			Method: in.method, Agent: in.agent, Language: in.language, UIHash: in.uiHash, Actor: in.actor,

@@ -52,8 +52,11 @@ type Purpose struct {
 	ScopeBrandIDs    []string `json:"scope_brand_ids"`
 	ScopePropertyIDs []string `json:"scope_property_ids"`
 	GPCOptOut        bool     `json:"gpc_opt_out"`
-	LatestVersion    int      `json:"latest_version"`
-	MaterialVersion  int      `json:"material_version"`
+	// DoubleOptIn makes a grant pending until the person confirms it by email (marketing
+	// email, where a mistyped or someone else's address must not be subscribed).
+	DoubleOptIn     bool `json:"double_opt_in"`
+	LatestVersion   int  `json:"latest_version"`
+	MaterialVersion int  `json:"material_version"`
 	// OutdatedSwept is the material version whose outdated grants the sweep has finished.
 	OutdatedSwept int       `json:"-"`
 	CreatedAt     time.Time `json:"created_at"`
@@ -78,6 +81,7 @@ func (p *Purpose) Validate() error {
 	if p.LegalBasis == BasisNecessary {
 		v.Check(p.Level == LevelDevice, "level", "strictly necessary storage is device-level")
 		v.Check(!p.GPCOptOut, "gpc_opt_out", "strictly necessary storage is not subject to opt-out")
+		v.Check(!p.DoubleOptIn, "double_opt_in", "strictly necessary storage is never asked")
 		lower := strings.ToLower(p.DPVPurpose + " " + p.Key)
 		for _, w := range notNecessaryWords {
 			if strings.Contains(lower, w) {
@@ -86,6 +90,8 @@ func (p *Purpose) Validate() error {
 			}
 		}
 	}
+	v.Check(!p.DoubleOptIn || p.LegalBasis == BasisConsent, "double_opt_in",
+		"double opt-in confirms a consent; a legitimate interest is not asked")
 	return v.Err()
 }
 

@@ -33,6 +33,8 @@ type Service struct {
 
 	catalogs   catalogCache
 	configs    configCache
+	mailer     Mailer // confirmations of verbal consent (confirm.go); nil sends none
+	publicURL  string
 	onMaterial func() // wakes the outdated sweep after a material version is published
 }
 
@@ -66,8 +68,13 @@ type RecordRequest struct {
 	Property   *identity.Property   // the channel; required on the collection API
 	Identifier *identity.Identifier // nil on the collection API means a new device
 	// Public is true for the collection API (widgets and apps): device-level purposes and
-	// device identifiers only.
-	Public      bool
+	// device identifiers only — unless Person is set.
+	Public bool
+	// Person is the identified person a collection request acts for, proved by a credential
+	// (a verified CIAM access token) rather than named by an identifier: the decisions are
+	// the person's, person-level purposes included. Identifier must then be nil. A device id
+	// alone never stands for a person.
+	Person      *AuthenticatedPerson
 	Method      string
 	Agent       string
 	Language    string
@@ -78,11 +85,38 @@ type RecordRequest struct {
 	ClientIP    string
 	UserAgent   string
 	Idempotency *IdempotencyKey
+	// Channel, when set, names the channel instead of the property's kind (registration).
+	Channel string
+	// OnlyUndecided makes each decision apply only where the subject has not decided the
+	// purpose: a registration not yet verified must not override what the owner of the
+	// address decided before.
+	OnlyUndecided bool
 	// GPC is true when the browser sent Global Privacy Control (Sec-GPC: 1). A grant of a
 	// purpose marked gpc_opt_out then needs GPCConfirmed: the person confirmed it in an
 	// extra step after being told the signal refuses it.
 	GPC          bool
 	GPCConfirmed bool
+}
+
+// AuthenticatedPerson is a person a credential proved.
+type AuthenticatedPerson struct {
+	// Identifier names the person: an idp identifier (issuer, sub) for a CIAM token.
+	Identifier identity.Identifier
+	// Via says what proved it: "ciam_token".
+	Via string
+}
+
+// anonymous says whether the request comes from an anonymous device: the collection API
+// without an authenticated person.
+func (r *RecordRequest) anonymous() bool { return r.Public && r.Person == nil }
+
+// subjectIdentifier is the identifier the request's subject is found by: the authenticated
+// person's, else the one the request names.
+func (r *RecordRequest) subjectIdentifier() *identity.Identifier {
+	if r.Person != nil {
+		return &r.Person.Identifier
+	}
+	return r.Identifier
 }
 
 // EventRef names one event written for an interaction.
@@ -165,6 +199,9 @@ type resolved struct {
 	version   *Version
 	requested string
 	textHash  string
+	// onlyIf, when set, makes the decision apply only while the purpose is in this state
+	// (a double opt-in confirmation applies to a pending grant only).
+	onlyIf string
 }
 
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
@@ -194,7 +231,7 @@ func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, str
 		case cp.Latest == nil:
 			fail(f+".purpose", "the purpose has no published version")
 			continue
-		case cp.Level == LevelPerson && (r.Public || subjectKind == identity.SubjectDevice):
+		case cp.Level == LevelPerson && (r.anonymous() || subjectKind == identity.SubjectDevice):
 			fail(f+".purpose", "a person-level purpose needs an identified person, not an anonymous device")
 			continue
 		case r.Property != nil && !cp.InScope(r.Property.ID, r.Property.BrandID):
@@ -264,6 +301,17 @@ func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, err
 	if !req.Public && req.Identifier == nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "identifier", Message: "is required"})
 	}
+	if req.Person != nil {
+		if !req.Public || req.Person.Identifier.SubjectKind() != identity.SubjectPerson {
+			return nil, identity.Errorf(identity.EInternal, "an authenticated person is a person's identifier on the collection API")
+		}
+		if req.Identifier != nil {
+			return nil, identity.Unprocessable("identifier", "with a bearer token the subject is the token's person: leave identifier out")
+		}
+		if err := req.Person.Identifier.Validate("person"); err != nil {
+			return nil, err
+		}
+	}
 	// A retry with a known Idempotency-Key is found by the writer, inside the transaction
 	// that would write it: one place decides, and first requests pay no extra query.
 	c, err := s.Catalog(ctx, req.TenantID)
@@ -282,7 +330,7 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 	now := s.now()
 	in := &interaction{tenantID: req.TenantID, id: identity.NewID(), catalog: c, property: req.Property,
 		method: req.Method, agent: strings.TrimSpace(req.Agent), uiHash: req.UIHash, actor: string(req.Actor),
-		idem: req.Idempotency, receipt: true, identifier: req.Identifier}
+		idem: req.Idempotency, receipt: true, identifier: req.subjectIdentifier()}
 	if !req.ClientTime.IsZero() {
 		in.clientTime = req.ClientTime.UnixMilli()
 	}
@@ -300,6 +348,14 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 		return nil, err
 	}
 	in.decisions, in.language = decisions, lang
+	if req.OnlyUndecided {
+		for i := range in.decisions {
+			in.decisions[i].onlyIf = StateNotAsked
+		}
+	}
+	if req.Channel != "" {
+		in.channel = req.Channel
+	}
 	level := ""
 	if subj.kind == identity.SubjectDevice {
 		level = LevelDevice
@@ -326,24 +382,25 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 // prepares a new one: a new device on the collection API, a new person for an unknown
 // customer number.
 func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *interaction, now time.Time) (*subjectState, error) {
-	if req.Identifier != nil {
-		subj, err := s.lookup(ctx, req.TenantID, *req.Identifier, true)
+	named := req.subjectIdentifier()
+	if named != nil {
+		subj, err := s.lookup(ctx, req.TenantID, *named, true)
 		switch {
 		case err == nil:
 			in.subjectID, in.pseudonym = subj.id, subj.pseudonym
-			if req.Public {
-				in.deviceID = req.Identifier.Value
+			if req.anonymous() {
+				in.deviceID = named.Value
 			}
 			return subj, nil
 		case !identity.IsCode(err, identity.ENotFound):
 			return nil, err
-		case !req.Public && req.Identifier.Kind == identity.IDDevice:
+		case !req.anonymous() && named.Kind == identity.IDDevice:
 			return nil, identity.NotFound("subject")
 		}
 	}
 	id := identity.Identifier{Kind: identity.IDDevice, Value: identity.NewDeviceID()}
-	if !req.Public {
-		id = *req.Identifier
+	if !req.anonymous() {
+		id = *named
 	}
 	subj, err := s.ids.PrepareSubject(req.TenantID, id.SubjectKind(), now)
 	if err != nil {
@@ -355,7 +412,7 @@ func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *in
 	}
 	in.newSubject, in.newIdentifiers = subj, []*identity.NewIdentifier{ident}
 	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
-	if req.Public {
+	if req.anonymous() {
 		in.deviceID = id.Value
 	}
 	return &subjectState{id: subj.ID, pseudonym: subj.Pseudonym, kind: subj.Kind, states: map[string]*Stored{}}, nil

@@ -8,9 +8,11 @@ const (
 	StateDenied    = "denied"
 	StateWithdrawn = "withdrawn"
 	StateObjected  = "objected"
-	StateExpired   = "expired"
-	StateOutdated  = "outdated"
-	StateNotAsked  = "not_asked"
+	// StatePending is a grant of a double opt-in purpose not yet confirmed: not a grant.
+	StatePending  = PendingConfirmation
+	StateExpired  = "expired"
+	StateOutdated = "outdated"
+	StateNotAsked = "not_asked"
 )
 
 // Stored is the stored current state of one subject and purpose.

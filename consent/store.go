@@ -21,6 +21,7 @@ type purposeRow struct {
 	ScopeBrandIDs    string
 	ScopePropertyIDs string
 	GPCOptOut        bool `gorm:"column:gpc_opt_out"`
+	DoubleOptIn      bool `gorm:"column:double_opt_in"`
 	LatestVersion    int
 	MaterialVersion  int
 	OutdatedSwept    int
@@ -32,7 +33,7 @@ func (purposeRow) TableName() string { return "purposes" }
 
 func (r *purposeRow) domain() *Purpose {
 	p := &Purpose{TenantID: r.TenantID, ID: r.ID, Key: r.Key, Level: r.Level, LegalBasis: r.LegalBasis,
-		DPVPurpose: r.DPVIRI, ReaskMonths: r.ReaskMonths, GPCOptOut: r.GPCOptOut,
+		DPVPurpose: r.DPVIRI, ReaskMonths: r.ReaskMonths, GPCOptOut: r.GPCOptOut, DoubleOptIn: r.DoubleOptIn,
 		LatestVersion: r.LatestVersion, MaterialVersion: r.MaterialVersion, OutdatedSwept: r.OutdatedSwept,
 		CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
 	p.RecipientIDs = jsonStrings(r.RecipientIDs)
@@ -45,7 +46,7 @@ func purposeToRow(p *Purpose) *purposeRow {
 	return &purposeRow{TenantID: p.TenantID, ID: p.ID, Key: p.Key, Level: p.Level, LegalBasis: p.LegalBasis,
 		DPVIRI: p.DPVPurpose, RecipientIDs: toJSON(nonNilStrings(p.RecipientIDs)), ReaskMonths: p.ReaskMonths,
 		ScopeBrandIDs: toJSON(nonNilStrings(p.ScopeBrandIDs)), ScopePropertyIDs: toJSON(nonNilStrings(p.ScopePropertyIDs)),
-		GPCOptOut: p.GPCOptOut, LatestVersion: p.LatestVersion, MaterialVersion: p.MaterialVersion,
+		GPCOptOut: p.GPCOptOut, DoubleOptIn: p.DoubleOptIn, LatestVersion: p.LatestVersion, MaterialVersion: p.MaterialVersion,
 		OutdatedSwept: p.OutdatedSwept, CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
 }
 

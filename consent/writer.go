@@ -49,6 +49,9 @@ type interaction struct {
 	receipt         bool
 	domainEventType string
 	merge           *mergeSpec // a device joining a person: written alone (merge.go)
+	// also are statements of another domain written in the same transaction, once the
+	// subject is known (the account of a registration, registration.go).
+	also func(subjectID string) ([]sqldb.Statement, error)
 	// redirect is the subject this interaction's subject was merged into while it was
 	// on its way: it is written to that subject instead.
 	redirect string
@@ -429,6 +432,11 @@ func (w *Writer) commitTx(ctx context.Context, jobs []*job, single, lock bool) (
 			retry = true
 			return errRetry // roll back and write again without them
 		}
+		for _, st := range b.also {
+			if err := t.exec(ctx, st); err != nil {
+				return err
+			}
+		}
 		for _, er := range b.erasures {
 			for _, st := range eraseStatements(er.tenantID, er.subjectID, b.erasedAt) {
 				if err := t.exec(ctx, st); err != nil {
@@ -584,7 +592,9 @@ func (w *Writer) settle(ctx context.Context, t writeTx, jobs []*job, heads map[s
 				states[p.states[i].PurposeID] = &p.states[i]
 			}
 		}
-		b.add(in, p)
+		if err := b.add(in, p); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -604,6 +614,7 @@ type batch struct {
 	contexts   [][]any
 	idem       [][]any
 	erasures   []erasure
+	also       []sqldb.Statement
 	erasedAt   int64
 	outcomes   []*Outcome
 }
@@ -615,8 +626,19 @@ type stateRow struct {
 
 type erasure struct{ tenantID, subjectID string }
 
-func (b *batch) add(in *interaction, p *iplan) {
+func (b *batch) add(in *interaction, p *iplan) error {
 	b.outcomes = append(b.outcomes, p.out)
+	if in.also != nil {
+		subjectID := in.subjectID
+		if in.newSubject != nil {
+			subjectID = in.newSubject.ID
+		}
+		sts, err := in.also(subjectID)
+		if err != nil {
+			return err
+		}
+		b.also = append(b.also, sts...)
+	}
 	if in.newSubject != nil {
 		b.subjects = append(b.subjects, in.newSubject)
 		b.idents = append(b.idents, in.newIdentifiers...)
@@ -626,7 +648,7 @@ func (b *batch) add(in *interaction, p *iplan) {
 		b.erasedAt = p.now
 	}
 	if len(p.events) == 0 {
-		return
+		return nil
 	}
 	for _, e := range p.events {
 		b.eventRows = append(b.eventRows, eventArgs(e))
@@ -653,6 +675,7 @@ func (b *batch) add(in *interaction, p *iplan) {
 	if p.idem != nil {
 		b.idem = append(b.idem, p.idem)
 	}
+	return nil
 }
 
 func stateKey(subjectID, purposeID string) string { return subjectID + "|" + purposeID }

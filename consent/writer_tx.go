@@ -388,7 +388,7 @@ func (t *pgxWriteTx) write(ctx context.Context, b *batch) (map[string]bool, erro
 		}
 		pb.Queue(sqldb.UnnestSQL(tb.name, tb.columns, tb.suffix), args...)
 	}
-	commit := len(b.erasures) == 0
+	commit := len(b.erasures) == 0 && len(b.also) == 0
 	if commit {
 		pb.Queue("COMMIT")
 	}

@@ -131,7 +131,7 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, actor Actor)
 	t := &Tenant{ID: NewID(), Slug: in.Slug, Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID,
 		ContactEmail: in.ContactEmail, Phone: in.Phone, Address: in.Address, Website: in.Website,
 		PrivacyPolicyURL: in.PrivacyPolicyURL, Jurisdiction: in.Jurisdiction, DefaultLanguage: in.DefaultLanguage,
-		EvidenceYears: 3, CreatedAt: now, UpdatedAt: now}
+		EvidenceYears: 3, MarketingAge: 15, CreatedAt: now, UpdatedAt: now}
 	if t.Slug == "" {
 		t.Slug = SlugFrom(t.Name)
 	}
@@ -214,6 +214,7 @@ type TenantPatch struct {
 	Jurisdiction, DefaultLanguage                                                        *string
 	EvidenceYears                                                                        *int
 	KeepClientContext                                                                    *bool
+	AgeOfConsent, MarketingAge                                                           *int
 }
 
 // UpdateTenant applies a patch to the tenant.
@@ -241,6 +242,12 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, ac
 		}
 		if p.KeepClientContext != nil {
 			t.KeepClientContext = *p.KeepClientContext
+		}
+		if p.AgeOfConsent != nil {
+			t.AgeOfConsent = *p.AgeOfConsent
+		}
+		if p.MarketingAge != nil {
+			t.MarketingAge = *p.MarketingAge
 		}
 		if err := t.Validate(); err != nil {
 			return err

@@ -23,6 +23,8 @@ type tenantRow struct {
 	DefaultLanguage   string
 	EvidenceYears     int
 	KeepClientContext bool
+	AgeOfConsent      int
+	MarketingAge      int
 	CreatedAt         int64 `gorm:"autoCreateTime:false"`
 	UpdatedAt         int64 `gorm:"autoUpdateTime:false"`
 }
@@ -33,16 +35,16 @@ func (r *tenantRow) domain() *Tenant {
 	return &Tenant{ID: r.ID, Slug: r.Slug, Name: r.Name, LegalName: r.LegalName, BusinessID: r.BusinessID,
 		ContactEmail: r.ContactEmail, Phone: r.Phone, Address: r.Address, Website: r.Website,
 		PrivacyPolicyURL: r.PrivacyPolicyURL, Jurisdiction: r.Jurisdiction, DefaultLanguage: r.DefaultLanguage,
-		EvidenceYears: r.EvidenceYears, KeepClientContext: r.KeepClientContext,
-		CreatedAt: ms(r.CreatedAt), UpdatedAt: ms(r.UpdatedAt)}
+		EvidenceYears: r.EvidenceYears, KeepClientContext: r.KeepClientContext, AgeOfConsent: r.AgeOfConsent,
+		MarketingAge: r.MarketingAge, CreatedAt: ms(r.CreatedAt), UpdatedAt: ms(r.UpdatedAt)}
 }
 
 func tenantToRow(t *Tenant) *tenantRow {
 	return &tenantRow{ID: t.ID, Slug: t.Slug, Name: t.Name, LegalName: t.LegalName, BusinessID: t.BusinessID,
 		ContactEmail: t.ContactEmail, Phone: t.Phone, Address: t.Address, Website: t.Website,
 		PrivacyPolicyURL: t.PrivacyPolicyURL, Jurisdiction: t.Jurisdiction, DefaultLanguage: t.DefaultLanguage,
-		EvidenceYears: t.EvidenceYears, KeepClientContext: t.KeepClientContext,
-		CreatedAt: t.CreatedAt.UnixMilli(), UpdatedAt: t.UpdatedAt.UnixMilli()}
+		EvidenceYears: t.EvidenceYears, KeepClientContext: t.KeepClientContext, AgeOfConsent: t.AgeOfConsent,
+		MarketingAge: t.MarketingAge, CreatedAt: t.CreatedAt.UnixMilli(), UpdatedAt: t.UpdatedAt.UnixMilli()}
 }
 
 type brandRow struct {

@@ -29,9 +29,15 @@ type Tenant struct {
 	EvidenceYears int `json:"evidence_years"`
 	// KeepClientContext turns on keeping a truncated IP address and the user agent beside
 	// each interaction, for at most 90 days. Off by default.
-	KeepClientContext bool      `json:"keep_client_context"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
+	KeepClientContext bool `json:"keep_client_context"`
+	// AgeOfConsent turns the minimum age rule on (0 is off): registration asks the year of
+	// birth, and below this age (the age of digital consent: 13 in Finland) no consent-based
+	// purpose is accepted.
+	AgeOfConsent int `json:"age_of_consent"`
+	// MarketingAge is the age below which marketing purposes are not offered (with the rule on).
+	MarketingAge int       `json:"marketing_age"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Brand is a brand of the tenant, with its own legal entity.
@@ -127,6 +133,9 @@ func (t *Tenant) Validate() error {
 	v.Check(jurisdictionRe.MatchString(t.Jurisdiction), "jurisdiction", "must be an ISO 3166-1 alpha-2 country code such as FI")
 	v.Check(ValidLanguage(t.DefaultLanguage), "default_language", "must be a language tag such as fi")
 	v.Check(t.EvidenceYears >= 1 && t.EvidenceYears <= 30, "evidence_years", "must be between 1 and 30")
+	v.Check(t.AgeOfConsent == 0 || (t.AgeOfConsent >= 13 && t.AgeOfConsent <= 16), "age_of_consent",
+		"0 (off) or the age of digital consent, 13 to 16 (GDPR Art. 8)")
+	v.Check(t.MarketingAge >= 0 && t.MarketingAge <= 18, "marketing_age", "must be between 0 and 18")
 	return v.Err()
 }
 

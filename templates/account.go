@@ -110,6 +110,7 @@ type AccountText struct {
 	VerifyIntro, VerifyButton, LinkIntro, LinkButton, ResetIntro             string
 	CheckEmailText, HaveAccount, NoAccount, Verified, NotVerified            string
 	ChangePassword, SignOut, SignOutAll, PasswordChanged, Privacy, Language  string
+	DeleteAccount, DeleteText, DeleteConfirm, Deleted, DeletedText           string
 
 	// Messages of forms and fields.
 	RegisterSent, FixErrors, SignInFailed, BadEmail, BadPassword, PasswordShort string
@@ -126,6 +127,7 @@ type AccountText struct {
 // AccountTexts are the account pages' texts by language.
 var AccountTexts = map[string]AccountText{
 	"fi": {
+		DeleteAccount: "Poista tili", DeleteText: "Tili poistetaan, kaikki antamasi suostumukset perutaan heti ja tietosi poistetaan, ellei laki velvoita säilyttämään niitä (esimerkiksi kirjanpito).", DeleteConfirm: "Kyllä, poista tilini ja peru suostumukseni", Deleted: "Tili poistettu", DeletedText: "Tilisi on poistettu ja suostumuksesi peruttu. Poistamme tietosi, ellei laki velvoita säilyttämään niitä.",
 		Register: "Luo tili", SignIn: "Kirjaudu sisään", SignInLink: "Kirjaudu sähköpostilinkillä", Forgot: "Unohtuiko salasana?",
 		Reset: "Vaihda salasana", Verify: "Vahvista sähköpostiosoite", Account: "Oma tili", CheckEmail: "Tarkista sähköpostisi",
 		Email: "Sähköpostiosoite", Password: "Salasana", NewPassword: "Uusi salasana", CurrentPassword: "Nykyinen salasana",
@@ -173,6 +175,7 @@ var AccountTexts = map[string]AccountText{
 		MailboxEmpty: "Ei viestejä.", MailTo: "Vastaanottaja", MailSent: "Lähetetty",
 	},
 	"sv": {
+		DeleteAccount: "Radera kontot", DeleteText: "Kontot raderas, alla samtycken du har gett återkallas genast och dina uppgifter raderas, om inte lagen kräver att de sparas (till exempel bokföring).", DeleteConfirm: "Ja, radera mitt konto och återkalla mina samtycken", Deleted: "Kontot är raderat", DeletedText: "Ditt konto är raderat och dina samtycken återkallade. Vi raderar dina uppgifter, om inte lagen kräver att de sparas.",
 		Register: "Skapa konto", SignIn: "Logga in", SignInLink: "Logga in med en e-postlänk", Forgot: "Glömt lösenordet?",
 		Reset: "Byt lösenord", Verify: "Bekräfta e-postadressen", Account: "Mitt konto", CheckEmail: "Kolla din e-post",
 		Email: "E-postadress", Password: "Lösenord", NewPassword: "Nytt lösenord", CurrentPassword: "Nuvarande lösenord",
@@ -220,6 +223,7 @@ var AccountTexts = map[string]AccountText{
 		MailboxEmpty: "Inga meddelanden.", MailTo: "Mottagare", MailSent: "Skickat",
 	},
 	"en": {
+		DeleteAccount: "Delete account", DeleteText: "The account is deleted, every consent you gave is withdrawn at once, and your data is erased unless the law requires us to keep it (bookkeeping, for example).", DeleteConfirm: "Yes, delete my account and withdraw my consents", Deleted: "Account deleted", DeletedText: "Your account is deleted and your consents are withdrawn. We erase your data unless the law requires us to keep it.",
 		Register: "Create an account", SignIn: "Sign in", SignInLink: "Sign in with an email link", Forgot: "Forgot your password?",
 		Reset: "Reset your password", Verify: "Confirm your email address", Account: "Your account", CheckEmail: "Check your email",
 		Email: "Email address", Password: "Password", NewPassword: "New password", CurrentPassword: "Current password",

@@ -30,6 +30,7 @@ type DemoText struct {
 	AnalyticsOff, AnalyticsOn              string
 	AdsOff, AdsOn                          string
 	PrivacySettings                        string
+	JoinHeading, JoinIntro                 string
 	Footer                                 string
 }
 
@@ -49,6 +50,8 @@ var DemoTexts = map[string]DemoText{
 		AdsOff:          "Advertising is off: you see our own offers only.",
 		AdsOn:           "Advertising is on: a social media pixel was loaded.",
 		PrivacySettings: "Privacy settings",
+		JoinHeading:     "Join Demo Market",
+		JoinIntro:       "An account keeps your choices the same on every device. The form below is served by Lupa in a frame of its own: this page cannot read what you type in it.",
 		Footer:          "Demo Retail Oy · Esimerkkikatu 1, 00100 Helsinki · a demo of Lupa",
 	},
 	"fi": {
@@ -62,6 +65,8 @@ var DemoTexts = map[string]DemoText{
 		AdsOff:          "Mainonta on pois päältä: näet vain omat tarjouksemme.",
 		AdsOn:           "Mainonta on päällä: sosiaalisen median pikseli ladattiin.",
 		PrivacySettings: "Tietosuoja-asetukset",
+		JoinHeading:     "Liity Demo Marketin asiakkaaksi",
+		JoinIntro:       "Tilin avulla valintasi pysyvät samoina kaikilla laitteilla. Alla olevan lomakkeen näyttää Lupa omassa kehyksessään: tämä sivu ei näe, mitä siihen kirjoitat.",
 		Footer:          "Demo Retail Oy · Esimerkkikatu 1, 00100 Helsinki · Lupan esittely",
 	},
 	"sv": {
@@ -75,6 +80,8 @@ var DemoTexts = map[string]DemoText{
 		AdsOff:          "Annonsering är avstängd: du ser bara våra egna erbjudanden.",
 		AdsOn:           "Annonsering är på: en pixel för sociala medier laddades.",
 		PrivacySettings: "Integritetsinställningar",
+		JoinHeading:     "Bli kund hos Demo Market",
+		JoinIntro:       "Med ett konto är dina val desamma på alla enheter. Formuläret nedan visas av Lupa i en egen ram: den här sidan kan inte läsa vad du skriver i det.",
 		Footer:          "Demo Retail Oy · Esimerkkikatu 1, 00100 Helsingfors · en demo av Lupa",
 	},
 }

@@ -72,11 +72,13 @@ func run(targetFile string, visits int, chromium string) error {
 		return err
 	}
 	lupa := "http://" + t.Addr
-	siteURL, stop, err := startSite(strings.NewReplacer("LUPA", lupa, "PK", t.PropertyKey).Replace(page))
+	siteURL, stop, err := startSite(strings.NewReplacer("LUPA", lupa, "PK", t.PropertyKey).Replace(page),
+		strings.NewReplacer("LUPA", lupa, "PK", t.PropertyKey).Replace(regPage))
 	if err != nil {
 		return err
 	}
 	defer stop()
+	regURL := siteURL + "join"
 	if err := allowOrigin(lupa, t, strings.TrimSuffix(siteURL, "/")); err != nil {
 		return err
 	}
@@ -106,7 +108,56 @@ func run(targetFile string, visits int, chromium string) error {
 	fmt.Printf("banner_visible_ms=%.2f\n", median(ms))
 	fmt.Printf("banner_visible_p90_ms=%.2f\n", ms[len(ms)*9/10])
 	fmt.Printf("banner_visible_visits=%d\n", len(ms))
-	return widgetBytes(root, siteURL, lupa)
+	if err := widgetBytes(root, siteURL, lupa); err != nil {
+		return err
+	}
+	return registerBytes(root, regURL, lupa)
+}
+
+// registerBytes loads a page with a registration form and sums the gzip -9 sizes of the
+// registration loader chunk(s) the browser fetched from Lupa.
+func registerBytes(root context.Context, url, lupa string) error {
+	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelT()
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		return err
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	fetched := map[network.RequestID]string{}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventResponseReceived); ok && strings.HasPrefix(e.Response.URL, lupa+"/v1/static/register.") && e.Response.Status == 200 {
+			mu.Lock()
+			fetched[e.RequestID] = e.Response.URL
+			mu.Unlock()
+		}
+	}); err != nil {
+		return err
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitReady(chromedp.CSS(`#reg iframe`)), chromedp.Sleep(200*time.Millisecond)); err != nil {
+		return fmt.Errorf("the registration form did not load: %w", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(fetched) == 0 {
+		return errors.New("the browser fetched no registration loader")
+	}
+	total := 0
+	for id, u := range fetched {
+		res, err := chromedp.Call(ctx, network.GetResponseBody, network.GetResponseBodyParams{RequestID: id})
+		if err != nil {
+			return fmt.Errorf("body of %s: %w", u, err)
+		}
+		n := gzipSize(res.Body)
+		fmt.Fprintf(os.Stderr, "register file %s: %d bytes, %d gzip -9\n", u[strings.LastIndex(u, "/")+1:], len(res.Body), n)
+		total += n
+	}
+	fmt.Printf("register_gzip_bytes=%d\n", total)
+	return nil
 }
 
 // visit opens the page in a fresh browser context and returns banner_visible_ms.
@@ -195,15 +246,26 @@ func median(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// startSite serves the page at http://localhost:PORT/ (its own origin, not Lupa's).
-func startSite(html string) (string, func(), error) {
+// regPage is a page with the widget and a registration form.
+const regPage = `<!DOCTYPE html>
+<html lang="fi"><head><meta charset="utf-8"><title>Join</title>
+<script src="LUPA/v1/widget.js" data-property="PK" async></script>
+</head><body><h1>Join</h1><div id="reg" data-lupa-register></div></body></html>`
+
+// startSite serves the page at http://localhost:PORT/ and the registration page at /join
+// (their own origin, not Lupa's).
+func startSite(html, join string) (string, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		if r.URL.Path == "/join" {
+			_, _ = io.WriteString(w, join)
+			return
+		}
 		_, _ = io.WriteString(w, html)
 	})}
 	go func() { _ = srv.Serve(l) }()

@@ -11,6 +11,7 @@
 //	loadtest check  -target TARGET.json [-n 250000] [-batch 10000] [-calls 20]
 //	loadtest config -target TARGET.json [-c 64] [-rounds 3] [-duration 10s]
 //	loadtest bare   -addr ADDR -body FILE [-header "Name: value"]...
+//	loadtest signin -target TARGET.json -accounts FILE [-c 64] [-duration 20s] [-pid PID]
 //	loadtest cputicks PID...|machine
 //	loadtest quiet [-max 25] [-timeout 2m]
 package main
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadtest freeport|setup|write|read|seed|check|config|bare|cputicks|quiet …")
+		fmt.Fprintln(os.Stderr, "usage: loadtest freeport|setup|write|read|seed|check|config|bare|signin|cputicks|quiet …")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -49,6 +50,8 @@ func main() {
 		err = configCmd(args)
 	case "bare":
 		err = bareCmd(args)
+	case "signin":
+		err = signinCmd(args)
 	case "cputicks":
 		err = cpuTicksCmd(args)
 	case "quiet":

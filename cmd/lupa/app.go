@@ -16,7 +16,11 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/ciam"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/mail"
+	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/migrations"
 )
@@ -30,6 +34,12 @@ type app struct {
 	ids     *identity.Service
 	consent *consent.Service
 	now     func() time.Time
+	// Customer accounts, and where their emails go: SMTP, or the development mailbox
+	// (mailbox is nil when mail goes out by SMTP).
+	accounts *accounts.Service
+	mailbox  *mail.Mailbox
+	// The company's CIAM: issuers, bearer tokens, identity events.
+	ciam *ciam.Service
 }
 
 // open connects to the database, applies migrations when told to, and loads the keys.
@@ -60,8 +70,31 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 		return nil, err
 	}
 	ids := identity.New(db, keys, now)
+	sender, mailbox, err := newMailer(cfg, log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	// OWASP's argon2id parameters, as many hashes at once as there are cores and a short
+	// queue behind them: a registration storm costs a known amount of memory.
+	hasher := password.NewHasher(password.OWASP, 0, 0)
+	acc := accounts.New(db, ids, hasher, sender, now, log, accounts.Options{LinkBase: cfg.PublicURL})
+	cons := consent.NewService(db, ids, keys, now, log)
+	// Confirmations of verbal consent and double opt-in links go out the same way.
+	cons.SetMailer(sender, cfg.PublicURL)
 	return &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
-		consent: consent.NewService(db, ids, keys, now, log), now: now}, nil
+		consent: cons, now: now, accounts: acc, mailbox: mailbox, ciam: newCIAM(cfg, log, db, ids, keys, cons, now)}, nil
+}
+
+// newMailer is the SMTP sender of LUPA_SMTP_URL, or without one the development mailbox,
+// which keeps the newest messages in memory for /dev/mailbox and sends nothing.
+func newMailer(cfg config, log *slog.Logger) (accounts.Sender, *mail.Mailbox, error) {
+	if cfg.SMTP != nil {
+		s, err := mail.NewSMTP(*cfg.SMTP)
+		return s, nil, err
+	}
+	box := mail.NewMailbox(log, 0)
+	return box, box, nil
 }
 
 // serve runs the API and metrics listeners until ctx ends, then shuts down gracefully:
@@ -83,6 +116,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	sweepsDone := make(chan struct{})
 	go func() { sweeper.Run(sweepCtx); close(sweepsDone) }()
 	go a.reloadKeys(sweepCtx)
+	go a.ciamHousekeeping(sweepCtx)
 	// The tables of the hot lookups; the others are only written or read by primary key.
 	go a.db.KeepStatistics(sweepCtx, log, []string{"identifiers", "subjects", "chain_heads", "consent_state"}, 5*time.Second)
 
@@ -118,6 +152,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	log.Info("lupa is serving", "addr", ln.Addr().String(), "metrics", cfg.MetricsAddr, "database", a.db.Dialect)
 	fmt.Fprintf(stdout, "Lupa is running at %s  (API %s/v1, OpenAPI %s/v1/openapi.json, health %s/healthz, metrics http://%s/metrics)\n",
 		cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.MetricsAddr)
+	a.warnAboutMail(stdout)
 
 	select {
 	case <-ctx.Done():
@@ -140,6 +175,24 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// warnAboutMail says where account emails go when they do not go out by SMTP: fine on a
+// developer's machine, a mistake anywhere else.
+func (a *app) warnAboutMail(stdout io.Writer) {
+	if a.mailbox == nil {
+		return
+	}
+	if a.cfg.DatabaseURL != "" {
+		a.log.Warn("LUPA_SMTP_URL is not set: account emails (verification, sign-in and reset links) are not sent, " +
+			"only kept in this instance's memory; set LUPA_SMTP_URL in production")
+	}
+	if a.cfg.DevMailbox {
+		if a.cfg.DatabaseURL != "" {
+			a.log.Warn("LUPA_DEV_MAILBOX is on: /dev/mailbox shows sign-in links to anyone who can reach it")
+		}
+		fmt.Fprintf(stdout, "Emails are not sent; read them at %s/dev/mailbox  (set LUPA_SMTP_URL to send them)\n", a.cfg.PublicURL)
+	}
 }
 
 // reloadKeys picks up keys rotated by another instance or by `lupa keys rotate`.
@@ -184,6 +237,7 @@ Created the demo tenant %q (LUPA_DEMO=false turns this off).
   Web shop property key:      %s   (allowed origins: %v)
   App property key:           %s
   Demo shop with the banner:  %s/demo  (also /demo/fi and /demo/sv)
+  Customer registration:      %s/t/%s/register  (sign in at %s/t/%s/signin)
 
   Try it:
     curl -s -H "Authorization: Bearer %s" %s/v1/admin/purposes
@@ -192,6 +246,7 @@ Created the demo tenant %q (LUPA_DEMO=false turns this off).
       -d '{"method":"banner_custom","language":"fi","decisions":[{"purpose":"analytics","version":1,"decision":"granted"}]}'
 
 `, d.Tenant.LegalName, d.AdminKey, d.WebShop.PublicKey, d.WebShop.AllowedOrigins, d.App.PublicKey, a.cfg.PublicURL,
+		a.cfg.PublicURL, d.Tenant.Slug, a.cfg.PublicURL, d.Tenant.Slug,
 		d.AdminKey, a.cfg.PublicURL, d.WebShop.AllowedOrigins[0], a.cfg.PublicURL, d.WebShop.PublicKey)
 	return nil
 }

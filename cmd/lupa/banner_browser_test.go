@@ -682,3 +682,28 @@ func TestBrowserOwnLink(t *testing.T) {
 		}
 	})
 }
+
+// TestBrowserForget: after lupa.forget() (the person signed out on the site) the banner asks
+// again, and the next decision makes a new anonymous device.
+func TestBrowserForget(t *testing.T) {
+	eachShop(t, func(t *testing.T, s *testServer, shop *site) {
+		v := newVisitor(t, shop)
+		url := shop.shop("/", "en")
+		v.firstVisit(url)
+		v.click(`#lupa-banner [data-lupa-action="accept"]`)
+		s.waitDecisions(t, 2)
+		idOf := `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`
+		v.waitJS(idOf)
+		first := evalJS[string](v.browser, idOf)
+		evalJS[bool](v.browser, `window.__old = true`)
+		evalJS[any](v.browser, `lupa.forget()`)
+		v.waitJS(`!window.__old && window.__ready === true`)
+		v.waitBanner()
+		v.click(`#lupa-banner [data-lupa-action="reject"]`)
+		s.waitDecisions(t, 4)
+		v.waitJS(idOf)
+		if second := evalJS[string](v.browser, idOf); second == "" || second == first {
+			t.Fatalf("the device after forget: %q (before %q)", second, first)
+		}
+	})
+}

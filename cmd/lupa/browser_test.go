@@ -135,7 +135,8 @@ func (b *browser) waitJS(expr string) {
 		_, err := chromedp.Run(ctx, chromedp.Poll[any](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
 		cancel()
 		// A page that reloads while we wait ends the poll; wait on in the new page.
-		if err == nil || !strings.Contains(err.Error(), "navigated or closed") || time.Now().After(deadline) {
+		reloaded := err != nil && (strings.Contains(err.Error(), "navigated or closed") || strings.Contains(err.Error(), "Cannot find context"))
+		if err == nil || !reloaded || time.Now().After(deadline) {
 			if err != nil {
 				b.t.Fatalf("waiting for %s: %v\nconsole:\n%s", expr, err, strings.Join(b.consoleLines(), "\n"))
 			}

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	netmail "net/mail"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lupa-cmp/lupa/identity/mail"
 )
 
 // config is every LUPA_* setting; README.md documents each one.
@@ -32,6 +36,14 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	// SMTP is the mail server from LUPA_SMTP_URL; nil keeps mail in the development
+	// mailbox instead (MailFrom is then only the From of the kept messages).
+	SMTP       *mail.SMTPConfig
+	MailFrom   string
+	DevMailbox bool // serve /dev/mailbox
+	// AllowPrivateWebhooks lets outbound requests to tenant-configured URLs (a CIAM's
+	// discovery document and keys) reach loopback and private addresses.
+	AllowPrivateWebhooks bool
 }
 
 // loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
@@ -58,6 +70,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.AutoMigrate, err = boolean(getenv, "LUPA_AUTO_MIGRATE", true); err != nil {
 		fail("LUPA_AUTO_MIGRATE", err)
+	}
+	if c.AllowPrivateWebhooks, err = boolean(getenv, "LUPA_ALLOW_PRIVATE_WEBHOOKS", false); err != nil {
+		fail("LUPA_ALLOW_PRIVATE_WEBHOOKS", err)
 	}
 	if c.RateLimit, err = number(getenv, "LUPA_RATE_LIMIT", 30); err != nil || c.RateLimit <= 0 {
 		fail("LUPA_RATE_LIMIT", fmt.Errorf("must be a positive number of requests per second"))
@@ -102,10 +117,81 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		fail("LUPA_PUBLIC_URL", fmt.Errorf("must be an absolute http(s) URL"))
 	}
+	c.MailFrom = str(getenv, "LUPA_MAIL_FROM", defaultMailFrom(c.PublicURL))
+	if _, err := netmail.ParseAddress(c.MailFrom); err != nil {
+		fail("LUPA_MAIL_FROM", fmt.Errorf("must be an email address, optionally with a name: Lupa <noreply@example.fi>"))
+	}
+	if v := getenv("LUPA_SMTP_URL"); v != "" {
+		if c.SMTP, err = parseSMTPURL(v, c.MailFrom); err != nil {
+			fail("LUPA_SMTP_URL", err)
+		}
+	}
+	// The mailbox page shows sign-in links to anyone who can reach it: on by default only
+	// on the embedded default (a developer's machine), and only when mail is kept, not sent.
+	if c.DevMailbox, err = boolean(getenv, "LUPA_DEV_MAILBOX", c.DatabaseURL == "" && c.SMTP == nil); err != nil {
+		fail("LUPA_DEV_MAILBOX", err)
+	} else if c.DevMailbox && getenv("LUPA_SMTP_URL") != "" {
+		fail("LUPA_DEV_MAILBOX", fmt.Errorf("the development mailbox holds mail only when LUPA_SMTP_URL is empty"))
+	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
+}
+
+// defaultMailFrom is noreply@ the public URL's host name.
+func defaultMailFrom(publicURL string) string {
+	from := "Lupa <noreply@localhost>"
+	if u, err := url.Parse(publicURL); err == nil && u.Hostname() != "" {
+		if a, err := netmail.ParseAddress("noreply@" + u.Hostname()); err == nil {
+			from = "Lupa <" + a.Address + ">"
+		}
+	}
+	return from
+}
+
+// parseSMTPURL reads smtp://user:password@host:port?tls=starttls|tls|none. Its errors
+// never quote the URL: it holds a password.
+func parseSMTPURL(raw, from string) (*mail.SMTPConfig, error) {
+	const form = "must look like smtp://user:password@mail.example:587?tls=starttls (tls: starttls, tls or none)"
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "smtp" || u.Hostname() == "" || u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
+		return nil, errors.New(form)
+	}
+	cfg := &mail.SMTPConfig{Host: u.Hostname(), From: from, TLS: mail.StartTLS}
+	if p := u.Port(); p != "" {
+		if cfg.Port, err = strconv.Atoi(p); err != nil || cfg.Port < 1 || cfg.Port > 65535 {
+			return nil, errors.New("the port must be 1–65535")
+		}
+	}
+	if u.User != nil {
+		cfg.Username = u.User.Username()
+		cfg.Password, _ = u.User.Password()
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, errors.New(form)
+	}
+	for k := range q {
+		if k != "tls" {
+			return nil, fmt.Errorf("unknown parameter %q; %s", k, form)
+		}
+	}
+	switch q.Get("tls") {
+	case "", "starttls":
+	case "tls":
+		cfg.TLS = mail.ImplicitTLS
+	case "none":
+		cfg.TLS = mail.NoTLS
+	default:
+		return nil, errors.New(form)
+	}
+	// The sender checks the rest (credentials without TLS, line breaks) before anything
+	// is sent; checking here stops Lupa at start instead.
+	if _, err := mail.NewSMTP(*cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func portOf(addr string) string {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/lupa-cmp/lupa/identity"
 )
 
 // bodyEndpoint is one route that takes a JSON body, with what the bad-input matrix needs
@@ -226,6 +228,21 @@ func (s *testServer) bodyEndpoints(writeKey, receipt string) []bodyEndpoint {
 			}},
 		{name: "patch version", method: "PATCH", path: "/v1/admin/purposes/analytics/versions/1", headers: admin,
 			valid: map[string]any{"material": false, "texts": texts}, wrongType: `{"texts":"fi"}`, wrongField: "texts", text: "texts.fi.title", limit: lim},
+		{name: "create CIAM issuer", method: "POST", path: "/v1/admin/ciam-issuers", headers: admin,
+			valid:     map[string]any{"name": "CIAM", "issuer": "https://id.example", "audiences": []string{"lupa"}},
+			wrongType: `{"name":"CIAM","issuer":"https://id.example","audiences":"lupa"}`, wrongField: "audiences",
+			required: []string{"name", "issuer", "audiences"}, text: "name", limit: lim,
+			extra: []hostile{
+				{"alg none", `{"name":"C","issuer":"https://id.example","audiences":["lupa"],"algorithms":["none"]}`, 400, "algorithms[0]"},
+				{"HMAC", `{"name":"C","issuer":"https://id.example","audiences":["lupa"],"algorithms":["HS256"]}`, 400, "algorithms[0]"},
+				{"plain http", `{"name":"C","issuer":"http://id.example","audiences":["lupa"]}`, 400, "issuer"},
+				{"huge skew", `{"name":"C","issuer":"https://id.example","audiences":["lupa"],"clock_skew_seconds":1e400}`, 400, "clock_skew_seconds"},
+				{"no audiences", `{"name":"C","issuer":"https://id.example","audiences":[]}`, 400, "audiences"},
+			}},
+		{name: "patch CIAM issuer", method: "PATCH", path: "/v1/admin/ciam-issuers/" + identity.NewID(), headers: admin,
+			valid: map[string]any{"name": "CIAM"}, wrongType: `{"trusted_for_email":"yes"}`, wrongField: "trusted_for_email",
+			text: "name", limit: lim,
+			extra: []hostile{{"skew too large", `{"clock_skew_seconds":301}`, 400, "clock_skew_seconds"}}},
 	}
 }
 

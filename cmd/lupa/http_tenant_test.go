@@ -65,6 +65,8 @@ func TestHTTPCrossTenant(t *testing.T) {
 			break
 		}
 		purposeA, persA := a.Purposes["analytics"].ID, a.Purposes["personalisation"].ID
+		issuerA := s.admin(http.MethodPost, "/v1/admin/ciam-issuers", map[string]any{"name": "A's CIAM",
+			"issuer": "https://id.demo-retail.example", "audiences": []string{"lupa"}}).Map(t)["id"].(string)
 
 		cfgA := s.request(http.MethodGet, "/v1/properties/"+a.WebShop.PublicKey+"/config", nil, "Origin", s.Origin)
 		uiHashA, _ := cfgA.Map(t)["ui_hash"].(string)
@@ -105,11 +107,14 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/purposes/{purpose}/inventory", nil},
 			{"PUT", "/v1/admin/purposes/{purpose}/inventory", map[string]any{"vendors": []any{}}},
 			{"GET", "/v1/admin/interfaces/{uiHash}", nil},
+			{"GET", "/v1/admin/ciam-issuers/{ciamIssuer}", nil},
+			{"PATCH", "/v1/admin/ciam-issuers/{ciamIssuer}", map[string]any{"audiences": []string{"stolen"}, "rotate_webhook_secret": true}},
+			{"DELETE", "/v1/admin/ciam-issuers/{ciamIssuer}", nil},
 		}
 		fill := func(path string, real bool) string {
 			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
 				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
-				"{apiKey}": writeAID, "{uiHash}": uiHashA}
+				"{apiKey}": writeAID, "{uiHash}": uiHashA, "{ciamIssuer}": issuerA}
 			for k, v := range ids {
 				if !real && k != "{draft}" {
 					v = ghost

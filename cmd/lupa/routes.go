@@ -34,8 +34,15 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	limit := identityweb.NewRateLimiter(a.cfg.RateLimit, a.cfg.RateBurst, a.now)
 	idem := identityweb.Idempotent(a.ids, api, identityweb.PublicBodyLimit)
 	ident := identityweb.NewAdmin(a.ids, api)
+	ciamWeb := identityweb.NewCIAM(a.ciam, api)
 	cons := consentweb.New(a.consent, a.ids, api)
 	receipts := consentweb.NewReceipts(cons, a.keys)
+	pages, err := identityweb.NewPages(a.accounts, a.ids, a.log, a.mailbox, a.cfg.PublicURL, a.now)
+	if err != nil {
+		return nil, err
+	}
+	// Deleting an account withdraws the person's consents through consent's writer.
+	pages.SetWithdrawer(a.consent)
 	doc, err := openAPIJSON()
 	if err != nil {
 		return nil, err
@@ -77,12 +84,59 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.GET("/.well-known/gpc.json", widget.GPC)
 	r.GET("/demo", widget.Demo)
 	r.GET("/demo/:lang", widget.Demo)
+	// The registration widget's form, shown in an iframe on the property's own sites.
+	reg := consentweb.NewRegistration(cons, a.accounts)
+	r.GET("/register", reg.Form)
+	r.POST("/register", limit.Middleware(), reg.Submit)
+	// Double opt-in: the link of the confirmation email shows a button, the button confirms.
+	r.GET("/optin", cons.OptIn)
+	r.POST("/optin", cons.ConfirmOptIn)
 
-	// Collection API for widgets and apps: property key (+ Origin), rate limited per IP.
+	// Customer account pages: HTML for people, not the JSON API (openapi_test.go skips
+	// them). Security headers and a CSP nonce on every page; every POST passes Go's
+	// cross-origin protection, then the form reader (urlencoded, 16 KiB, no control
+	// characters). /t/{slug}/… names the tenant; /account/… takes it from the session
+	// cookie or the emailed link.
+	acct := r.Group("/", pages.PageHeaders(), pages.CrossOrigin(), pages.Form())
+	tenant := acct.Group("/t/:slug", pages.PageTenant())
+	tenant.GET("/register", pages.RegisterForm)
+	tenant.POST("/register", pages.MailLimit(), pages.Register)
+	tenant.GET("/signin", pages.SignInForm)
+	tenant.POST("/signin", pages.SignIn) // throttled per account and client IP by the accounts service
+	tenant.GET("/signin-link", pages.SignInLinkForm)
+	tenant.POST("/signin-link", pages.MailLimit(), pages.RequestSignInLink)
+	tenant.GET("/reset", pages.ResetForm)
+	tenant.POST("/reset", pages.MailLimit(), pages.RequestReset)
+	// One-time links: a GET shows a button and uses nothing (mail scanners fetch links);
+	// the POST uses the link.
+	acct.GET("/account/verify", pages.VerifyForm)
+	acct.POST("/account/verify", pages.Verify)
+	acct.GET("/account/signin-link", pages.SignInLinkConfirm)
+	acct.POST("/account/signin-link", pages.SignInWithLink)
+	acct.GET("/account/reset", pages.NewPasswordForm)
+	acct.POST("/account/reset", pages.NewPassword)
+	// The signed-in person's account (session cookie).
+	acct.GET("/account", pages.Account)
+	acct.POST("/account/password", pages.ChangePassword)
+	acct.POST("/account/signout", pages.SignOut)
+	acct.POST("/account/signout-all", pages.SignOutEverywhere)
+	acct.POST("/account/delete", pages.DeleteAccount)
+	// The development mailbox shows sign-in links: only when LUPA_DEV_MAILBOX is on
+	// (the default only on the embedded default, and only while mail is not sent).
+	if a.cfg.DevMailbox && a.mailbox != nil {
+		acct.GET("/dev/mailbox", pages.Mailbox)
+	}
+
+	// Collection API for widgets and apps: property key (+ Origin), rate limited per IP; a
+	// customer's CIAM access token (Authorization: Bearer) makes the request that person's.
 	public := r.Group("/v1", limit.Middleware(), auth.Property())
 	public.OPTIONS("/consents", func(*gin.Context) {}) // answered by auth.Property
-	public.POST("/consents", cons.PostConsents)
-	public.GET("/consents", cons.GetConsents)
+	public.POST("/consents", ciamWeb.Bearer(), cons.PostConsents)
+	public.GET("/consents", ciamWeb.Bearer(), cons.GetConsents)
+
+	// Identity events from the company's CIAM: a Standard Webhooks signature with the named
+	// issuer's secret, each webhook-id once. Not rate limited: the sender is a server.
+	r.POST("/v1/identity/events/:issuerId", ciamWeb.IdentityEvent)
 
 	// Server API for back-office systems.
 	read := r.Group("/v1", auth.APIKey(identity.ScopeConsentRead))
@@ -110,6 +164,13 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/api-keys", ident.CreateAPIKey)
 	admin.DELETE("/api-keys/:id", ident.RevokeAPIKey)
 	admin.GET("/audit", ident.Audit)
+	admin.GET("/ciam-issuers", ciamWeb.ListIssuers)
+	admin.POST("/ciam-issuers", ciamWeb.CreateIssuer)
+	admin.GET("/ciam-issuers/:id", ciamWeb.GetIssuer)
+	admin.PATCH("/ciam-issuers/:id", ciamWeb.PatchIssuer)
+	admin.DELETE("/ciam-issuers/:id", ciamWeb.DeleteIssuer)
+	admin.POST("/subjects/lookup", cons.LookupSubject)
+	admin.GET("/access-log", cons.AccessLog)
 	admin.GET("/recipients", cons.ListRecipients)
 	admin.POST("/recipients", cons.CreateRecipient)
 	admin.GET("/recipients/:id", cons.GetRecipient)

@@ -91,6 +91,7 @@ type purposeIn struct {
 	ScopeBrandIDs    []string `json:"scope_brand_ids" validate:"max=100,dive,max=64"`
 	ScopePropertyIDs []string `json:"scope_property_ids" validate:"max=100,dive,max=64"`
 	GPCOptOut        bool     `json:"gpc_opt_out"`
+	DoubleOptIn      bool     `json:"double_opt_in"`
 }
 
 type purposePatch struct {
@@ -102,6 +103,7 @@ type purposePatch struct {
 	ScopeBrandIDs    *[]string `json:"scope_brand_ids" validate:"omitempty,max=100,dive,max=64"`
 	ScopePropertyIDs *[]string `json:"scope_property_ids" validate:"omitempty,max=100,dive,max=64"`
 	GPCOptOut        *bool     `json:"gpc_opt_out"`
+	DoubleOptIn      *bool     `json:"double_opt_in"`
 }
 
 // ListPurposes lists the tenant's purposes.
@@ -123,7 +125,7 @@ func (h *Handlers) CreatePurpose(c *gin.Context) {
 	p, err := h.svc.CreatePurpose(c.Request.Context(), consent.Purpose{TenantID: identityweb.TenantOf(c), Key: in.Key,
 		Level: in.Level, LegalBasis: in.LegalBasis, DPVPurpose: in.DPVPurpose, RecipientIDs: in.RecipientIDs,
 		ReaskMonths: in.ReaskMonths, ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs,
-		GPCOptOut: in.GPCOptOut}, identityweb.ActorOf(c))
+		GPCOptOut: in.GPCOptOut, DoubleOptIn: in.DoubleOptIn}, identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -150,7 +152,7 @@ func (h *Handlers) PatchPurpose(c *gin.Context) {
 	p, err := h.svc.UpdatePurpose(c.Request.Context(), identityweb.TenantOf(c), c.Param("purpose"), consent.PurposePatch{
 		Level: in.Level, LegalBasis: in.LegalBasis, DPVPurpose: in.DPVPurpose, RecipientIDs: in.RecipientIDs,
 		ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs, ReaskMonths: in.ReaskMonths,
-		GPCOptOut: in.GPCOptOut}, identityweb.ActorOf(c))
+		GPCOptOut: in.GPCOptOut, DoubleOptIn: in.DoubleOptIn}, identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

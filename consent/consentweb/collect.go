@@ -101,9 +101,17 @@ func (h *Handlers) PostConsents(c *gin.Context) {
 		Method: in.Method, Language: in.Language, UIHash: in.UIHash, ClientTime: clientTime(in.ClientTime),
 		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions), ClientIP: c.ClientIP(),
 		UserAgent: c.GetHeader("User-Agent"), GPC: GPC(c), GPCConfirmed: in.GPCConfirmed}
+	parts := [][]byte{[]byte(p.ID)}
+	if person := identityweb.PersonOf(c); person != nil {
+		// A verified customer token: the decisions are that person's, person-level ones too.
+		req.Person = &consent.AuthenticatedPerson{Identifier: person.Identifier, Via: "ciam_token"}
+		req.Actor = person.Actor()
+		// Another person's retry with the same key and body must not get this answer.
+		parts = append(parts, []byte(person.Identifier.Namespace+"\x00"+person.Identifier.Value))
+	}
 	if key != "" {
 		req.Idempotency = &consent.IdempotencyKey{Route: c.FullPath(), Key: key,
-			RequestHash: identityweb.RequestHash([]byte(p.ID), body)}
+			RequestHash: identityweb.RequestHash(append(parts, body)...)}
 	}
 	h.record(c, req)
 }
@@ -114,10 +122,12 @@ func (h *Handlers) record(c *gin.Context, req *consent.RecordRequest) {
 		h.api.Fail(c, err)
 		return
 	}
+	h.svc.ConfirmVerbal(c.Request.Context(), req, out)
+	h.svc.SendOptInConfirmation(c.Request.Context(), req, out)
 	if out.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
-	if req.Public {
+	if req.Public && req.Person == nil {
 		h.setBannerCookie(c, req.Property, out)
 	}
 	c.Header("Cache-Control", "no-store")
@@ -149,8 +159,20 @@ func (h *Handlers) setBannerCookie(c *gin.Context, p *identity.Property, out *co
 // to the device's decisions is a credential and stays out of URLs and their logs.
 const HeaderDeviceID = "Lupa-Device-Id"
 
-// GetConsents returns a device's current state for the property's device-level purposes.
+// GetConsents returns a device's current state for the property's device-level purposes,
+// or, with a verified customer token, that person's state for every purpose the property
+// asks.
 func (h *Handlers) GetConsents(c *gin.Context) {
+	if person := identityweb.PersonOf(c); person != nil {
+		v, err := h.svc.PersonState(c.Request.Context(), identityweb.PropertyOf(c), person.Identifier)
+		if err != nil {
+			h.api.Fail(c, err)
+			return
+		}
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusOK, v)
+		return
+	}
 	device := c.GetHeader(HeaderDeviceID)
 	if device == "" {
 		identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed",

@@ -75,6 +75,10 @@ type Account struct {
 	EmailVerified bool      `json:"email_verified"`
 	Language      string    `json:"language"`
 	CreatedAt     time.Time `json:"created_at"`
+	// Name is the name an identity provider gave at sign-in (filled where the owner sees
+	// it); HasPassword says whether the account can sign in with a password.
+	Name        string `json:"name,omitempty"`
+	HasPassword bool   `json:"has_password"`
 }
 
 type accountRow struct {
@@ -91,13 +95,16 @@ type accountRow struct {
 	CreatedAt       int64 `gorm:"autoCreateTime:false"`
 	UpdatedAt       int64 `gorm:"autoUpdateTime:false"`
 	DeletedAt       *int64
+	// The name an identity provider gave, encrypted (AAD: nameAAD).
+	NameCT  []byte  `gorm:"column:name_ct"`
+	NameKID *string `gorm:"column:name_kid"`
 }
 
 func (accountRow) TableName() string { return "accounts" }
 
 func (r *accountRow) domain() *Account {
 	return &Account{TenantID: r.TenantID, ID: r.ID, SubjectID: r.SubjectID, EmailVerified: r.EmailVerifiedAt != nil,
-		Language: r.Language, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()}
+		Language: r.Language, CreatedAt: time.UnixMilli(r.CreatedAt).UTC(), HasPassword: r.PasswordHash != nil}
 }
 
 // Errors that pages show as they are. Sign-in failures are one message whatever the cause,
@@ -163,6 +170,13 @@ func (s *Service) Get(ctx context.Context, tenantID, id string) (*Account, error
 	}
 	if len(emails) > 0 {
 		a.Email = emails[0].Value
+	}
+	if r.NameCT != nil && r.NameKID != nil {
+		name, err := s.ids.Unseal(ctx, *r.NameKID, r.NameCT, nameAAD(r.TenantID, r.ID))
+		if err != nil {
+			return nil, err
+		}
+		a.Name = string(name)
 	}
 	return a, nil
 }

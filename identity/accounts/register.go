@@ -42,6 +42,10 @@ func (s *Service) Register(ctx context.Context, tenantID, slug string, r Registr
 		return nil, err
 	}
 	if existing != nil {
+		// The same hashing work as a new address, so that timing does not tell them apart.
+		if err := s.hasher.Dummy(ctx, r.Password); err != nil {
+			return nil, busyOr(err)
+		}
 		_ = s.send(ctx, r.Email, "exists", r.Language, s.link("/t/"+slug+"/signin"))
 		return nil, nil
 	}
@@ -220,4 +224,70 @@ func (s *Service) ChangePassword(ctx context.Context, sess *Session, current, ne
 		return tx.Model(&sessionRow{}).Where("tenant_id = ? AND account_id = ? AND token_hash <> ? AND revoked_at IS NULL",
 			a.TenantID, a.ID, sess.tokenHash).Update("revoked_at", now).Error
 	})
+}
+
+// Prepared is a registration checked and its password hashed, waiting to be written in
+// another domain's transaction (consent records the registration form's boxes with it).
+type Prepared struct {
+	s                 *Service
+	tenantID, email   string
+	lang, hash, token string
+	accountID         string
+	birthYear         int
+	Account           *Account
+}
+
+// PrepareRegistration checks a registration and hashes its password. When the address
+// already has an account it mails the owner, as Register does, and returns nil.
+func (s *Service) PrepareRegistration(ctx context.Context, tenantID, slug string, r Registration) (*Prepared, error) {
+	r.Email = identity.NormalizeEmail(r.Email)
+	if err := r.validate(s.now()); err != nil {
+		return nil, err
+	}
+	existing, err := s.accountByEmail(ctx, s.db.Read, tenantID, r.Email)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		// The same hashing work as a new address, so that timing does not tell them apart.
+		if err := s.hasher.Dummy(ctx, r.Password); err != nil {
+			return nil, busyOr(err)
+		}
+		_ = s.send(ctx, r.Email, "exists", r.Language, s.link("/t/"+slug+"/signin"))
+		return nil, nil
+	}
+	hash, err := s.hasher.Hash(ctx, r.Password)
+	if err != nil {
+		return nil, busyOr(err)
+	}
+	return &Prepared{s: s, tenantID: tenantID, email: r.Email, lang: Language(r.Language), hash: hash,
+		accountID: identity.NewID(), token: newToken(), birthYear: r.BirthYear}, nil
+}
+
+// Email is the normalised address being registered.
+func (p *Prepared) Email() string { return p.email }
+
+// Statements create the account of the person subjectID, and its verification link, in
+// the caller's transaction.
+func (p *Prepared) Statements(subjectID string) ([]sqldb.Statement, error) {
+	now := p.s.now()
+	var birth any
+	if p.birthYear > 0 {
+		birth = p.birthYear
+	}
+	p.Account = &Account{TenantID: p.tenantID, ID: p.accountID, SubjectID: subjectID, Email: p.email, Language: p.lang,
+		CreatedAt: now}
+	return []sqldb.Statement{
+		{SQL: `INSERT INTO accounts (tenant_id, id, subject_id, password_hash, birth_year, language, status, failed_signins,
+			created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', 0, ?, ?)`,
+			Args: []any{p.tenantID, p.accountID, subjectID, p.hash, birth, p.lang, now.UnixMilli(), now.UnixMilli()}},
+		{SQL: `INSERT INTO email_tokens (tenant_id, token_hash, purpose, account_id, data, created_at, expires_at)
+			VALUES (?, ?, ?, ?, '{}', ?, ?)`,
+			Args: []any{p.tenantID, hashToken(p.token), LinkVerify, p.accountID, now.UnixMilli(), now.Add(p.s.opt.VerifyTTL).UnixMilli()}},
+	}, nil
+}
+
+// Done mails the verification link, once the transaction has committed.
+func (p *Prepared) Done(ctx context.Context) {
+	_ = p.s.send(ctx, p.email, "verify", p.lang, p.s.link("/account/verify?t="+url.QueryEscape(linkToken(p.tenantID, p.token))))
 }

@@ -22,6 +22,8 @@ type Session struct {
 	// Token is the cookie's value; only its hash is stored. Set when the session starts.
 	Token     string
 	ExpiresAt time.Time
+	// CreatedAt is when the person signed in.
+	CreatedAt time.Time
 	tokenHash []byte
 }
 
@@ -49,7 +51,7 @@ func (s *Service) startSession(tx *gorm.DB, a *accountRow) (*Session, error) {
 		return nil, err
 	}
 	return &Session{TenantID: a.TenantID, AccountID: a.ID, SubjectID: a.SubjectID, Token: linkToken(a.TenantID, token),
-		ExpiresAt: time.UnixMilli(row.ExpiresAt), tokenHash: row.TokenHash}, nil
+		ExpiresAt: time.UnixMilli(row.ExpiresAt), CreatedAt: time.UnixMilli(row.CreatedAt), tokenHash: row.TokenHash}, nil
 }
 
 // errNoSession is what Session answers for a cookie that names no live session.
@@ -81,7 +83,7 @@ func (s *Service) Session(ctx context.Context, cookie string) (*Session, error) 
 		}
 	}
 	return &Session{TenantID: r.TenantID, AccountID: r.AccountID, SubjectID: r.SubjectID, ExpiresAt: time.UnixMilli(r.ExpiresAt),
-		tokenHash: r.TokenHash}, nil
+		CreatedAt: time.UnixMilli(r.CreatedAt), tokenHash: r.TokenHash}, nil
 }
 
 // SignOut ends one session.
@@ -98,4 +100,34 @@ func (s *Service) SignOutEverywhere(ctx context.Context, sess *Session) error {
 func revokeAll(tx *gorm.DB, tenantID, accountID string, now int64) error {
 	return tx.Model(&sessionRow{}).Where("tenant_id = ? AND account_id = ? AND revoked_at IS NULL", tenantID, accountID).
 		Update("revoked_at", now).Error
+}
+
+// Delete deletes the signed-in person's account: it stops signing in (every session ends,
+// no link works), and an erasure request is opened for the person in the same
+// transaction, for the data-subject-request work to assess against legal retention. The
+// person's consents are withdrawn by the caller (consent's writer), which returns the
+// address the account had (to name the person there).
+func (s *Service) Delete(ctx context.Context, sess *Session) (email string, err error) {
+	a, err := s.Get(ctx, sess.TenantID, sess.AccountID)
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ? AND status = ?", a.TenantID, a.ID, "active").
+			Updates(map[string]any{"status": "deleted", "deleted_at": now.UnixMilli(), "updated_at": now.UnixMilli(),
+				"password_hash": nil}).Error; err != nil {
+			return err
+		}
+		if err := revokeAll(tx, a.TenantID, a.ID, now.UnixMilli()); err != nil {
+			return err
+		}
+		if err := tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND used_at IS NULL", a.TenantID, a.ID).
+			Update("used_at", now.UnixMilli()).Error; err != nil {
+			return err
+		}
+		_, _, err := s.ids.OpenErasureRequest(ctx, tx, a.TenantID, a.SubjectID, "account", now)
+		return err
+	})
+	return a.Email, err
 }

@@ -33,6 +33,8 @@ type tenantPatch struct {
 	DefaultLanguage   *string `json:"default_language" validate:"omitempty,max=12"`
 	EvidenceYears     *int    `json:"evidence_years" validate:"omitempty,gte=1,lte=30"`
 	KeepClientContext *bool   `json:"keep_client_context"`
+	AgeOfConsent      *int    `json:"age_of_consent" validate:"omitempty,gte=0,lte=16"`
+	MarketingAge      *int    `json:"marketing_age" validate:"omitempty,gte=0,lte=18"`
 }
 
 // GetTenant returns the tenant's legal details and settings.
@@ -55,7 +57,7 @@ func (a *Admin) PatchTenant(c *gin.Context) {
 		Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID, ContactEmail: in.ContactEmail,
 		Phone: in.Phone, Address: in.Address, Website: in.Website, PrivacyPolicyURL: in.PrivacyPolicyURL,
 		Jurisdiction: in.Jurisdiction, DefaultLanguage: in.DefaultLanguage, EvidenceYears: in.EvidenceYears,
-		KeepClientContext: in.KeepClientContext}, ActorOf(c))
+		KeepClientContext: in.KeepClientContext, AgeOfConsent: in.AgeOfConsent, MarketingAge: in.MarketingAge}, ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return

@@ -109,7 +109,7 @@ func PropertyOf(c *gin.Context) *identity.Property {
 // CORS headers of the public routes.
 const (
 	corsMethods = "GET, POST, OPTIONS"
-	corsHeaders = "Content-Type, Idempotency-Key, Lupa-Device-Id"
+	corsHeaders = "Authorization, Content-Type, Idempotency-Key, Lupa-Device-Id"
 	corsExpose  = "Retry-After, X-Request-Id, Idempotent-Replayed"
 	corsMaxAge  = "600"
 )

@@ -68,8 +68,8 @@ func WriteProblem(c *gin.Context, status int, code, title, detail string, fields
 		Instance: c.Request.URL.Path, RequestID: c.GetString(contextRequestID)}
 	c.Header("Content-Type", "application/problem+json")
 	c.Header("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `Bearer realm="lupa"`)
+	if status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="lupa"`) // a handler may have set a more precise challenge
 	}
 	if status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" {
 		c.Header("Retry-After", "1")

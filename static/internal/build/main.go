@@ -1,10 +1,12 @@
 // Command build bundles and minifies the consent widget with esbuild's Go API. go generate
 // runs it in static/ (see static.go); it needs nothing but the Go toolchain.
 //
-// Inputs: widget/src/main.js (with the modules and strings.json it imports), widget/widget.css
-// and widget/stub.js. Outputs: dist/widget.<hash8>.js, dist/widget.<hash8>.css (any other
-// file in dist/ is removed, so dist holds exactly the current build) and build_gen.go with the
-// constants WidgetJS, WidgetCSS, Build, StubJS and StubCSPHash.
+// Inputs: widget/src/main.js (with the modules and strings.json it imports), widget/widget.css,
+// widget/src/register.js (the registration widget's loader, a chunk of its own) and
+// widget/stub.js. Outputs: dist/widget.<hash8>.js, dist/widget.<hash8>.css,
+// dist/register.<hash8>.js (any other file in dist/ is removed, so dist holds exactly the
+// current build) and build_gen.go with the constants WidgetJS, WidgetCSS, RegisterJS, Build,
+// StubJS and StubCSPHash.
 //
 // Reproducible: esbuild is deterministic for fixed inputs and options, the options below
 // embed no path, time or environment, and nothing iterates a map; the same sources give
@@ -15,9 +17,10 @@
 //  2. The JS is bundled with __LUPA_CSS__ = that name and __LUPA_BUILD__ = a fixed
 //     placeholder string.
 //  3. The stub is minified.
-//  4. Build = the first 16 hex of SHA-256 over the three outputs (each length-prefixed): the
-//     JS with the placeholder, the CSS and the stub. So Build covers every shipped byte (the
-//     interface strings are inside the JS) except its own value.
+//  4. Build = the first 16 hex of SHA-256 over the outputs (each length-prefixed): the JS
+//     with the placeholder, the CSS, the stub and the registration loader (whose name the JS
+//     holds). So Build covers every shipped byte (the interface strings are inside the JS)
+//     except its own value.
 //  5. The placeholder in the JS is replaced by Build; the JS name is
 //     widget.<first 8 hex of SHA-256(final js)>.js.
 package main
@@ -65,9 +68,18 @@ func run(srcDir, outDir, genFile string) error {
 	}
 	cssName := "widget." + sum(css)[:8] + ".css"
 
+	// The registration loader is a chunk of its own: pages without a registration form never
+	// fetch it.
+	reg, err := bundle(src, "src/register.js", nil)
+	if err != nil {
+		return err
+	}
+	regName := "register." + sum(reg)[:8] + ".js"
+
 	js, err := bundle(src, "src/main.js", map[string]string{
-		"__LUPA_CSS__":   strconv.Quote(cssName),
-		"__LUPA_BUILD__": strconv.Quote(placeholder),
+		"__LUPA_CSS__":      strconv.Quote(cssName),
+		"__LUPA_BUILD__":    strconv.Quote(placeholder),
+		"__LUPA_REGISTER__": strconv.Quote(regName),
 	})
 	if err != nil {
 		return err
@@ -90,7 +102,7 @@ func run(srcDir, outDir, genFile string) error {
 	stub := strings.TrimSpace(string(st.Code))
 
 	h := sha256.New()
-	for _, b := range [][]byte{js, css, []byte(stub)} {
+	for _, b := range [][]byte{js, css, []byte(stub), reg} {
 		_ = binary.Write(h, binary.BigEndian, uint64(len(b)))
 		h.Write(b)
 	}
@@ -101,8 +113,8 @@ func run(srcDir, outDir, genFile string) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
-	files := map[string][]byte{jsName: js, cssName: css}
-	for _, name := range []string{jsName, cssName} {
+	files := map[string][]byte{jsName: js, cssName: css, regName: reg}
+	for _, name := range []string{jsName, cssName, regName} {
 		if err := os.WriteFile(filepath.Join(outDir, name), files[name], 0o644); err != nil {
 			return err
 		}
@@ -131,6 +143,9 @@ const WidgetJS = %q
 // WidgetCSS is the file name of the widget stylesheet in Files (served under /v1/static/).
 const WidgetCSS = %q
 
+// RegisterJS is the file name of the registration widget's loader in Files.
+const RegisterJS = %q
+
 // Build identifies this build of the widget: a hash over everything shipped (the bundle
 // with its interface strings, the stylesheet and the stub). The widget sends it as
 // ?build= when it fetches its configuration.
@@ -141,7 +156,7 @@ const StubJS = %q
 
 // StubCSPHash is the CSP source expression that allows StubJS as an inline script.
 const StubCSPHash = %q
-`, jsName, cssName, build, stub, "'sha256-"+base64.StdEncoding.EncodeToString(stubHash[:])+"'")
+`, jsName, cssName, regName, build, stub, "'sha256-"+base64.StdEncoding.EncodeToString(stubHash[:])+"'")
 	code, err := format.Source(g.Bytes())
 	if err != nil {
 		return err

@@ -17,8 +17,8 @@ import { grantedTypes, consentUpdate } from './consentmode.js'
 import { activate } from './activate.js'
 import { ui } from './ui.js'
 
-// __LUPA_BUILD__ and __LUPA_CSS__ are set by static/internal/build.
-const BUILD = __LUPA_BUILD__, CSS = __LUPA_CSS__,
+// __LUPA_BUILD__, __LUPA_CSS__ and __LUPA_REGISTER__ are set by static/internal/build.
+const BUILD = __LUPA_BUILD__, CSS = __LUPA_CSS__, REG = __LUPA_REGISTER__,
   w = window,
   WORD = { g: 'granted', d: 'denied', w: 'withdrawn', o: 'objected' },
   script = d.currentScript || d.querySelector('script[data-property]')
@@ -69,6 +69,16 @@ if (!w.lupa && script) {
     on(n, f) {
       subs[n] && subs[n].push(f)
       n == 'ready' && ready && f(decisions())
+    },
+    // forget: call it when the person signs out on the site. The browser starts afresh: a
+    // new anonymous device, asked again, since someone else may use it next.
+    forget() {
+      if (!s) return
+      d.cookie = (s.cookie_name || 'lupa_consent') + '=; Path=/; Max-Age=0' + (s.cookie_domain ? '; Domain=' + s.cookie_domain : '')
+      try {
+        localStorage.removeItem('lupa_receipt')
+      } catch (e) {}
+      location.reload()
     },
   }
 
@@ -123,6 +133,9 @@ if (!w.lupa && script) {
       pk = script.dataset.property,
       lang = (script.dataset.lang || d.documentElement.lang.split('-')[0] || navigator.language.split('-')[0] || '').toLowerCase()
     if (!pk) return console.warn('Lupa: the widget script needs data-property="pk_…"')
+    // The registration form is a chunk of its own, fetched only by pages with a place for it.
+    const reg = () => d.querySelector('[data-lupa-register]') && d.head.append(h('script', { src: base + '/v1/static/' + REG, 'data-pk': pk, 'data-lang': lang }))
+    d.readyState == 'loading' ? d.addEventListener('DOMContentLoaded', reg) : reg()
     const css = new Promise(r => {
       const l = h('link', { rel: 'stylesheet', href: base + '/v1/static/' + CSS })
       l.onload = l.onerror = r

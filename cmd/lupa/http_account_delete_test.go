@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// TestAccountDeletion: deleting an account needs a ticked confirmation; it then ends every
+// session, withdraws every consent the person gave (as ledger events, delivered downstream
+// through domain events) and opens an erasure request.
+func TestAccountDeletion(t *testing.T) {
+	eachAccountServer(t, nil, func(t *testing.T, s *accountServer) {
+		const email = "poistuja@esimerkki.fi"
+		a := s.customer(t)
+		a.register(demoSlug, email)
+		b := s.customer(t)
+		b.signIn(demoSlug, email)
+		_, writeKey := s.newKey(t, s.demo.AdminKey, "consent:write")
+		id := map[string]any{"kind": "email", "value": email}
+		r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": id, "method": "checkbox",
+			"decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"},
+				{"purpose": "personalisation", "version": 1, "decision": "granted"}, {"purpose": "partner_sharing", "decision": "denied"}}})
+		if r.Status != http.StatusCreated {
+			t.Fatalf("record: %d %s", r.Status, r.Body)
+		}
+		if !strings.Contains(wantPage(t, a.get("/account"), http.StatusOK), `action="/account/delete"`) {
+			t.Fatal("the account page offers no deletion")
+		}
+		// Without the confirmation nothing happens.
+		wantRedirect(t, a.post("/account/delete", form("lang", "en")), "/account?lang=en")
+		if a.signedInAs() != email {
+			t.Fatal("an unconfirmed deletion ended the session")
+		}
+		page := wantPage(t, a.post("/account/delete", form("confirm", "yes", "lang", "en")), http.StatusOK)
+		if !strings.Contains(page, "Account deleted") || a.signedInAs() != "" || b.signedInAs() != "" {
+			t.Fatalf("after deletion: %s", page)
+		}
+		state := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": id}).Map(t)
+		for _, p := range state["state"].([]any) {
+			st := p.(map[string]any)
+			switch st["purpose"] {
+			case "marketing_email", "personalisation":
+				if st["state"] != "withdrawn" {
+					t.Fatalf("%s after deletion: %v", st["purpose"], st["state"])
+				}
+			case "partner_sharing":
+				if st["state"] != "denied" {
+					t.Fatalf("a refusal changed: %v", st["state"])
+				}
+			}
+		}
+		ctx := context.Background()
+		subj, err := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: "email", Value: email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var open int64
+		s.app.db.Read.Raw("SELECT count(*) FROM dsr_requests WHERE subject_id = ? AND kind = 'erasure' AND status = 'open' AND source = 'account'", subj.ID).Scan(&open)
+		var withdrawn int64
+		s.app.db.Read.Raw("SELECT count(*) FROM domain_events WHERE subject_id = ? AND payload LIKE '%withdrawn%'", subj.ID).Scan(&withdrawn)
+		if open != 1 || withdrawn == 0 {
+			t.Fatalf("erasure requests %d, withdrawal domain events %d", open, withdrawn)
+		}
+		// The account is gone: its password no longer signs in.
+		wantPage(t, a.post("/t/"+demoSlug+"/signin", form("email", email, "password", goodPW)), http.StatusUnprocessableEntity)
+	})
+}

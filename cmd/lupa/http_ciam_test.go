@@ -1,0 +1,308 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/ciam/ciamtest"
+)
+
+// ciamEnv lets Lupa fetch keys from the provider the test runs on loopback.
+var ciamEnv = map[string]string{"LUPA_ALLOW_PRIVATE_WEBHOOKS": "true", "LUPA_RATE_LIMIT": "100000", "LUPA_RATE_BURST": "100000"}
+
+// newIssuer configures p as a CIAM issuer of the admin key's tenant (audience "lupa") and
+// returns its id and webhook secret.
+func (s *testServer) newIssuer(t testing.TB, adminKey string, p *ciamtest.Provider, extra map[string]any) (id, secret string) {
+	t.Helper()
+	body := map[string]any{"name": "Shop CIAM", "issuer": p.Issuer(), "audiences": []string{"lupa"}}
+	for k, v := range extra {
+		body[k] = v
+	}
+	r := s.withKey(adminKey, http.MethodPost, "/v1/admin/ciam-issuers", body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create CIAM issuer: %d %s", r.Status, r.Body)
+	}
+	m := r.Map(t)
+	id, _ = m["id"].(string)
+	secret, _ = m["webhook_secret"].(string)
+	if id == "" || !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("issuer without id or secret: %s", r.Body)
+	}
+	return id, secret
+}
+
+func bearerTo(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// idpOf is the server API's identifier of a CIAM user.
+func idpOf(p *ciamtest.Provider, sub string) map[string]any {
+	return map[string]any{"kind": "idp", "namespace": p.Issuer(), "value": sub}
+}
+
+// TestHTTPCIAMBearer: an app records person-level consent with the customer's access token;
+// the person is (issuer, sub) everywhere; every kind of bad token is a generic 401 that
+// records nothing.
+func TestHTTPCIAMBearer(t *testing.T) {
+	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
+		p := ciamtest.New(t)
+		issuerID, _ := s.newIssuer(t, s.demo.AdminKey, p, nil)
+		_, read := s.newKey(t, s.demo.AdminKey, "consent:read")
+		app := "/v1/consents?property=" + s.demo.App.PublicKey
+		body := map[string]any{"method": "checkbox", "language": "fi", "decisions": []map[string]any{
+			decision("marketing_email", 1, "granted"), decision("analytics", 1, "granted")}}
+
+		o := recorded(t, s.request(http.MethodPost, app, body, bearerTo(p.Token("cust-42", "lupa"))...))
+		if o.DeviceID != "" {
+			t.Fatalf("a person's interaction got a device id: %+v", o)
+		}
+		states := map[string]string{}
+		for _, e := range o.State {
+			states[e.Purpose] = e.State
+		}
+		if states["marketing_email"] != "granted" || states["analytics"] != "granted" || states["personalisation"] != "not_asked" {
+			t.Fatalf("state after the token's interaction: %+v", o.State)
+		}
+		// The same person reads it back with a new token, and the server API finds them by (issuer, sub).
+		g := s.request(http.MethodGet, app, nil, bearerTo(p.Token("cust-42", "lupa"))...)
+		if g.Status != http.StatusOK || !strings.Contains(string(g.Body), `"purpose":"marketing_email","state":"granted"`) ||
+			strings.Contains(string(g.Body), "device_id") || g.Map(t)["subject"] != o.Subject {
+			t.Fatalf("GET with the token: %d %s", g.Status, g.Body)
+		}
+		st := s.withKey(read, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": idpOf(p, "cust-42")})
+		if st.Status != http.StatusOK || st.Map(t)["subject"] != o.Subject ||
+			!strings.Contains(string(st.Body), `"purpose":"marketing_email","state":"granted"`) {
+			t.Fatalf("server API state of the idp identity: %d %s", st.Status, st.Body)
+		}
+		h := s.withKey(read, http.MethodPost, "/v1/subjects/history", map[string]any{"identifier": idpOf(p, "cust-42")})
+		if !strings.Contains(string(h.Body), `"actor":"ciam:`+issuerID+`"`) || !strings.Contains(string(h.Body), `"channel":"app"`) {
+			t.Fatalf("history does not name the issuer as actor and the app as channel: %s", h.Body)
+		}
+		// A new customer's first GET: known from now on, nothing asked yet.
+		first := s.request(http.MethodGet, app, nil, bearerTo(p.Token("cust-new", "lupa"))...)
+		if first.Status != http.StatusOK || strings.Contains(string(first.Body), `"state":"granted"`) || first.Map(t)["subject"] == "" {
+			t.Fatalf("a new customer's state: %d %s", first.Status, first.Body)
+		}
+
+		// The rules stay: without a token the app decides device-level purposes only, and a
+		// device id never stands for the person.
+		wantProblem(t, s.request(http.MethodPost, app, body), http.StatusUnprocessableEntity, "decisions[0].purpose")
+		withDevice := map[string]any{"identifier": map[string]any{"kind": "device", "value": identity.NewDeviceID()},
+			"method": "checkbox", "decisions": []map[string]any{decision("analytics", 1, "granted")}}
+		wantProblem(t, s.request(http.MethodPost, app, withDevice, bearerTo(p.Token("cust-42", "lupa"))...), http.StatusUnprocessableEntity, "identifier")
+		// A web page that holds a token may use it (with its Origin); a kiosk may not.
+		recorded(t, s.request(http.MethodPost, "/v1/consents?property="+s.demo.WebShop.PublicKey, body,
+			append(bearerTo(p.Token("cust-42", "lupa")), "Origin", s.Origin)...))
+		kiosk := s.admin(http.MethodPost, "/v1/admin/properties", map[string]any{"name": "Kiosk", "brand_id": s.demo.Brands[0].ID, "kind": "kiosk"})
+		kioskKey, _ := kiosk.Map(t)["public_key"].(string)
+		wantProblem(t, s.request(http.MethodPost, "/v1/consents?property="+kioskKey, body, bearerTo(p.Token("cust-42", "lupa"))...), http.StatusForbidden)
+
+		// Bad tokens: one generic answer, the token never echoed, nothing recorded.
+		before := s.ledger(t, s.demo.AdminKey)
+		now := time.Now()
+		claims := func(k string, v any) map[string]any {
+			c := p.Claims("cust-42", "lupa", now)
+			c[k] = v
+			return c
+		}
+		key := p.Current()
+		for name, tok := range map[string]string{
+			"wrong signature": p.Sign(p.Impostor(key), p.Claims("cust-42", "lupa", now)),
+			"unknown kid":     p.Sign(p.NewKey("ES256"), p.Claims("cust-42", "lupa", now)),
+			"wrong issuer":    p.Sign(key, claims("iss", "https://idp.evil.example")),
+			"wrong audience":  p.Sign(key, claims("aud", "another-api")),
+			"expired":         p.Sign(key, claims("exp", now.Add(-time.Hour).Unix())),
+			"not yet valid":   p.Sign(key, claims("nbf", now.Add(time.Hour).Unix())),
+			"alg none":        ciamtest.Unsigned(p.Claims("cust-42", "lupa", now)),
+			"HS256 public":    ciamtest.HMACWithPublicKey(key, p.Claims("cust-42", "lupa", now)),
+			"not a JWT":       "sk_this-is-an-api-key",
+		} {
+			for _, method := range []string{http.MethodPost, http.MethodGet} {
+				var b any
+				if method == http.MethodPost {
+					b = body
+				}
+				r := s.request(method, app, b, bearerTo(tok)...)
+				pr := wantProblem(t, r, http.StatusUnauthorized)
+				if c := r.Header.Get("WWW-Authenticate"); !strings.Contains(c, `error="invalid_token"`) {
+					t.Errorf("%s %s: WWW-Authenticate %q", name, method, c)
+				}
+				if strings.Contains(string(r.Body), tok) || pr.Detail != "the bearer token is not valid: check its issuer, audience, lifetime and signature" {
+					t.Errorf("%s %s: the answer is not the generic one: %s", name, method, r.Body)
+				}
+			}
+		}
+		wantProblem(t, s.request(http.MethodPost, app, body, "Authorization", "Basic dXNlcjpwdw=="), http.StatusUnauthorized)
+		if after := s.ledger(t, s.demo.AdminKey); after != before {
+			t.Fatalf("refused tokens changed the ledger: %+v → %+v", before, after)
+		}
+		// Removing the issuer: its tokens stop working at once on this instance.
+		if r := s.admin(http.MethodDelete, "/v1/admin/ciam-issuers/"+issuerID, nil); r.Status != http.StatusNoContent {
+			t.Fatalf("delete issuer: %d %s", r.Status, r.Body)
+		}
+		wantProblem(t, s.request(http.MethodPost, app, body, bearerTo(p.Token("cust-42", "lupa"))...), http.StatusUnauthorized)
+	})
+}
+
+// event is an identity event body.
+func event(typ, sub string, data map[string]any) []byte {
+	d := map[string]any{"sub": sub}
+	for k, v := range data {
+		d[k] = v
+	}
+	b, _ := json.Marshal(map[string]any{"type": typ, "timestamp": time.Now().UTC().Format(time.RFC3339), "data": d})
+	return b
+}
+
+// postEvent signs body with secret as webhook id and sends it for the issuer.
+func (s *testServer) postEvent(issuerID, secret, id string, at time.Time, body []byte) *response {
+	s.t.Helper()
+	return s.request(http.MethodPost, "/v1/identity/events/"+issuerID, body, ciamtest.WebhookHeaders(secret, id, at, body)...)
+}
+
+// TestHTTPIdentityEvents: the CIAM's events create people with their verified addresses;
+// a deleted user's consents are withdrawn at once — ledger events, state, domain events —
+// and an erasure request is opened; signatures, timestamps and replays are checked; another
+// tenant cannot speak for this tenant's issuer.
+func TestHTTPIdentityEvents(t *testing.T) {
+	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
+		ctx := t.Context()
+		p := ciamtest.New(t)
+		issuerID, secret := s.newIssuer(t, s.demo.AdminKey, p, nil)
+		_, read := s.newKey(t, s.demo.AdminKey, "consent:read")
+
+		created := event("user.created", "cust-7", map[string]any{"email": "Asiakas@Example.fi", "email_verified": true, "given_name": "Aino"})
+		r := s.postEvent(issuerID, secret, "msg_created", time.Now(), created)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"email":"added"`) || !strings.Contains(string(r.Body), `"person_created":true`) {
+			t.Fatalf("user.created: %d %s", r.Status, r.Body)
+		}
+		byEmail, err := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: identity.IDEmail, Value: "asiakas@example.fi"})
+		if err != nil {
+			t.Fatalf("the verified address is not an identifier: %v", err)
+		}
+		again := s.postEvent(issuerID, secret, "msg_created", time.Now(), created)
+		if again.Status != http.StatusOK || again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(r.Body) {
+			t.Fatalf("replayed webhook-id: %d %v %s", again.Status, again.Header, again.Body)
+		}
+
+		// The customer grants through the app with a token; the server API sees it by email too.
+		app := "/v1/consents?property=" + s.demo.App.PublicKey
+		o := recorded(t, s.request(http.MethodPost, app, map[string]any{"method": "checkbox", "decisions": []map[string]any{
+			decision("marketing_email", 1, "granted"), decision("personalisation", 1, "granted"), decision("analytics", 1, "granted"),
+			decision("partner_sharing", 0, "denied")}}, bearerTo(p.Token("cust-7", "lupa"))...))
+		if !strings.Contains(string(s.withKey(read, http.MethodPost, "/v1/subjects/state", map[string]any{
+			"identifier": map[string]any{"kind": "email", "value": "asiakas@example.fi"}}).Body), `"subject":"`+o.Subject+`"`) {
+			t.Fatal("the email does not lead to the person who granted")
+		}
+
+		// Refusals change nothing.
+		for name, r := range map[string]*response{
+			"bad signature": s.request(http.MethodPost, "/v1/identity/events/"+issuerID, event("user.deleted", "cust-7", nil),
+				ciamtest.WebhookHeaders("whsec_"+strings.Repeat("A", 44), "msg_x", time.Now(), event("user.deleted", "cust-7", nil))...),
+			"old timestamp":  s.postEvent(issuerID, secret, "msg_old", time.Now().Add(-6*time.Minute), event("user.deleted", "cust-7", nil)),
+			"no headers":     s.request(http.MethodPost, "/v1/identity/events/"+issuerID, event("user.deleted", "cust-7", nil)),
+			"unknown issuer": s.postEvent(identity.NewID(), secret, "msg_y", time.Now(), event("user.deleted", "cust-7", nil)),
+		} {
+			wantProblem(t, r, http.StatusUnauthorized)
+			if name == "old timestamp" && !strings.Contains(string(r.Body), "5 minutes") {
+				t.Errorf("old timestamp: %s", r.Body)
+			}
+		}
+		p422 := wantProblem(t, s.postEvent(issuerID, secret, "msg_merged", time.Now(), event("user.merged", "cust-7", nil)), http.StatusUnprocessableEntity, "type")
+		if !strings.Contains(p422.Errors[0].Message, "unknown event type") {
+			t.Errorf("user.merged: %+v", p422)
+		}
+
+		// Another tenant with the same CIAM cannot post events for this tenant's issuer.
+		b := newOtherTenant(t, s)
+		otherID, otherSecret := s.newIssuer(t, b.AdminKey, p, nil)
+		wantProblem(t, s.postEvent(issuerID, otherSecret, "msg_b", time.Now(), event("user.deleted", "cust-7", nil)), http.StatusUnauthorized)
+		wantProblem(t, s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/ciam-issuers/"+issuerID, nil), http.StatusNotFound)
+		// B's own deletion of "cust-7" is about B's person (none): A's consents stay.
+		if r := s.postEvent(otherID, otherSecret, "msg_b2", time.Now(), event("user.deleted", "cust-7", nil)); r.Status != http.StatusOK ||
+			strings.Contains(string(r.Body), "erasure_request") {
+			t.Fatalf("tenant B's deletion: %d %s", r.Status, r.Body)
+		}
+		ledgerBefore := s.ledger(t, s.demo.AdminKey)
+		if ledgerBefore.Events == 0 {
+			t.Fatal("no events")
+		}
+
+		// user.deleted: every grant withdrawn at once.
+		del := s.postEvent(issuerID, secret, "msg_deleted", time.Now(), event("user.deleted", "cust-7", nil))
+		if del.Status != http.StatusOK {
+			t.Fatalf("user.deleted: %d %s", del.Status, del.Body)
+		}
+		var ans struct {
+			Subject        string `json:"subject"`
+			Withdrawn      int    `json:"withdrawn"`
+			ErasureRequest string `json:"erasure_request"`
+		}
+		del.JSON(t, &ans)
+		if ans.Subject != o.Subject || ans.Withdrawn != 3 || ans.ErasureRequest == "" {
+			t.Fatalf("user.deleted answer: %s", del.Body)
+		}
+		st := s.withKey(read, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": idpOf(p, "cust-7")})
+		for _, want := range []string{`"purpose":"marketing_email","state":"withdrawn"`, `"purpose":"personalisation","state":"withdrawn"`,
+			`"purpose":"analytics","state":"withdrawn"`, `"purpose":"partner_sharing","state":"denied"`} {
+			if !strings.Contains(string(st.Body), want) {
+				t.Errorf("state after deletion lacks %s: %s", want, st.Body)
+			}
+		}
+		if strings.Contains(string(st.Body), `"may_use":true`) && strings.Contains(string(st.Body), `"state":"granted"`) {
+			t.Errorf("something is still granted: %s", st.Body)
+		}
+		var hist struct {
+			Events []struct {
+				Kind, Purpose, Decision, Method, Channel, Actor, Interaction string
+			} `json:"events"`
+		}
+		s.withKey(read, http.MethodPost, "/v1/subjects/history", map[string]any{"identifier": idpOf(p, "cust-7")}).JSON(t, &hist)
+		withdrawals := map[string]bool{}
+		interactions := map[string]bool{}
+		for _, e := range hist.Events {
+			if e.Decision == "withdrawn" {
+				if e.Method != "system" || e.Channel != "system" || e.Actor != "system" {
+					t.Errorf("withdrawal event: %+v", e)
+				}
+				withdrawals[e.Purpose] = true
+				interactions[e.Interaction] = true
+			}
+		}
+		if len(withdrawals) != 3 || len(interactions) != 1 {
+			t.Fatalf("withdrawals %v in %d interactions, want 3 in one", withdrawals, len(interactions))
+		}
+		if l := s.ledger(t, s.demo.AdminKey); l.Events != ledgerBefore.Events+3 {
+			t.Fatalf("ledger %+v, want 3 more events than %+v", l, ledgerBefore)
+		}
+		subj, err := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: identity.IDIdP, Namespace: p.Issuer(), Value: "cust-7"})
+		if err != nil || subj.ID != byEmail.ID {
+			t.Fatalf("subject: %v", err)
+		}
+		var payloads []string
+		if err := s.app.db.Read.Raw(`SELECT payload FROM domain_events WHERE tenant_id = ? AND subject_id = ? ORDER BY subject_seq`,
+			s.demo.Tenant.ID, subj.ID).Scan(&payloads).Error; err != nil {
+			t.Fatal(err)
+		}
+		last := payloads[len(payloads)-1]
+		if strings.Count(last, `"decision":"withdrawn"`) != 3 || !strings.Contains(last, `"method":"system"`) {
+			t.Fatalf("the last domain event is not the withdrawal: %s", last)
+		}
+		var dsr []struct{ ID, Kind, Status, Source string }
+		s.app.db.Read.Raw(`SELECT id, kind, status, source FROM dsr_requests WHERE tenant_id = ? AND subject_id = ?`,
+			s.demo.Tenant.ID, subj.ID).Scan(&dsr)
+		if len(dsr) != 1 || dsr[0].ID != ans.ErasureRequest || dsr[0].Kind != "erasure" || dsr[0].Status != "open" || dsr[0].Source != "ciam:"+issuerID {
+			t.Fatalf("erasure requests: %+v", dsr)
+		}
+		// The same deletion again (a new webhook-id): nothing more to withdraw, the same request.
+		r2 := s.postEvent(issuerID, secret, "msg_deleted_2", time.Now(), event("user.deleted", "cust-7", nil))
+		if r2.Status != http.StatusOK || !strings.Contains(string(r2.Body), `"withdrawn":0`) || !strings.Contains(string(r2.Body), ans.ErasureRequest) {
+			t.Fatalf("second deletion: %d %s", r2.Status, r2.Body)
+		}
+		if l := s.ledger(t, s.demo.AdminKey); l.Events != ledgerBefore.Events+3 {
+			t.Fatalf("the second deletion wrote events: %+v", l)
+		}
+	})
+}

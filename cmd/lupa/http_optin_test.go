@@ -1,0 +1,69 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
+)
+
+// TestHTTPDoubleOptIn: a grant of a double opt-in purpose is pending until the link of the
+// confirmation email is followed: its GET only shows a button (mail scanners open links),
+// the button's POST confirms, a cross-site POST is refused, and a bad link says so.
+func TestHTTPDoubleOptIn(t *testing.T) {
+	smtp := mailtest.NewServer(t)
+	env := map[string]string{"LUPA_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "LUPA_PUBLIC_URL": "https://lupa.example"}
+	eachServer(t, env, func(t *testing.T, s *testServer) {
+		if r := s.admin(http.MethodPatch, "/v1/admin/purposes/marketing_email", map[string]any{"double_opt_in": true}); r.Status != http.StatusOK {
+			t.Fatalf("patch: %d %s", r.Status, r.Body)
+		}
+		_, writeKey := s.newKey(t, s.demo.AdminKey, "consent:write")
+		to := "optin-" + strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:]) + "@esimerkki.fi"
+		email := map[string]any{"kind": "email", "value": to}
+		r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": email, "method": "checkbox",
+			"language": "fi", "decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}})
+		if r.Status != http.StatusCreated || !strings.Contains(string(r.Body), `"state":"pending_confirmation"`) {
+			t.Fatalf("record: %d %s", r.Status, r.Body)
+		}
+		m := smtp.WaitFor(t, to, 5*time.Second)
+		found := regexp.MustCompile(`https://lupa\.example(/optin\?\S+)`).FindStringSubmatch(m.Text)
+		if m.Subject != "Vahvista tilauksesi" || found == nil {
+			t.Fatalf("mail %q %q", m.Subject, m.Text)
+		}
+		state := func() string {
+			r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": email})
+			for _, p := range r.Map(t)["state"].([]any) {
+				if p.(map[string]any)["purpose"] == "marketing_email" {
+					return p.(map[string]any)["state"].(string)
+				}
+			}
+			return ""
+		}
+		page := s.request(http.MethodGet, found[1], nil)
+		if page.Status != http.StatusOK || !strings.Contains(string(page.Body), "Vahvista</button>") || state() != "pending_confirmation" {
+			t.Fatalf("GET confirmed or failed: %d %s", page.Status, state())
+		}
+		u, _ := url.Parse(found[1])
+		form := url.Values{"t": {u.Query().Get("t")}, "lang": {"fi"}}.Encode()
+		post := func(headers ...string) *response {
+			return s.request(http.MethodPost, "/optin", form, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, headers...)...)
+		}
+		if r := post("Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"); r.Status != http.StatusForbidden || state() != "pending_confirmation" {
+			t.Fatalf("a cross-site POST: %d %s", r.Status, state())
+		}
+		if r := post(); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Tilauksesi on vahvistettu") || state() != "granted" {
+			t.Fatalf("confirm: %d %s %s", r.Status, state(), r.Body)
+		}
+		if r := post(); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "jo vahvistettu") {
+			t.Fatalf("again: %d %s", r.Status, r.Body)
+		}
+		bad := s.request(http.MethodPost, "/optin", "t=nonsense&lang=sv", "Content-Type", "application/x-www-form-urlencoded")
+		if bad.Status != http.StatusUnprocessableEntity || !strings.Contains(string(bad.Body), "Länken är ogiltig") {
+			t.Fatalf("a bad link: %d %s", bad.Status, bad.Body)
+		}
+	})
+}
