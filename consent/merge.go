@@ -403,3 +403,18 @@ func (s *Service) redirectMerged(ctx context.Context, jobs []*job) error {
 	}
 	return nil
 }
+
+// LinkTokenDevice links the device an app names to the person its CIAM token proves, at the
+// person's first request with both: the person is created when new. A device Lupa does not
+// know is nothing to link (nil); one already another person's is a conflict (the app signs
+// out first, which gives the device a new id).
+func (s *Service) LinkTokenDevice(ctx context.Context, p *identity.Property, device, person identity.Identifier) error {
+	if _, err := s.PersonState(ctx, p, person); err != nil { // creates the person when new
+		return err
+	}
+	_, err := s.LinkDevice(ctx, p, device, person, MergeCIAM, identity.Actor("ciam:"+person.Namespace))
+	if identity.IsCode(err, identity.ENotFound) {
+		return nil
+	}
+	return err
+}

@@ -63,7 +63,7 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		}
 		e := &Event{Kind: kind, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number,
 			VersionHash: d.version.ContentHash, TextHash: d.textHash, Decision: decision, Channel: in.channel,
-			Method: in.method, Agent: in.agent, Language: in.language, UIHash: in.uiHash, Actor: in.actor,
+			Method: in.method, Agent: in.agent, Language: in.language, UIHash: in.uiHash, Actor: in.actor, Reason: in.reason,
 			InteractionID: in.id, ClientTime: in.clientTime}
 		if in.property != nil {
 			e.PropertyID = in.property.ID

@@ -17,11 +17,8 @@ import (
 // withdrew (none when nothing was granted: then nothing is written). Refusals,
 // objections and legitimate-interest purposes are left as they are.
 //
-// reason says why (idp_user_deleted, account_deleted). The ledger's decision events do
-// not carry a reason yet (the planner writes one for system changes only); it is kept for
-// when they do.
+// reason says why (idp_user_deleted, account_deleted); the withdrawal events carry it.
 func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.Identifier, method, reason string) (int, error) {
-	_ = reason
 	if !slices.Contains(Methods, method) {
 		return 0, identity.FieldErrors("validation failed", identity.FieldError{Field: "method", Message: "unknown method"})
 	}
@@ -51,7 +48,9 @@ func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.
 		if v == nil {
 			continue
 		}
-		decisions = append(decisions, resolved{purpose: cp, version: v, requested: Withdrawn})
+		// Only while still granted when the writer gets to it: a person who decides in the
+		// same instant keeps their own decision.
+		decisions = append(decisions, resolved{purpose: cp, version: v, requested: Withdrawn, onlyIf: StateGranted})
 	}
 	if len(decisions) == 0 {
 		return 0, nil
@@ -59,10 +58,10 @@ func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.
 	// In purpose order, so the chain reads the same whoever replays it.
 	slices.SortFunc(decisions, func(a, b resolved) int { return cmpString(a.purpose.Key, b.purpose.Key) })
 	in := &interaction{tenantID: tenantID, id: identity.NewID(), catalog: c, subjectID: subj.id, pseudonym: subj.pseudonym,
-		identifier: &id, channel: "system", method: method, actor: string(identity.ActorSystem), decisions: decisions}
+		identifier: &id, channel: "system", method: method, actor: string(identity.ActorSystem), decisions: decisions,
+		reason: reason}
 	// No plan is made here: the writer plans it under the head lock, on the state as it is
-	// then. (A person who changes a decision in the same instant may see that purpose
-	// recorded as denied rather than withdrawn; either way it is not granted.)
+	// then.
 	out, err := s.writer.Submit(ctx, in)
 	if err != nil {
 		return 0, err

@@ -48,6 +48,7 @@ type interaction struct {
 	context         *clientContext
 	receipt         bool
 	domainEventType string
+	reason          string     // why, on decision events Lupa records by itself (withdraw.go)
 	merge           *mergeSpec // a device joining a person: written alone (merge.go)
 	// also are statements of another domain written in the same transaction, once the
 	// subject is known (the account of a registration, registration.go).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -89,9 +90,22 @@ func TestHTTPCIAMBearer(t *testing.T) {
 		// The rules stay: without a token the app decides device-level purposes only, and a
 		// device id never stands for the person.
 		wantProblem(t, s.request(http.MethodPost, app, body), http.StatusUnprocessableEntity, "decisions[0].purpose")
-		withDevice := map[string]any{"identifier": map[string]any{"kind": "device", "value": identity.NewDeviceID()},
-			"method": "checkbox", "decisions": []map[string]any{decision("analytics", 1, "granted")}}
-		wantProblem(t, s.request(http.MethodPost, app, withDevice, bearerTo(p.Token("cust-42", "lupa"))...), http.StatusUnprocessableEntity, "identifier")
+		// An app that signs a customer in sends the token with its device id: the device's
+		// anonymous history joins the person (a device Lupa does not know is nothing to join).
+		anon := recorded(t, s.request(http.MethodPost, app, map[string]any{"method": "checkbox",
+			"decisions": []map[string]any{decision("analytics", 1, "denied")}}))
+		withDevice := map[string]any{"identifier": map[string]any{"kind": "device", "value": anon.DeviceID},
+			"method": "checkbox", "decisions": []map[string]any{decision("marketing_email", 1, "granted")}}
+		linked := recorded(t, s.request(http.MethodPost, app, withDevice, bearerTo(p.Token("cust-77", "lupa"))...))
+		if linked.DeviceID != "" {
+			t.Fatalf("a person's interaction got a device id: %+v", linked)
+		}
+		devState := s.withKey(read, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": map[string]any{"kind": "device", "value": anon.DeviceID}}).Map(t)
+		if devState["subject"] != linked.Subject || !strings.Contains(fmt.Sprint(devState["state"]), "analytics state:denied") {
+			t.Fatalf("the device after the token: %v (person %s)", devState, linked.Subject)
+		}
+		withDevice["identifier"] = map[string]any{"kind": "device", "value": identity.NewDeviceID()}
+		recorded(t, s.request(http.MethodPost, app, withDevice, bearerTo(p.Token("cust-42", "lupa"))...))
 		// A web page that holds a token may use it (with its Origin); a kiosk may not.
 		recorded(t, s.request(http.MethodPost, "/v1/consents?property="+s.demo.WebShop.PublicKey, body,
 			append(bearerTo(p.Token("cust-42", "lupa")), "Origin", s.Origin)...))

@@ -70,6 +70,12 @@ func (c *contractRun) ciam() {
 		{"purpose": "marketing_email", "version": 1, "decision": "granted"}, {"purpose": "analytics", "version": 1, "decision": "granted"}}}
 	c.call(201, post, app, grant, tok...)
 	c.call(200, get, app, nil, tok...)
+	// The app's device joins the person with the token; another person cannot take it.
+	anon := c.call(201, post, app, map[string]any{"method": "checkbox", "decisions": []map[string]any{
+		{"purpose": "analytics", "decision": "denied"}}}).Map(c.t)
+	dev, _ := anon["device_id"].(string)
+	c.call(200, get, app, nil, append(slices.Clone(tok), "Lupa-Device-Id", dev)...)
+	c.call(409, get, app, nil, append(bearer(p.Token("contract-other", "lupa")), "Lupa-Device-Id", dev)...)
 	bad := bearer(ciamtest.Unsigned(p.Claims("contract-cust", "lupa", time.Now())))
 	c.call(401, post, app, grant, bad...)
 	c.call(401, get, app, nil, bad...)

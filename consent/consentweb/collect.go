@@ -104,6 +104,14 @@ func (h *Handlers) PostConsents(c *gin.Context) {
 	parts := [][]byte{[]byte(p.ID)}
 	if person := identityweb.PersonOf(c); person != nil {
 		// A verified customer token: the decisions are that person's, person-level ones too.
+		// A device id sent with it is the app's device: its anonymous history joins the person.
+		if id := req.Identifier; id != nil && id.Kind == identity.IDDevice {
+			if err := h.svc.LinkTokenDevice(c.Request.Context(), p, *id, person.Identifier); err != nil {
+				h.api.Fail(c, err)
+				return
+			}
+			req.Identifier = nil
+		}
 		req.Person = &consent.AuthenticatedPerson{Identifier: person.Identifier, Via: "ciam_token"}
 		req.Actor = person.Actor()
 		// Another person's retry with the same key and body must not get this answer.
@@ -164,6 +172,18 @@ const HeaderDeviceID = "Lupa-Device-Id"
 // asks.
 func (h *Handlers) GetConsents(c *gin.Context) {
 	if person := identityweb.PersonOf(c); person != nil {
+		if device := c.GetHeader(HeaderDeviceID); device != "" {
+			if !identity.ValidDeviceID(device) {
+				identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed",
+					[]identity.FieldError{{Field: HeaderDeviceID, Message: "is not a device id Lupa issued"}})
+				return
+			}
+			dev := identity.Identifier{Kind: identity.IDDevice, Value: device}
+			if err := h.svc.LinkTokenDevice(c.Request.Context(), identityweb.PropertyOf(c), dev, person.Identifier); err != nil {
+				h.api.Fail(c, err)
+				return
+			}
+		}
 		v, err := h.svc.PersonState(c.Request.Context(), identityweb.PropertyOf(c), person.Identifier)
 		if err != nil {
 			h.api.Fail(c, err)
