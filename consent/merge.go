@@ -21,6 +21,8 @@ const (
 	MergeRegistration = "registration"   // the person registered on the device
 	MergeCIAM         = "ciam_token"     // an app sent the person's CIAM token with the device id
 	MergeAnonymous    = "anonymous"      // reason of a decision carried over from an anonymous device
+	MergeIdentity     = "identity_merge" // two persons a CIAM merged into one
+	MergedPerson      = "merged_person"  // reason of a decision carried over from a merged person
 	MergedInto        = "merged_into:"   // reason on the merged chain, followed by the survivor's pseudonym
 	mergeDomainEvent  = "subject.merged" // domain event type
 )
@@ -29,6 +31,7 @@ const (
 type mergeSpec struct {
 	from, into string // subject ids
 	reason     string
+	persons    bool // two persons, both identified: the newer explicit decision wins
 }
 
 // MergeOutcome says what linking a device to a person did.
@@ -119,6 +122,9 @@ func (s *Service) commitMerge(ctx context.Context, in *interaction) (*Outcome, e
 		from, into := subjects[m.from], subjects[m.into]
 		if from == nil || into == nil || into.Pseudonym == nil {
 			return identity.NotFound("subject")
+		}
+		if m.persons && from.Kind != identity.SubjectPerson {
+			return identity.Errorf(identity.EConflict, "merge persons into persons")
 		}
 		if from.MergedInto != nil {
 			if *from.MergedInto != m.into {
@@ -246,19 +252,26 @@ func (s *Service) planMerge(ctx context.Context, tx *gorm.DB, in *interaction, f
 	carried := []string{}
 	personStates := states[into.ID]
 	for _, cp := range in.catalog.Purposes {
-		if cp.Level != LevelDevice || cp.LegalBasis == BasisNecessary {
+		if cp.LegalBasis == BasisNecessary || (!in.merge.persons && cp.Level != LevelDevice) {
 			continue // an anonymous decision never creates or overrides a person-level consent
 		}
 		dev := states[from.ID][cp.ID]
-		if dev == nil || !explicit(dev, cp.Purpose, now) || explicit(personStates[cp.ID], cp.Purpose, now) {
-			continue // nothing to carry, or the person's own decision stands
+		if dev == nil || !explicit(dev, cp.Purpose, now) {
+			continue // nothing to carry
+		}
+		if own := personStates[cp.ID]; explicit(own, cp.Purpose, now) && (!in.merge.persons || own.DecidedAt >= dev.DecidedAt) {
+			continue // the person's own decision stands (of two persons', the newer one)
+		}
+		reason := MergeAnonymous
+		if in.merge.persons {
+			reason = MergedPerson
 		}
 		ref, err := eventHash(ctx, tx, in.tenantID, from.ID, dev.EventSeq)
 		if err != nil {
 			return nil, err
 		}
 		e := chain(into.ID, intoPseudonym, &p.intoHead, &Event{Kind: KindMerge, PurposeKey: cp.Key, PurposeVersion: dev.Version,
-			Decision: dev.State, Reason: MergeAnonymous, Ref: ref})
+			Decision: dev.State, Reason: reason, Ref: ref})
 		st := *dev
 		st.SubjectID, st.EventSeq = into.ID, e.Seq
 		p.states = append(p.states, st)
@@ -417,4 +430,37 @@ func (s *Service) LinkTokenDevice(ctx context.Context, p *identity.Property, dev
 		return nil
 	}
 	return err
+}
+
+// MergePersons joins one person into another, when the company's CIAM merged two user
+// accounts into one (user.merged). Both were identified, so for every purpose the newer
+// explicit decision of the two stands; the merged person's identifiers move to the
+// survivor, and both chains keep verifying as with devices. Idempotent.
+func (s *Service) MergePersons(ctx context.Context, tenantID string, merged, survivor identity.Identifier) (*MergeOutcome, error) {
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	from, err := s.ids.FindSubject(ctx, tenantID, merged)
+	if err != nil {
+		return nil, err
+	}
+	into, err := s.ids.FindSubject(ctx, tenantID, survivor)
+	if err != nil {
+		return nil, err
+	}
+	if from.ID == into.ID {
+		return &MergeOutcome{Subject: into.Pseudonym, AlreadyLinked: true, Carried: []string{}, State: []PurposeState{}}, nil
+	}
+	if from.Kind != identity.SubjectPerson || into.Kind != identity.SubjectPerson {
+		return nil, identity.Errorf(identity.EUnprocessable, "merge persons into persons")
+	}
+	in := &interaction{tenantID: tenantID, id: identity.NewID(), catalog: c, subjectID: into.ID, pseudonym: into.Pseudonym,
+		channel: "system", method: MethodSystem, actor: string(identity.ActorSystem), domainEventType: mergeDomainEvent,
+		view: c.Asked(nil, ""), merge: &mergeSpec{from: from.ID, into: into.ID, reason: MergeIdentity, persons: true}}
+	out, err := s.writer.Submit(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return out.merge, nil
 }

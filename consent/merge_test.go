@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/lupa-cmp/lupa/consent"
@@ -205,5 +206,42 @@ func TestDecisionsDuringALink(t *testing.T) {
 			t.Fatalf("a decision was written on the device's chain after its merge: %+v", last)
 		}
 		e.mustVerifyOK(t)
+	})
+}
+
+// TestMergePersons: when a CIAM merges two users, the newer explicit decision of the two
+// stands for every purpose, the identifiers move, both chains verify, and a repeat changes
+// nothing.
+func TestMergePersons(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		a, b := customer("P-A"), customer("P-B")
+		e.recordCustomer(t, "P-A", grant("marketing_email", 1), deny("personalisation"))
+		e.clock.Add(time.Hour)
+		e.recordCustomer(t, "P-B", deny("marketing_email"), grant("partner_sharing", 1))
+		e.clock.Add(time.Hour)
+		e.recordCustomer(t, "P-A", grant("personalisation", 1))
+		out, err := e.svc.MergePersons(ctx, e.tenant(), *b, *a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for purpose, want := range map[string]string{"marketing_email": "denied", "personalisation": "granted", "partner_sharing": "granted"} {
+			if got := stateOf(out.State, purpose).State; got != want {
+				t.Errorf("%s: %s, want %s (the newer decision)", purpose, got, want)
+			}
+		}
+		if e.subjectID(t, *a) != e.subjectID(t, *b) {
+			t.Fatal("the merged person's identifier did not move")
+		}
+		e.mustVerifyOK(t)
+		again, err := e.svc.MergePersons(ctx, e.tenant(), *b, *a)
+		if err != nil || !again.AlreadyLinked {
+			t.Fatalf("again: %+v %v", again, err)
+		}
+		// Devices are not persons.
+		dev := e.record(t, "", consent.MethodBannerAcceptAll, grant("analytics", 1))
+		if _, err := e.svc.MergePersons(ctx, e.tenant(), device(dev.DeviceID), *a); !identity.IsCode(err, identity.EUnprocessable) {
+			t.Fatalf("a device merged as a person: %v", err)
+		}
 	})
 }

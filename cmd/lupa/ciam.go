@@ -21,6 +21,7 @@ func newCIAM(cfg config, log *slog.Logger, db *sqldb.DB, ids *identity.Service, 
 	return ciam.New(db, ids, keys, now, ciam.Options{
 		Client:     safehttp.New(safehttp.Options{AllowPrivate: cfg.AllowPrivateWebhooks}),
 		Withdrawer: cons,
+		Merger:     personMerger{cons},
 		Log:        log,
 	})
 }
@@ -39,4 +40,15 @@ func (a *app) ciamHousekeeping(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// personMerger lets a CIAM's user.merged join two persons through the consent writer.
+type personMerger struct{ cons *consent.Service }
+
+func (m personMerger) MergePersons(ctx context.Context, tenantID string, merged, survivor identity.Identifier) (string, error) {
+	out, err := m.cons.MergePersons(ctx, tenantID, merged, survivor)
+	if err != nil {
+		return "", err
+	}
+	return out.Subject, nil
 }

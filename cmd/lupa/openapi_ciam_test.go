@@ -96,8 +96,8 @@ func (c *contractRun) ciam() {
 	}
 	changed := event("user.updated", "contract-cust", nil)
 	c.call(422, post, events, changed, ciamtest.WebhookHeaders(secret, "contract-1", now, changed)...)
-	merged := event("user.merged", "contract-cust", nil)
-	c.call(422, post, events, merged, ciamtest.WebhookHeaders(secret, "contract-2", now, merged)...)
+	unknown := event("user.renamed", "contract-cust", nil)
+	c.call(422, post, events, unknown, ciamtest.WebhookHeaders(secret, "contract-2", now, unknown)...)
 	noData := []byte(`{"type":"user.created"}`)
 	c.reject(400, post, events, noData, ciamtest.WebhookHeaders(secret, "contract-3", now, noData)...)
 	c.call(401, post, events, ev)

@@ -415,8 +415,10 @@ func TestIdentityEvents(t *testing.T) {
 		}
 
 		// Types Lupa does not take, and bodies that are not events.
-		_, err = send("msg_11", event("user.merged", map[string]any{"sub": "u-1"}), e.clock.now(), secret)
+		_, err = send("msg_11", event("user.renamed", map[string]any{"sub": "u-1"}), e.clock.now(), secret)
 		wantCode(t, err, identity.EUnprocessable)
+		_, err = send("msg_11b", event("user.merged", map[string]any{"sub": "u-1"}), e.clock.now(), secret)
+		wantCode(t, err, identity.EInvalid)
 		for _, body := range []string{`{"type":"user.created"}`, `{"type":"user.created","data":{}}`, `[]`,
 			`{"type":"user.created","data":{"sub":"u"},"extra":1}`, `{"type":"user.created","data":{"sub":"u","email":"nope"}}`} {
 			_, err = send("msg_12", []byte(body), e.clock.now(), secret)

@@ -25,16 +25,17 @@ import (
 // issuer has its own webhook secret; a request is authenticated by its Standard Webhooks
 // signature (docs/identity-events.md), and each webhook-id is processed once.
 
-// Event types Lupa applies. user.merged is not among them yet (it needs subject merging):
-// it is refused as an unknown type, so the sender keeps it and retries.
+// Event types Lupa applies.
 const (
 	EventUserCreated = "user.created"
 	EventUserUpdated = "user.updated"
 	EventUserDeleted = "user.deleted"
+	// EventUserMerged says the CIAM merged the user data.merged_sub into data.sub.
+	EventUserMerged = "user.merged"
 )
 
 // EventTypes lists the accepted event types.
-var EventTypes = []string{EventUserCreated, EventUserUpdated, EventUserDeleted}
+var EventTypes = []string{EventUserCreated, EventUserUpdated, EventUserDeleted, EventUserMerged}
 
 // WebhookTolerance is how far a webhook-timestamp may be from Lupa's clock.
 const WebhookTolerance = 5 * time.Minute
@@ -75,6 +76,8 @@ type EventAnswer struct {
 	// Email says what became of the event's email address: added, known (the person has it),
 	// unverified (ignored), linked_elsewhere (another subject has it; never moved), none.
 	Email string `json:"email,omitempty"`
+	// Merged says what user.merged did: merged, or none (Lupa never met the merged user).
+	Merged string `json:"merged,omitempty"`
 	// Withdrawn counts the consents withdrawn for user.deleted.
 	Withdrawn      int    `json:"withdrawn"`
 	ErasureRequest string `json:"erasure_request,omitempty"`
@@ -164,6 +167,8 @@ type UserData struct {
 	Sub           string `json:"sub"`
 	Email         string `json:"email"`
 	EmailVerified bool   `json:"email_verified"`
+	// MergedSub is, on user.merged, the user that no longer exists: its person joins Sub's.
+	MergedSub string `json:"merged_sub"`
 }
 
 func parseEvent(body []byte) (*eventEnvelope, *UserData, error) {
@@ -191,6 +196,8 @@ func parseEvent(body []byte) (*eventEnvelope, *UserData, error) {
 		return nil, nil, identity.FieldErrors("the event's data is not valid", identity.FieldError{Field: "data", Message: err.Error()})
 	}
 	v.Check(d.Sub != "", "data.sub", "is required: the user's subject at the issuer")
+	v.Check(ev.Type != EventUserMerged || (d.MergedSub != "" && d.MergedSub != d.Sub), "data.merged_sub",
+		"is required on user.merged: the user merged into data.sub, another than it")
 	if d.Email != "" {
 		d.Email = identity.NormalizeEmail(d.Email)
 		v.Check(identity.ValidEmail(d.Email), "data.email", "must be an email address")
@@ -227,6 +234,8 @@ func (s *Service) HandleEvent(ctx context.Context, issuerID string, r WebhookReq
 	switch ev.Type {
 	case EventUserDeleted:
 		body, err = s.userDeleted(ctx, iss, r.ID, idp, ans)
+	case EventUserMerged:
+		body, err = s.userMerged(ctx, iss, r.ID, idp, data, ans)
 	default:
 		body, err = s.userUpserted(ctx, iss, r.ID, idp, data, ans)
 	}
@@ -309,6 +318,45 @@ func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string
 			}
 			ans.ErasureRequest = id
 		}
+		var err error
+		if body, err = json.Marshal(ans); err != nil {
+			return err
+		}
+		return s.complete(tx, iss, webhookID, body)
+	})
+	return body, err
+}
+
+// userMerged joins the merged user's person (with its decisions, identifiers and chain)
+// into the remaining user's, through the consent writer: of two decisions on one purpose the
+// newer stands. A merged user Lupa never met leaves nothing to join.
+func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData, ans *EventAnswer) ([]byte, error) {
+	if s.mg == nil {
+		return nil, errors.New("ciam: no merger configured")
+	}
+	merged := identity.Identifier{Kind: identity.IDIdP, Namespace: iss.Issuer, Value: d.MergedSub}.Normalized()
+	if err := merged.Validate("data"); err != nil {
+		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "data.merged_sub", Message: "1–255 printable characters"})
+	}
+	ans.Merged = "none"
+	if _, err := s.ids.FindSubject(ctx, iss.TenantID, merged); err == nil {
+		// The remaining user may be new to Lupa: it is made first, to receive the other.
+		if err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			_, _, err := s.ids.EnsurePerson(ctx, tx, iss.TenantID, idp)
+			return err
+		}); err != nil && !sqldb.IsUniqueViolation(err) {
+			return nil, err
+		}
+		subject, err := s.mg.MergePersons(ctx, iss.TenantID, merged, idp)
+		if err != nil {
+			return nil, err
+		}
+		ans.Subject, ans.Merged = subject, "merged"
+	} else if !identity.IsCode(err, identity.ENotFound) {
+		return nil, err
+	}
+	var body []byte
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var err error
 		if body, err = json.Marshal(ans); err != nil {
 			return err

@@ -128,6 +128,12 @@ type Withdrawer interface {
 	WithdrawAll(ctx context.Context, tenantID string, id identity.Identifier, method, reason string) (int, error)
 }
 
+// Merger joins the person a CIAM merged away into the one that remains (user.merged); the
+// consent service fills it, writing the merge to the ledger.
+type Merger interface {
+	MergePersons(ctx context.Context, tenantID string, merged, survivor identity.Identifier) (subject string, err error)
+}
+
 // Options shape the service; zero values take the defaults.
 type Options struct {
 	// Client fetches discovery documents and keys: a safehttp client.
@@ -138,6 +144,7 @@ type Options struct {
 	// tokens name a key Lupa does not know (30 s).
 	MinRefresh time.Duration
 	Withdrawer Withdrawer
+	Merger     Merger
 	Log        *slog.Logger
 }
 
@@ -149,6 +156,7 @@ type Service struct {
 	now  func() time.Time
 	log  *slog.Logger
 	wd   Withdrawer
+	mg   Merger
 	jwks *keyCache
 
 	mu       sync.Mutex
@@ -177,7 +185,7 @@ func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() 
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, ids: ids, keys: keys, now: now, log: opt.Log, wd: opt.Withdrawer,
+	return &Service{db: db, ids: ids, keys: keys, now: now, log: opt.Log, wd: opt.Withdrawer, mg: opt.Merger,
 		jwks:     &keyCache{client: opt.Client, now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, log: opt.Log, entries: map[string]*jwksEntry{}},
 		byTenant: map[string]cachedIssuers{}}
 }
