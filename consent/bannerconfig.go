@@ -43,6 +43,9 @@ type configDoc struct {
 	Strings    map[string]string `json:"strings"`
 	Purposes   []purposeDoc      `json:"purposes"`
 	Necessary  []purposeDoc      `json:"necessary"`
+	// PersonPurposes are asked only of a signed-in person (lupa.identify with the site's
+	// customer token): never of an anonymous device.
+	PersonPurposes []purposeDoc `json:"person_purposes"`
 }
 
 type controllerDoc struct {
@@ -183,9 +186,12 @@ func buildConfig(c *Catalog, p *identity.Property, b *BannerSettings, lang, buil
 			PrivacyPolicyURL: t.PrivacyPolicyURL},
 		Settings: settingsDoc{Position: b.Position, Control: b.Control, Theme: b.Theme, LogoURL: b.LogoURL,
 			PrivacyPolicyURL: policy, CookieName: b.CookieName, CookieDomain: b.CookieDomain, CookieDays: b.CookieDays},
-		Strings: strs, Purposes: []purposeDoc{}, Necessary: []purposeDoc{}}
+		Strings: strs, Purposes: []purposeDoc{}, Necessary: []purposeDoc{}, PersonPurposes: []purposeDoc{}}
 	for _, cp := range askedOnBanner(c, p, b) {
 		doc.Purposes = append(doc.Purposes, purposeEntry(cp, b, lang, p.DefaultLanguage, true))
+	}
+	for _, cp := range c.Asked(p, LevelPerson) {
+		doc.PersonPurposes = append(doc.PersonPurposes, purposeEntry(cp, b, lang, p.DefaultLanguage, true))
 	}
 	for _, cp := range c.Purposes {
 		if cp.LegalBasis == BasisNecessary && cp.Latest != nil && cp.InScope(p.ID, p.BrandID) {

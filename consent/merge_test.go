@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"

@@ -22,6 +22,24 @@ type AccountView struct {
 	// page asks for, which one-time link a confirmation page uses, what a message says.
 	Heading, Text, Action, Button string
 	Links                         []PageLink // where to go next
+	// Providers are the "Continue with …" buttons of the sign-in and registration pages.
+	Providers []ProviderButton
+	// Offer is an identity waiting to be connected to the signed-in account.
+	Offer *ConnectOffer
+	// AskBirthYear is true on registration when the tenant's minimum age rule is on.
+	AskBirthYear bool
+	BirthYear    string
+}
+
+// ProviderButton is one identity provider's button: a form that POSTs to Action.
+type ProviderButton struct{ Action, Label string }
+
+// ConnectOffer asks the signed-in person to connect an identity provider's identity to
+// the account (Action, Button), or, when the session is older than the offer, to sign in
+// again first (SignInAgain, SignInHref).
+type ConnectOffer struct {
+	Text, Action, Button, SignInHref string
+	SignInAgain                      bool
 }
 
 // LanguageLink is the page in one language.
@@ -40,6 +58,11 @@ type FieldMessage struct{ Field, Label, Message string }
 type AccountInfo struct {
 	Email    string
 	Verified bool
+	// Name is what an identity provider gave; Connected the identity providers the person
+	// signs in with; HasPassword whether a password signs in too.
+	Name        string
+	Connected   []string
+	HasPassword bool
 }
 
 // MailboxItem is one message of the development mailbox.
@@ -122,6 +145,15 @@ type AccountText struct {
 	BadForm, BadFormText, FormTooLarge, FormType, ServerError, ServerErrorText     string
 	// The development mailbox.
 	Mailbox, MailboxNote, MailboxEmpty, MailTo, MailSent string
+	// Identity providers. {provider} stands for the provider's name.
+	OtherWays, ContinueWith, Name, SignInServices, ConnectTitle, ConnectText, ConnectButton string
+	ConnectAgain, Connected, AccountExists, AccountExistsText, LoginFailed, LoginFailedText string
+	LoginUnavailable, LoginUnavailableText                                                  string
+}
+
+// WithProvider puts a provider's name into one of the texts that name one.
+func WithProvider(text, provider string) string {
+	return strings.ReplaceAll(text, "{provider}", provider)
 }
 
 // AccountTexts are the account pages' texts by language.
@@ -173,6 +205,20 @@ var AccountTexts = map[string]AccountText{
 		Mailbox:      "Kehityspostilaatikko",
 		MailboxNote:  "Lupa ei lähetä sähköpostia, koska LUPA_SMTP_URL puuttuu: viestit näkyvät vain täällä. Sivulla näkyy kirjautumislinkkejä, joten älä koskaan ota sitä käyttöön tuotannossa.",
 		MailboxEmpty: "Ei viestejä.", MailTo: "Vastaanottaja", MailSent: "Lähetetty",
+		OtherWays: "Tai käytä toista palvelua", ContinueWith: "Jatka palvelulla {provider}", Name: "Nimi",
+		SignInServices: "Kirjautumispalvelut", ConnectTitle: "Yhdistä kirjautumispalvelu",
+		ConnectText:   "Voit jatkossa kirjautua tälle tilille myös palvelulla {provider}.",
+		ConnectButton: "Yhdistä {provider}",
+		ConnectAgain:  "Kirjaudu tilillesi uudelleen, niin voit yhdistää palvelun {provider}.",
+		Connected:     "{provider} on nyt yhdistetty tiliisi.",
+		AccountExists: "Osoitteella on jo tili",
+		AccountExistsText: "Palvelusta {provider} saamamme sähköpostiosoite kuuluu jo tilille. Turvallisuussyistä emme yhdistä niitä pelkän " +
+			"osoitteen perusteella. Kirjaudu ensin tälle tilille salasanalla tai sähköpostilinkillä; sen jälkeen voit yhdistää palvelun " +
+			"{provider} tilisi sivulla. Tarjous on voimassa tässä selaimessa 30 minuuttia.",
+		LoginFailed:          "Kirjautuminen ei onnistunut",
+		LoginFailedText:      "Kirjautumista ei voitu viedä loppuun. Aloita alusta kirjautumissivulta.",
+		LoginUnavailable:     "Kirjautumispalvelu ei vastaa",
+		LoginUnavailableText: "Kirjautumispalveluun ei juuri nyt saada yhteyttä. Yritä hetken kuluttua uudelleen tai kirjaudu toisella tavalla.",
 	},
 	"sv": {
 		DeleteAccount: "Radera kontot", DeleteText: "Kontot raderas, alla samtycken du har gett återkallas genast och dina uppgifter raderas, om inte lagen kräver att de sparas (till exempel bokföring).", DeleteConfirm: "Ja, radera mitt konto och återkalla mina samtycken", Deleted: "Kontot är raderat", DeletedText: "Ditt konto är raderat och dina samtycken återkallade. Vi raderar dina uppgifter, om inte lagen kräver att de sparas.",
@@ -221,6 +267,20 @@ var AccountTexts = map[string]AccountText{
 		Mailbox:      "Utvecklingsbrevlåda",
 		MailboxNote:  "Lupa skickar ingen e-post eftersom LUPA_SMTP_URL saknas: meddelandena syns bara här. Sidan visar inloggningslänkar, så slå aldrig på den i produktion.",
 		MailboxEmpty: "Inga meddelanden.", MailTo: "Mottagare", MailSent: "Skickat",
+		OtherWays: "Eller använd en annan tjänst", ContinueWith: "Fortsätt med {provider}", Name: "Namn",
+		SignInServices: "Inloggningstjänster", ConnectTitle: "Anslut en inloggningstjänst",
+		ConnectText:   "Du kan i fortsättningen logga in på det här kontot även med {provider}.",
+		ConnectButton: "Anslut {provider}",
+		ConnectAgain:  "Logga in på ditt konto på nytt för att ansluta {provider}.",
+		Connected:     "{provider} är nu anslutet till ditt konto.",
+		AccountExists: "Adressen har redan ett konto",
+		AccountExistsText: "E-postadressen vi fick från {provider} hör redan till ett konto. Av säkerhetsskäl förenar vi dem inte enbart " +
+			"på grund av adressen. Logga först in på det kontot med lösenordet eller en e-postlänk; därefter kan du ansluta {provider} " +
+			"på din kontosida. Erbjudandet gäller i den här webbläsaren i 30 minuter.",
+		LoginFailed:          "Inloggningen misslyckades",
+		LoginFailedText:      "Inloggningen kunde inte slutföras. Börja om från inloggningssidan.",
+		LoginUnavailable:     "Inloggningstjänsten svarar inte",
+		LoginUnavailableText: "Vi når inte inloggningstjänsten just nu. Försök igen om en stund eller logga in på ett annat sätt.",
 	},
 	"en": {
 		DeleteAccount: "Delete account", DeleteText: "The account is deleted, every consent you gave is withdrawn at once, and your data is erased unless the law requires us to keep it (bookkeeping, for example).", DeleteConfirm: "Yes, delete my account and withdraw my consents", Deleted: "Account deleted", DeletedText: "Your account is deleted and your consents are withdrawn. We erase your data unless the law requires us to keep it.",
@@ -269,5 +329,19 @@ var AccountTexts = map[string]AccountText{
 		Mailbox:      "Development mailbox",
 		MailboxNote:  "Lupa sends no email because LUPA_SMTP_URL is empty: messages are shown here only. This page shows sign-in links, so never turn it on in production.",
 		MailboxEmpty: "No messages yet.", MailTo: "To", MailSent: "Sent",
+		OtherWays: "Or use another service", ContinueWith: "Continue with {provider}", Name: "Name",
+		SignInServices: "Sign-in services", ConnectTitle: "Connect a sign-in service",
+		ConnectText:   "From now on you can sign in to this account with {provider} too.",
+		ConnectButton: "Connect {provider}",
+		ConnectAgain:  "Sign in to your account again to connect {provider}.",
+		Connected:     "{provider} is now connected to your account.",
+		AccountExists: "This address has an account",
+		AccountExistsText: "The email address {provider} gave us belongs to an account already. For your safety we do not join them on " +
+			"the address alone. First sign in to that account with its password or an email link; then you can connect {provider} " +
+			"on your account page. The offer stays open in this browser for 30 minutes.",
+		LoginFailed:          "Sign-in did not work",
+		LoginFailedText:      "The sign-in could not be completed. Start again from the sign-in page.",
+		LoginUnavailable:     "The sign-in service does not answer",
+		LoginUnavailableText: "We cannot reach the sign-in service right now. Try again in a little while, or sign in another way.",
 	},
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity/accounts"
 	"github.com/lupa-cmp/lupa/identity/ciam"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/login"
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -40,6 +41,8 @@ type app struct {
 	mailbox  *mail.Mailbox
 	// The company's CIAM: issuers, bearer tokens, identity events.
 	ciam *ciam.Service
+	// Sign-in to customer accounts through the tenants' identity providers.
+	login *login.Service
 }
 
 // open connects to the database, applies migrations when told to, and loads the keys.
@@ -83,7 +86,8 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 	// Confirmations of verbal consent and double opt-in links go out the same way.
 	cons.SetMailer(sender, cfg.PublicURL)
 	return &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
-		consent: cons, now: now, accounts: acc, mailbox: mailbox, ciam: newCIAM(cfg, log, db, ids, keys, cons, now)}, nil
+		consent: cons, now: now, accounts: acc, mailbox: mailbox, ciam: newCIAM(cfg, log, db, ids, keys, cons, now),
+		login: newLogin(cfg, log, db, ids, keys, acc, now)}, nil
 }
 
 // newMailer is the SMTP sender of LUPA_SMTP_URL, or without one the development mailbox,

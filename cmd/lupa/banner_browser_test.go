@@ -19,7 +19,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/ciam/ciamtest"
 	"github.com/lupa-cmp/lupa/static"
 )
 
@@ -706,4 +708,66 @@ func TestBrowserForget(t *testing.T) {
 			t.Fatalf("the device after forget: %q (before %q)", second, first)
 		}
 	})
+}
+
+// TestBrowserSignedInPerson: a site that signs its customer in hands the widget the CIAM
+// token (lupa.identify): the anonymous device joins the person, and the banner asks the
+// person-level purposes the person has not decided; the answers are the person's.
+func TestBrowserSignedInPerson(t *testing.T) {
+	chromium(t)
+	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
+		shop := newSite(t, s)
+		p := ciamtest.New(t)
+		s.newIssuer(t, s.demo.AdminKey, p, nil)
+		v := newVisitor(t, shop)
+		v.firstVisit(shop.shop("/", "en"))
+		v.click(`#lupa-banner [data-lupa-action="accept"]`)
+		s.waitDecisions(t, 2)
+		idOf := `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`
+		v.waitJS(idOf)
+		device := evalJS[string](v.browser, idOf)
+
+		// Signed in on the site: the page identifies the customer.
+		page := strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
+			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-1", "lupa")+`"); });</script></body>`, 1)
+		v.open(shop.page("/signed-in", page))
+		v.waitBanner()
+		v.waitJS(`document.querySelector("#lupa-banner") && document.querySelector("#lupa-banner").textContent.length > 0`)
+		v.settings()
+		switches := evalJS[[]string](v.browser, `Array.prototype.map.call(document.querySelectorAll("#lupa-settings input[data-lupa-purpose-switch]"), function (i) { return i.dataset.lupaPurposeSwitch; })`)
+		if !slices.Contains(switches, "marketing_email") || !slices.Contains(switches, "analytics") {
+			t.Fatalf("the signed-in banner asks %v, want the person-level purposes too", switches)
+		}
+		v.click(`#lupa-settings [data-lupa-action="reject"]`)
+		ctx := context.Background()
+		person := identity.Identifier{Kind: identity.IDIdP, Namespace: p.Issuer(), Value: "cust-1"}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := s.app.consent.SubjectState(ctx, s.demo.Tenant.ID, person, nil)
+			if err == nil && stateOf(st.State, "marketing_email") == "denied" {
+				if stateOf(st.State, "analytics") != "withdrawn" {
+					t.Fatalf("the device's grant did not join the person, or the refusal missed it: %+v", st.State)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the person's refusal never arrived: %+v %v", st, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		ds, _ := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: identity.IDDevice, Value: device})
+		ps, _ := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, person)
+		if ds == nil || ps == nil || ds.ID != ps.ID {
+			t.Fatal("the device did not join the signed-in person")
+		}
+	})
+}
+
+func stateOf(states []consent.PurposeState, purpose string) string {
+	for _, st := range states {
+		if st.Purpose == purpose {
+			return st.State
+		}
+	}
+	return ""
 }

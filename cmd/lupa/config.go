@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lupa-cmp/lupa/identity/login"
 	"github.com/lupa-cmp/lupa/identity/mail"
 )
 
@@ -44,6 +45,9 @@ type config struct {
 	// AllowPrivateWebhooks lets outbound requests to tenant-configured URLs (a CIAM's
 	// discovery document and keys) reach loopback and private addresses.
 	AllowPrivateWebhooks bool
+	// FacebookDialogURL and FacebookGraphURL are Facebook Login's endpoints: the login
+	// dialog and the Graph API base (its version in the path).
+	FacebookDialogURL, FacebookGraphURL string
 }
 
 // loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
@@ -116,6 +120,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		fail("LUPA_PUBLIC_URL", fmt.Errorf("must be an absolute http(s) URL"))
+	}
+	c.FacebookDialogURL = str(getenv, "LUPA_FACEBOOK_DIALOG_URL", login.FacebookDialogURL)
+	c.FacebookGraphURL = strings.TrimRight(str(getenv, "LUPA_FACEBOOK_GRAPH_URL", login.FacebookGraphURL), "/")
+	for name, v := range map[string]string{"LUPA_FACEBOOK_DIALOG_URL": c.FacebookDialogURL, "LUPA_FACEBOOK_GRAPH_URL": c.FacebookGraphURL} {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+			fail(name, fmt.Errorf("must be an absolute https URL"))
+		}
 	}
 	c.MailFrom = str(getenv, "LUPA_MAIL_FROM", defaultMailFrom(c.PublicURL))
 	if _, err := netmail.ParseAddress(c.MailFrom); err != nil {

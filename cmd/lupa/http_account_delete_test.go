@@ -69,3 +69,28 @@ func TestAccountDeletion(t *testing.T) {
 		wantPage(t, a.post("/t/"+demoSlug+"/signin", form("email", email, "password", goodPW)), http.StatusUnprocessableEntity)
 	})
 }
+
+// TestAccountRegisterAsksBirthYear: with the tenant's minimum age rule on, the registration
+// page asks the year of birth and will not go on without one.
+func TestAccountRegisterAsksBirthYear(t *testing.T) {
+	eachAccountServer(t, nil, func(t *testing.T, s *accountServer) {
+		a := s.customer(t)
+		if strings.Contains(wantPage(t, a.get("/t/"+demoSlug+"/register?lang=en"), http.StatusOK), `name="birth_year"`) {
+			t.Fatal("the year of birth is asked with the rule off")
+		}
+		s.admin(http.MethodPatch, "/v1/admin/tenant", map[string]any{"age_of_consent": 13})
+		if !strings.Contains(wantPage(t, a.get("/t/"+demoSlug+"/register?lang=en"), http.StatusOK), `name="birth_year"`) {
+			t.Fatal("the year of birth is not asked with the rule on")
+		}
+		page := wantPage(t, a.post("/t/"+demoSlug+"/register", form("email", "ika@esimerkki.fi", "password", goodPW, "lang", "en")), http.StatusUnprocessableEntity)
+		if !strings.Contains(page, "four digits") {
+			t.Fatalf("no birth year error: %s", page)
+		}
+		wantPage(t, a.post("/t/"+demoSlug+"/register", form("email", "ika@esimerkki.fi", "password", goodPW, "birth_year", "2001", "lang", "en")), http.StatusOK)
+		var year int
+		s.app.db.Read.Raw("SELECT birth_year FROM accounts").Scan(&year)
+		if year != 2001 {
+			t.Fatalf("birth year stored %d", year)
+		}
+	})
+}

@@ -67,6 +67,8 @@ func TestHTTPCrossTenant(t *testing.T) {
 		purposeA, persA := a.Purposes["analytics"].ID, a.Purposes["personalisation"].ID
 		issuerA := s.admin(http.MethodPost, "/v1/admin/ciam-issuers", map[string]any{"name": "A's CIAM",
 			"issuer": "https://id.demo-retail.example", "audiences": []string{"lupa"}}).Map(t)["id"].(string)
+		loginA := s.admin(http.MethodPost, "/v1/admin/login-providers", map[string]any{"kind": "oidc", "label": "A's ID",
+			"issuer": "https://login.demo-retail.example", "client_id": "lupa", "client_secret": "a-secret"}).Map(t)["id"].(string)
 
 		cfgA := s.request(http.MethodGet, "/v1/properties/"+a.WebShop.PublicKey+"/config", nil, "Origin", s.Origin)
 		uiHashA, _ := cfgA.Map(t)["ui_hash"].(string)
@@ -110,11 +112,15 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/ciam-issuers/{ciamIssuer}", nil},
 			{"PATCH", "/v1/admin/ciam-issuers/{ciamIssuer}", map[string]any{"audiences": []string{"stolen"}, "rotate_webhook_secret": true}},
 			{"DELETE", "/v1/admin/ciam-issuers/{ciamIssuer}", nil},
+			{"GET", "/v1/admin/login-providers/{loginProvider}", nil},
+			{"PATCH", "/v1/admin/login-providers/{loginProvider}", map[string]any{"client_secret": "stolen", "trusted_for_email": true}},
+			{"DELETE", "/v1/admin/login-providers/{loginProvider}", nil},
 		}
 		fill := func(path string, real bool) string {
 			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
 				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
-				"{apiKey}": writeAID, "{uiHash}": uiHashA, "{ciamIssuer}": issuerA}
+				"{apiKey}": writeAID, "{uiHash}": uiHashA, "{ciamIssuer}": issuerA,
+				"{loginProvider}": loginA}
 			for k, v := range ids {
 				if !real && k != "{draft}" {
 					v = ghost

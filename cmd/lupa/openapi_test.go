@@ -600,6 +600,7 @@ func TestOpenAPIContract(t *testing.T) {
 		c.receipts()
 		c.server()
 		c.ciam()
+		c.loginProviders()
 		c.support()
 		c.ledger()
 		c.audit()

@@ -37,7 +37,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	ciamWeb := identityweb.NewCIAM(a.ciam, api)
 	cons := consentweb.New(a.consent, a.ids, api)
 	receipts := consentweb.NewReceipts(cons, a.keys)
-	pages, err := identityweb.NewPages(a.accounts, a.ids, a.log, a.mailbox, a.cfg.PublicURL, a.now)
+	logins := identityweb.NewLoginProviders(a.login, a.ids, api)
+	pages, err := identityweb.NewPages(a.accounts, a.ids, a.login, a.log, a.mailbox, a.cfg.PublicURL, a.now)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +108,11 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	tenant.POST("/signin-link", pages.MailLimit(), pages.RequestSignInLink)
 	tenant.GET("/reset", pages.ResetForm)
 	tenant.POST("/reset", pages.MailLimit(), pages.RequestReset)
+	// Sign-in with the tenant's identity providers: the button's POST begins a flow (a
+	// __Host-lupa_oidc cookie binds it to the browser) and redirects to the provider, which
+	// sends the browser back to the callback (a GET: SameSite=Lax lets the cookie through).
+	tenant.POST("/login/:provider", pages.LoginLimit(), pages.BeginLogin)
+	tenant.GET("/login/:provider/callback", pages.LoginCallback)
 	// One-time links: a GET shows a button and uses nothing (mail scanners fetch links);
 	// the POST uses the link.
 	acct.GET("/account/verify", pages.VerifyForm)
@@ -120,6 +126,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	acct.POST("/account/password", pages.ChangePassword)
 	acct.POST("/account/signout", pages.SignOut)
 	acct.POST("/account/signout-all", pages.SignOutEverywhere)
+	// An identity whose address named this account, waiting in this browser to be connected.
+	acct.POST("/account/connect/:provider", pages.ConnectProvider)
 	acct.POST("/account/delete", pages.DeleteAccount)
 	// The development mailbox shows sign-in links: only when LUPA_DEV_MAILBOX is on
 	// (the default only on the embedded default, and only while mail is not sent).
@@ -169,6 +177,11 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.GET("/ciam-issuers/:id", ciamWeb.GetIssuer)
 	admin.PATCH("/ciam-issuers/:id", ciamWeb.PatchIssuer)
 	admin.DELETE("/ciam-issuers/:id", ciamWeb.DeleteIssuer)
+	admin.GET("/login-providers", logins.ListLoginProviders)
+	admin.POST("/login-providers", logins.CreateLoginProvider)
+	admin.GET("/login-providers/:id", logins.GetLoginProvider)
+	admin.PATCH("/login-providers/:id", logins.PatchLoginProvider)
+	admin.DELETE("/login-providers/:id", logins.DeleteLoginProvider)
 	admin.POST("/subjects/lookup", cons.LookupSubject)
 	admin.GET("/access-log", cons.AccessLog)
 	admin.GET("/recipients", cons.ListRecipients)

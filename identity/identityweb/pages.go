@@ -35,6 +35,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/login"
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -66,18 +67,22 @@ type Pages struct {
 	// filled in by cmd/lupa: identity does not import consent).
 	withdraw Withdrawer
 	ids      *identity.Service
+	login    *login.Service // identity providers: "Continue with …" (login.go)
 	log      *slog.Logger
 	mailbox  *mail.Mailbox
 	cop      *http.CrossOriginProtection
 	mailLim  *RateLimiter
+	// loginLim limits the sign-ins begun with identity providers per client address.
+	loginLim *RateLimiter
 	now      func() time.Time
 }
 
-// NewPages returns the account pages. publicURL (Lupa's own origin) is trusted by the
-// cross-origin check even when a proxy in front rewrites the Host header; mailbox is the
-// development mailbox whose page MailboxPage serves, or nil.
-func NewPages(acc *accounts.Service, ids *identity.Service, log *slog.Logger, mailbox *mail.Mailbox, publicURL string,
-	now func() time.Time) (*Pages, error) {
+// NewPages returns the account pages. logins are the tenants' identity providers.
+// publicURL (Lupa's own origin) is trusted by the cross-origin check even when a proxy in
+// front rewrites the Host header; mailbox is the development mailbox whose page
+// MailboxPage serves, or nil.
+func NewPages(acc *accounts.Service, ids *identity.Service, logins *login.Service, log *slog.Logger, mailbox *mail.Mailbox,
+	publicURL string, now func() time.Time) (*Pages, error) {
 	cop := http.NewCrossOriginProtection()
 	if publicURL != "" {
 		u, err := url.Parse(publicURL)
@@ -88,8 +93,9 @@ func NewPages(acc *accounts.Service, ids *identity.Service, log *slog.Logger, ma
 			return nil, err
 		}
 	}
-	p := &Pages{acc: acc, ids: ids, log: log, mailbox: mailbox, cop: cop, now: now,
-		mailLim: NewRateLimiter(mailLimitRate, mailLimitBurst, now)}
+	p := &Pages{acc: acc, ids: ids, login: logins, log: log, mailbox: mailbox, cop: cop, now: now,
+		mailLim:  NewRateLimiter(mailLimitRate, mailLimitBurst, now),
+		loginLim: NewRateLimiter(loginLimitRate, loginLimitBurst, now)}
 	return p, nil
 }
 
@@ -101,13 +107,24 @@ func (p *Pages) PageHeaders() gin.HandlerFunc {
 		nonce := base64.StdEncoding.EncodeToString(b)
 		c.Set(ctxNonce, nonce)
 		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; img-src 'self'; form-action 'self'; "+
-			"frame-ancestors 'none'; base-uri 'none'")
+		h.Set("Content-Security-Policy", pageCSP(nonce))
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
 		c.Next()
 	}
+}
+
+// pageCSP is the pages' Content-Security-Policy. formAction are origins beyond Lupa's own
+// that the page's forms may end up at: browsers hold the redirect that answers a form's
+// POST to form-action, and a provider's button is answered with a redirect to the provider.
+func pageCSP(nonce string, formAction ...string) string {
+	fa := "'self'"
+	for _, o := range formAction {
+		fa += " " + o
+	}
+	return "default-src 'none'; style-src 'nonce-" + nonce + "'; img-src 'self'; form-action " + fa + "; " +
+		"frame-ancestors 'none'; base-uri 'none'"
 }
 
 // CrossOrigin refuses cross-site POSTs with Go's http.CrossOriginProtection: the browser's
@@ -494,7 +511,9 @@ func (p *Pages) signedInTenant(c *gin.Context) (*accounts.Session, *identity.Ten
 func (p *Pages) registerView(c *gin.Context, t *identity.Tenant) templates.AccountView {
 	v := p.view(c, t, p.lang(c, t.DefaultLanguage))
 	v.Action = tenantPath(t, "register")
+	v.AskBirthYear = t.AgeOfConsent > 0
 	v.Links = []templates.PageLink{{Href: withLang(tenantPath(t, "signin"), v.Lang), Label: v.T.SignIn}}
+	p.providerButtons(c, t, &v)
 	return v
 }
 
@@ -510,8 +529,16 @@ func (p *Pages) Register(c *gin.Context) {
 	t := pageTenant(c)
 	v := p.registerView(c, t)
 	v.Email = formValue(c, "email")
+	v.BirthYear = formValue(c, "birth_year")
+	birthYear, _ := strconv.Atoi(v.BirthYear)
+	if v.AskBirthYear && birthYear == 0 {
+		// The tenant's minimum age rule: registration asks the year of birth.
+		v.Fields = map[string]string{"birth_year": v.T.BadBirthYear}
+		p.render(c, http.StatusUnprocessableEntity, templates.RegisterPage(v))
+		return
+	}
 	_, err := p.acc.Register(c.Request.Context(), t.ID, t.Slug, accounts.Registration{
-		Email: v.Email, Password: formValue(c, "password"), Language: v.Lang})
+		Email: v.Email, Password: formValue(c, "password"), Language: v.Lang, BirthYear: birthYear})
 	if fields, ok := pageFieldErrors(v, err); ok {
 		v.Fields = fields
 		p.render(c, http.StatusUnprocessableEntity, templates.RegisterPage(v))
@@ -536,11 +563,13 @@ func (p *Pages) signInView(c *gin.Context, t *identity.Tenant) templates.Account
 		{Href: withLang(tenantPath(t, "signin-link"), v.Lang), Label: v.T.SignInLink},
 		{Href: withLang(tenantPath(t, "register"), v.Lang), Label: v.T.NoAccount + " " + v.T.Register},
 	}
+	p.providerButtons(c, t, &v)
 	return v
 }
 
 // SignInForm is GET /t/{slug}/signin. Someone already signed in to this tenant goes on to
-// the account; a session of another tenant counts for nothing here.
+// the account; a session of another tenant counts for nothing here. With ?connect the form
+// shows even so: connecting an identity provider needs a fresh sign-in.
 func (p *Pages) SignInForm(c *gin.Context) {
 	t := pageTenant(c)
 	sess, _, err := p.session(c)
@@ -548,7 +577,7 @@ func (p *Pages) SignInForm(c *gin.Context) {
 		p.fail(c, p.view(c, t, p.lang(c, t.DefaultLanguage)), err)
 		return
 	}
-	if sess != nil && sess.TenantID == t.ID {
+	if sess != nil && sess.TenantID == t.ID && c.Query("connect") == "" {
 		c.Redirect(http.StatusSeeOther, "/account")
 		return
 	}
@@ -751,7 +780,10 @@ func (p *Pages) accountView(c *gin.Context, sess *accounts.Session, t *identity.
 		return p.view(c, t, p.lang(c, t.DefaultLanguage)), err
 	}
 	v := p.view(c, t, p.lang(c, a.Language, t.DefaultLanguage))
-	v.Account = &templates.AccountInfo{Email: a.Email, Verified: a.EmailVerified}
+	v.Account = &templates.AccountInfo{Email: a.Email, Verified: a.EmailVerified, Name: a.Name, HasPassword: a.HasPassword}
+	if err := p.loginAccountView(c, sess, t, &v); err != nil {
+		return v, err
+	}
 	return v, nil
 }
 
@@ -766,8 +798,11 @@ func (p *Pages) Account(c *gin.Context) {
 		p.fail(c, v, err)
 		return
 	}
-	if c.Query("done") == "password" {
+	switch c.Query("done") {
+	case "password":
 		v.Notice = v.T.PasswordChanged
+	case "connected":
+		v.Notice = p.connectedNotice(c, t, v)
 	}
 	p.render(c, http.StatusOK, templates.AccountPage(v))
 }

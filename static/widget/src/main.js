@@ -20,13 +20,13 @@ import { ui } from './ui.js'
 // __LUPA_BUILD__, __LUPA_CSS__ and __LUPA_REGISTER__ are set by static/internal/build.
 const BUILD = __LUPA_BUILD__, CSS = __LUPA_CSS__, REG = __LUPA_REGISTER__,
   w = window,
-  WORD = { g: 'granted', d: 'denied', w: 'withdrawn', o: 'objected' },
+  WORD = { g: 'granted', d: 'denied', w: 'withdrawn', o: 'objected', p: 'pending_confirmation' },
   script = d.currentScript || d.querySelector('script[data-property]')
 
 if (!w.lupa && script) {
   const subs = { ready: [], change: [] },
     gpc = navigator.globalPrivacyControl === true
-  let cfg, s, P = [], N = [], state, saved, ready, view, wantOpen, box
+  let cfg, s, P = [], N = [], state, saved, ready, view, wantOpen, box, token
 
   // current returns the stored decision [letter, version, unix time, fromGPC?] of purpose p
   // while it stands: not a grant of a version older than the purpose's material version, and
@@ -69,6 +69,14 @@ if (!w.lupa && script) {
     on(n, f) {
       subs[n] && subs[n].push(f)
       n == 'ready' && ready && f(decisions())
+    },
+    // identify: the site's signed-in customer, by the access token of its CIAM. Decisions are
+    // then the person's, this device joins them, their own decisions (device-level ones
+    // made elsewhere too) apply here, and the person-level purposes they have not decided
+    // are asked. The token is kept in memory only.
+    identify(t) {
+      token = t
+      return cfg && who()
     },
     // forget: call it when the person signs out on the site. The browser starts afresh: a
     // new anonymous device, asked again, since someone else may use it next.
@@ -159,7 +167,7 @@ if (!w.lupa && script) {
     N = c.necessary || []
     state = Object.assign({ v: 1, id: '', t: 0, p: {}, g: [], r: '' }, readCookie(s))
     saved = JSON.stringify(state)
-    box = outbox(() => state.id, (j, more) => {
+    box = outbox(() => (token ? '' : state.id), (j, more) => {
       state.id = j.device_id || state.id
       state.r = j.interaction_id || state.r
       try {
@@ -169,7 +177,7 @@ if (!w.lupa && script) {
       // domain), keep that one: a cookie set by script may be capped to 7 days (Safari).
       saved = JSON.stringify(state)
       if (more || (readCookie(s) || {}).r != state.r) writeCookie(s, saved)
-    })
+    }, () => token)
 
     // Global Privacy Control: refuse the opt-out purposes that have no standing decision,
     // before any script, callback or event sees the state.
@@ -181,8 +189,33 @@ if (!w.lupa && script) {
     w.addEventListener('online', box.flush)
 
     await css
-    view = ui({ cfg, T: Object.assign({}, STRINGS.en, STRINGS[c.language], c.strings), P, gpc, current, choose })
+    render()
     wantOpen && view.open()
+    token && who()
+  }
+
+  const render = () => {
+    const old = d.getElementById('lupa')
+    old && old.remove()
+    view = ui({ cfg, T: Object.assign({}, STRINGS.en, STRINGS[cfg.language], cfg.strings), P, gpc, current, choose })
+  }
+
+  // who reads the signed-in person's decisions and asks what they have not decided.
+  const who = async () => {
+    const H = { Authorization: 'Bearer ' + token }
+    if (state.id) H['Lupa-Device-Id'] = state.id
+    const r = await fetch(cfg.base + '/v1/consents?property=' + encodeURIComponent(cfg.pk), { headers: H }).catch(e => 0),
+      j = r && r.ok && (await r.json()),
+      all = P.concat(cfg.person_purposes || [])
+    if (!j) return console.warn('Lupa: the customer token was not accepted' + (r ? ' (' + r.status + ')' : ''))
+    P = all.filter((p, i) => all.findIndex(q => q.key == p.key) == i)
+    for (const x of j.state) {
+      const l = Object.keys(WORD).find(k => WORD[k] == x.state)
+      l && x.decided_at ? (state.p[x.purpose] = [l, x.version, (Date.parse(x.decided_at) / 1e3) | 0]) : delete state.p[x.purpose]
+    }
+    apply()
+    render()
+    fire('change')
   }
   init()
 }

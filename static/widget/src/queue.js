@@ -11,7 +11,7 @@ const hex = () => crypto.getRandomValues(new Uint8Array(16)).reduce((s, b) => s 
 
 // outbox returns {add, flush}. deviceId() gives the device id known now; recorded(answer,
 // more) is called with each 201 answer (more: further items wait behind it).
-export const outbox = (deviceId, recorded) => {
+export const outbox = (deviceId, recorded, token) => {
   let q = [], busy
   try {
     q = JSON.parse(localStorage[KEY]) || []
@@ -37,7 +37,7 @@ export const outbox = (deviceId, recorded) => {
         try {
           r = await fetch(it.u, {
             method: 'POST', keepalive: true, credentials: 'include', body: JSON.stringify(it.b),
-            headers: { 'Content-Type': 'application/json', 'Idempotency-Key': it.k },
+            headers: Object.assign({ 'Content-Type': 'application/json', 'Idempotency-Key': it.k }, token() && { Authorization: 'Bearer ' + token() }),
           })
           j = await r.json().catch(() => ({}))
         } catch (e) {

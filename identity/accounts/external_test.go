@@ -1,0 +1,89 @@
+package accounts_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/accounts"
+)
+
+// TestSignInExternalConcurrent: sign-ins of one new identity at the same moment make one
+// person and one account, and every one of them is signed in to it.
+func TestSignInExternalConcurrent(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ext := accounts.External{Issuer: "https://id.example/", Subject: "same-person", Name: "Aino Virtanen", Language: "sv"}
+		const n = 6
+		var wg sync.WaitGroup
+		res := make([]*accounts.ExternalResult, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { res[i], errs[i] = e.svc.SignInExternal(context.Background(), e.tenant.ID, ext) })
+		}
+		wg.Wait()
+		created := 0
+		for i := range n {
+			if errs[i] != nil || res[i].Session == nil {
+				t.Fatalf("sign-in %d: %+v %v", i, res[i], errs[i])
+			}
+			if res[i].Session.SubjectID != res[0].Session.SubjectID || res[i].Session.AccountID != res[0].Session.AccountID {
+				t.Fatalf("sign-in %d is another person or account", i)
+			}
+			if res[i].Created {
+				created++
+			}
+		}
+		if created != 1 {
+			t.Fatalf("%d sign-ins say they created the person", created)
+		}
+		subj, err := e.ids.FindSubject(context.Background(), e.tenant.ID,
+			identity.Identifier{Kind: identity.IDIdP, Namespace: "https://id.example", Value: "same-person"})
+		if err != nil || subj.ID != res[0].Session.SubjectID {
+			t.Fatalf("the identity's person: %v %v", subj, err)
+		}
+		a, err := e.svc.Get(context.Background(), e.tenant.ID, res[0].Session.AccountID)
+		if err != nil || a.Name != "Aino Virtanen" || a.HasPassword || a.Email != "" || a.Language != "sv" {
+			t.Fatalf("account: %+v %v", a, err)
+		}
+	})
+}
+
+// TestConnectExternal: an identity is connected only in a session that began after it was
+// offered, only when the offer can be claimed, and only to one person.
+func TestConnectExternal(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		sess := e.register(t, "liisa@esimerkki.fi")
+		offered := e.clock.Now().Add(time.Second)
+		claimed := 0
+		claim := func(_ *gorm.DB) error { claimed++; return nil }
+		if err := e.svc.ConnectExternal(ctx, sess, "https://id.example", "liisa", offered, claim); err != accounts.ErrSignInAgain {
+			t.Fatalf("an older session connected: %v", err)
+		}
+		e.clock.Add(2 * time.Second)
+		fresh, err := e.svc.SignIn(ctx, e.tenant.ID, "liisa@esimerkki.fi", pw, "10.0.0.2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := &identity.Error{Code: identity.EUnauthorized, Message: "gone"}
+		if err := e.svc.ConnectExternal(ctx, fresh, "https://id.example", "liisa", offered, func(*gorm.DB) error { return refused }); err != refused {
+			t.Fatalf("an offer that cannot be claimed: %v", err)
+		}
+		if err := e.svc.ConnectExternal(ctx, fresh, "https://id.example", "liisa", offered, claim); err != nil || claimed != 1 {
+			t.Fatalf("connect: %v (claimed %d)", err, claimed)
+		}
+		subj, err := e.ids.FindSubject(ctx, e.tenant.ID, identity.Identifier{Kind: identity.IDIdP, Namespace: "https://id.example", Value: "liisa"})
+		if err != nil || subj.ID != fresh.SubjectID {
+			t.Fatalf("connected identity: %v %v", subj, err)
+		}
+		// Another person cannot take it.
+		other := e.register(t, "olli@esimerkki.fi")
+		if err := e.svc.ConnectExternal(ctx, other, "https://id.example", "liisa", offered, claim); err != accounts.ErrExternal {
+			t.Fatalf("an identity moved to another person: %v", err)
+		}
+	})
+}
