@@ -357,6 +357,33 @@ func writeMerge(tx *gorm.DB, in *interaction, p *mergePlan) error {
 			return err
 		}
 	}
+	if in.merge.persons {
+		return mergeAccounts(tx, in.tenantID, in.merge.from, in.merge.into, p.now)
+	}
+	return nil
+}
+
+// mergeAccounts gives the survivor of a persons merge the merged person's account when it
+// has none (its email identifier has moved to the survivor, so signing in with it must find
+// an account there), with its sessions. When both had one, the survivor's stays and the
+// merged one is closed (status merged) with its sessions revoked: a person has one account.
+func mergeAccounts(tx *gorm.DB, tenantID, from, into string, now int64) error {
+	for _, st := range []sqldb.Statement{
+		{SQL: `UPDATE accounts SET subject_id = ?, updated_at = ? WHERE tenant_id = ? AND subject_id = ?
+			AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = ? AND a.subject_id = ?)`,
+			Args: []any{into, now, tenantID, from, tenantID, into}},
+		{SQL: `UPDATE sessions SET subject_id = ? WHERE tenant_id = ? AND subject_id = ?
+			AND account_id IN (SELECT id FROM accounts WHERE tenant_id = ? AND subject_id = ?)`,
+			Args: []any{into, tenantID, from, tenantID, into}},
+		{SQL: "UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND subject_id = ? AND revoked_at IS NULL",
+			Args: []any{now, tenantID, from}},
+		{SQL: "UPDATE accounts SET status = 'merged', updated_at = ? WHERE tenant_id = ? AND subject_id = ? AND status = 'active'",
+			Args: []any{now, tenantID, from}},
+	} {
+		if err := tx.Exec(st.SQL, st.Args...).Error; err != nil {
+			return fmt.Errorf("merge accounts: %w", err)
+		}
+	}
 	return nil
 }
 

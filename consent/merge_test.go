@@ -9,6 +9,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/accounts"
 )
 
 // TestLinkDeviceKeepsThePersonsDecisions: an anonymous "Accept all" on a device, then the
@@ -243,5 +244,75 @@ func TestMergePersons(t *testing.T) {
 		if _, err := e.svc.MergePersons(ctx, e.tenant(), device(dev.DeviceID), *a); !identity.IsCode(err, identity.EUnprocessable) {
 			t.Fatalf("a device merged as a person: %v", err)
 		}
+	})
+}
+
+// TestMergePersonsMovesTheAccount: the merged person's account goes with its email to the
+// survivor when the survivor has none: the password still signs in, to the survivor, and
+// its session goes along. When both have accounts, the survivor's stays and the merged one
+// is closed with its sessions.
+func TestMergePersonsMovesTheAccount(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		acc, _ := e.accounts(t)
+		register := func(email, pw string) {
+			t.Helper()
+			prep, err := acc.PrepareRegistration(ctx, e.tenant(), consent.DemoSlug, accounts.Registration{Email: email, Password: pw, Language: "fi"})
+			if err != nil || prep == nil {
+				t.Fatal(err)
+			}
+			if _, err := e.svc.Register(ctx, consent.Registration{Property: e.demo.WebShop, Email: prep.Email(), Language: "fi",
+				Boxes: boxes(map[string]bool{"marketing_email": false}), Account: prep.Statements}); err != nil {
+				t.Fatal(err)
+			}
+			prep.Done(ctx)
+			if err := e.db.Write.Exec("UPDATE accounts SET email_verified_at = 1").Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		email := func(v string) identity.Identifier { return identity.Identifier{Kind: identity.IDEmail, Value: v} }
+
+		// Only the merged person has an account.
+		register("yksi@esimerkki.fi", "ensimmäinen hyvä salasana")
+		before, err := acc.SignIn(ctx, e.tenant(), "yksi@esimerkki.fi", "ensimmäinen hyvä salasana", "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.recordCustomer(t, "K-1", grant("partner_sharing", 1))
+		if _, err := e.svc.MergePersons(ctx, e.tenant(), email("yksi@esimerkki.fi"), *customer("K-1")); err != nil {
+			t.Fatal(err)
+		}
+		survivor := e.subjectID(t, *customer("K-1"))
+		after, err := acc.SignIn(ctx, e.tenant(), "yksi@esimerkki.fi", "ensimmäinen hyvä salasana", "192.0.2.1")
+		if err != nil {
+			t.Fatalf("the merged person's password no longer signs in: %v", err)
+		}
+		if after.SubjectID != survivor {
+			t.Fatalf("signed in to %s, not the survivor %s", after.SubjectID, survivor)
+		}
+		if s, err := acc.Session(ctx, before.Token); err != nil || s.SubjectID != survivor {
+			t.Fatalf("the open session did not follow the account: %+v %v", s, err)
+		}
+
+		// Both have accounts: the survivor's stays, the merged one closes.
+		register("kaksi@esimerkki.fi", "toisen ihmisen salasana")
+		register("kolme@esimerkki.fi", "kolmannen ihmisen salasana")
+		closed, err := acc.SignIn(ctx, e.tenant(), "kolme@esimerkki.fi", "kolmannen ihmisen salasana", "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.MergePersons(ctx, e.tenant(), email("kolme@esimerkki.fi"), email("kaksi@esimerkki.fi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := acc.Session(ctx, closed.Token); err == nil {
+			t.Fatal("the merged account's session still works")
+		}
+		if _, err := acc.SignIn(ctx, e.tenant(), "kaksi@esimerkki.fi", "toisen ihmisen salasana", "192.0.2.1"); err != nil {
+			t.Fatalf("the survivor's account: %v", err)
+		}
+		if n := e.count(t, "accounts", "status = 'merged'"); n != 1 {
+			t.Fatalf("%d closed accounts, want 1", n)
+		}
+		e.mustVerifyOK(t)
 	})
 }

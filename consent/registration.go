@@ -88,6 +88,54 @@ func (s *Service) registerWithoutBoxes(ctx context.Context, req *RecordRequest, 
 	return s.writer.Submit(ctx, in)
 }
 
+// SignedInRegistration is the registration widget's form sent through an identity
+// provider's "Continue with …" button: the person is the provider's identity, signed in
+// (and given an account) by identity/login, so only the boxes are recorded here.
+type SignedInRegistration struct {
+	Property  *identity.Property
+	Person    identity.Identifier // (issuer, sub)
+	Language  string
+	UIHash    string
+	Boxes     []DecisionInput
+	BirthYear int
+}
+
+// CheckRegistration applies the tenant's age rule to a form's boxes, so that a form whose
+// boxes could not be recorded says so before the person leaves for a provider.
+func (s *Service) CheckRegistration(ctx context.Context, tenantID string, birthYear int, boxes []DecisionInput) error {
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	_, err = ageRule(c, birthYear, boxes, s.now())
+	return err
+}
+
+// RegisterSignedIn records the boxes of a registration form for a person who signed in
+// with an identity provider. As in Register, the boxes decide only what the person has not
+// decided: the form shows every box unticked whatever the person chose before, so an
+// unticked box of a returning customer is no refusal of what they granted elsewhere.
+func (s *Service) RegisterSignedIn(ctx context.Context, r SignedInRegistration) (*Outcome, error) {
+	c, err := s.Catalog(ctx, r.Property.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	boxes, err := ageRule(c, r.BirthYear, r.Boxes, s.now())
+	if err != nil || len(boxes) == 0 {
+		return nil, err
+	}
+	person := r.Person
+	req := &RecordRequest{TenantID: r.Property.TenantID, Property: r.Property, Identifier: &person, Method: MethodCheckbox,
+		Language: r.Language, UIHash: r.UIHash, Actor: "subject", Decisions: boxes, Channel: ChannelRegistration,
+		OnlyUndecided: true}
+	out, err := s.Record(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	s.SendOptInConfirmation(ctx, req, out)
+	return out, nil
+}
+
 // RegistrationForm is what a property's registration form shows: the person-level purposes
 // asked when people register, each with its current text, recipients and policy, and the
 // hash of the form as shown (its ui_hash).

@@ -18,6 +18,12 @@ type RegisterView struct {
 	// AskBirthYear is true when the tenant's minimum age rule is on.
 	AskBirthYear bool
 	BirthYear    string
+	// Providers are the tenant's "Continue with …" buttons; FormOrigins (for the CSP, not
+	// shown) are where their POSTs end up.
+	Providers   []ProviderButton
+	FormOrigins []string
+	// SignedIn: Done after a registration through a provider (nothing to confirm by email).
+	SignedIn bool
 }
 
 // RegisterPurpose is one unticked box of the form.
@@ -33,6 +39,7 @@ type RegisterText struct {
 	Title, Email, Password, PasswordHint, Choices, ChoicesHint, Recipients, Policy string
 	Confirm, Submit, Done, DoneText, Controller                                    string
 	BirthYear                                                                      string
+	OtherWays, ContinueWith, Welcome, WelcomeText                                  string
 }
 
 // RegisterTexts are the texts by language.
@@ -41,17 +48,23 @@ var RegisterTexts = map[string]RegisterText{
 		Choices: "Valintasi", ChoicesHint: "Valitse vain se, mitä haluat. Voit muuttaa valintoja milloin tahansa.",
 		Recipients: "Vastaanottajat", Policy: "Tietosuojaseloste", Confirm: "Vahvistat tämän vielä sähköpostiin tulevasta linkistä.",
 		Submit: "Luo tili", Done: "Tarkista sähköpostisi", Controller: "Rekisterinpitäjä", BirthYear: "Syntymävuosi",
-		DoneText: "Lähetimme vahvistuslinkin. Tili on käytössä, kun olet vahvistanut osoitteesi."},
+		DoneText:  "Lähetimme vahvistuslinkin. Tili on käytössä, kun olet vahvistanut osoitteesi.",
+		OtherWays: "Tai jatka palvelulla, jota jo käytät. Yllä tekemäsi valinnat tulevat mukaan.", ContinueWith: "Jatka palvelulla {provider}",
+		Welcome: "Tervetuloa", WelcomeText: "Olet kirjautunut ja valintasi on tallennettu. Voit muuttaa niitä milloin tahansa."},
 	"sv": {Title: "Skapa konto", Email: "E-postadress", Password: "Lösenord", PasswordHint: "Minst 12 tecken.",
 		Choices: "Dina val", ChoicesHint: "Välj bara det du vill. Du kan ändra dina val när som helst.",
 		Recipients: "Mottagare", Policy: "Dataskyddsbeskrivning", Confirm: "Du bekräftar detta ännu via en länk i e-posten.",
 		Submit: "Skapa konto", Done: "Kolla din e-post", Controller: "Personuppgiftsansvarig", BirthYear: "Födelseår",
-		DoneText: "Vi skickade en bekräftelselänk. Kontot kan användas när du har bekräftat adressen."},
+		DoneText:  "Vi skickade en bekräftelselänk. Kontot kan användas när du har bekräftat adressen.",
+		OtherWays: "Eller fortsätt med en tjänst du redan använder. Dina val ovan följer med.", ContinueWith: "Fortsätt med {provider}",
+		Welcome: "Välkommen", WelcomeText: "Du är inloggad och dina val är sparade. Du kan ändra dem när som helst."},
 	"en": {Title: "Create an account", Email: "Email address", Password: "Password", PasswordHint: "At least 12 characters.",
 		Choices: "Your choices", ChoicesHint: "Choose only what you want. You can change your choices at any time.",
 		Recipients: "Recipients", Policy: "Privacy policy", Confirm: "You will confirm this from a link in your email.",
 		Submit: "Create account", Done: "Check your email", Controller: "Controller", BirthYear: "Year of birth",
-		DoneText: "We sent a confirmation link. The account works once you have confirmed the address."},
+		DoneText:  "We sent a confirmation link. The account works once you have confirmed the address.",
+		OtherWays: "Or continue with a service you already use. Your choices above come along.", ContinueWith: "Continue with {provider}",
+		Welcome: "Welcome", WelcomeText: "You are signed in and your choices are saved. You can change them at any time."},
 }
 
 // FieldError returns the message for a field, or "".

@@ -174,6 +174,9 @@ type site struct {
 	Origin string
 	pages  map[string]string
 	mu     sync.Mutex
+	// lupaURL, when set, is where pages load Lupa from instead of the proxy (Lupa over
+	// TLS, for sign-ins whose cookies are Secure).
+	lupaURL string
 }
 
 // newSite starts the site and adds its origin to the demo web shop's allow-list.
@@ -206,7 +209,12 @@ func newSite(t *testing.T, lupa *testServer) *site {
 }
 
 // Lupa is the base URL pages load the widget from.
-func (s *site) Lupa() string { return s.proxy.URL }
+func (s *site) Lupa() string {
+	if s.lupaURL != "" {
+		return s.lupaURL
+	}
+	return s.proxy.URL
+}
 
 // page adds a page at path; {{lupa}} and {{pk}} in html become Lupa's URL and the web
 // shop's property key.

@@ -87,8 +87,13 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.GET("/demo/:lang", widget.Demo)
 	// The registration widget's form, shown in an iframe on the property's own sites.
 	reg := consentweb.NewRegistration(cons, a.accounts)
+	reg.SetPages(pages)
+	pages.SetWidgetLogin(reg)
 	r.GET("/register", reg.Form)
 	r.POST("/register", limit.Middleware(), reg.Submit)
+	// Its "Continue with …" buttons: the form goes along to the provider (target _top), and
+	// comes back through the tenant's callback below.
+	r.POST("/register/login/:provider", limit.Middleware(), reg.BeginLogin)
 	// Double opt-in: the link of the confirmation email shows a button, the button confirms.
 	r.GET("/optin", cons.OptIn)
 	r.POST("/optin", cons.ConfirmOptIn)

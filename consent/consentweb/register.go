@@ -1,6 +1,7 @@
 package consentweb
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"github.com/lupa-cmp/lupa/templates"
 )
 
@@ -21,8 +23,9 @@ import (
 // email address or the password. Submitting it creates the account and records each box as
 // a decision, in one transaction.
 type Registration struct {
-	h   *Handlers
-	acc *accounts.Service
+	h     *Handlers
+	acc   *accounts.Service
+	pages *identityweb.Pages // provider sign-ins (register_login.go), or nil
 }
 
 // NewRegistration returns the registration form's handlers.
@@ -31,29 +34,23 @@ func NewRegistration(h *Handlers, acc *accounts.Service) *Registration {
 }
 
 // Form shows the form (GET /register?property=pk_…&lang=fi&origin=https://shop.example).
+// With done=signin it says that the person who came back from a provider is registered
+// (the loader asks for it when the page's URL ends in #lupa-registered).
 func (r *Registration) Form(c *gin.Context) {
 	v, p, status := r.view(c, c.Query("property"), c.Query("origin"), c.Query("lang"))
 	if p == nil {
 		r.render(c, status, v, nil)
 		return
 	}
+	if c.Query("done") == "signin" {
+		v.Done, v.SignedIn = true, true
+	}
 	r.render(c, http.StatusOK, v, p)
 }
 
 // Submit creates the account with the form's decisions (POST /register).
 func (r *Registration) Submit(c *gin.Context) {
-	if err := http.NewCrossOriginProtection().Check(c.Request); err != nil {
-		r.render(c, http.StatusForbidden, templates.RegisterView{Lang: "en", T: templates.RegisterTexts["en"], Error: "cross-site request refused"}, nil)
-		return
-	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 16<<10)
-	if err := c.Request.ParseForm(); err != nil {
-		status := http.StatusBadRequest
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		r.render(c, status, templates.RegisterView{Lang: "en", T: templates.RegisterTexts["en"], Error: "the form could not be read"}, nil)
+	if !r.readForm(c) {
 		return
 	}
 	v, p, status := r.view(c, c.PostForm("property"), c.PostForm("origin"), c.PostForm("lang"))
@@ -110,7 +107,7 @@ func (r *Registration) Submit(c *gin.Context) {
 		}
 		if prep.Account != nil {
 			prep.Done(ctx)
-			r.linkDevice(c, p, prep.Email())
+			r.joinDevice(ctx, p, c.PostForm("device"), identity.Identifier{Kind: identity.IDEmail, Value: prep.Email()})
 		}
 	}
 	// The same page whether or not the address had an account: the form reveals nothing.
@@ -169,6 +166,7 @@ func (r *Registration) view(c *gin.Context, pk, origin, lang string) (templates.
 	}
 	v.Origin, v.Controller, v.PolicyURL, v.UIHash = identity.NormalizeOrigin(origin), form.Controller, form.PolicyURL, form.UIHash
 	v.AskBirthYear = form.AskBirthYear
+	r.providerButtons(c, p, &v)
 	for _, fp := range form.Purposes {
 		v.Purposes = append(v.Purposes, templates.RegisterPurpose{Key: fp.Key, Title: fp.Title, Description: fp.Description,
 			PolicyURL: fp.PolicyURL, Recipients: fp.Recipients, DoubleOptIn: fp.DoubleOptIn})
@@ -186,8 +184,10 @@ func (r *Registration) render(c *gin.Context, status int, v templates.RegisterVi
 		ancestors = strings.Join(p.AllowedOrigins, " ")
 		c.Writer.Header().Del("X-Frame-Options") // frame-ancestors says who may frame it
 	}
+	// form-action names the providers too: browsers hold the redirect that answers a
+	// provider button's POST to it.
 	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+v.Nonce+"'; script-src 'nonce-"+v.Nonce+
-		"'; form-action 'self'; frame-ancestors "+ancestors+"; base-uri 'none'")
+		"'; form-action "+strings.Join(append([]string{"'self'"}, v.FormOrigins...), " ")+"; frame-ancestors "+ancestors+"; base-uri 'none'")
 	c.Header("Cache-Control", "no-store")
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(status)
@@ -196,16 +196,15 @@ func (r *Registration) render(c *gin.Context, status int, v templates.RegisterVi
 	}
 }
 
-// linkDevice joins the anonymous history of the browser's device (its id came with the
+// joinDevice joins the anonymous history of the browser's device (its id came with the
 // form, from the consent cookie of the site) to the person who registered. A device that is
 // unknown or already someone's is left as it is: the registration stands either way.
-func (r *Registration) linkDevice(c *gin.Context, p *identity.Property, email string) {
-	device := c.PostForm("device")
+func (r *Registration) joinDevice(ctx context.Context, p *identity.Property, device string, person identity.Identifier) {
 	if !identity.ValidDeviceID(device) {
 		return
 	}
-	_, err := r.h.svc.LinkDevice(c.Request.Context(), p, identity.Identifier{Kind: identity.IDDevice, Value: device},
-		identity.Identifier{Kind: identity.IDEmail, Value: email}, consent.MergeRegistration, "subject")
+	_, err := r.h.svc.LinkDevice(ctx, p, identity.Identifier{Kind: identity.IDDevice, Value: device}, person,
+		consent.MergeRegistration, "subject")
 	if err != nil && !identity.IsCode(err, identity.ENotFound) && !identity.IsCode(err, identity.EConflict) {
 		r.h.api.Log.Warn("link the registering device", "err", err)
 	}

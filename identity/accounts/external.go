@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 	"unicode"
@@ -119,11 +120,15 @@ func (s *Service) signInExternal(ctx context.Context, tenantID string, idp ident
 		if err != nil && !identity.IsCode(err, identity.ENotFound) {
 			return nil, err
 		}
+		var a *accountRow
 		if owner != nil && !owner.Erased {
-			a, err := s.accountOf(s.db.Read.WithContext(ctx), tenantID, owner.ID)
-			if err != nil {
+			if a, err = s.accountOf(s.db.Read.WithContext(ctx), tenantID, owner.ID); errors.Is(err, ErrExternal) {
+				owner.Erased = true // its account was deleted: treated as gone
+			} else if err != nil {
 				return nil, err
 			}
+		}
+		if owner != nil && !owner.Erased {
 			if ext.EmailVerified {
 				// A second identity of the same issuer with the same address is not the
 				// same person as surely: the address may have moved at the provider.
@@ -140,8 +145,8 @@ func (s *Service) signInExternal(ctx context.Context, tenantID string, idp ident
 			}
 		}
 		if owner != nil {
-			// The address names someone without an account (or erased): never taken from
-			// them. The new person goes without it.
+			// The address names someone without an account (or erased, or whose account
+			// was deleted): never taken from them. The new person goes without it.
 			ext.Email, ext.EmailVerified = "", false
 		}
 	}
@@ -162,15 +167,18 @@ func (s *Service) hasIssuer(ctx context.Context, tenantID, subjectID, issuer str
 	return false, nil
 }
 
-// accountOf is the live account of a subject, or nil.
+// accountOf is the live account of a subject, or nil. A person whose account was deleted
+// does not get a new one by signing in: that is ErrExternal.
 func (s *Service) accountOf(db *gorm.DB, tenantID, subjectID string) (*accountRow, error) {
 	var rows []accountRow
-	if err := db.Where("tenant_id = ? AND subject_id = ? AND status = ?", tenantID, subjectID, "active").
-		Limit(1).Find(&rows).Error; err != nil {
+	if err := db.Where("tenant_id = ? AND subject_id = ?", tenantID, subjectID).Limit(1).Find(&rows).Error; err != nil {
 		return nil, err
 	}
 	if len(rows) == 0 {
 		return nil, nil
+	}
+	if rows[0].Status != "active" {
+		return nil, ErrExternal
 	}
 	return &rows[0], nil
 }

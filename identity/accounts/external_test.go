@@ -87,3 +87,32 @@ func TestConnectExternal(t *testing.T) {
 		}
 	})
 }
+
+// TestSignInExternalDeleted: the identity of a person whose account was deleted does not
+// sign in (nor make a second account for the person); an address of a deleted account is
+// not taken from it.
+func TestSignInExternalDeleted(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ext := accounts.External{Issuer: "https://id.example", Subject: "leaving", Name: "Leena"}
+		res, err := e.svc.SignInExternal(ctx, e.tenant.ID, ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Delete(ctx, res.Session); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SignInExternal(ctx, e.tenant.ID, ext); err != accounts.ErrExternal {
+			t.Fatalf("a deleted account's identity: %v", err)
+		}
+		sess := e.register(t, "poistuva@esimerkki.fi")
+		if _, err := e.svc.Delete(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+		res, err = e.svc.SignInExternal(ctx, e.tenant.ID, accounts.External{Issuer: "https://id.example", Subject: "newcomer",
+			Email: "poistuva@esimerkki.fi", EmailVerified: true})
+		if err != nil || res.Session == nil || res.Session.SubjectID == sess.SubjectID {
+			t.Fatalf("a new identity with a deleted account's address: %+v %v", res, err)
+		}
+	})
+}

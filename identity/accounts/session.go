@@ -116,7 +116,7 @@ func (s *Service) Delete(ctx context.Context, sess *Session) (email string, err 
 	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ? AND status = ?", a.TenantID, a.ID, "active").
 			Updates(map[string]any{"status": "deleted", "deleted_at": now.UnixMilli(), "updated_at": now.UnixMilli(),
-				"password_hash": nil}).Error; err != nil {
+				"password_hash": nil, "name_ct": nil, "name_kid": nil}).Error; err != nil {
 			return err
 		}
 		if err := revokeAll(tx, a.TenantID, a.ID, now.UnixMilli()); err != nil {

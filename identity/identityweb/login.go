@@ -7,6 +7,7 @@ package identityweb
 // accounts.SignInExternal).
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -103,7 +104,7 @@ func (p *Pages) loginUnavailable(c *gin.Context, v templates.AccountView, err er
 func (p *Pages) BeginLogin(c *gin.Context) {
 	t := pageTenant(c)
 	v := p.view(c, t, p.lang(c, t.DefaultLanguage))
-	start, err := p.login.Begin(c.Request.Context(), t, c.Param("provider"), v.Lang)
+	start, err := p.login.Begin(c.Request.Context(), t, c.Param("provider"), v.Lang, nil)
 	switch {
 	case identity.IsCode(err, identity.ENotFound):
 		p.message(c, http.StatusNotFound, v, v.T.NotFound, v.T.NotFoundText)
@@ -155,7 +156,60 @@ func (p *Pages) LoginCallback(c *gin.Context) {
 		return
 	}
 	clearLoginCookie(c)
+	if out.Extra != nil && p.widget != nil {
+		// Begun in the registration widget: its boxes are recorded for the person, and the
+		// browser goes back to the site's page.
+		back, err := p.widget.FinishLogin(c.Request.Context(), t, out)
+		if err != nil {
+			p.fail(c, v, err)
+			return
+		}
+		p.startSession(c, out.Session)
+		c.Redirect(http.StatusSeeOther, back)
+		return
+	}
 	p.signedIn(c, out.Session)
+}
+
+// WidgetLogin finishes sign-ins begun in the registration widget (consent/consentweb): the
+// identity package knows nothing of consent, so the widget's part comes in through this.
+type WidgetLogin interface {
+	// FinishLogin records what the widget's form carried (out.Extra) for the person signed
+	// in, and returns the URL of the site's page that the browser goes back to.
+	FinishLogin(ctx context.Context, t *identity.Tenant, out *login.Outcome) (string, error)
+}
+
+// SetWidgetLogin plugs the registration widget's part of provider sign-ins in.
+func (p *Pages) SetWidgetLogin(w WidgetLogin) { p.widget = w }
+
+// StartLogin begins a sign-in with one of the tenant's providers for another page (the
+// registration widget): the flow carries extra, and the browser goes to the provider. It
+// answers the request either way.
+func (p *Pages) StartLogin(c *gin.Context, t *identity.Tenant, providerID, lang string, extra []byte) {
+	v := p.view(c, t, lang)
+	start, err := p.login.Begin(c.Request.Context(), t, providerID, v.Lang, extra)
+	switch {
+	case identity.IsCode(err, identity.ENotFound):
+		p.message(c, http.StatusNotFound, v, v.T.NotFound, v.T.NotFoundText)
+		return
+	case identity.IsCode(err, identity.EUnavailable):
+		p.loginUnavailable(c, v, err)
+		return
+	case err != nil:
+		p.fail(c, v, err)
+		return
+	}
+	setLoginCookie(c, start.Binding, start.MaxAge)
+	c.Redirect(http.StatusSeeOther, start.URL)
+}
+
+// Buttons returns a tenant's "Continue with …" buttons in a language (their form actions
+// are relative to the tenant) and the providers' origins, for a page's CSP form-action.
+func (p *Pages) Buttons(ctx context.Context, t *identity.Tenant, lang string) ([]login.Button, []string, error) {
+	if p.login == nil {
+		return nil, nil, nil
+	}
+	return p.login.Buttons(ctx, t, lang)
 }
 
 // ConnectProvider is POST /account/connect/{provider}: the identity waiting in this

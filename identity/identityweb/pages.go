@@ -68,6 +68,7 @@ type Pages struct {
 	withdraw Withdrawer
 	ids      *identity.Service
 	login    *login.Service // identity providers: "Continue with …" (login.go)
+	widget   WidgetLogin    // the registration widget's part of provider sign-ins, or nil
 	log      *slog.Logger
 	mailbox  *mail.Mailbox
 	cop      *http.CrossOriginProtection
@@ -455,6 +456,13 @@ func (p *Pages) session(c *gin.Context) (sess *accounts.Session, raw string, err
 // session the browser held before (of this tenant or another) ends, so that no older
 // cookie value, planted or not, outlives a sign-in.
 func (p *Pages) signedIn(c *gin.Context, sess *accounts.Session) {
+	p.startSession(c, sess)
+	c.Redirect(http.StatusSeeOther, "/account")
+	c.Abort()
+}
+
+// startSession ends the browser's previous session, if any, and sets the new one's cookie.
+func (p *Pages) startSession(c *gin.Context, sess *accounts.Session) {
 	if old, _, err := p.session(c); err == nil && old != nil {
 		if err := p.acc.SignOut(c.Request.Context(), old); err != nil {
 			p.log.WarnContext(c.Request.Context(), "end the previous session", "err", err)
@@ -463,8 +471,6 @@ func (p *Pages) signedIn(c *gin.Context, sess *accounts.Session) {
 	maxAge := int(sess.ExpiresAt.Sub(p.now()).Seconds())
 	http.SetCookie(c.Writer, &http.Cookie{Name: accounts.CookieName, Value: sess.Token, Path: "/",
 		Expires: sess.ExpiresAt.UTC(), MaxAge: max(maxAge, 1), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	c.Redirect(http.StatusSeeOther, "/account")
-	c.Abort()
 }
 
 // clearCookie tells the browser to forget the session cookie.
@@ -854,8 +860,11 @@ func (p *Pages) DeleteAccount(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	email, err := p.acc.Delete(ctx, sess)
-	if err == nil && p.withdraw != nil && email != "" {
-		_, err = p.withdraw.WithdrawAll(ctx, t.ID, identity.Identifier{Kind: identity.IDEmail, Value: email}, "dashboard", "account_deleted")
+	if err == nil && p.withdraw != nil {
+		var person *identity.Identifier
+		if person, err = p.personIdentifier(ctx, t, sess.SubjectID, email); err == nil && person != nil {
+			_, err = p.withdraw.WithdrawAll(ctx, t.ID, *person, "dashboard", "account_deleted")
+		}
 	}
 	if err != nil {
 		p.fail(c, p.view(c, t, lang), err)
@@ -864,6 +873,19 @@ func (p *Pages) DeleteAccount(c *gin.Context) {
 	clearCookie(c)
 	v := p.view(c, t, lang)
 	p.message(c, http.StatusOK, v, v.T.Deleted, v.T.DeletedText)
+}
+
+// personIdentifier names the person of an account for the ledger: the address, or — for an
+// account an identity provider made without one — the provider's identity.
+func (p *Pages) personIdentifier(ctx context.Context, t *identity.Tenant, subjectID, email string) (*identity.Identifier, error) {
+	if email != "" {
+		return &identity.Identifier{Kind: identity.IDEmail, Value: email}, nil
+	}
+	ids, err := p.ids.IdentifierValues(ctx, t.ID, subjectID, identity.IDIdP)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	return &ids[0], nil
 }
 
 // SignOut is POST /account/signout.

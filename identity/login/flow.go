@@ -81,14 +81,18 @@ type Start struct {
 }
 
 // Begin starts a sign-in with one of the tenant's providers: a new random state, nonce,
-// PKCE verifier and browser binding, kept server-side for FlowTTL.
-func (s *Service) Begin(ctx context.Context, tenant *identity.Tenant, providerID, lang string) (*Start, error) {
+// PKCE verifier and browser binding, kept server-side for FlowTTL. extra (nil, or at most
+// MaxExtra bytes) is sealed with the flow and returned in the Outcome of its callback.
+func (s *Service) Begin(ctx context.Context, tenant *identity.Tenant, providerID, lang string, extra []byte) (*Start, error) {
+	if len(extra) > MaxExtra {
+		return nil, identity.Errorf(identity.EInternal, "login: %d bytes of extra flow data", len(extra))
+	}
 	r, err := s.row(ctx, s.db.Read, tenant.ID, providerID)
 	if err != nil {
 		return nil, err
 	}
 	state, binding := random(), random()
-	fd := flowData{Verifier: oauth2.GenerateVerifier(), Lang: accounts.Language(lang)}
+	fd := flowData{Verifier: oauth2.GenerateVerifier(), Lang: accounts.Language(lang), Extra: extra}
 	redirect := s.redirectURI(tenant.Slug, r.ID)
 	var authURL string
 	switch r.Kind {
@@ -140,7 +144,14 @@ type Outcome struct {
 	Lang     string
 	Created  bool
 	Linked   bool
+	// Identity is the provider's identity of the person: (issuer, sub).
+	Identity identity.Identifier
+	// Extra is what Begin was given.
+	Extra []byte
 }
+
+// MaxExtra bounds the extra data a flow carries.
+const MaxExtra = 8 << 10
 
 // Callback finishes a sign-in. The flow must be this browser's (cookie), for this
 // provider, with this state, not expired, and not used before: it is used up first, so a
@@ -169,7 +180,7 @@ func (s *Service) Callback(ctx context.Context, tenant *identity.Tenant, provide
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Lang: fd.Lang}
+	out := &Outcome{Lang: fd.Lang, Extra: fd.Extra}
 	if in.Error != "" {
 		return out, refuse("the provider answered an error (the person may have cancelled)", nil)
 	}
@@ -177,6 +188,9 @@ func (s *Service) Callback(ctx context.Context, tenant *identity.Tenant, provide
 		return out, refuse("no code", nil)
 	}
 	r, err := s.row(ctx, s.db.Read, tenant.ID, providerID)
+	if identity.IsCode(err, identity.ENotFound) {
+		return out, refuse("the provider was removed", nil)
+	}
 	if err != nil {
 		return out, err
 	}
@@ -203,6 +217,7 @@ func (s *Service) Callback(ctx context.Context, tenant *identity.Tenant, provide
 	if err != nil {
 		return out, err
 	}
+	out.Identity = identity.Identifier{Kind: identity.IDIdP, Namespace: ext.Issuer, Value: ext.Subject}
 	if !signed.Collision {
 		out.Session, out.Created, out.Linked = signed.Session, signed.Created, signed.Linked
 		return out, nil

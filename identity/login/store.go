@@ -88,4 +88,7 @@ type flowData struct {
 	Issuer  string `json:"issuer,omitempty"`
 	Subject string `json:"sub,omitempty"`
 	Person  string `json:"person,omitempty"`
+	// Extra is what the page that began the flow needs to finish it (the registration
+	// widget's boxes), sealed with the rest and handed back with the outcome.
+	Extra []byte `json:"extra,omitempty"`
 }

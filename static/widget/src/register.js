@@ -19,11 +19,18 @@ const d = document,
     }
   })()
 
+// A registration through an identity provider ("Continue with …") leaves the page and comes
+// back to it with #lupa-registered: the forms say so, and tell lupa:registered.
+const back = location.hash == '#lupa-registered'
+if (back) history.replaceState(null, '', location.pathname + location.search)
+
 d.querySelectorAll('[data-lupa-register]').forEach(el => {
   if (el.querySelector('iframe')) return
   const f = d.createElement('iframe'),
     q = new URLSearchParams({ property: el.dataset.property || me.dataset.pk, lang: el.dataset.lang || me.dataset.lang, origin: location.origin })
-  f.src = base + '/register?' + q + (device ? '#device=' + encodeURIComponent(device) : '')
+  if (back) q.set('done', 'signin')
+  // The page to come back to after a provider, and the device, go in the fragment too.
+  f.src = base + '/register?' + q + '#' + new URLSearchParams({ device, page: location.origin + location.pathname + location.search })
   f.title = el.dataset.title || 'Lupa'
   f.style.width = '100%'
   f.style.border = '0'

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/login/logintest"
+)
+
+var (
+	uiRe      = regexp.MustCompile(`name="ui" value="([0-9a-f]{64})"`)
+	boxRe     = regexp.MustCompile(`name="purpose_([a-z0-9_]+)"`)
+	formActRe = regexp.MustCompile(`formaction="(/register/login/[^"]+)" formtarget="_top"`)
+)
+
+// TestRegistrationWidgetWithProvider: "Continue with …" in the registration widget. The
+// button takes the form (its boxes, the site's page, the device) to the provider and back;
+// the boxes become the person's decisions in the registration channel, the device's history
+// joins the person, and the browser returns to the site's page with #lupa-registered. A
+// returning customer's unticked box refuses nothing they granted; the way back never
+// leaves the property's origins; deleting the account withdraws the provider person's
+// consents although it has no address.
+func TestRegistrationWidgetWithProvider(t *testing.T) {
+	g := logintest.NewGraph(t)
+	eachAccountServer(t, loginEnv(g), func(t *testing.T, s *accountServer) {
+		ctx := context.Background()
+		m, err := mockoidc.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		id := s.addProvider(t, map[string]any{"kind": "oidc", "label": "Kauppa ID", "issuer": m.Issuer(), "client_id": m.ClientID,
+			"client_secret": m.ClientSecret, "token_auth_method": "client_secret_post"})
+		pk := s.demo.WebShop.PublicKey
+		device := s.newDevice(t, grantAnalytics())
+
+		v := s.customer(t)
+		r := v.get("/register?property=" + pk + "&lang=en&origin=" + url.QueryEscape(s.Origin))
+		page := string(r.Body)
+		act := formActRe.FindStringSubmatch(page)
+		mockURL, _ := url.Parse(m.Issuer())
+		if r.Status != http.StatusOK || act == nil || act[1] != "/register/login/"+id || !strings.Contains(page, "Continue with Kauppa ID") {
+			t.Fatalf("no provider button in the widget's form: %d\n%s", r.Status, page)
+		}
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' http://"+mockURL.Host+" "+s.Origin+";") {
+			t.Fatalf("the form's CSP does not let the button reach the provider and come back: %s", csp)
+		}
+		ui := uiRe.FindStringSubmatch(page)[1]
+		var keys []string
+		for _, b := range boxRe.FindAllStringSubmatch(page, -1) {
+			keys = append(keys, b[1])
+		}
+		if len(keys) < 2 || !strings.Contains(strings.Join(keys, ","), "personalisation") {
+			t.Fatalf("boxes %v", keys)
+		}
+		widgetForm := func(kv ...string) url.Values {
+			f := form("property", pk, "origin", s.Origin, "lang", "en", "ui", ui, "device", device,
+				"page", s.Origin+"/join?campaign=autumn", "email", "ignored@esimerkki.fi")
+			for i := 0; i+1 < len(kv); i += 2 {
+				f.Set(kv[i], kv[i+1])
+			}
+			return f
+		}
+
+		// Refused before anything starts: another origin, a changed form, a cross-site POST.
+		for _, tc := range []struct {
+			name string
+			f    url.Values
+			h    []string
+			want int
+		}{
+			{"another origin", widgetForm("origin", "https://evil.example"), nil, http.StatusForbidden},
+			{"a changed form", widgetForm("ui", strings.Repeat("0", 64)), nil, http.StatusConflict},
+			{"cross-site", widgetForm(), []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, http.StatusForbidden},
+		} {
+			if r := v.post(act[1], tc.f, tc.h...); r.Status != tc.want || r.Header.Get("Location") != "" {
+				t.Fatalf("%s: %d %q", tc.name, r.Status, r.Header.Get("Location"))
+			}
+		}
+
+		m.QueueUser(&mockoidc.MockUser{Subject: "widget-1", Email: "widget@esimerkki.fi"})
+		begin := v.post(act[1], widgetForm("purpose_personalisation", "on"))
+		to, err := url.Parse(begin.Header.Get("Location"))
+		if begin.Status != http.StatusSeeOther || err != nil || to.Host != mockURL.Host || v.flowCookie() == "" {
+			t.Fatalf("begin: %d %q", begin.Status, begin.Header.Get("Location"))
+		}
+		back := v.get(v.authorize(to))
+		wantRedirect(t, back, s.Origin+"/join?campaign=autumn#lupa-registered")
+		wantSessionCookie(t, back)
+
+		person := identity.Identifier{Kind: identity.IDIdP, Namespace: m.Issuer(), Value: "widget-1"}
+		st, err := s.app.consent.SubjectState(ctx, s.demo.Tenant.ID, person, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			want := "denied"
+			if k == "personalisation" {
+				want = "granted"
+			}
+			if got := stateOf(st.State, k); got != want {
+				t.Errorf("%s: %s, want %s", k, got, want)
+			}
+		}
+		var n int64
+		s.app.db.Read.Raw(`SELECT count(*) FROM consent_events WHERE tenant_id = ? AND channel = 'registration' AND method = 'checkbox'
+			AND text_hash <> ''`, s.demo.Tenant.ID).Scan(&n)
+		if n != int64(len(keys)) {
+			t.Fatalf("%d registration events, want one per box (%d)", n, len(keys))
+		}
+		ds, err := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: identity.IDDevice, Value: device})
+		if err != nil || ds.ID != s.person(t, person) {
+			t.Fatalf("the device's history did not join the person: %v", err)
+		}
+		// The widget on the page it came back to says so.
+		if done := v.get("/register?property=" + pk + "&lang=en&done=signin&origin=" + url.QueryEscape(s.Origin)); !strings.Contains(string(done.Body), "<h1>Welcome</h1>") ||
+			!strings.Contains(string(done.Body), "data-done") {
+			t.Fatalf("the form after a provider registration:\n%s", done.Body)
+		}
+
+		// The same customer again from another browser, nothing ticked, and a page elsewhere:
+		// the grant stands, and the way back is the property's origin.
+		m.QueueUser(&mockoidc.MockUser{Subject: "widget-1", Email: "widget@esimerkki.fi"})
+		w := s.customer(t)
+		again := w.get(w.authorize(mustLocation(t, w.post(act[1], widgetForm("page", "https://evil.example/phish")))))
+		wantRedirect(t, again, s.Origin+"/#lupa-registered")
+		st, _ = s.app.consent.SubjectState(ctx, s.demo.Tenant.ID, person, nil)
+		if got := stateOf(st.State, "personalisation"); got != "granted" {
+			t.Fatalf("an unticked box of a returning customer refused their grant: %s", got)
+		}
+
+		// Deleting the account withdraws the person's consents: the person has no address,
+		// only the provider's identity.
+		if page := wantPage(t, v.post("/account/delete", form("confirm", "yes", "lang", "en")), http.StatusOK); page == "" {
+			t.Fatal("no page after deletion")
+		}
+		st, _ = s.app.consent.SubjectState(ctx, s.demo.Tenant.ID, person, nil)
+		if got := stateOf(st.State, "personalisation"); got != "withdrawn" {
+			t.Fatalf("after deletion personalisation is %s, want withdrawn", got)
+		}
+	})
+}
+
+func mustLocation(t *testing.T, r *response) *url.URL {
+	t.Helper()
+	u, err := url.Parse(r.Header.Get("Location"))
+	if r.Status != http.StatusSeeOther || err != nil {
+		t.Fatalf("want a redirect: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	return u
+}
