@@ -103,21 +103,7 @@ func (p *Pages) loginUnavailable(c *gin.Context, v templates.AccountView, err er
 // __Host-lupa_oidc cookie, and a redirect to the provider.
 func (p *Pages) BeginLogin(c *gin.Context) {
 	t := pageTenant(c)
-	v := p.view(c, t, p.lang(c, t.DefaultLanguage))
-	start, err := p.login.Begin(c.Request.Context(), t, c.Param("provider"), v.Lang, nil)
-	switch {
-	case identity.IsCode(err, identity.ENotFound):
-		p.message(c, http.StatusNotFound, v, v.T.NotFound, v.T.NotFoundText)
-		return
-	case identity.IsCode(err, identity.EUnavailable):
-		p.loginUnavailable(c, v, err)
-		return
-	case err != nil:
-		p.fail(c, v, err)
-		return
-	}
-	setLoginCookie(c, start.Binding, start.MaxAge)
-	c.Redirect(http.StatusSeeOther, start.URL)
+	p.StartLogin(c, t, c.Param("provider"), p.lang(c, t.DefaultLanguage), nil)
 }
 
 // LoginCallback is GET /t/{slug}/login/{provider}/callback, where the provider sends the
