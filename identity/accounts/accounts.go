@@ -56,14 +56,16 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 	opt    Options
-	ips    *ipThrottle
+	ips    *throttle // failed sign-ins per client address
+	mailTo *throttle // emails per recipient (messages.go)
 }
 
 // New returns the accounts service.
 func New(db *sqldb.DB, ids *identity.Service, hasher *password.Hasher, sender Sender, now func() time.Time,
 	log *slog.Logger, opt Options) *Service {
 	opt.defaults()
-	return &Service{db: db, ids: ids, hasher: hasher, mail: sender, now: now, log: log, opt: opt, ips: newIPThrottle(now)}
+	return &Service{db: db, ids: ids, hasher: hasher, mail: sender, now: now, log: log, opt: opt, ips: newThrottle(now, ipRate, ipBurst),
+		mailTo: newThrottle(now, mailRate, mailBurst)}
 }
 
 // Account is a customer's account.

@@ -386,3 +386,47 @@ func TestCheckLinkDoesNotUseIt(t *testing.T) {
 		}
 	})
 }
+
+// TestMailsToOneRecipientAreLimited: however the requests come (many client addresses get
+// past the pages' per-address limits), one mailbox gets a burst of five emails, then one
+// per ten minutes; the answers stay the same.
+func TestMailsToOneRecipientAreLimited(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.register(t, "tulva@esimerkki.fi") // the verification email: one of five
+		count := func() int {
+			n := 0
+			for _, m := range e.smtp.Messages() {
+				if strings.EqualFold(m.To, "tulva@esimerkki.fi") {
+					n++
+				}
+			}
+			return n
+		}
+		// to waits for want emails to have arrived (delivery ends after Send returns), and a
+		// moment more for any that should not.
+		to := func(want int) int {
+			for deadline := time.Now().Add(5 * time.Second); count() < want && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			return count()
+		}
+		for i := 0; i < 10; i++ {
+			if err := e.svc.RequestReset(ctx, e.tenant.ID, "tulva@esimerkki.fi", "fi"); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+		}
+		if n := to(5); n != 5 {
+			t.Fatalf("%d emails to one address, want 5", n)
+		}
+		// Another address is not held back by this one.
+		e.register(t, "toinen@esimerkki.fi")
+		e.clock.Add(10 * time.Minute)
+		_ = e.svc.RequestReset(ctx, e.tenant.ID, "tulva@esimerkki.fi", "fi")
+		_ = e.svc.RequestReset(ctx, e.tenant.ID, "tulva@esimerkki.fi", "fi")
+		if n := to(6); n != 6 {
+			t.Fatalf("%d emails after ten minutes, want 6", n)
+		}
+	})
+}

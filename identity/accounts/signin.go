@@ -96,18 +96,21 @@ func (s *Service) clearFailures(tx *gorm.DB, a *accountRow) error {
 		Updates(map[string]any{"failed_signins": 0, "locked_until": nil}).Error
 }
 
-// ipThrottle is a token bucket per client address (per instance), bounded in size.
-type ipThrottle struct {
+// throttle is a token bucket per key (a client address, a recipient; per instance),
+// bounded in size.
+type throttle struct {
 	mu      sync.Mutex
 	now     func() time.Time
+	rate    rate.Limit
+	burst   int
 	buckets map[string]*rate.Limiter
 }
 
-func newIPThrottle(now func() time.Time) *ipThrottle {
-	return &ipThrottle{now: now, buckets: map[string]*rate.Limiter{}}
+func newThrottle(now func() time.Time, r rate.Limit, burst int) *throttle {
+	return &throttle{now: now, rate: r, burst: burst, buckets: map[string]*rate.Limiter{}}
 }
 
-func (t *ipThrottle) allow(key string) bool {
+func (t *throttle) allow(key string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l := t.buckets[key]
@@ -115,7 +118,7 @@ func (t *ipThrottle) allow(key string) bool {
 		if len(t.buckets) > 100_000 {
 			clear(t.buckets) // a flood of addresses must not grow memory without bound
 		}
-		l = rate.NewLimiter(ipRate, ipBurst)
+		l = rate.NewLimiter(t.rate, t.burst)
 		t.buckets[key] = l
 	}
 	return l.AllowN(t.now(), 1)
