@@ -61,9 +61,12 @@ type AccountInfo struct {
 	// Name is what an identity provider gave; Connected the identity providers the person
 	// signs in with; HasPassword whether a password signs in too.
 	Name        string
-	Connected   []string
+	Connected   []ConnectedService
 	HasPassword bool
 }
+
+// ConnectedService is a sign-in service of the account, with the form that disconnects it.
+type ConnectedService struct{ Label, DisconnectAction string }
 
 // MailboxItem is one message of the development mailbox.
 type MailboxItem struct {
@@ -146,9 +149,11 @@ type AccountText struct {
 	// The development mailbox.
 	Mailbox, MailboxNote, MailboxEmpty, MailTo, MailSent string
 	// Identity providers. {provider} stands for the provider's name.
-	OtherWays, ContinueWith, Name, SignInServices, ConnectTitle, ConnectText, ConnectButton string
-	ConnectAgain, Connected, AccountExists, AccountExistsText, LoginFailed, LoginFailedText string
-	LoginUnavailable, LoginUnavailableText                                                  string
+	OtherWays, ContinueWith, Name, SignInServices, ConnectTitle, ConnectText, ConnectButton  string
+	ConnectAgain, Connected, AccountExists, AccountExistsText, LoginFailed, LoginFailedText  string
+	LoginUnavailable, LoginUnavailableText                                                   string
+	Disconnect, Disconnected, LastWayIn, LastWayInText, CompanyIdentity, CompanyIdentityText string
+	BackToAccount                                                                            string
 }
 
 // WithProvider puts a provider's name into one of the texts that name one.
@@ -211,6 +216,10 @@ var AccountTexts = map[string]AccountText{
 		ConnectButton: "Yhdistä {provider}",
 		ConnectAgain:  "Kirjaudu tilillesi uudelleen, niin voit yhdistää palvelun {provider}.",
 		Connected:     "{provider} on nyt yhdistetty tiliisi.",
+		Disconnect:    "Irrota", Disconnected: "{provider} on irrotettu tilistäsi: sillä ei enää kirjauduta tähän tiliin.",
+		LastWayIn: "Tätä palvelua ei voi irrottaa", LastWayInText: "Se on ainoa tapasi kirjautua tiliin. Jos haluat lopettaa tilin, poista se tilisivulta.",
+		CompanyIdentity: "Tätä palvelua ei voi irrottaa", CompanyIdentityText: "Se on yrityksen oma kirjautuminen, jolla sen sovellukset tunnistavat sinut.",
+		BackToAccount: "Takaisin tilille",
 		AccountExists: "Osoitteella on jo tili",
 		AccountExistsText: "Palvelusta {provider} saamamme sähköpostiosoite kuuluu jo tilille. Turvallisuussyistä emme yhdistä niitä pelkän " +
 			"osoitteen perusteella. Kirjaudu ensin tälle tilille salasanalla tai sähköpostilinkillä; sen jälkeen voit yhdistää palvelun " +
@@ -273,6 +282,10 @@ var AccountTexts = map[string]AccountText{
 		ConnectButton: "Anslut {provider}",
 		ConnectAgain:  "Logga in på ditt konto på nytt för att ansluta {provider}.",
 		Connected:     "{provider} är nu anslutet till ditt konto.",
+		Disconnect:    "Koppla från", Disconnected: "{provider} är frånkopplat: det loggar inte längre in på det här kontot.",
+		LastWayIn: "Tjänsten kan inte kopplas från", LastWayInText: "Den är ditt enda sätt att logga in på kontot. Om du vill avsluta kontot kan du radera det på kontosidan.",
+		CompanyIdentity: "Tjänsten kan inte kopplas från", CompanyIdentityText: "Det är företagets egen inloggning, som dess appar känner igen dig med.",
+		BackToAccount: "Tillbaka till kontot",
 		AccountExists: "Adressen har redan ett konto",
 		AccountExistsText: "E-postadressen vi fick från {provider} hör redan till ett konto. Av säkerhetsskäl förenar vi dem inte enbart " +
 			"på grund av adressen. Logga först in på det kontot med lösenordet eller en e-postlänk; därefter kan du ansluta {provider} " +
@@ -335,6 +348,10 @@ var AccountTexts = map[string]AccountText{
 		ConnectButton: "Connect {provider}",
 		ConnectAgain:  "Sign in to your account again to connect {provider}.",
 		Connected:     "{provider} is now connected to your account.",
+		Disconnect:    "Disconnect", Disconnected: "{provider} is disconnected: it no longer signs in to this account.",
+		LastWayIn: "This service cannot be disconnected", LastWayInText: "It is your only way to sign in to the account. To end the account, delete it on the account page.",
+		CompanyIdentity: "This service cannot be disconnected", CompanyIdentityText: "It is the company's own sign-in, by which its apps know you.",
+		BackToAccount: "Back to the account",
 		AccountExists: "This address has an account",
 		AccountExistsText: "The email address {provider} gave us belongs to an account already. For your safety we do not join them on " +
 			"the address alone. First sign in to that account with its password or an email link; then you can connect {provider} " +

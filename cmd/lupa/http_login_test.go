@@ -230,7 +230,7 @@ func TestLoginOIDC(t *testing.T) {
 			t.Fatal("the flow cookie outlived the sign-in")
 		}
 		account := wantPage(t, v.get("/account"), http.StatusOK)
-		if !strings.Contains(account, "<dd>Shop ID</dd>") || strings.Contains(account, "liisa@") ||
+		if !strings.Contains(account, `<dd class="service"><span>Shop ID</span>`) || strings.Contains(account, "liisa@") ||
 			strings.Contains(account, `action="/account/password"`) {
 			// Not trusted for email: the address is not taken; no password to change.
 			t.Fatalf("account page after the first sign-in:\n%s", account)
@@ -445,7 +445,7 @@ func TestLoginEmailCollision(t *testing.T) {
 		}
 		wantRedirect(t, v.post(m[1], form()), "/account?done=connected&provider="+id)
 		if main := wantPage(t, v.get("/account?done=connected&provider="+id+"&lang=en"), http.StatusOK); !strings.Contains(main, "Own is now connected") ||
-			!strings.Contains(main, "<dd>Own</dd>") || offerRe.MatchString(main) {
+			!strings.Contains(main, `<dd class="service"><span>Own</span>`) || offerRe.MatchString(main) {
 			t.Fatalf("after connecting:\n%s", main)
 		}
 		if s.person(t, idp("alice-idp")) != alicePerson {
@@ -566,7 +566,7 @@ func TestLoginFacebook(t *testing.T) {
 			t.Fatalf("/me calls %d, bad proofs %d", g.Me.Load()-meBefore, g.BadProof.Load())
 		}
 		main := wantPage(t, v.get("/account?lang=en"), http.StatusOK)
-		if !strings.Contains(main, "<dd>Matti Meikäläinen</dd>") || !strings.Contains(main, "<dd>Facebook</dd>") || strings.Contains(main, "matti@") {
+		if !strings.Contains(main, "<dd>Matti Meikäläinen</dd>") || !strings.Contains(main, `<dd class="service"><span>Facebook</span>`) || strings.Contains(main, "matti@") {
 			t.Fatalf("account after Facebook sign-in:\n%s", main)
 		}
 		person := v.sessionSubject()
@@ -604,6 +604,82 @@ func TestLoginFacebook(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != http.StatusBadRequest {
 			t.Fatalf("/me without a token or proof: %d", res.StatusCode)
+		}
+	})
+}
+
+var disconnectRe = regexp.MustCompile(`<form method="post" action="(/account/disconnect/[^"]+)" class="inline">`)
+
+// TestLoginDisconnect: a person disconnects a sign-in service from the account page; the
+// identity then no longer opens the account. The last way in, and the company's own CIAM
+// identity, cannot be disconnected; another person's or an unknown provider is not found.
+func TestLoginDisconnect(t *testing.T) {
+	g := logintest.NewGraph(t)
+	eachAccountServer(t, loginEnv(g), func(t *testing.T, s *accountServer) {
+		p := logintest.NewProvider(t)
+		id := s.addProvider(t, map[string]any{"kind": "oidc", "label": "Own", "issuer": p.Issuer(), "client_id": p.ClientID,
+			"client_secret": p.ClientSecret, "trusted_for_email": true})
+		idp := identity.Identifier{Kind: identity.IDIdP, Namespace: p.Issuer(), Value: "hanna-idp"}
+
+		// A provider-only account: the service is its only way in.
+		only := s.customer(t)
+		p.Queue(logintest.User{Sub: "only-idp", Name: "Olli"})
+		wantSignedIn(t, only.login(id))
+		page := wantPage(t, only.get("/account?lang=en"), http.StatusOK)
+		act := disconnectRe.FindStringSubmatch(page)
+		if act == nil || act[1] != "/account/disconnect/"+id {
+			t.Fatalf("no disconnect form on the account page:\n%s", page)
+		}
+		if r := wantPage(t, only.post(act[1], form("lang", "en")), http.StatusConflict); !strings.Contains(r, "only way to sign in") {
+			t.Fatalf("the last way in was disconnected:\n%s", r)
+		}
+		p.Queue(logintest.User{Sub: "only-idp"})
+		wantSignedIn(t, s.customer(t).login(id))
+
+		// An account with a verified address: the service joined it (trusted, verified).
+		const hanna = "hanna@esimerkki.fi"
+		h := s.customer(t)
+		h.register(demoSlug, hanna)
+		person := h.sessionSubject()
+		p.Queue(logintest.User{Sub: "hanna-idp", Email: hanna, EmailVerified: true})
+		hv := s.customer(t)
+		wantSignedIn(t, hv.login(id))
+		if s.person(t, idp) != person {
+			t.Fatal("the identity did not join the account")
+		}
+		// Not found: an unknown provider, and a cross-site POST is refused before anything.
+		wantPage(t, hv.post("/account/disconnect/nope", form("lang", "en")), http.StatusNotFound)
+		wantPage(t, hv.post(act[1], form("lang", "en"), "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"), http.StatusForbidden)
+		if s.person(t, idp) != person {
+			t.Fatal("a refused request disconnected the service")
+		}
+		r := hv.post(act[1], form("lang", "en"))
+		wantRedirect(t, r, "/account?done=disconnected&provider="+url.QueryEscape(id)+"&lang=en")
+		if notice := wantPage(t, hv.get(r.Header.Get("Location")), http.StatusOK); !strings.Contains(notice, "Own is disconnected") ||
+			disconnectRe.MatchString(notice) {
+			t.Fatalf("after disconnecting:\n%s", notice)
+		}
+		if s.person(t, idp) != "" {
+			t.Fatal("the identity still names the person")
+		}
+		// The password still signs in; the decisions stay the person's.
+		again := s.customer(t)
+		again.signIn(demoSlug, hanna)
+		if again.sessionSubject() != person {
+			t.Fatal("the account lost its person")
+		}
+
+		// The company's CIAM identity names the person in its apps: not the person's to
+		// disconnect.
+		if r := s.admin(http.MethodPost, "/v1/admin/ciam-issuers", map[string]any{"name": "Own CIAM", "issuer": p.Issuer(),
+			"audiences": []string{"shop-app"}}); r.Status != http.StatusCreated {
+			t.Fatalf("CIAM issuer: %d %s", r.Status, r.Body)
+		}
+		p.Queue(logintest.User{Sub: "hanna-idp", Email: hanna, EmailVerified: true})
+		c := s.customer(t)
+		wantSignedIn(t, c.login(id))
+		if r := wantPage(t, c.post(act[1], form("lang", "en")), http.StatusConflict); !strings.Contains(r, "own sign-in, by which its apps know you") {
+			t.Fatalf("the company's identity was disconnected:\n%s", r)
 		}
 	})
 }

@@ -43,7 +43,7 @@ func TestBrowserLogin(t *testing.T) {
 		}
 		b.do(chromedp.KeyEvent(kb.Enter))
 		settle(b, `location.pathname === "/account" && document.querySelector("h1").textContent === "Your account"`)
-		if shown := evalJS[string](b, `[...document.querySelectorAll("dd")].map(e => e.textContent).join("|")`); shown != "Kauppa ID" {
+		if shown := evalJS[string](b, `[...document.querySelectorAll("dd")].map(e => e.querySelector("span") ? e.querySelector("span").textContent : e.textContent).join("|")`); shown != "Kauppa ID" {
 			t.Fatalf("account page shows %q", shown)
 		}
 		if readable := evalJS[string](b, `document.cookie`); readable != "" {

@@ -133,6 +133,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	acct.POST("/account/signout-all", pages.SignOutEverywhere)
 	// An identity whose address named this account, waiting in this browser to be connected.
 	acct.POST("/account/connect/:provider", pages.ConnectProvider)
+	acct.POST("/account/disconnect/:provider", pages.DisconnectProvider)
 	acct.POST("/account/delete", pages.DeleteAccount)
 	// The development mailbox shows sign-in links: only when LUPA_DEV_MAILBOX is on
 	// (the default only on the embedded default, and only while mail is not sent).

@@ -371,3 +371,54 @@ func (s *Service) ConnectExternal(ctx context.Context, sess *Session, issuer, su
 		return nil
 	})
 }
+
+// ErrLastWayIn: the identity is the only way the person signs in; disconnecting it would
+// lock them out of their own account.
+var ErrLastWayIn = &identity.Error{Code: identity.EConflict, Message: "this service is the only way to sign in to the account"}
+
+// ErrCompanyIdentity: the identity comes from the company's own CIAM (a configured issuer of
+// customer tokens), which names the person in its apps: it is not the person's to disconnect.
+var ErrCompanyIdentity = &identity.Error{Code: identity.EConflict, Message: "the company's own sign-in cannot be disconnected"}
+
+// DisconnectExternal removes the signed-in person's identity from an issuer, so that signing
+// in with it no longer opens this account (a later sign-in with it is a new person, unless
+// the linking rule joins it again). The decisions made meanwhile stay the person's. It
+// refuses to remove the last way in, and the company's CIAM identities.
+func (s *Service) DisconnectExternal(ctx context.Context, sess *Session, issuer string) error {
+	issuer = strings.TrimSuffix(issuer, "/")
+	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var ciam int64
+		if err := tx.Raw("SELECT count(*) FROM ciam_issuers WHERE tenant_id = ? AND rtrim(issuer, '/') = ?", sess.TenantID, issuer).
+			Scan(&ciam).Error; err != nil {
+			return err
+		}
+		if ciam > 0 {
+			return ErrCompanyIdentity
+		}
+		a, err := s.accountOf(tx, sess.TenantID, sess.SubjectID)
+		if err != nil {
+			return err
+		}
+		if a == nil {
+			return identity.NotFound("account")
+		}
+		var others int64
+		if err := tx.Raw("SELECT count(*) FROM identifiers WHERE tenant_id = ? AND subject_id = ? AND kind = ? AND namespace <> ?",
+			sess.TenantID, sess.SubjectID, identity.IDIdP, issuer).Scan(&others).Error; err != nil {
+			return err
+		}
+		// A verified address signs in by an emailed link (and by its password, if any).
+		if a.EmailVerifiedAt == nil && others == 0 {
+			return ErrLastWayIn
+		}
+		res := tx.Exec("DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ? AND kind = ? AND namespace = ?",
+			sess.TenantID, sess.SubjectID, identity.IDIdP, issuer)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return identity.NotFound("connected sign-in service")
+		}
+		return nil
+	})
+}

@@ -225,6 +225,33 @@ func (p *Pages) ConnectProvider(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/account?done=connected&provider="+url.QueryEscape(prov.ID))
 }
 
+// DisconnectProvider is POST /account/disconnect/{provider}: the person's identity from
+// that provider no longer signs in to this account.
+func (p *Pages) DisconnectProvider(c *gin.Context) {
+	sess, t, ok := p.signedInTenant(c)
+	if !ok {
+		return
+	}
+	v := p.view(c, t, p.lang(c, t.DefaultLanguage))
+	prov, err := p.login.Disconnect(c.Request.Context(), t, sess, c.Param("provider"))
+	back := templates.PageLink{Href: "/account?lang=" + v.Lang, Label: v.T.BackToAccount}
+	switch {
+	case errors.Is(err, accounts.ErrLastWayIn):
+		p.message(c, http.StatusConflict, v, v.T.LastWayIn, v.T.LastWayInText, back)
+		return
+	case errors.Is(err, accounts.ErrCompanyIdentity):
+		p.message(c, http.StatusConflict, v, v.T.CompanyIdentity, v.T.CompanyIdentityText, back)
+		return
+	case identity.IsCode(err, identity.ENotFound):
+		p.message(c, http.StatusNotFound, v, v.T.NotFound, v.T.NotFoundText, back)
+		return
+	case err != nil:
+		p.fail(c, v, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/account?done=disconnected&provider="+url.QueryEscape(prov.ID)+"&lang="+v.Lang)
+}
+
 // loginAccountView adds to the account page the providers the person signs in with, and
 // an identity waiting in this browser to be connected.
 func (p *Pages) loginAccountView(c *gin.Context, sess *accounts.Session, t *identity.Tenant, v *templates.AccountView) error {
@@ -236,7 +263,10 @@ func (p *Pages) loginAccountView(c *gin.Context, sess *accounts.Session, t *iden
 	if err != nil {
 		return err
 	}
-	v.Account.Connected = connected
+	for _, cp := range connected {
+		v.Account.Connected = append(v.Account.Connected, templates.ConnectedService{Label: cp.Label,
+			DisconnectAction: "/account/disconnect/" + url.PathEscape(cp.ID)})
+	}
 	offer, err := p.login.PendingFor(ctx, t, sess, loginCookie(c))
 	if err != nil || offer == nil {
 		return err
@@ -253,7 +283,7 @@ func (p *Pages) loginAccountView(c *gin.Context, sess *accounts.Session, t *iden
 }
 
 // connectedNotice is the account page's notice after a connection.
-func (p *Pages) connectedNotice(c *gin.Context, t *identity.Tenant, v templates.AccountView) string {
+func (p *Pages) connectedNotice(c *gin.Context, t *identity.Tenant, v templates.AccountView, text string) string {
 	if p.login == nil {
 		return ""
 	}
@@ -261,5 +291,5 @@ func (p *Pages) connectedNotice(c *gin.Context, t *identity.Tenant, v templates.
 	if err != nil {
 		return ""
 	}
-	return templates.WithProvider(v.T.Connected, prov.LabelIn(v.Lang))
+	return templates.WithProvider(text, prov.LabelIn(v.Lang))
 }

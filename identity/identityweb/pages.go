@@ -808,7 +808,9 @@ func (p *Pages) Account(c *gin.Context) {
 	case "password":
 		v.Notice = v.T.PasswordChanged
 	case "connected":
-		v.Notice = p.connectedNotice(c, t, v)
+		v.Notice = p.connectedNotice(c, t, v, v.T.Connected)
+	case "disconnected":
+		v.Notice = p.connectedNotice(c, t, v, v.T.Disconnected)
 	}
 	p.render(c, http.StatusOK, templates.AccountPage(v))
 }

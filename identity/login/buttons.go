@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/accounts"
 )
 
 // Button is one "Continue with …" button of the sign-in and registration pages.
@@ -61,9 +62,13 @@ func (s *Service) Buttons(ctx context.Context, tenant *identity.Tenant, lang str
 	return buttons, origins, nil
 }
 
-// Connected returns the labels (in lang) of the tenant's providers whose identities the
-// person has.
-func (s *Service) Connected(ctx context.Context, tenant *identity.Tenant, subjectID, lang string) ([]string, error) {
+// ConnectedProvider is one of the tenant's providers whose identity the person has.
+type ConnectedProvider struct {
+	ID, Label string
+}
+
+// Connected returns the tenant's providers (labels in lang) whose identities the person has.
+func (s *Service) Connected(ctx context.Context, tenant *identity.Tenant, subjectID, lang string) ([]ConnectedProvider, error) {
 	list, err := s.List(ctx, tenant)
 	if err != nil || len(list) == 0 {
 		return nil, err
@@ -72,15 +77,25 @@ func (s *Service) Connected(ctx context.Context, tenant *identity.Tenant, subjec
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []ConnectedProvider
 	for _, p := range list {
 		issuer := strings.TrimSuffix(p.Issuer, "/")
 		for _, id := range ids {
 			if id.Namespace == issuer {
-				out = append(out, p.LabelIn(lang))
+				out = append(out, ConnectedProvider{ID: p.ID, Label: p.LabelIn(lang)})
 				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// Disconnect removes the signed-in person's identity from one of the tenant's providers
+// (accounts.DisconnectExternal says when it may not).
+func (s *Service) Disconnect(ctx context.Context, tenant *identity.Tenant, sess *accounts.Session, providerID string) (*Provider, error) {
+	p, err := s.Get(ctx, tenant, providerID)
+	if err != nil {
+		return nil, err
+	}
+	return p, s.acc.DisconnectExternal(ctx, sess, p.Issuer)
 }
