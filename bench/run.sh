@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of Lupa, each figure printed as a name=value line on stdout
-# (progress and diagnostics go to stderr), each bar of the issues' performance sections (2: write path, reads, check; 3: the banner) as a
-# "bar: …" line with pass or FAIL, and a summary at the end. bench/README.md explains it.
+# (progress and diagnostics go to stderr), each bar of the issues' performance sections (2: write
+# path, reads, check; 3: the banner; 5: webhook deliveries) as a "bar: …" line with pass or FAIL,
+# and a summary at the end. bench/README.md explains it.
 #
 # It builds the real binary, starts its own throwaway PostgreSQL with real durability (fsync
 # on; Lupa and pgbench share it), runs `lupa serve` as a separate process against it and then
@@ -17,9 +18,9 @@ root=$(pwd)
 # Lupa runs with its defaults (rate limits included): nothing from the caller's environment.
 for v in $(compgen -e | grep '^LUPA_' || true); do unset "$v"; done
 
-warmup=5s rounds=3 round_secs=10 write_secs=30 read_secs=20 customers=250000 check_calls=20
+warmup=5s rounds=3 round_secs=10 write_secs=30 read_secs=20 customers=250000 check_calls=20 hook_subjects=10000
 if [ "${BENCH_QUICK:-}" = 1 ]; then
-  warmup=2s rounds=1 round_secs=5 write_secs=5 read_secs=5 customers=20000 check_calls=5
+  warmup=2s rounds=1 round_secs=5 write_secs=5 read_secs=5 customers=20000 check_calls=5 hook_subjects=1000
 fi
 
 work=$(mktemp -d /tmp/lupa-bench.XXXXXX)
@@ -262,6 +263,20 @@ LUPA_DATABASE_URL="$(dburl signin)" LUPA_MASTER_KEY="$master" "$work/accounts" -
 "$lt" signin -target "$work/signin.json" -accounts "$work/accounts.txt" -c 64 -duration "${read_secs}s" -pid "$lupa_pid" | record
 no_errors signin_errors
 stop_lupa signin
+
+# ---------------------------------------------------------------------------------------------
+step "webhook deliveries, PostgreSQL: a backlog of $hook_subjects subjects (20 % changing four more times) sent to a local receiver, then the lag at 500 consents/s for ${read_secs} s, on a fresh lupa serve"
+psql -d postgres -c 'CREATE DATABASE deliveries'
+start_lupa deliveries LUPA_DATABASE_URL="$(dburl deliveries)" LUPA_MASTER_KEY="$master" LUPA_DATA_DIR="$work/lupa-deliveries" \
+  LUPA_ALLOW_PRIVATE_WEBHOOKS=true
+go build -o "$work/deliveries" ./bench/deliveries
+"$lt" quiet
+"$work/deliveries" -target "$work/deliveries.json" -metrics "$metrics" -subjects "$hook_subjects" -rate 500 \
+  -warmup 3s -duration "${read_secs}s" | record
+bar deliveries_per_s '>=' 2000
+bar lag_p99_ms '<' 1000
+no_errors deliveries_errors
+stop_lupa deliveries
 
 # ---------------------------------------------------------------------------------------------
 step "write path, SQLite (embedded default, synchronous=FULL): the same load, ${write_secs} s"

@@ -23,6 +23,9 @@ import (
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/integrations"
+	"github.com/lupa-cmp/lupa/integrations/datamap"
+	"github.com/lupa-cmp/lupa/integrations/webhook"
 	"github.com/lupa-cmp/lupa/migrations"
 )
 
@@ -43,6 +46,11 @@ type app struct {
 	ciam *ciam.Service
 	// Sign-in to customer accounts through the tenants' identity providers.
 	login *login.Service
+	// The data map: the systems that hold each tenant's customers' data.
+	dataMap *datamap.Service
+	// Webhook endpoints, and the engine that delivers domain events to them.
+	webhooks   *webhook.Service
+	deliveries *integrations.Engine
 }
 
 // open connects to the database, applies migrations when told to, and loads the keys.
@@ -85,9 +93,11 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 	cons := consent.NewService(db, ids, keys, now, log)
 	// Confirmations of verbal consent and double opt-in links go out the same way.
 	cons.SetMailer(sender, cfg.PublicURL)
-	return &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
+	a := &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
 		consent: cons, now: now, accounts: acc, mailbox: mailbox, ciam: newCIAM(cfg, log, db, ids, keys, cons, now),
-		login: newLogin(cfg, log, db, ids, keys, acc, now)}, nil
+		login: newLogin(cfg, log, db, ids, keys, acc, now), dataMap: datamap.New(db, cons, now)}
+	a.newWebhooks()
+	return a, nil
 }
 
 // newMailer is the SMTP sender of LUPA_SMTP_URL, or without one the development mailbox,
@@ -113,7 +123,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("demo tenant: %w", err)
 	}
 	m := newMetrics()
-	writer := a.consent.StartWriter(consent.WriterOptions{Workers: cfg.WriterWorkers, MaxBatch: cfg.WriterMaxBatch, Metrics: m})
+	// Each commit that wrote events wakes the delivery engine.
+	writer := a.consent.StartWriter(consent.WriterOptions{Workers: cfg.WriterWorkers, MaxBatch: cfg.WriterMaxBatch,
+		Metrics: wakingMetrics{metrics: m, engine: a.deliveries}})
 	sweepCtx, stopSweeps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSweeps()
 	sweeper := a.consent.NewSweeper(log, cfg.SweepInterval, cfg.RootInterval)
@@ -121,6 +133,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	go func() { sweeper.Run(sweepCtx); close(sweepsDone) }()
 	go a.reloadKeys(sweepCtx)
 	go a.ciamHousekeeping(sweepCtx)
+	// Webhook deliveries: domain events out, signed, in order, retried (integrations).
+	a.deliveries.SetMetrics(registerDeliveryMetrics(m, a.deliveries))
+	deliveriesDone := make(chan struct{})
+	go func() { a.deliveries.Run(sweepCtx); close(deliveriesDone) }()
 	// The tables of the hot lookups; the others are only written or read by primary key.
 	go a.db.KeepStatistics(sweepCtx, log, []string{"identifiers", "subjects", "chain_heads", "consent_state"}, 5*time.Second)
 
@@ -174,6 +190,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	writer.Close() // after the last handler: everything acknowledged is committed
 	stopSweeps()
 	<-sweepsDone
+	<-deliveriesDone // attempts in flight are abandoned; their leases run out and they are sent again
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(shutdownCtx)
 	}
@@ -233,6 +250,9 @@ func (a *app) seedDemo(ctx context.Context, stdout io.Writer) error {
 		return nil // another instance seeded it at the same moment
 	}
 	if err != nil {
+		return err
+	}
+	if _, err := a.dataMap.SeedDemo(ctx, d.Tenant.ID); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, `

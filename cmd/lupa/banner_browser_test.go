@@ -729,8 +729,11 @@ func TestBrowserSignedInPerson(t *testing.T) {
 
 		// Signed in on the site: the page identifies the customer.
 		page := strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
-			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-1", "lupa")+`"); });</script></body>`, 1)
+			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-1", "lupa")+`").then(function () { window.__identified = true; }); });</script></body>`, 1)
 		v.open(shop.page("/signed-in", page))
+		// identify re-renders the banner when the person's state arrives: wait for that, so
+		// that the clicks below do not land on the banner it replaces.
+		v.waitJS(`window.__identified === true`)
 		v.waitBanner()
 		v.waitJS(`document.querySelector("#lupa-banner") && document.querySelector("#lupa-banner").textContent.length > 0`)
 		v.settings()

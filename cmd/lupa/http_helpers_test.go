@@ -254,7 +254,7 @@ func (s *testServer) stateOf(t testing.TB, device string) map[string]string {
 // configPaths are the admin reads that together show a tenant's configuration.
 var configPaths = []string{"/v1/admin/tenant", "/v1/admin/brands", "/v1/admin/properties", "/v1/admin/purposes",
 	"/v1/admin/recipients", "/v1/admin/api-keys", "/v1/admin/audit?limit=500", "/v1/admin/ledger/roots/latest",
-	"/v1/admin/ciam-issuers", "/v1/admin/login-providers"}
+	"/v1/admin/ciam-issuers", "/v1/admin/login-providers", "/v1/admin/data-map"}
 
 var requestIDRe = regexp.MustCompile(`"request_id":"[^"]*"`)
 

@@ -72,6 +72,11 @@ func TestServeEndToEnd(t *testing.T) {
 	if r := srv.do(http.MethodGet, "/readyz", nil); r.Status != http.StatusOK {
 		t.Fatalf("readyz: %d %s", r.Status, r.Body)
 	}
+	// The demo tenant comes with its data map: accounting, tills, loyalty, the email platform.
+	if r := srv.do(http.MethodGet, "/v1/admin/data-map", nil, "Authorization", "Bearer "+srv.AdminKey); r.Status != http.StatusOK ||
+		strings.Count(string(r.Body), `"dsr":`) != 4 || !strings.Contains(string(r.Body), `"preset":"fi_accounting_vouchers"`) {
+		t.Fatalf("the demo data map: %d %.500s", r.Status, r.Body)
+	}
 	first := srv.do(http.MethodPost, "/v1/consents?property="+srv.WebShopKey, grantAnalytics(), "Origin", origin)
 	recorded(t, first)
 

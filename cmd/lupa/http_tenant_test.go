@@ -69,6 +69,13 @@ func TestHTTPCrossTenant(t *testing.T) {
 			"issuer": "https://id.demo-retail.example", "audiences": []string{"lupa"}}).Map(t)["id"].(string)
 		loginA := s.admin(http.MethodPost, "/v1/admin/login-providers", map[string]any{"kind": "oidc", "label": "A's ID",
 			"issuer": "https://login.demo-retail.example", "client_id": "lupa", "client_secret": "a-secret"}).Map(t)["id"].(string)
+		systemA := s.admin(http.MethodPost, "/v1/admin/data-map/systems", dataMapSystem("A's email platform")).Map(t)["id"].(string)
+		webhookA := s.admin(http.MethodPost, "/v1/admin/webhooks", map[string]any{"url": "https://hooks.demo-retail.example/lupa",
+			"event_types": []string{"consent.updated"}, "recipient_kind": "processor"}).Map(t)["id"].(string)
+		if _, err := s.app.deliveries.FanOut(context.Background()); err != nil { // A's consents become A's deliveries
+			t.Fatal(err)
+		}
+		deliveryA := s.admin(http.MethodGet, "/v1/admin/webhooks/"+webhookA+"/deliveries", nil).Map(t)["items"].([]any)[0].(map[string]any)["id"].(string)
 
 		cfgA := s.request(http.MethodGet, "/v1/properties/"+a.WebShop.PublicKey+"/config", nil, "Origin", s.Origin)
 		uiHashA, _ := cfgA.Map(t)["ui_hash"].(string)
@@ -115,12 +122,27 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/login-providers/{loginProvider}", nil},
 			{"PATCH", "/v1/admin/login-providers/{loginProvider}", map[string]any{"client_secret": "stolen", "trusted_for_email": true}},
 			{"DELETE", "/v1/admin/login-providers/{loginProvider}", nil},
+			{"GET", "/v1/admin/data-map/systems/{system}", nil},
+			{"PATCH", "/v1/admin/data-map/systems/{system}", map[string]any{"name": "Hijacked", "locations": []string{"FI"}, "transfers": []any{}}},
+			{"GET", "/v1/admin/data-map/systems/{system}/keep-until?date=2025-06-01", nil},
+			{"DELETE", "/v1/admin/data-map/systems/{system}", nil},
+			{"GET", "/v1/admin/webhooks/{webhook}", nil},
+			{"PATCH", "/v1/admin/webhooks/{webhook}", map[string]any{"url": "https://evil.example/steal"}},
+			{"POST", "/v1/admin/webhooks/{webhook}/rotate-secret", map[string]any{"overlap_seconds": 0}},
+			{"POST", "/v1/admin/webhooks/{webhook}/disable", nil},
+			{"POST", "/v1/admin/webhooks/{webhook}/enable", nil},
+			{"GET", "/v1/admin/webhooks/{webhook}/deliveries", nil},
+			{"GET", "/v1/admin/webhooks/{webhook}/deliveries/{delivery}", nil},
+			{"POST", "/v1/admin/webhooks/{webhook}/deliveries/{delivery}/replay", nil},
+			{"GET", "/v1/admin/webhooks/{webhook}/dead-letters", nil},
+			{"POST", "/v1/admin/webhooks/{webhook}/dead-letters/replay", nil},
+			{"DELETE", "/v1/admin/webhooks/{webhook}", nil},
 		}
 		fill := func(path string, real bool) string {
 			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
 				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
 				"{apiKey}": writeAID, "{uiHash}": uiHashA, "{ciamIssuer}": issuerA,
-				"{loginProvider}": loginA}
+				"{loginProvider}": loginA, "{system}": systemA, "{webhook}": webhookA, "{delivery}": deliveryA}
 			for k, v := range ids {
 				if !real && k != "{draft}" {
 					v = ghost
@@ -167,6 +189,8 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"POST", "/v1/admin/purposes", map[string]any{"key": "sneaky", "level": "person", "legal_basis": "consent", "scope_property_ids": []string{a.WebShop.ID}}},
 			{"PATCH", "/v1/admin/purposes/analytics", map[string]any{"recipient_ids": []string{recipientA}}},
 			{"PATCH", "/v1/admin/purposes/analytics", map[string]any{"scope_property_ids": []string{a.WebShop.ID}}},
+			{"POST", "/v1/admin/webhooks", map[string]any{"url": "https://b.example/hook", "event_types": []string{"consent.updated"},
+				"recipient_kind": "third_party", "recipient_id": recipientA}},
 		} {
 			r := s.withKey(b.AdminKey, c.method, c.path, c.body)
 			if r.Status < 400 || r.Status >= 500 {
@@ -181,6 +205,27 @@ func TestHTTPCrossTenant(t *testing.T) {
 				body["method"], body["decisions"] = "api", []map[string]any{decision("analytics", 1, "granted")}
 			}
 			wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, path, body), http.StatusUnprocessableEntity, "property_id")
+		}
+		// B's webhooks are its own: A's endpoint is not among them.
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/webhooks", nil); r.Status != http.StatusOK ||
+			!strings.Contains(string(r.Body), `"items":[]`) {
+			t.Fatalf("tenant B's webhooks: %d %s", r.Status, r.Body)
+		}
+		// B's data map is its own: A's system is not in it, and A's purposes are not B's.
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/data-map", nil); r.Status != http.StatusOK ||
+			!strings.Contains(string(r.Body), `"systems":[]`) || strings.Contains(string(r.Body), systemA) {
+			t.Fatalf("tenant B's data map: %d %s", r.Status, r.Body)
+		}
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/data-map/systems", nil); !strings.Contains(string(r.Body), `"items":[]`) {
+			t.Fatalf("tenant B lists: %s", r.Body)
+		}
+		wantProblem(t, s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/data-map/systems", dataMapSystem("B's platform")),
+			http.StatusUnprocessableEntity, "purposes[0]")
+		// The same name and connection in B are B's own system.
+		twin := with(dataMapSystem("A's email platform"), "purposes", []string{"analytics"})
+		if r := s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/data-map/systems", twin); r.Status != http.StatusCreated ||
+			r.Map(t)["id"] == systemA {
+			t.Fatalf("tenant B's twin system: %d %s", r.Status, r.Body)
 		}
 		// B's audit log knows nothing of A's objects.
 		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/audit?object_id="+a.Brands[0].ID, nil); !strings.Contains(string(r.Body), `"items":[]`) {

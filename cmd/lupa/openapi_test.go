@@ -601,6 +601,8 @@ func TestOpenAPIContract(t *testing.T) {
 		c.server()
 		c.ciam()
 		c.loginProviders()
+		c.dataMap()
+		c.webhooks()
 		c.support()
 		c.ledger()
 		c.audit()

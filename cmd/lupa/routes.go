@@ -14,6 +14,7 @@ import (
 	"github.com/lupa-cmp/lupa/consent/consentweb"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/identityweb"
+	"github.com/lupa-cmp/lupa/integrations/integrationsweb"
 	"github.com/lupa-cmp/lupa/migrations"
 	"github.com/lupa-cmp/lupa/static"
 )
@@ -38,6 +39,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	cons := consentweb.New(a.consent, a.ids, api)
 	receipts := consentweb.NewReceipts(cons, a.keys)
 	logins := identityweb.NewLoginProviders(a.login, a.ids, api)
+	dataMap := integrationsweb.NewDataMap(a.dataMap, api)
+	hooks := integrationsweb.NewWebhooks(a.webhooks, a.deliveries, api)
 	pages, err := identityweb.NewPages(a.accounts, a.ids, a.login, a.log, a.mailbox, a.cfg.PublicURL, a.now)
 	if err != nil {
 		return nil, err
@@ -210,6 +213,30 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/ledger/verify", cons.VerifyLedger)
 	admin.GET("/ledger/roots/latest", cons.LatestRoot)
 	admin.POST("/ledger/roots", cons.SignRoot)
+	// The data map: the systems that hold the tenant's customers' data (docs/data-map.md).
+	admin.GET("/data-map", dataMap.GetMap)
+	admin.GET("/data-map/vocabulary", dataMap.Vocabulary)
+	admin.GET("/data-map/systems", dataMap.ListSystems)
+	admin.POST("/data-map/systems", dataMap.CreateSystem)
+	admin.GET("/data-map/systems/:id", dataMap.GetSystem)
+	admin.PATCH("/data-map/systems/:id", dataMap.PatchSystem)
+	admin.DELETE("/data-map/systems/:id", dataMap.DeleteSystem)
+	admin.GET("/data-map/systems/:id/keep-until", dataMap.KeepUntil)
+	// Webhook endpoints: signed deliveries of consent changes, their log and dead letters
+	// (docs/webhooks.md).
+	admin.GET("/webhooks", hooks.ListWebhooks)
+	admin.POST("/webhooks", hooks.CreateWebhook)
+	admin.GET("/webhooks/:id", hooks.GetWebhook)
+	admin.PATCH("/webhooks/:id", hooks.PatchWebhook)
+	admin.DELETE("/webhooks/:id", hooks.DeleteWebhook)
+	admin.POST("/webhooks/:id/rotate-secret", hooks.RotateSecret)
+	admin.POST("/webhooks/:id/disable", hooks.DisableWebhook)
+	admin.POST("/webhooks/:id/enable", hooks.EnableWebhook)
+	admin.GET("/webhooks/:id/deliveries", hooks.ListDeliveries)
+	admin.GET("/webhooks/:id/deliveries/:delivery", hooks.GetDelivery)
+	admin.POST("/webhooks/:id/deliveries/:delivery/replay", hooks.ReplayDelivery)
+	admin.GET("/webhooks/:id/dead-letters", hooks.ListDeadLetters)
+	admin.POST("/webhooks/:id/dead-letters/replay", hooks.ReplayDeadLetters)
 	return r, nil
 }
 

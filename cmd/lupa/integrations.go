@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
+	"github.com/lupa-cmp/lupa/integrations"
+	"github.com/lupa-cmp/lupa/integrations/webhook"
+)
+
+// newWebhooks wires the webhook endpoints and the delivery engine: every request to an
+// endpoint goes through a client that refuses internal addresses at dial time (unless
+// LUPA_ALLOW_PRIVATE_WEBHOOKS), with Standard Webhooks' 15-second timeout.
+func (a *app) newWebhooks() {
+	client := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second})
+	if tr, ok := client.Transport.(*http.Transport); ok {
+		// The engine keeps up to 64 requests in flight, often to one receiver: keep their
+		// connections (and TLS sessions) open instead of two per host.
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
+	}
+	a.webhooks = webhook.New(a.db, a.keys, a.consent, a.now, webhook.Options{Client: client, Timeout: 15 * time.Second})
+	a.deliveries = integrations.New(a.db, a.consent, a.webhooks, a.webhooks, a.now, integrations.Options{Log: a.log})
+}
+
+// deliveryMetrics are the engine's Prometheus metrics.
+type deliveryMetrics struct {
+	attempts *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+// Attempted counts one attempt by outcome (delivered, retry, final, gone) and its latency.
+func (d *deliveryMetrics) Attempted(outcome string, latency time.Duration) {
+	d.attempts.WithLabelValues(outcome).Inc()
+	d.latency.Observe(latency.Seconds())
+}
+
+// registerDeliveryMetrics adds the deliveries' metrics to the registry: attempts by outcome,
+// their latency, and the backlog (deliveries waiting), counted when scraped.
+func registerDeliveryMetrics(m *metrics, engine *integrations.Engine) *deliveryMetrics {
+	d := &deliveryMetrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lupa_webhook_attempts_total",
+			Help: "Webhook delivery attempts by outcome (delivered, retry, final, gone)."}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lupa_webhook_attempt_duration_seconds",
+			Help: "Time of one webhook delivery attempt.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15}}),
+	}
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lupa_webhook_backlog",
+		Help: "Webhook deliveries waiting to be sent (all instances)."}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := engine.Backlog(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	m.reg.MustRegister(d.attempts, d.latency, backlog)
+	return d
+}
+
+// wakingMetrics passes the writer's measurements on and wakes the delivery engine after
+// each commit that wrote events, so a consent leaves within milliseconds of its commit.
+type wakingMetrics struct {
+	*metrics
+	engine *integrations.Engine
+}
+
+func (w wakingMetrics) EventsWritten(n int) {
+	w.metrics.EventsWritten(n)
+	if n > 0 {
+		w.engine.Wake()
+	}
+}
+
+var _ consent.WriterMetrics = wakingMetrics{}

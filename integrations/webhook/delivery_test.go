@@ -1,0 +1,557 @@
+package webhook_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/integrations"
+	"github.com/lupa-cmp/lupa/integrations/webhook"
+)
+
+// TestProcessorAndThirdParty: a processor hears of every change in its scope, refusals
+// included; a third party hears of a subject only from the grant of a purpose naming it,
+// then of every change (the withdrawal too), and never of someone who refused before.
+func TestProcessorAndThirdParty(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		proc, tp := newReceiver(t), newReceiver(t)
+		_, ps := e.endpoint(t, proc.srv.URL, webhook.Input{Purposes: []string{"partner_sharing", "marketing_email"}})
+		pankki := e.demo.Recipients["Demo Pankki Oyj"].ID
+		_, ts := e.endpoint(t, tp.srv.URL, webhook.Input{RecipientKind: webhook.ThirdParty, RecipientID: pankki,
+			EventTypes: []string{integrations.TypeConsentUpdated}})
+		proc.secret, tp.secret = ps, ts
+		proc.strict, tp.strict = true, true
+
+		e.recordCustomer(t, "A-1", deny("partner_sharing"))  // refused before the partner held A-1
+		e.recordCustomer(t, "B-2", grant("partner_sharing")) // given to the partner
+		e.recordCustomer(t, "C-3", deny("personalisation"))  // out of the processor's scope
+		e.step(t)
+		e.recordCustomer(t, "B-2", withdraw("partner_sharing")) // the partner hears of the withdrawal
+		e.step(t)
+
+		pm := proc.messages()
+		if got := updates(pm, "partner_sharing"); len(got) != 3 {
+			t.Fatalf("processor got %d partner_sharing updates, want 3 (refusal, grant, withdrawal): %+v", len(got), got)
+		}
+		if len(updates(pm, "personalisation")) != 0 {
+			t.Fatalf("processor heard of a purpose outside its scope")
+		}
+		tm := tp.messages()
+		got := updates(tm, "partner_sharing")
+		if len(got) != 2 || got[0].Decision != consent.Granted || got[1].Decision != consent.Withdrawn {
+			t.Fatalf("third party got %+v, want the grant then the withdrawal of B-2 only", got)
+		}
+		if prev(got[0]) != "<nil>" || prev(got[1]) != consent.Granted {
+			t.Fatalf("previous decisions %s, %s", prev(got[0]), prev(got[1]))
+		}
+		if got[1].Sequence <= got[0].Sequence || got[0].Reason != integrations.ReasonDecision || got[0].Channel == "" ||
+			got[0].Subject == "" || got[0].Version != 1 {
+			t.Fatalf("payload %+v", got)
+		}
+		for _, m := range tm {
+			if strings.Contains(string(m.Body), "A-1") || strings.Contains(string(m.Body), "customer") {
+				t.Fatalf("a payload names the customer: %s", m.Body)
+			}
+		}
+		if n := e.count(t, "deliveries", "tenant_id = ? AND status <> 'delivered'", e.tenant()); n != 0 {
+			t.Fatalf("%d deliveries not delivered", n)
+		}
+	})
+}
+
+// TestSignatureRotation: after a rotation with overlap both secrets sign; the official
+// library verifies with either; after the overlap only the new one does.
+func TestSignatureRotation(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		ep, old := e.endpoint(t, r.srv.URL, webhook.Input{})
+		if !strings.HasPrefix(old, "whsec_") {
+			t.Fatalf("secret %q", old)
+		}
+		_, fresh, err := e.hooks.RotateSecret(context.Background(), e.tenant(), ep.ID, time.Hour, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.recordCustomer(t, "R-1", grant("marketing_email"))
+		e.step(t)
+		ms := r.messages()
+		if len(ms) != 1 {
+			t.Fatalf("%d messages", len(ms))
+		}
+		m := ms[0]
+		if n := len(strings.Fields(m.Signature)); n != 2 {
+			t.Fatalf("signature header %q: want two signatures during the overlap", m.Signature)
+		}
+		h := http.Header{}
+		h.Set("webhook-id", m.ID)
+		h.Set("webhook-timestamp", m.Timestamp)
+		h.Set("webhook-signature", m.Signature)
+		for _, s := range []string{old, fresh} {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			if err := wh.Verify(m.Body, h); err != nil {
+				t.Fatalf("verify with %s…: %v", s[:10], err)
+			}
+		}
+		e.clock.Add(2 * time.Hour)
+		e.recordCustomer(t, "R-2", grant("marketing_email"))
+		e.step(t)
+		ms = r.messages()
+		last := ms[len(ms)-1]
+		if n := len(strings.Fields(last.Signature)); n != 1 {
+			t.Fatalf("after the overlap: %q", last.Signature)
+		}
+		h.Set("webhook-id", last.ID)
+		h.Set("webhook-timestamp", last.Timestamp)
+		h.Set("webhook-signature", last.Signature)
+		wh, _ := standardwebhooks.NewWebhook(old)
+		if err := wh.VerifyIgnoringTimestamp(last.Body, h); err == nil {
+			t.Fatal("the old secret still verifies after the overlap")
+		}
+		wh, _ = standardwebhooks.NewWebhook(fresh)
+		if err := wh.VerifyIgnoringTimestamp(last.Body, h); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestSupersession: while an endpoint fails, newer changes of the same (subject, purpose)
+// supersede the waiting delivery; when it answers only the newest is sent, and its
+// previous_decision is the last one delivered.
+func TestSupersession(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		e.recordCustomer(t, "S-1", grant("marketing_email"))
+		e.step(t)
+		r.setAnswer(func(int) (int, http.Header) { return 500, nil })
+		e.recordCustomer(t, "S-1", withdraw("marketing_email"))
+		e.step(t) // fails, waits 5 s
+		e.recordCustomer(t, "S-1", grant("marketing_email"))
+		e.recordCustomer(t, "S-1", withdraw("marketing_email"))
+		e.step(t) // not due yet: nothing is sent
+		r.setAnswer(nil)
+		e.clock.Add(6 * time.Second)
+		e.step(t)
+		got := updates(r.messages(), "marketing_email")
+		if len(got) != 2 || got[1].Decision != consent.Withdrawn || prev(got[1]) != consent.Granted {
+			t.Fatalf("got %+v", got)
+		}
+		if n := e.count(t, "deliveries", "tenant_id = ? AND status = 'superseded'", e.tenant()); n != 2 {
+			t.Fatalf("%d superseded, want 2", n)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].Sequence <= got[i-1].Sequence {
+				t.Fatalf("sequence went backwards: %+v", got)
+			}
+		}
+	})
+}
+
+// TestRetryScheduleAndDeadLetter: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h,
+// then a dead letter; nothing is tried before its time. Replaying it sends it again.
+func TestRetryScheduleAndDeadLetter(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		ep, secret := e.endpoint(t, r.srv.URL, webhook.Input{})
+		r.secret = secret
+		r.setAnswer(func(int) (int, http.Header) { return 503, nil })
+		e.recordCustomer(t, "D-1", grant("marketing_email"))
+		e.step(t)
+		if r.callCount() != 1 {
+			t.Fatalf("first attempt: %d calls", r.callCount())
+		}
+		for i, wait := range integrations.DefaultSchedule {
+			e.clock.Add(wait - time.Second)
+			e.step(t)
+			if r.callCount() != i+1 {
+				t.Fatalf("attempt %d came early", i+2)
+			}
+			e.clock.Add(time.Second)
+			e.step(t)
+			if r.callCount() != i+2 {
+				t.Fatalf("attempt %d after %s: %d calls", i+2, wait, r.callCount())
+			}
+		}
+		dead, err := e.engine.Deliveries(context.Background(), e.tenant(), ep.ID, integrations.DeliveryFilter{DeadLetters: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead.Items) != 1 || dead.Items[0].Status != integrations.StatusDead || dead.Items[0].Attempts != 8 {
+			t.Fatalf("dead letters %+v", dead.Items)
+		}
+		d, err := e.engine.Delivery(context.Background(), e.tenant(), ep.ID, dead.Items[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.AttemptLog) != 8 || d.AttemptLog[0].Status != 503 || d.AttemptLog[0].Response == "" {
+			t.Fatalf("attempt log %+v", d.AttemptLog)
+		}
+		e.clock.Add(24 * time.Hour)
+		e.step(t)
+		if r.callCount() != 8 {
+			t.Fatal("a dead letter was tried again")
+		}
+		r.setAnswer(nil)
+		if n, err := e.engine.Replay(context.Background(), e.tenant(), ep.ID, "", "test"); err != nil || n != 1 {
+			t.Fatalf("replay all: %d, %v", n, err)
+		}
+		e.step(t)
+		if len(r.messages()) != 1 {
+			t.Fatal("the replayed dead letter was not delivered")
+		}
+		first := dead.Items[0].ID
+		if r.messages()[0].ID != first {
+			t.Fatalf("webhook-id changed: %s vs %s", r.messages()[0].ID, first)
+		}
+	})
+}
+
+// TestStatusRules: Retry-After on 429 is honoured; 400 is final; 409 is retried; 410
+// disables the endpoint, whose backlog goes out when it is enabled again.
+func TestStatusRules(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		r := newReceiver(t)
+		ep, secret := e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		r.secret = secret
+
+		r.setAnswer(func(int) (int, http.Header) { return 429, http.Header{"Retry-After": {"120"}} })
+		e.recordCustomer(t, "T-1", grant("marketing_email"))
+		e.step(t)
+		e.clock.Add(60 * time.Second) // past the schedule's 5 s, not Retry-After's 120
+		e.step(t)
+		if r.callCount() != 1 {
+			t.Fatalf("Retry-After ignored: %d calls", r.callCount())
+		}
+		r.setAnswer(func(int) (int, http.Header) { return 400, nil })
+		e.clock.Add(61 * time.Second)
+		e.step(t)
+		if r.callCount() != 2 {
+			t.Fatalf("%d calls", r.callCount())
+		}
+		if n := e.count(t, "deliveries", "tenant_id = ? AND status = 'failed'", e.tenant()); n != 1 {
+			t.Fatal("400 is not final")
+		}
+
+		r.setAnswer(func(int) (int, http.Header) { return 409, nil })
+		e.recordCustomer(t, "T-2", grant("marketing_email"))
+		e.step(t)
+		e.clock.Add(5 * time.Second)
+		e.step(t)
+		if r.callCount() != 4 {
+			t.Fatalf("409 not retried: %d calls", r.callCount())
+		}
+
+		r.setAnswer(func(int) (int, http.Header) { return 410, nil })
+		e.clock.Add(5 * time.Minute)
+		e.step(t)
+		got, err := e.hooks.Get(ctx, e.tenant(), ep.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != webhook.StatusDisabled {
+			t.Fatalf("410 did not disable: %+v", got)
+		}
+		calls := r.callCount()
+		e.recordCustomer(t, "T-3", grant("marketing_email"))
+		e.clock.Add(time.Hour)
+		e.step(t)
+		if r.callCount() != calls {
+			t.Fatal("a disabled endpoint was called")
+		}
+		r.setAnswer(nil)
+		if _, err := e.hooks.SetStatus(ctx, e.tenant(), ep.ID, webhook.StatusEnabled, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		e.step(t)
+		if n := len(r.messages()); n != 2 {
+			t.Fatalf("backlog after enabling: %d messages, want T-2 and T-3", n)
+		}
+	})
+}
+
+// TestBacklogFlush: an endpoint down for an hour (simulated) gets its whole backlog, in
+// order, at its first successful answer rather than at each delivery's next retry.
+func TestBacklogFlush(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{})
+		r.setAnswer(func(int) (int, http.Header) { return 502, nil })
+		for i, n := range []string{"F-1", "F-2", "F-3", "F-4"} {
+			e.recordCustomer(t, n, grant("marketing_email"))
+			e.step(t)
+			e.clock.Add(time.Duration(i+1) * 10 * time.Minute)
+			e.step(t)
+		}
+		e.recordCustomer(t, "F-1", withdraw("marketing_email"))
+		e.step(t)
+		r.setAnswer(nil)
+		e.clock.Add(10 * time.Second)
+		e.recordCustomer(t, "F-5", grant("marketing_email")) // a fresh delivery succeeds first
+		e.step(t)
+		e.step(t)
+		ms := r.messages()
+		if len(ms) != 5 {
+			t.Fatalf("%d messages delivered after recovery, want 5", len(ms))
+		}
+		if n := e.count(t, "deliveries", "tenant_id = ? AND status = 'pending'", e.tenant()); n != 0 {
+			t.Fatalf("%d still pending", n)
+		}
+		f1 := 0
+		for _, m := range ms {
+			if m.Updated.Decision == consent.Withdrawn {
+				f1++
+			}
+		}
+		if f1 != 1 {
+			t.Fatal("F-1's withdrawal missing")
+		}
+	})
+}
+
+// TestSSRFRefused: without LUPA_ALLOW_PRIVATE_WEBHOOKS a loopback endpoint is refused at
+// dial time; the attempt is logged and retried later, nothing is sent.
+func TestSSRFRefused(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		strict := webhook.New(e.db, e.keys, e.svc, e.clock.Now, webhook.Options{Client: safehttp.New(safehttp.Options{}), InCallRetries: -1})
+		e.engine = integrations.New(e.db, e.svc, strict, strict, e.clock.Now, integrations.Options{})
+		ep, _ := e.endpoint(t, r.srv.URL, webhook.Input{})
+		e.recordCustomer(t, "X-1", grant("marketing_email"))
+		e.step(t)
+		if r.callCount() != 0 {
+			t.Fatal("a loopback endpoint was reached")
+		}
+		list, err := e.engine.Deliveries(context.Background(), e.tenant(), ep.ID, integrations.DeliveryFilter{})
+		if err != nil || len(list.Items) != 1 {
+			t.Fatalf("%+v %v", list, err)
+		}
+		d := list.Items[0]
+		if d.Status != integrations.StatusPending || d.Attempts != 1 || !strings.Contains(d.LastError, "internal") {
+			t.Fatalf("%+v", d)
+		}
+	})
+}
+
+// TestMergeAndErasure: a device linked to a customer makes subject.merged (and a
+// consent.updated with reason merge for each carried decision); subject.erasure_approved
+// reaches a processor, and a third party only when it holds the subject.
+func TestMergeAndErasure(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		proc, tp := newReceiver(t), newReceiver(t)
+		_, proc.secret = e.endpoint(t, proc.srv.URL, webhook.Input{})
+		_, tp.secret = e.endpoint(t, tp.srv.URL, webhook.Input{RecipientKind: webhook.ThirdParty,
+			RecipientID: e.demo.Recipients["Demo Pankki Oyj"].ID})
+		out := e.recordDevice(t, "", consent.MethodBannerCustom, grant("analytics"))
+		e.recordCustomer(t, "M-1", grant("partner_sharing"))
+		if _, err := e.svc.LinkDevice(ctx, e.demo.WebShop, identity.Identifier{Kind: identity.IDDevice, Value: out.DeviceID},
+			identity.Identifier{Kind: identity.IDCustomerNumber, Value: "M-1"}, consent.MergeSignIn, "device"); err != nil {
+			t.Fatal(err)
+		}
+		e.step(t)
+		var merged, mergeUpdate bool
+		for _, m := range proc.messages() {
+			if m.Env.Type == integrations.TypeSubjectMerged {
+				merged = true
+			}
+			if m.Updated.Reason == integrations.ReasonMerge && m.Updated.Purpose == "analytics" {
+				mergeUpdate = true
+			}
+		}
+		if !merged || !mergeUpdate {
+			t.Fatalf("processor: merged %v, merge update %v", merged, mergeUpdate)
+		}
+		// Erasure approved for the customer (the DSR work emits it; here the test does).
+		var subj struct {
+			SubjectID string
+			Seq       int64
+			Pseudonym string
+		}
+		if err := e.db.Write.Raw(`SELECT d.subject_id, d.subject_seq AS seq, s.pseudonym FROM domain_events d JOIN subjects s
+			ON s.tenant_id = d.tenant_id AND s.id = d.subject_id WHERE d.tenant_id = ? AND d.type = 'subject.merged'`, e.tenant()).
+			Scan(&subj).Error; err != nil {
+			t.Fatal(err)
+		}
+		other := e.recordDevice(t, "", consent.MethodBannerCustom, grant("analytics"))
+		_ = other
+		now := e.clock.Now().UnixMilli()
+		for i, sid := range []string{subj.SubjectID} {
+			if err := e.db.Write.Exec(`INSERT INTO domain_events (tenant_id, id, type, schema_version, subject_id, subject_seq, payload, created_at)
+				VALUES (?, ?, 'subject.erasure_approved', 1, ?, ?, ?, ?)`, e.tenant(), identity.NewID(), sid, subj.Seq+1+int64(i),
+				`{"subject":"`+subj.Pseudonym+`","subject_id":"`+sid+`","at":"2026-11-26T10:00:00Z","request_id":"dsr-1"}`, now).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.step(t)
+		count := func(ms []message, typ string) int {
+			n := 0
+			for _, m := range ms {
+				if m.Env.Type == typ {
+					n++
+				}
+			}
+			return n
+		}
+		if count(proc.messages(), integrations.TypeSubjectErasureApproved) != 1 {
+			t.Fatal("the processor did not hear of the erasure")
+		}
+		if count(tp.messages(), integrations.TypeSubjectErasureApproved) != 1 {
+			t.Fatal("the third party holding the subject did not hear of the erasure")
+		}
+		if count(tp.messages(), integrations.TypeSubjectMerged) != 1 || len(updates(tp.messages(), "analytics")) != 0 {
+			t.Fatalf("third party: %d messages", len(tp.messages()))
+		}
+	})
+}
+
+// TestTwoEnginesDeliverOnce: two engines on one PostgreSQL share the work; every event is
+// delivered exactly once, and per (subject, purpose) in order.
+func TestTwoEnginesDeliverOnce(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if e.db.Dialect != sqldb.Postgres {
+			t.Skip("SQLite has one process")
+		}
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{})
+		engines := []*integrations.Engine{e.engine, e.newEngine()}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for _, en := range engines {
+			wg.Add(1)
+			go func() { defer wg.Done(); en.Run(ctx) }()
+		}
+		const customers = 40
+		var rec sync.WaitGroup
+		for i := range customers {
+			rec.Add(1)
+			go func() {
+				defer rec.Done()
+				n := "P-" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+				e.recordCustomer(t, n, grant("marketing_email"))
+				e.recordCustomer(t, n, withdraw("marketing_email"))
+				for _, en := range engines {
+					en.Wake()
+				}
+			}()
+		}
+		rec.Wait()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if e.count(t, "deliveries", "tenant_id = ? AND status = 'pending'", e.tenant()) == 0 &&
+				e.count(t, "delivery_outbox", "tenant_id = ?", e.tenant()) == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		wg.Wait()
+		seen := map[string]int{}
+		last := map[string]int64{}
+		for _, m := range r.messages() {
+			seen[m.ID]++
+			if seen[m.ID] > 1 {
+				t.Fatalf("webhook %s delivered twice", m.ID)
+			}
+			if m.Updated.Sequence <= last[m.Updated.Subject] {
+				t.Fatalf("sequence went backwards for a subject")
+			}
+			last[m.Updated.Subject] = m.Updated.Sequence
+		}
+		if len(last) != customers {
+			t.Fatalf("%d subjects heard of, want %d", len(last), customers)
+		}
+		if n := e.count(t, "deliveries", "tenant_id = ? AND status = 'pending'", e.tenant()); n != 0 {
+			t.Fatalf("%d still pending", n)
+		}
+	})
+}
+
+// TestInCallRetry: a 502 is retried within the attempt (go-retryablehttp), signed anew,
+// so one attempt delivers it.
+func TestInCallRetry(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		ep, secret := e.endpoint(t, r.srv.URL, webhook.Input{})
+		r.secret = secret
+		r.setAnswer(func(n int) (int, http.Header) {
+			if n == 1 {
+				return 502, nil
+			}
+			return 204, nil
+		})
+		e.hooks = webhook.New(e.db, e.keys, e.svc, e.clock.Now, webhook.Options{
+			Client: safehttp.New(safehttp.Options{AllowPrivate: true}), InCallRetries: 2, InCallWait: 50 * time.Millisecond})
+		e.engine = e.newEngine()
+		e.recordCustomer(t, "I-1", grant("marketing_email"))
+		e.step(t)
+		if r.callCount() != 2 || len(r.messages()) != 1 {
+			t.Fatalf("%d calls, %d accepted", r.callCount(), len(r.messages()))
+		}
+		list, err := e.engine.Deliveries(context.Background(), e.tenant(), ep.ID, integrations.DeliveryFilter{})
+		if err != nil || len(list.Items) != 1 || list.Items[0].Attempts != 1 || list.Items[0].Status != integrations.StatusDelivered {
+			t.Fatalf("%+v %v", list, err)
+		}
+	})
+}
+
+// TestNotifyWakes: on PostgreSQL an engine that polls only once an hour still delivers at
+// once, woken by the NOTIFY the outbox trigger sends at commit (another instance's commit).
+func TestNotifyWakes(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if e.db.Dialect != sqldb.Postgres {
+			t.Skip("SQLite has no NOTIFY; one process wakes itself")
+		}
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{})
+		en := integrations.New(e.db, e.svc, e.hooks, e.hooks, e.clock.Now, integrations.Options{Poll: time.Hour})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { en.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		time.Sleep(200 * time.Millisecond) // the first look finds nothing; LISTEN is set up
+		e.recordCustomer(t, "N-1", grant("marketing_email"))
+		deadline := time.Now().Add(5 * time.Second)
+		for len(r.messages()) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("not woken by NOTIFY")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// TestReasons: a Global Privacy Control signal says gpc; the expiry sweep says expiry, with
+// decision expired.
+func TestReasons(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"analytics", "social_advertising"}})
+		e.recordDevice(t, "", consent.MethodBannerCustom, grant("analytics"))
+		e.recordDevice(t, "", consent.MethodGPCSignal, deny("social_advertising"))
+		e.step(t)
+		e.clock.Add(13 * 31 * 24 * time.Hour)
+		if _, err := e.svc.SweepExpiry(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.step(t)
+		gpc := updates(r.messages(), "social_advertising")
+		if len(gpc) == 0 || gpc[0].Reason != integrations.ReasonGPC || gpc[0].Decision != consent.Denied {
+			t.Fatalf("gpc: %+v", gpc)
+		}
+		an := updates(r.messages(), "analytics")
+		if len(an) < 2 || an[len(an)-1].Reason != integrations.ReasonExpiry || an[len(an)-1].Decision != consent.StateExpired ||
+			prev(an[len(an)-1]) != consent.Granted || an[len(an)-1].Channel != "system" {
+			t.Fatalf("expiry: %+v", an)
+		}
+	})
+}
