@@ -56,6 +56,9 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		if d.onlyIf != "" && effective != d.onlyIf {
 			continue // decided otherwise since: the confirmation comes too late
 		}
+		if cur := current(d.purpose.ID); d.decidedBefore > 0 && cur != nil && cur.DecidedAt >= d.decidedBefore {
+			continue // decided in Lupa after it happened elsewhere: the newer decision stands
+		}
 		decision, kind := normalize(d.requested, d.purpose.Purpose, effective)
 		if decision == Granted && d.purpose.DoubleOptIn && in.method != MethodImport && in.method != MethodDoubleOptIn {
 			// Not a grant yet: the person confirms it from the email first (optin.go).

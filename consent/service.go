@@ -202,6 +202,10 @@ type resolved struct {
 	// onlyIf, when set, makes the decision apply only while the purpose is in this state
 	// (a double opt-in confirmation applies to a pending grant only).
 	onlyIf string
+	// decidedBefore, when set (Unix ms), makes the decision apply only if the current one
+	// was made before it: what a person did at a vendor never overrides a newer decision
+	// made in Lupa.
+	decidedBefore int64
 }
 
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant

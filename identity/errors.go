@@ -16,6 +16,7 @@ const (
 	EForbidden     = "forbidden"     // credentials lack the right (403)
 	ERateLimited   = "rate_limited"  // too many requests (429)
 	EUnavailable   = "unavailable"   // shutting down or overloaded (503)
+	EUpstream      = "bad_gateway"   // a vendor's API failed or refused a call made for the request (502)
 	EInternal      = "internal"      // everything else (500)
 )
 

@@ -58,7 +58,7 @@ type DeliveryPage struct {
 }
 
 // Statuses lists the delivery statuses.
-var Statuses = []string{StatusPending, StatusDelivered, StatusSuperseded, StatusFailed, StatusDead}
+var Statuses = []string{StatusPending, StatusDelivered, StatusSuperseded, StatusSkipped, StatusFailed, StatusDead}
 
 type deliveryRow struct {
 	TenantID      string
@@ -220,7 +220,7 @@ func (e *Engine) Replay(ctx context.Context, tenantID, endpointID, id string, ac
 		for _, r := range rows {
 			var newer int64
 			if err := tx.Raw(`SELECT COUNT(*) FROM deliveries WHERE tenant_id = ? AND endpoint_id = ? AND subject_id = ? AND purpose = ?
-				AND seq > ? AND status IN ('pending', 'delivered')`, tenantID, endpointID, r.SubjectID, r.Purpose, r.Seq).
+				AND seq > ? AND status IN ('pending', 'delivered', 'skipped')`, tenantID, endpointID, r.SubjectID, r.Purpose, r.Seq).
 				Scan(&newer).Error; err != nil {
 				return err
 			}

@@ -27,6 +27,9 @@ const (
 	StatusSuperseded = "superseded"
 	StatusFailed     = "failed" // a final 4xx: not retried
 	StatusDead       = "dead"   // the retry schedule ran out
+	// StatusSkipped: the target handled it without sending anything (a connector had no
+	// address for the person, or the change was already stale); the reason is last_error.
+	StatusSkipped = "skipped"
 )
 
 // Attempt outcomes.
@@ -68,6 +71,10 @@ type Message struct {
 	Type       string
 	Body       []byte
 	Attempt    int
+	// What the delivery is about, for targets that act on it rather than POST it (connectors).
+	SubjectID string
+	Purpose   string // "#" + type for subject-level events
+	Seq       int64
 }
 
 // Result is what an attempt got.
@@ -78,9 +85,16 @@ type Result struct {
 	Err        error
 	RetryAfter time.Duration // asked for by a 429 or 503
 	Gone       bool          // the endpoint no longer exists
+	// Skipped, with a 2xx Status, says the target handled the delivery without sending it,
+	// and why (recorded as status skipped).
+	Skipped string
+	// Outcome, when set, is the outcome instead of what Status implies (a connector knows
+	// whether a vendor's 401 is worth retrying).
+	Outcome string
 }
 
-// Sender sends messages and disables endpoints that are gone (webhook.Service).
+// Sender sends messages and disables endpoints that are gone (webhook.Service,
+// connector.Service, or a Router of both).
 type Sender interface {
 	Send(ctx context.Context, m Message) Result
 	Disable(ctx context.Context, tenantID, id, reason string) error
@@ -94,7 +108,7 @@ type Catalogs interface {
 
 // Metrics observes attempts (cmd/lupa's Prometheus metrics).
 type Metrics interface {
-	Attempted(outcome string, latency time.Duration)
+	Attempted(target, outcome string, latency time.Duration) // target: the endpoint's or connector's id
 }
 
 // Options tune the engine; zero values take the defaults.
@@ -108,6 +122,15 @@ type Options struct {
 	Jitter  func(time.Duration) time.Duration
 	Log     *slog.Logger
 	Metrics Metrics
+	// Erasures hears, in the transaction that records it, that an endpoint or connector
+	// acknowledged a subject.erasure_approved (the data map counts it as that system's
+	// confirmation). Optional.
+	Erasures ErasureRecorder
+}
+
+// ErasureRecorder records that a connected system acknowledged an approved erasure.
+type ErasureRecorder interface {
+	ErasureDelivered(tx *gorm.DB, tenantID, subjectID, requestID, connectionID string, at time.Time) error
 }
 
 // Engine fans domain events out into deliveries and sends them.
@@ -701,6 +724,9 @@ func (e *Engine) items(ctx context.Context, tx *gorm.DB, tenantID string, r outb
 	case TypeSubjectErasureApproved:
 		out = append(out, item{typ: TypeSubjectErasureApproved, purpose: "#" + TypeSubjectErasureApproved, seq: r.SubjectSeq,
 			data: SubjectErasureApproved{Subject: p.Subject, RequestID: p.RequestID, Time: p.At.UTC(), Sequence: r.SubjectSeq}})
+	case TypeSubjectEmailChanged:
+		out = append(out, item{typ: TypeSubjectEmailChanged, purpose: "#" + TypeSubjectEmailChanged, seq: r.SubjectSeq,
+			data: SubjectEmailChanged{Subject: p.Subject, Time: p.At.UTC(), Sequence: r.SubjectSeq}})
 	}
 	return out, nil
 }
@@ -742,6 +768,7 @@ func (e *Engine) claim(ctx context.Context, n int) ([]claimedRow, error) {
 			JOIN (SELECT tenant_id, id FROM deliveries
 				WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until < ?
 				AND (tenant_id, endpoint_id) NOT IN (SELECT tenant_id, id FROM webhook_endpoints WHERE status <> 'enabled')
+				AND (tenant_id, endpoint_id) NOT IN (SELECT tenant_id, id FROM connectors WHERE status <> 'enabled')
 				ORDER BY next_attempt_at LIMIT ?) c ON c.tenant_id = d.tenant_id AND c.id = d.id
 			WHERE d.status = 'pending' AND d.lease_until < ?
 			AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.tenant_id = d.tenant_id AND p.endpoint_id = d.endpoint_id
@@ -822,6 +849,8 @@ func body(d *claimedRow) ([]byte, error) {
 // classify decides what an attempt's result means (Standard Webhooks' rules).
 func classify(r Result) string {
 	switch {
+	case r.Outcome != "":
+		return r.Outcome
 	case r.Gone:
 		return OutcomeFinal
 	case r.Err != nil || r.Status == 0:
@@ -855,7 +884,8 @@ func (e *Engine) attempt(ctx context.Context, d *claimedRow) (finished, bool) {
 	if err != nil {
 		r = Result{Err: err, Response: "unreadable payload"}
 	} else {
-		r = e.sender.Send(ctx, Message{TenantID: d.TenantID, EndpointID: d.EndpointID, ID: d.ID, Type: d.EventType, Body: b, Attempt: d.Attempts})
+		r = e.sender.Send(ctx, Message{TenantID: d.TenantID, EndpointID: d.EndpointID, ID: d.ID, Type: d.EventType, Body: b, Attempt: d.Attempts,
+			SubjectID: d.SubjectID, Purpose: d.Purpose, Seq: d.Seq})
 	}
 	if ctx.Err() != nil {
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -866,7 +896,7 @@ func (e *Engine) attempt(ctx context.Context, d *claimedRow) (finished, bool) {
 	}
 	outcome := classify(r)
 	if e.opt.Metrics != nil {
-		e.opt.Metrics.Attempted(outcome, r.Latency)
+		e.opt.Metrics.Attempted(d.EndpointID, outcome, r.Latency)
 	}
 	return finished{d: d, r: r, outcome: outcome}, true
 }
@@ -900,6 +930,9 @@ func (e *Engine) record(ctx context.Context, batch []finished) error {
 			return err
 		}
 		if err := e.recordDelivered(tx, delivered, ms); err != nil {
+			return err
+		}
+		if err := e.recordErasures(tx, delivered, now); err != nil {
 			return err
 		}
 		for _, f := range batch {
@@ -936,12 +969,16 @@ func (e *Engine) recordDelivered(tx *gorm.DB, delivered []finished, ms int64) er
 		var dv, kv []any
 		endpoints := map[[2]string]bool{}
 		for _, f := range c {
-			dv = append(dv, f.d.TenantID, f.d.ID, f.r.Status)
+			status, note := StatusDelivered, ""
+			if f.r.Skipped != "" {
+				status, note = StatusSkipped, excerpt(f.r.Skipped)
+			}
+			dv = append(dv, f.d.TenantID, f.d.ID, f.r.Status, status, note)
 			kv = append(kv, f.d.TenantID, f.d.EndpointID, f.d.SubjectID, f.d.Purpose, f.d.Seq, f.d.Decision)
 			endpoints[[2]string{f.d.TenantID, f.d.EndpointID}] = true
 		}
-		if err := tx.Exec(`UPDATE deliveries SET status = 'delivered', lease_until = 0, last_status = v.column3, last_error = '',
-			delivered_at = ?, updated_at = ? FROM `+values(len(c), "?", "?", "CAST(? AS integer)")+`
+		if err := tx.Exec(`UPDATE deliveries SET status = v.column4, lease_until = 0, last_status = v.column3, last_error = v.column5,
+			delivered_at = ?, updated_at = ? FROM `+values(len(c), "?", "?", "CAST(? AS integer)", "?", "?")+`
 			WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2`, append([]any{ms, ms}, dv...)...).Error; err != nil {
 			return err
 		}
@@ -964,6 +1001,26 @@ func (e *Engine) recordDelivered(tx *gorm.DB, delivered []finished, ms int64) er
 				ms, ep[0], ep[0], ep[1], ms).Error; err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// recordErasures tells the ErasureRecorder of every acknowledged subject.erasure_approved.
+func (e *Engine) recordErasures(tx *gorm.DB, delivered []finished, now time.Time) error {
+	if e.opt.Erasures == nil {
+		return nil
+	}
+	for _, f := range delivered {
+		if f.d.EventType != TypeSubjectErasureApproved {
+			continue
+		}
+		var p SubjectErasureApproved
+		if err := json.Unmarshal([]byte(f.d.Payload), &p); err != nil {
+			return err
+		}
+		if err := e.opt.Erasures.ErasureDelivered(tx, f.d.TenantID, f.d.SubjectID, p.RequestID, f.d.EndpointID, now); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -15,6 +15,10 @@ const (
 	TypeConsentUpdated         = "consent.updated"
 	TypeSubjectMerged          = "subject.merged"
 	TypeSubjectErasureApproved = "subject.erasure_approved"
+	// TypeSubjectEmailChanged is written when a person's email address changes. Only
+	// connectors receive it (they move the person's record at the vendor); it carries no
+	// address.
+	TypeSubjectEmailChanged = "subject.email_changed"
 )
 
 // EventTypes lists every type an endpoint can subscribe to.
@@ -80,6 +84,13 @@ type SubjectErasureApproved struct {
 	RequestID string    `json:"request_id,omitempty"`
 	Time      time.Time `json:"time"`
 	Sequence  int64     `json:"sequence"`
+}
+
+// SubjectEmailChanged is the data of a subject.email_changed delivery.
+type SubjectEmailChanged struct {
+	Subject  string    `json:"subject"`
+	Time     time.Time `json:"time"`
+	Sequence int64     `json:"sequence"`
 }
 
 // domainPayload is what the fan-out reads of a domain_events payload (consent.DomainEvent,

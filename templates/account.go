@@ -93,6 +93,10 @@ func (v AccountView) fieldLabel(name string) string {
 		return v.T.CurrentPassword
 	case "birth_year":
 		return v.T.BirthYear
+	case "new_email":
+		return v.T.NewEmail
+	case "email_password":
+		return v.T.CurrentPassword
 	}
 	return name
 }
@@ -100,7 +104,7 @@ func (v AccountView) fieldLabel(name string) string {
 // FieldMessages lists the field errors in the order the fields appear on the pages.
 func (v AccountView) FieldMessages() []FieldMessage {
 	var out []FieldMessage
-	for _, f := range []string{"email", "current_password", "password", "new_password", "birth_year"} {
+	for _, f := range []string{"email", "new_email", "email_password", "current_password", "password", "new_password", "birth_year"} {
 		if m := v.Fields[f]; m != "" {
 			out = append(out, FieldMessage{Field: f, Label: v.fieldLabel(f), Message: m})
 		}
@@ -154,6 +158,10 @@ type AccountText struct {
 	LoginUnavailable, LoginUnavailableText                                                   string
 	Disconnect, Disconnected, LastWayIn, LastWayInText, CompanyIdentity, CompanyIdentityText string
 	BackToAccount                                                                            string
+	// Changing the email address.
+	ChangeEmail, NewEmail, ChangeEmailIntro, ChangeEmailRecent, ChangeEmailButton, EmailChangeSent              string
+	EmailChangeSentOld, SameEmail, ConfirmEmail, ConfirmEmailIntro, ConfirmEmailButton                          string
+	EmailChanged, EmailChangedTitle, EmailChangedText, EmailTaken, EmailTakenText, SignInAgain, SignInAgainText string
 }
 
 // WithProvider puts a provider's name into one of the texts that name one.
@@ -228,6 +236,24 @@ var AccountTexts = map[string]AccountText{
 		LoginFailedText:      "Kirjautumista ei voitu viedä loppuun. Aloita alusta kirjautumissivulta.",
 		LoginUnavailable:     "Kirjautumispalvelu ei vastaa",
 		LoginUnavailableText: "Kirjautumispalveluun ei juuri nyt saada yhteyttä. Yritä hetken kuluttua uudelleen tai kirjaudu toisella tavalla.",
+
+		ChangeEmail: "Vaihda sähköpostiosoite", NewEmail: "Uusi sähköpostiosoite",
+		ChangeEmailIntro:   "Lähetämme vahvistuslinkin uuteen osoitteeseen. Osoite vaihtuu vasta, kun avaat linkin.",
+		ChangeEmailRecent:  "Jos kirjauduit sisään yli 10 minuuttia sitten, sinua pyydetään ensin kirjautumaan uudelleen.",
+		ChangeEmailButton:  "Lähetä vahvistuslinkki",
+		EmailChangeSent:    "Lähetimme vahvistuslinkin uuteen osoitteeseen. Osoite vaihtuu vasta, kun avaat linkin: se on voimassa 48 tuntia. Jos viestiä ei kuulu, tarkista roskaposti.",
+		EmailChangeSentOld: "Kerroimme vaihdosta myös nykyiseen osoitteeseesi.",
+		SameEmail:          "Tämä on jo tilisi sähköpostiosoite.",
+		ConfirmEmail:       "Vahvista uusi sähköpostiosoite",
+		ConfirmEmailIntro:  "Painamalla painiketta teet tästä osoitteesta tilisi sähköpostiosoitteen. Muut kirjautumiset päättyvät. Jos et pyytänyt vaihtoa, sulje sivu.",
+		ConfirmEmailButton: "Vahvista uusi osoite",
+		EmailChanged:       "Sähköpostiosoite vaihdettu. Muut kirjautumiset päättyivät.",
+		EmailChangedTitle:  "Sähköpostiosoite vaihdettu",
+		EmailChangedText:   "Tilisi sähköpostiosoite on vaihdettu, ja kaikki kirjautumiset päättyivät. Kirjaudu sisään uudella osoitteella.",
+		EmailTaken:         "Osoite on jo käytössä",
+		EmailTakenText:     "Osoite kuuluu toiselle tilille, joten tilisi osoitetta ei vaihdettu. Voit valita toisen osoitteen tilisi sivulla.",
+		SignInAgain:        "Kirjaudu uudelleen",
+		SignInAgainText:    "Sähköpostiosoitteen vaihtamiseen tarvitaan tuore kirjautuminen. Kirjaudu uudelleen ja vaihda osoite sen jälkeen.",
 	},
 	"sv": {
 		DeleteAccount: "Radera kontot", DeleteText: "Kontot raderas, alla samtycken du har gett återkallas genast och dina uppgifter raderas, om inte lagen kräver att de sparas (till exempel bokföring).", DeleteConfirm: "Ja, radera mitt konto och återkalla mina samtycken", Deleted: "Kontot är raderat", DeletedText: "Ditt konto är raderat och dina samtycken återkallade. Vi raderar dina uppgifter, om inte lagen kräver att de sparas.",
@@ -294,6 +320,24 @@ var AccountTexts = map[string]AccountText{
 		LoginFailedText:      "Inloggningen kunde inte slutföras. Börja om från inloggningssidan.",
 		LoginUnavailable:     "Inloggningstjänsten svarar inte",
 		LoginUnavailableText: "Vi når inte inloggningstjänsten just nu. Försök igen om en stund eller logga in på ett annat sätt.",
+
+		ChangeEmail: "Byt e-postadress", NewEmail: "Ny e-postadress",
+		ChangeEmailIntro:   "Vi skickar en bekräftelselänk till den nya adressen. Adressen byts först när du öppnar länken.",
+		ChangeEmailRecent:  "Om du loggade in för mer än 10 minuter sedan ombeds du först logga in igen.",
+		ChangeEmailButton:  "Skicka bekräftelselänk",
+		EmailChangeSent:    "Vi har skickat en bekräftelselänk till den nya adressen. Adressen byts först när du öppnar länken: den gäller i 48 timmar. Om inget meddelande kommer, kolla skräpposten.",
+		EmailChangeSentOld: "Vi har också berättat om bytet för din nuvarande adress.",
+		SameEmail:          "Det här är redan ditt kontos e-postadress.",
+		ConfirmEmail:       "Bekräfta den nya e-postadressen",
+		ConfirmEmailIntro:  "Med knappen gör du den här adressen till ditt kontos e-postadress. Andra inloggningar avslutas. Om du inte bad om bytet, stäng sidan.",
+		ConfirmEmailButton: "Bekräfta den nya adressen",
+		EmailChanged:       "E-postadressen har bytts. Andra inloggningar avslutades.",
+		EmailChangedTitle:  "E-postadressen har bytts",
+		EmailChangedText:   "Ditt kontos e-postadress har bytts och alla inloggningar avslutades. Logga in med den nya adressen.",
+		EmailTaken:         "Adressen används redan",
+		EmailTakenText:     "Adressen hör till ett annat konto, så ditt kontos adress byttes inte. Du kan välja en annan adress på din kontosida.",
+		SignInAgain:        "Logga in igen",
+		SignInAgainText:    "För att byta e-postadress behövs en färsk inloggning. Logga in igen och byt sedan adressen.",
 	},
 	"en": {
 		DeleteAccount: "Delete account", DeleteText: "The account is deleted, every consent you gave is withdrawn at once, and your data is erased unless the law requires us to keep it (bookkeeping, for example).", DeleteConfirm: "Yes, delete my account and withdraw my consents", Deleted: "Account deleted", DeletedText: "Your account is deleted and your consents are withdrawn. We erase your data unless the law requires us to keep it.",
@@ -360,5 +404,23 @@ var AccountTexts = map[string]AccountText{
 		LoginFailedText:      "The sign-in could not be completed. Start again from the sign-in page.",
 		LoginUnavailable:     "The sign-in service does not answer",
 		LoginUnavailableText: "We cannot reach the sign-in service right now. Try again in a little while, or sign in another way.",
+
+		ChangeEmail: "Change email address", NewEmail: "New email address",
+		ChangeEmailIntro:   "We send a confirmation link to the new address. The address changes only when you open the link.",
+		ChangeEmailRecent:  "If you signed in more than 10 minutes ago, you will be asked to sign in again first.",
+		ChangeEmailButton:  "Send confirmation link",
+		EmailChangeSent:    "We have sent a confirmation link to the new address. The address changes only when you open the link: it works for 48 hours. If nothing arrives, check your spam folder.",
+		EmailChangeSentOld: "We have told your current address about the change too.",
+		SameEmail:          "This is the email address of your account already.",
+		ConfirmEmail:       "Confirm your new email address",
+		ConfirmEmailIntro:  "The button makes this address the email address of your account. Other sign-ins end. If you did not ask for the change, close this page.",
+		ConfirmEmailButton: "Confirm the new address",
+		EmailChanged:       "Your email address was changed. Other sign-ins ended.",
+		EmailChangedTitle:  "Email address changed",
+		EmailChangedText:   "The email address of your account was changed, and every sign-in ended. Sign in with the new address.",
+		EmailTaken:         "This address is in use",
+		EmailTakenText:     "The address belongs to another account, so the address of your account was not changed. You can choose another address on your account page.",
+		SignInAgain:        "Sign in again",
+		SignInAgainText:    "Changing the email address needs a recent sign-in. Sign in again, then change the address.",
 	},
 }

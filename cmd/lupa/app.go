@@ -24,6 +24,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/integrations"
+	"github.com/lupa-cmp/lupa/integrations/connector"
 	"github.com/lupa-cmp/lupa/integrations/datamap"
 	"github.com/lupa-cmp/lupa/integrations/webhook"
 	"github.com/lupa-cmp/lupa/migrations"
@@ -51,6 +52,9 @@ type app struct {
 	// Webhook endpoints, and the engine that delivers domain events to them.
 	webhooks   *webhook.Service
 	deliveries *integrations.Engine
+	// Connectors to Mailchimp, HubSpot and Klaviyo: the engine sends to them beside the
+	// webhook endpoints; their vendors' unsubscribes come back as withdrawals.
+	connectors *connector.Service
 }
 
 // open connects to the database, applies migrations when told to, and loads the keys.
@@ -137,6 +141,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	a.deliveries.SetMetrics(registerDeliveryMetrics(m, a.deliveries))
 	deliveriesDone := make(chan struct{})
 	go func() { a.deliveries.Run(sweepCtx); close(deliveriesDone) }()
+	// Connectors read unsubscribes back from their vendors every LUPA_RECONCILE_INTERVAL.
+	go a.connectors.RunReconcile(sweepCtx)
 	// The tables of the hot lookups; the others are only written or read by primary key.
 	go a.db.KeepStatistics(sweepCtx, log, []string{"identifiers", "subjects", "chain_heads", "consent_state"}, 5*time.Second)
 

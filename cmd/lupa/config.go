@@ -35,8 +35,10 @@ type config struct {
 	SweepInterval   time.Duration
 	RootInterval    time.Duration
 	ShutdownTimeout time.Duration
-	LogLevel        string
-	LogFormat       string
+	// ReconcileInterval is how often each connector reads unsubscribes back from its vendor.
+	ReconcileInterval time.Duration
+	LogLevel          string
+	LogFormat         string
 	// SMTP is the mail server from LUPA_SMTP_URL; nil keeps mail in the development
 	// mailbox instead (MailFrom is then only the From of the kept messages).
 	SMTP       *mail.SMTPConfig
@@ -53,18 +55,19 @@ type config struct {
 // loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:            str(getenv, "LUPA_ADDR", ":8080"),
-		MetricsAddr:     str(getenv, "LUPA_METRICS_ADDR", "127.0.0.1:9090"),
-		DatabaseURL:     getenv("LUPA_DATABASE_URL"),
-		DataDir:         str(getenv, "LUPA_DATA_DIR", "./lupa-data"),
-		MasterKey:       getenv("LUPA_MASTER_KEY"),
-		MasterKeyFile:   getenv("LUPA_MASTER_KEY_FILE"),
-		LogLevel:        str(getenv, "LUPA_LOG_LEVEL", "info"),
-		LogFormat:       str(getenv, "LUPA_LOG_FORMAT", "json"),
-		TrustedProxies:  list(getenv("LUPA_TRUSTED_PROXIES")),
-		SweepInterval:   time.Minute,
-		RootInterval:    10 * time.Minute,
-		ShutdownTimeout: 30 * time.Second,
+		Addr:              str(getenv, "LUPA_ADDR", ":8080"),
+		MetricsAddr:       str(getenv, "LUPA_METRICS_ADDR", "127.0.0.1:9090"),
+		DatabaseURL:       getenv("LUPA_DATABASE_URL"),
+		DataDir:           str(getenv, "LUPA_DATA_DIR", "./lupa-data"),
+		MasterKey:         getenv("LUPA_MASTER_KEY"),
+		MasterKeyFile:     getenv("LUPA_MASTER_KEY_FILE"),
+		LogLevel:          str(getenv, "LUPA_LOG_LEVEL", "info"),
+		LogFormat:         str(getenv, "LUPA_LOG_FORMAT", "json"),
+		TrustedProxies:    list(getenv("LUPA_TRUSTED_PROXIES")),
+		SweepInterval:     time.Minute,
+		RootInterval:      10 * time.Minute,
+		ShutdownTimeout:   30 * time.Second,
+		ReconcileInterval: 15 * time.Minute,
 	}
 	var errs []string
 	fail := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
@@ -101,6 +104,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		dst  *time.Duration
 	}{
 		{"LUPA_SWEEP_INTERVAL", &c.SweepInterval}, {"LUPA_ROOT_INTERVAL", &c.RootInterval}, {"LUPA_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
+		{"LUPA_RECONCILE_INTERVAL", &c.ReconcileInterval},
 	}
 	for _, d := range durations {
 		if v := getenv(d.name); v != "" {

@@ -69,13 +69,19 @@ func TestHTTPCrossTenant(t *testing.T) {
 			"issuer": "https://id.demo-retail.example", "audiences": []string{"lupa"}}).Map(t)["id"].(string)
 		loginA := s.admin(http.MethodPost, "/v1/admin/login-providers", map[string]any{"kind": "oidc", "label": "A's ID",
 			"issuer": "https://login.demo-retail.example", "client_id": "lupa", "client_secret": "a-secret"}).Map(t)["id"].(string)
+		dropA := dataMapConnectorFor(t, s, a.Tenant.ID, "A's email platform")
 		systemA := s.admin(http.MethodPost, "/v1/admin/data-map/systems", dataMapSystem("A's email platform")).Map(t)["id"].(string)
+		dropA()
+		_, erasureA := openErasure(t, s, a.Tenant.ID, "ERASE-A", "erase-a@example.fi")
 		webhookA := s.admin(http.MethodPost, "/v1/admin/webhooks", map[string]any{"url": "https://hooks.demo-retail.example/lupa",
 			"event_types": []string{"consent.updated"}, "recipient_kind": "processor"}).Map(t)["id"].(string)
 		if _, err := s.app.deliveries.FanOut(context.Background()); err != nil { // A's consents become A's deliveries
 			t.Fatal(err)
 		}
 		deliveryA := s.admin(http.MethodGet, "/v1/admin/webhooks/"+webhookA+"/deliveries", nil).Map(t)["items"].([]any)[0].(map[string]any)["id"].(string)
+		connectorA := s.admin(http.MethodPost, "/v1/admin/connectors", map[string]any{"vendor": "mailchimp", "name": "A's newsletter",
+			"recipient_kind": "processor", "mappings": []map[string]any{{"purpose": "marketing_email", "list_id": "a1b2c3"}},
+			"credentials": map[string]any{"api_key": "0123456789abcdef0123456789abcdef-us6"}}).Map(t)["id"].(string)
 
 		cfgA := s.request(http.MethodGet, "/v1/properties/"+a.WebShop.PublicKey+"/config", nil, "Origin", s.Origin)
 		uiHashA, _ := cfgA.Map(t)["ui_hash"].(string)
@@ -125,6 +131,8 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/data-map/systems/{system}", nil},
 			{"PATCH", "/v1/admin/data-map/systems/{system}", map[string]any{"name": "Hijacked", "locations": []string{"FI"}, "transfers": []any{}}},
 			{"GET", "/v1/admin/data-map/systems/{system}/keep-until?date=2025-06-01", nil},
+			{"POST", "/v1/admin/data-map/systems/{system}/erasures/{erasure}/confirm", map[string]any{"note": "hijacked"}},
+			{"GET", "/v1/admin/erasures/{erasure}", nil},
 			{"DELETE", "/v1/admin/data-map/systems/{system}", nil},
 			{"GET", "/v1/admin/webhooks/{webhook}", nil},
 			{"PATCH", "/v1/admin/webhooks/{webhook}", map[string]any{"url": "https://evil.example/steal"}},
@@ -137,12 +145,23 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"GET", "/v1/admin/webhooks/{webhook}/dead-letters", nil},
 			{"POST", "/v1/admin/webhooks/{webhook}/dead-letters/replay", nil},
 			{"DELETE", "/v1/admin/webhooks/{webhook}", nil},
+			{"GET", "/v1/admin/connectors/{connector}", nil},
+			{"PATCH", "/v1/admin/connectors/{connector}", map[string]any{"credentials": map[string]any{"api_key": "stolen-us6"}}},
+			{"POST", "/v1/admin/connectors/{connector}/disable", nil},
+			{"POST", "/v1/admin/connectors/{connector}/enable", nil},
+			{"POST", "/v1/admin/connectors/{connector}/reconcile", nil},
+			{"GET", "/v1/admin/connectors/{connector}/syncs", nil},
+			{"GET", "/v1/admin/connectors/{connector}/syncs/{delivery}", nil},
+			{"POST", "/v1/admin/connectors/{connector}/syncs/{delivery}/replay", nil},
+			{"GET", "/v1/admin/connectors/{connector}/dead-letters", nil},
+			{"POST", "/v1/admin/connectors/{connector}/dead-letters/replay", nil},
+			{"DELETE", "/v1/admin/connectors/{connector}", nil},
 		}
 		fill := func(path string, real bool) string {
 			ids := map[string]string{"{brand}": a.Brands[0].ID, "{property}": a.WebShop.ID, "{recipient}": recipientA,
 				"{purpose}": purposeA, "{persPurpose}": persA, "{persKey}": "personalisation", "{draft}": strconv.Itoa(draftA),
 				"{apiKey}": writeAID, "{uiHash}": uiHashA, "{ciamIssuer}": issuerA,
-				"{loginProvider}": loginA, "{system}": systemA, "{webhook}": webhookA, "{delivery}": deliveryA}
+				"{loginProvider}": loginA, "{system}": systemA, "{erasure}": erasureA, "{webhook}": webhookA, "{delivery}": deliveryA, "{connector}": connectorA}
 			for k, v := range ids {
 				if !real && k != "{draft}" {
 					v = ghost
@@ -191,6 +210,9 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"PATCH", "/v1/admin/purposes/analytics", map[string]any{"scope_property_ids": []string{a.WebShop.ID}}},
 			{"POST", "/v1/admin/webhooks", map[string]any{"url": "https://b.example/hook", "event_types": []string{"consent.updated"},
 				"recipient_kind": "third_party", "recipient_id": recipientA}},
+			{"POST", "/v1/admin/connectors", map[string]any{"vendor": "hubspot", "name": "Sneaky", "recipient_kind": "third_party",
+				"recipient_id": recipientA, "mappings": []map[string]any{{"purpose": "marketing_email", "subscription_id": 1}},
+				"credentials": map[string]any{"access_token": "pat-x"}}},
 		} {
 			r := s.withKey(b.AdminKey, c.method, c.path, c.body)
 			if r.Status < 400 || r.Status >= 500 {
@@ -205,6 +227,11 @@ func TestHTTPCrossTenant(t *testing.T) {
 				body["method"], body["decisions"] = "api", []map[string]any{decision("analytics", 1, "granted")}
 			}
 			wantProblem(t, s.withKey(b.WriteKey, http.MethodPost, path, body), http.StatusUnprocessableEntity, "property_id")
+		}
+		// B's connectors are its own: A's is not among them.
+		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/connectors", nil); r.Status != http.StatusOK ||
+			!strings.Contains(string(r.Body), `"items":[]`) {
+			t.Fatalf("tenant B's connectors: %d %s", r.Status, r.Body)
 		}
 		// B's webhooks are its own: A's endpoint is not among them.
 		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/webhooks", nil); r.Status != http.StatusOK ||
@@ -221,12 +248,16 @@ func TestHTTPCrossTenant(t *testing.T) {
 		}
 		wantProblem(t, s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/data-map/systems", dataMapSystem("B's platform")),
 			http.StatusUnprocessableEntity, "purposes[0]")
-		// The same name and connection in B are B's own system.
+		// The same name and connection in B are B's own system; A's connector is not B's.
 		twin := with(dataMapSystem("A's email platform"), "purposes", []string{"analytics"})
+		wantProblem(t, s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/data-map/systems", twin),
+			http.StatusUnprocessableEntity, "connection.id")
+		dropB := dataMapConnectorFor(t, s, b.ID, "A's email platform")
 		if r := s.withKey(b.AdminKey, http.MethodPost, "/v1/admin/data-map/systems", twin); r.Status != http.StatusCreated ||
 			r.Map(t)["id"] == systemA {
 			t.Fatalf("tenant B's twin system: %d %s", r.Status, r.Body)
 		}
+		dropB()
 		// B's audit log knows nothing of A's objects.
 		if r := s.withKey(b.AdminKey, http.MethodGet, "/v1/admin/audit?object_id="+a.Brands[0].ID, nil); !strings.Contains(string(r.Body), `"items":[]`) {
 			t.Fatalf("tenant B's audit shows A's brand: %s", r.Body)

@@ -53,6 +53,9 @@ func (c *contractRun) dataMap() {
 	}
 	c.adminErrors(get, vocab, nil)
 
+	// A connection names an existing connector of the tenant (422 otherwise).
+	c.adm(422, post, path, dataMapSystem("Email platform"))
+	drop := dataMapConnectorFor(c.t, c.s, c.s.demo.Tenant.ID, "Email platform")
 	body := dataMapSystem("Email platform")
 	created := c.adm(201, post, path, body, "Idempotency-Key", "dm-1").Map(c.t)
 	id, _ := created["id"].(string)
@@ -67,6 +70,7 @@ func (c *contractRun) dataMap() {
 	}
 	c.adm(409, post, path, with(accountingSystem("Accounting"), "description", "again"))
 	c.adm(409, post, path, with(dataMapSystem("Another platform"), "connection", map[string]any{"kind": "mailchimp", "id": "mc-email-platform"}))
+	drop()
 	c.adm(422, post, path, with(dataMapSystem("Bad purpose"), "purposes", []string{"no_such_purpose"}))
 	c.reject(400, post, path, with(dataMapSystem("X"), "data_categories", []string{"dna"}), c.admin...)
 	c.reject(400, post, path, with(dataMapSystem("X"), "legal_bases", []string{"necessary"}), c.admin...)
@@ -154,5 +158,43 @@ func (c *contractRun) dataMap() {
 	if items, _ := audit["items"].([]any); len(items) != 2 || items[0].(map[string]any)["action"] != "data_map_system.delete" {
 		c.t.Errorf("audit of a deleted system: %v", audit)
 	}
+	c.erasures(path + "/" + id)
 	_ = http.StatusOK
+}
+
+// erasures covers the erasure confirmations of a system and the progress of a request.
+func (c *contractRun) erasures(system string) {
+	tenant := c.s.demo.Tenant.ID
+	_, request := openErasure(c.t, c.s, tenant, "ERASE-1", "erase@example.fi")
+	progress := "/v1/admin/erasures/" + request
+	p := c.adm(200, get, progress, nil).Map(c.t)
+	if p["email_erased"] != false || p["confirmed"] != 0.0 {
+		c.t.Errorf("progress of a new request: %v", p)
+	}
+	c.adm(404, get, "/v1/admin/erasures/"+identity.NewID(), nil)
+	c.adminErrors(get, progress, nil)
+
+	confirm := system + "/erasures/" + request + "/confirm"
+	note := map[string]any{"note": "Deleted permanently in the vendor's console."}
+	first := c.adm(200, post, confirm, note, "Idempotency-Key", "erase-1").Map(c.t)
+	if r := c.adm(200, post, confirm, note, "Idempotency-Key", "erase-1"); r.Header.Get("Idempotent-Replayed") != "true" {
+		c.t.Errorf("replayed confirmation: %v", r.Header)
+	}
+	if first["confirmed"] != 1.0 {
+		c.t.Errorf("after a confirmation: %v", first)
+	}
+	c.adm(422, post, confirm, map[string]any{"note": "another"}, "Idempotency-Key", "erase-1")
+	// The body is optional (the validator cannot match a request without a content type to
+	// the document's body, so only the answer is checked); the first confirmation stays.
+	c.exchange(requestAny, 200, post, confirm, nil, c.admin...)
+	c.reject(400, post, confirm, map[string]any{"note": strings.Repeat("x", 1001)}, c.admin...)
+	c.reject(400, post, confirm, map[string]any{"by": "someone"}, c.admin...)
+	c.adm(404, post, "/v1/admin/data-map/systems/"+identity.NewID()+"/erasures/"+request+"/confirm", nil)
+	c.adm(404, post, system+"/erasures/"+identity.NewID()+"/confirm", nil)
+	_, decided := openErasure(c.t, c.s, tenant, "ERASE-2", "erase2@example.fi")
+	if err := c.s.app.db.Write.Exec(`UPDATE dsr_requests SET status = 'rejected' WHERE tenant_id = ? AND id = ?`, tenant, decided).Error; err != nil {
+		c.t.Fatal(err)
+	}
+	c.adm(409, post, system+"/erasures/"+decided+"/confirm", note)
+	c.adminErrors(post, confirm, note)
 }

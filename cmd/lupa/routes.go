@@ -41,6 +41,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	logins := identityweb.NewLoginProviders(a.login, a.ids, api)
 	dataMap := integrationsweb.NewDataMap(a.dataMap, api)
 	hooks := integrationsweb.NewWebhooks(a.webhooks, a.deliveries, api)
+	conns := integrationsweb.NewConnectors(a.connectors, a.deliveries, api, a.cfg.PublicURL, a.connectors.Reconcile)
 	pages, err := identityweb.NewPages(a.accounts, a.ids, a.login, a.log, a.mailbox, a.cfg.PublicURL, a.now)
 	if err != nil {
 		return nil, err
@@ -70,6 +71,13 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	// Operations.
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", a.ready)
+
+	// Connectors' inbound webhooks: unsubscribes made at Mailchimp (its URL carries a
+	// secret) and HubSpot (signed) become withdrawals (docs/connectors.md).
+	inbound := gin.WrapH(a.connectors.InboundHandler(a.cfg.PublicURL))
+	r.GET("/hooks/mailchimp/:tenant/:connector", inbound)
+	r.POST("/hooks/mailchimp/:tenant/:connector", inbound)
+	r.POST("/hooks/hubspot/:tenant/:connector", inbound)
 	r.GET("/v1/openapi.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "public, max-age=300")
 		c.Data(http.StatusOK, "application/json", doc)
@@ -132,6 +140,11 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	// The signed-in person's account (session cookie).
 	acct.GET("/account", pages.Account)
 	acct.POST("/account/password", pages.ChangePassword)
+	// A change of address: the form mails a link to the new address (and a notice to the
+	// old); the link's GET shows a button, its POST makes the change.
+	acct.POST("/account/email", pages.MailLimit(), pages.RequestEmailChange)
+	acct.GET("/account/email/confirm", pages.EmailChangeForm)
+	acct.POST("/account/email/confirm", pages.ConfirmEmailChange)
 	acct.POST("/account/signout", pages.SignOut)
 	acct.POST("/account/signout-all", pages.SignOutEverywhere)
 	// An identity whose address named this account, waiting in this browser to be connected.
@@ -222,6 +235,10 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.PATCH("/data-map/systems/:id", dataMap.PatchSystem)
 	admin.DELETE("/data-map/systems/:id", dataMap.DeleteSystem)
 	admin.GET("/data-map/systems/:id/keep-until", dataMap.KeepUntil)
+	// Erasure confirmations: each system of the map confirms an erasure request; Lupa
+	// forgets the person's email after the last one (docs/data-map.md).
+	admin.POST("/data-map/systems/:id/erasures/:request_id/confirm", dataMap.ConfirmErasure)
+	admin.GET("/erasures/:request_id", dataMap.ErasureProgress)
 	// Webhook endpoints: signed deliveries of consent changes, their log and dead letters
 	// (docs/webhooks.md).
 	admin.GET("/webhooks", hooks.ListWebhooks)
@@ -237,6 +254,21 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/webhooks/:id/deliveries/:delivery/replay", hooks.ReplayDelivery)
 	admin.GET("/webhooks/:id/dead-letters", hooks.ListDeadLetters)
 	admin.POST("/webhooks/:id/dead-letters/replay", hooks.ReplayDeadLetters)
+	// Connectors to Mailchimp, HubSpot and Klaviyo: per-event sync status, dead letters,
+	// replays and a reconcile on demand (docs/connectors.md).
+	admin.GET("/connectors", conns.ListConnectors)
+	admin.POST("/connectors", conns.CreateConnector)
+	admin.GET("/connectors/:id", conns.GetConnector)
+	admin.PATCH("/connectors/:id", conns.PatchConnector)
+	admin.DELETE("/connectors/:id", conns.DeleteConnector)
+	admin.POST("/connectors/:id/disable", conns.DisableConnector)
+	admin.POST("/connectors/:id/enable", conns.EnableConnector)
+	admin.POST("/connectors/:id/reconcile", conns.ReconcileConnector)
+	admin.GET("/connectors/:id/syncs", conns.ListSyncs)
+	admin.GET("/connectors/:id/syncs/:delivery", conns.GetSync)
+	admin.POST("/connectors/:id/syncs/:delivery/replay", conns.ReplaySync)
+	admin.GET("/connectors/:id/dead-letters", conns.ListDeadLetters)
+	admin.POST("/connectors/:id/dead-letters/replay", conns.ReplayDeadLetters)
 	return r, nil
 }
 

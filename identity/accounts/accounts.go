@@ -1,7 +1,7 @@
 // Package accounts lets customers have an account with Lupa itself, for the privacy
 // dashboard and the registration widget: registration with email and password, email
 // verification, sign-in (with a password or a one-time link), password reset and change,
-// and server-side sessions. An account belongs to a person subject, and its email address is
+// a change of email address (email.go), and server-side sessions. An account belongs to a person subject, and its email address is
 // one of the subject's identifiers: encrypted, found by a keyed hash.
 package accounts
 
@@ -26,6 +26,9 @@ type Options struct {
 	SessionAbsolute time.Duration // default 12 hours
 	VerifyTTL       time.Duration // email verification link, default 48 hours
 	LinkTTL         time.Duration // sign-in and reset links, default 20 minutes
+	// RecentSignIn is how recent a sign-in must be to change the email address of an
+	// account without a password (email.go), default 10 minutes.
+	RecentSignIn time.Duration
 	// LinkBase is the public URL of Lupa, for the links in emails.
 	LinkBase string
 }
@@ -40,6 +43,7 @@ func (o *Options) defaults() {
 	def(&o.SessionAbsolute, 12*time.Hour)
 	def(&o.VerifyTTL, 48*time.Hour)
 	def(&o.LinkTTL, 20*time.Minute)
+	def(&o.RecentSignIn, 10*time.Minute)
 }
 
 // Sender sends one email.

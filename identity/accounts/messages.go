@@ -34,6 +34,24 @@ var emails = map[string]map[string]emailText{
 		"sv": {"Byt ditt lösenord", "Hej,\n\ndu kan välja ett nytt lösenord via den här länken:\n\n{link}\n\nLänken fungerar en gång och i 20 minuter. Om du inte bad om att byta lösenord kan du bortse från meddelandet: ditt lösenord förblir oförändrat.\n"},
 		"en": {"Reset your password", "Hello,\n\nyou can choose a new password with this link:\n\n{link}\n\nThe link works once, for 20 minutes. If you did not ask to reset your password, you can ignore this message: your password stays as it is.\n"},
 	},
+	// To the new address of a change of address (email.go).
+	"email_change": {
+		"fi": {"Vahvista uusi sähköpostiosoitteesi", "Hei,\n\njoku (ehkä sinä) pyysi vaihtamaan tilinsä sähköpostiosoitteeksi tämän osoitteen. Vahvista vaihto tästä linkistä:\n\n{link}\n\nLinkki on voimassa 48 tuntia. Jos et pyytänyt vaihtoa, voit jättää viestin huomiotta: mitään ei muuteta.\n"},
+		"sv": {"Bekräfta din nya e-postadress", "Hej,\n\nnågon (kanske du) bad om att göra den här adressen till e-postadressen för sitt konto. Bekräfta bytet via den här länken:\n\n{link}\n\nLänken gäller i 48 timmar. Om du inte bad om bytet kan du bortse från meddelandet: ingenting ändras.\n"},
+		"en": {"Confirm your new email address", "Hello,\n\nsomeone (perhaps you) asked to make this the email address of their account. Confirm the change with this link:\n\n{link}\n\nThe link works for 48 hours. If you did not ask for this, you can ignore this message: nothing changes.\n"},
+	},
+	// To the new address of a change of address, when the address names someone already.
+	"email_taken": {
+		"fi": {"Osoite on jo käytössä", "Hei,\n\njoku (ehkä sinä) pyysi vaihtamaan tilinsä sähköpostiosoitteeksi tämän osoitteen, mutta osoite on jo käytössä, joten mitään ei muutettu. Jos sinulla on tili tällä osoitteella, voit kirjautua sisään täällä:\n\n{link}\n\nJos et itse pyytänyt vaihtoa, voit jättää viestin huomiotta.\n"},
+		"sv": {"Adressen används redan", "Hej,\n\nnågon (kanske du) bad om att göra den här adressen till e-postadressen för sitt konto, men adressen används redan, så ingenting ändrades. Om du har ett konto med den här adressen kan du logga in här:\n\n{link}\n\nOm det inte var du kan du bortse från meddelandet.\n"},
+		"en": {"This address is already in use", "Hello,\n\nsomeone (perhaps you) asked to make this the email address of their account, but the address is already in use, so nothing was changed. If you have an account with this address, you can sign in here:\n\n{link}\n\nIf it was not you, you can ignore this message.\n"},
+	},
+	// To the old address of a change of address; {new} is the new address, masked.
+	"email_changing": {
+		"fi": {"Sähköpostiosoitettasi ollaan vaihtamassa", "Hei,\n\ntilillesi kirjautunut henkilö pyysi vaihtamaan tilin sähköpostiosoitteeksi {new}. Osoite vaihtuu, kun uuteen osoitteeseen lähetetty linkki avataan.\n\nJos et itse pyytänyt vaihtoa, vaihda salasanasi heti tästä: se päättää kaikki kirjautumiset ja peruu vaihdon.\n\n{link}\n"},
+		"sv": {"Din e-postadress håller på att bytas", "Hej,\n\nnågon som är inloggad på ditt konto bad om att byta kontots e-postadress till {new}. Adressen byts när länken som skickats till den nya adressen öppnas.\n\nOm det inte var du, byt lösenord genast här: det avslutar alla inloggningar och stoppar bytet.\n\n{link}\n"},
+		"en": {"Your email address is being changed", "Hello,\n\nsomeone signed in to your account asked to change its email address to {new}. The address changes when the link sent to the new address is opened.\n\nIf this wasn't you, reset your password at once here: that ends every sign-in and stops the change.\n\n{link}\n"},
+	},
 }
 
 // Language returns the language an email or page is written in: fi, sv or en.
@@ -47,6 +65,12 @@ func Language(lang string) string {
 
 // send sends one of the service's emails; a failure is logged and returned.
 func (s *Service) send(ctx context.Context, to, kind, lang, link string) error {
+	return s.sendText(ctx, to, kind, lang, map[string]string{"{link}": link})
+}
+
+// sendText is send with more than the link put into the text: each key of vars ("{new}")
+// is replaced by its value.
+func (s *Service) sendText(ctx context.Context, to, kind, lang string, vars map[string]string) error {
 	sum := sha256.Sum256([]byte(to))
 	if !s.mailTo.allow(string(sum[:])) {
 		// The forms answer the same, and the per-address limits of the pages let this
@@ -57,7 +81,11 @@ func (s *Service) send(ctx context.Context, to, kind, lang, link string) error {
 	}
 	lang = Language(lang)
 	t := emails[kind][lang]
-	err := s.mail.Send(ctx, mail.Message{To: to, Subject: t.subject, Text: strings.ReplaceAll(t.body, "{link}", link), Language: lang})
+	text := t.body
+	for k, v := range vars {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	err := s.mail.Send(ctx, mail.Message{To: to, Subject: t.subject, Text: text, Language: lang})
 	if err != nil {
 		s.log.Error("send email", "kind", kind, "err", err)
 	}

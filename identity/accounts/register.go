@@ -157,8 +157,9 @@ func (s *Service) SignInWithLink(ctx context.Context, link string) (*Session, er
 }
 
 // Reset uses a reset link to set a new password. Every session of the account ends, since
-// someone else may have known the old password; the address counts as verified, since the
-// link reached its mailbox. The person is signed in afresh.
+// someone else may have known the old password, and so does a change of address waiting
+// for its link; the address counts as verified, since the link reached its mailbox. The
+// person is signed in afresh.
 func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session, error) {
 	if err := password.Policy(newPassword); err != nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "password", Message: err.Error()})
@@ -183,6 +184,12 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 			return err
 		}
 		if err := revokeAll(tx, a.TenantID, a.ID, now); err != nil {
+			return err
+		}
+		// A change of address asked for in a session that may not have been the owner's
+		// stops too: the email telling the old address of it points here.
+		if err := tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND purpose = ? AND used_at IS NULL",
+			a.TenantID, a.ID, LinkEmailChange).Update("used_at", now).Error; err != nil {
 			return err
 		}
 		sess, err = s.startSession(tx, a)

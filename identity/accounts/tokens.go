@@ -16,6 +16,8 @@ const (
 	LinkVerify = "verify" // confirms the address and signs in
 	LinkSignIn = "signin" // signs in without a password
 	LinkReset  = "reset"  // sets a new password
+	// LinkEmailChange makes the address it was sent to the account's (email.go).
+	LinkEmailChange = "email_change"
 )
 
 type tokenRow struct {
@@ -59,6 +61,11 @@ func SplitToken(s string) (tenantID, token string, ok bool) {
 // issue stores a new one-time link for the account in tx and returns its token. Earlier
 // unused links of the same purpose stop working: only the newest email counts.
 func (s *Service) issue(tx *gorm.DB, tenantID, accountID, purpose string, ttl time.Duration) (string, error) {
+	return s.issueData(tx, tenantID, accountID, purpose, ttl, "{}")
+}
+
+// issueData is issue with data (JSON) kept with the token for whoever uses it.
+func (s *Service) issueData(tx *gorm.DB, tenantID, accountID, purpose string, ttl time.Duration, data string) (string, error) {
 	now := s.now()
 	if err := tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND purpose = ? AND used_at IS NULL",
 		tenantID, accountID, purpose).Update("used_at", now.UnixMilli()).Error; err != nil {
@@ -66,7 +73,7 @@ func (s *Service) issue(tx *gorm.DB, tenantID, accountID, purpose string, ttl ti
 	}
 	token := newToken()
 	err := tx.Create(&tokenRow{TenantID: tenantID, TokenHash: hashToken(token), Purpose: purpose, AccountID: accountID,
-		Data: "{}", CreatedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}).Error
+		Data: data, CreatedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}).Error
 	return linkToken(tenantID, token), err
 }
 
@@ -94,28 +101,34 @@ func (s *Service) CheckLink(ctx context.Context, link, purpose string) error {
 
 // consume uses a one-time link in tx: it works once, before it expires, for its purpose.
 func (s *Service) consume(ctx context.Context, tx *gorm.DB, link, purpose string) (*accountRow, error) {
+	a, _, err := s.consumeToken(ctx, tx, link, purpose)
+	return a, err
+}
+
+// consumeToken is consume that returns the token's row too, for its data.
+func (s *Service) consumeToken(ctx context.Context, tx *gorm.DB, link, purpose string) (*accountRow, *tokenRow, error) {
 	tenantID, token, ok := SplitToken(link)
 	if !ok {
-		return nil, ErrLink
+		return nil, nil, ErrLink
 	}
 	now := s.now().UnixMilli()
 	res := tx.WithContext(ctx).Model(&tokenRow{}).
 		Where("tenant_id = ? AND token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?", tenantID, hashToken(token), purpose, now).
 		Update("used_at", now)
 	if res.Error != nil {
-		return nil, res.Error
+		return nil, nil, res.Error
 	}
 	if res.RowsAffected != 1 {
-		return nil, ErrLink
+		return nil, nil, ErrLink
 	}
 	var t tokenRow
 	if err := tx.Where("tenant_id = ? AND token_hash = ?", tenantID, hashToken(token)).Take(&t).Error; err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var a accountRow
 	err := tx.Where("tenant_id = ? AND id = ? AND status = ?", tenantID, t.AccountID, "active").Take(&a).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, ErrLink
+		return nil, nil, ErrLink
 	}
-	return &a, err
+	return &a, &t, err
 }

@@ -381,7 +381,10 @@ func (p *Pages) fail(c *gin.Context, v templates.AccountView, err error) {
 // badLink says a one-time link does not work (422) and links to asking for a new one.
 func (p *Pages) badLink(c *gin.Context, v templates.AccountView, purpose string) {
 	var links []templates.PageLink
-	if v.Slug != "" {
+	if purpose == accounts.LinkEmailChange {
+		// A new link comes from the account page's form.
+		links = append(links, templates.PageLink{Href: "/account?lang=" + v.Lang, Label: v.T.BackToAccount})
+	} else if v.Slug != "" {
 		base := "/t/" + url.PathEscape(v.Slug)
 		langQ := "?lang=" + v.Lang
 		if purpose == accounts.LinkSignIn {
@@ -408,6 +411,11 @@ func pageFieldErrors(v templates.AccountView, err error) (map[string]string, boo
 		switch f.Field {
 		case "email":
 			msg = v.T.BadEmail
+		case "new_email":
+			msg = v.T.BadEmail
+			if f.Message == accounts.SameEmailMessage {
+				msg = v.T.SameEmail
+			}
 		case "current_password":
 			msg = v.T.CurrentWrong
 		case "birth_year":
@@ -574,8 +582,9 @@ func (p *Pages) signInView(c *gin.Context, t *identity.Tenant) templates.Account
 }
 
 // SignInForm is GET /t/{slug}/signin. Someone already signed in to this tenant goes on to
-// the account; a session of another tenant counts for nothing here. With ?connect the form
-// shows even so: connecting an identity provider needs a fresh sign-in.
+// the account; a session of another tenant counts for nothing here. With ?connect (or
+// ?again) the form shows even so: connecting an identity provider, and changing the email
+// address of an account without a password, need a fresh sign-in.
 func (p *Pages) SignInForm(c *gin.Context) {
 	t := pageTenant(c)
 	sess, _, err := p.session(c)
@@ -583,7 +592,7 @@ func (p *Pages) SignInForm(c *gin.Context) {
 		p.fail(c, p.view(c, t, p.lang(c, t.DefaultLanguage)), err)
 		return
 	}
-	if sess != nil && sess.TenantID == t.ID && c.Query("connect") == "" {
+	if sess != nil && sess.TenantID == t.ID && c.Query("connect") == "" && c.Query("again") == "" {
 		c.Redirect(http.StatusSeeOther, "/account")
 		return
 	}
@@ -722,6 +731,8 @@ func (p *Pages) confirmForm(c *gin.Context, k linkKind) {
 		v.Heading, v.Text, v.Button = v.T.Verify, v.T.VerifyIntro, v.T.VerifyButton
 	case accounts.LinkSignIn:
 		v.Heading, v.Text, v.Button = v.T.SignIn, v.T.LinkIntro, v.T.LinkButton
+	case accounts.LinkEmailChange:
+		v.Heading, v.Text, v.Button = v.T.ConfirmEmail, v.T.ConfirmEmailIntro, v.T.ConfirmEmailButton
 	case accounts.LinkReset:
 		p.render(c, http.StatusOK, templates.ResetPage(v))
 		return
@@ -807,6 +818,8 @@ func (p *Pages) Account(c *gin.Context) {
 	switch c.Query("done") {
 	case "password":
 		v.Notice = v.T.PasswordChanged
+	case "email":
+		v.Notice = v.T.EmailChanged
 	case "connected":
 		v.Notice = p.connectedNotice(c, t, v, v.T.Connected)
 	case "disconnected":

@@ -39,6 +39,7 @@ var statusOf = map[string]int{
 	identity.EForbidden:     http.StatusForbidden,
 	identity.ERateLimited:   http.StatusTooManyRequests,
 	identity.EUnavailable:   http.StatusServiceUnavailable,
+	identity.EUpstream:      http.StatusBadGateway,
 	identity.EInternal:      http.StatusInternalServerError,
 }
 

@@ -44,8 +44,10 @@ type System struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 }
 
-// Connection names the connector or webhook endpoint of a connected system. Its table may
-// belong to another part of Lupa (or not exist yet): kind and id are kept as text.
+// Connection names the connector or webhook endpoint of a connected system. Kind and id are
+// kept as text (the tables belong to the delivery engine and the connectors); the service
+// checks that a new or changed connection names an endpoint (kind webhook) or a connector of
+// that vendor of the system's own tenant.
 type Connection struct {
 	Kind string `json:"kind"`
 	ID   string `json:"id"`

@@ -8,8 +8,8 @@ import (
 )
 
 // demoSystems is the demo tenant's data map: the accounting system and the tills under the
-// Accounting Act, the loyalty database, and the web shop's email platform, the one system
-// Lupa is connected to.
+// Accounting Act, the loyalty database, and the web shop's email platform, which is to be
+// connected through the Mailchimp connector once one is configured.
 var demoSystems = []System{
 	{Name: "Accounting system", Description: "Sales invoices, vouchers and bookkeeping of Demo Retail Oy and its brands.",
 		DataCategories: []string{"contact", "purchases", "payment", "accounting"},
@@ -43,8 +43,9 @@ var demoSystems = []System{
 		Retention: Retention{Years: 2, Anchor: AnchorContractEnd,
 			LegalReference: "Demo Retail Oy's retention policy (GDPR Art. 5(1)(e)): two years after membership ends, for returns and complaints"},
 		DSR: DSRRoute{Method: DSRManual, Owner: &Owner{Name: "Customer club team", Email: "asiakasklubi@demo-retail.example"}}},
+	// Unconnected until a Mailchimp connector is configured: a connection must name an
+	// existing connector of the tenant. Connecting it is a PATCH of connection and dsr.
 	{Name: "Web shop email platform", Description: "Mailchimp: the newsletter of the Demo Market web shop.",
-		Connection:     &Connection{Kind: ConnectionMailchimp, ID: "demo-mailchimp"},
 		DataCategories: []string{"contact", "preferences", "behaviour"},
 		Purposes:       []string{"marketing_email"},
 		LegalBases:     []string{BasisConsent},
@@ -54,7 +55,8 @@ var demoSystems = []System{
 			Notes: "EU–US Data Privacy Framework; standard contractual clauses in the data processing addendum as the fallback"}},
 		Retention: Retention{Days: 30, Anchor: AnchorWithdrawal,
 			LegalReference: "GDPR Art. 17(1)(b): unsubscribed members are deleted permanently within 30 days; Lupa keeps the evidence of the withdrawal"},
-		DSR: DSRRoute{Method: DSRConnector, Owner: &Owner{Name: "Marketing team", Email: "markkinointi@demo-retail.example"}}},
+		DSR: DSRRoute{Method: DSRManual, Owner: &Owner{Name: "Marketing team", Email: "markkinointi@demo-retail.example"},
+			Instructions: "Until the Mailchimp connector is configured: delete the member permanently in Mailchimp (a permanent delete, not an archive). Once it is, connect this system to it (connection mailchimp, dsr method connector)."}},
 }
 
 // SeedDemo creates the demo tenant's data map (its purposes must exist: consent's

@@ -137,6 +137,9 @@ func (s *Service) Create(ctx context.Context, sys System, actor identity.Actor) 
 		if n >= MaxSystems {
 			return identity.Errorf(identity.EConflict, "a data map holds at most %d systems", MaxSystems)
 		}
+		if err := checkConnection(tx, &sys, nil); err != nil {
+			return err
+		}
 		if err := conflictOf(tx, &sys); err != nil {
 			return err
 		}
@@ -231,10 +234,17 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, acto
 		before := r.domain()
 		sys := *r.domain()
 		p.apply(&sys)
+		if p.Retention == nil && sys.Retention.Preset != "" {
+			// The stored rule is the preset expanded; expanding it again needs the preset's form.
+			sys.Retention = Retention{Preset: sys.Retention.Preset, FinancialYearEnd: sys.Retention.FinancialYearEnd, Notes: sys.Retention.Notes}
+		}
 		if err := s.prepare(ctx, &sys); err != nil {
 			return err
 		}
 		sys.UpdatedAt = s.now().Truncate(time.Millisecond)
+		if err := checkConnection(tx, &sys, before.Connection); err != nil {
+			return err
+		}
 		if err := conflictOf(tx, &sys); err != nil {
 			return err
 		}
@@ -257,6 +267,11 @@ func (s *Service) Delete(ctx context.Context, tenantID, id string, actor identit
 		if err := tx.Where("tenant_id = ? AND id = ?", tenantID, id).Delete(&systemRow{}).Error; err != nil {
 			return err
 		}
-		return identity.WriteAudit(tx, tenantID, actor, objectType+".delete", objectType, id, r.domain(), nil, s.now())
+		now := s.now()
+		if err := identity.WriteAudit(tx, tenantID, actor, objectType+".delete", objectType, id, r.domain(), nil, now); err != nil {
+			return err
+		}
+		// The systems left may all have confirmed an erasure this one had not.
+		return s.recheckErasures(tx, tenantID, actor, now)
 	})
 }

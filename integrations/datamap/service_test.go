@@ -19,6 +19,7 @@ import (
 )
 
 type env struct {
+	db    *sqldb.DB
 	ids   *identity.Service
 	svc   *datamap.Service
 	demo  *consent.Demo
@@ -52,7 +53,7 @@ func newEnv(t *testing.T, db *sqldb.DB) (*env, []*datamap.System) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{ids: ids, svc: svc, demo: demo, other: other.ID}, seeded
+	return &env{db: db, ids: ids, svc: svc, demo: demo, other: other.ID}, seeded
 }
 
 func wantCode(t *testing.T, err error, code string, fields ...string) {
@@ -114,7 +115,8 @@ func TestDemoDataMap(t *testing.T) {
 			t.Fatalf("demo systems by name: %v", names)
 		}
 		email := byName["Web shop email platform"]
-		if email.Connection == nil || email.Connection.Kind != "mailchimp" || email.DSR.Method != "connector" {
+		// Unconnected until a Mailchimp connector exists: a connection names an existing one.
+		if email.Connection != nil || email.DSR.Method != "manual" || email.DSR.Owner == nil {
 			t.Fatalf("email platform: %+v", email)
 		}
 		if got := m.Purposes["marketing_email"]; len(got) != 1 || got[0] != email.ID {
@@ -165,6 +167,12 @@ func TestSystemRules(t *testing.T) {
 		e, _ := newEnv(t, db)
 		ctx := context.Background()
 		a := e.demo.Tenant.ID
+		e.connector(t, a, "mc-1", "mailchimp")
+		mailchimp := tills(a)
+		mailchimp.Name, mailchimp.Connection, mailchimp.DSR.Method = "Email platform", &datamap.Connection{Kind: "mailchimp", ID: "mc-1"}, "connector"
+		if _, err := e.svc.Create(ctx, mailchimp, identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
 		mk := func(mut func(*datamap.System)) error {
 			s := tills(a)
 			mut(&s)
@@ -212,7 +220,7 @@ func TestSystemRules(t *testing.T) {
 			{"a preset with its own period", identity.EInvalid, "retention.years", func(s *datamap.System) { s.Retention.Years = 3 }},
 			{"same name", identity.EConflict, "name", func(s *datamap.System) { s.Name = "Store tills" }},
 			{"same connection", identity.EConflict, "connection.id", func(s *datamap.System) {
-				s.Connection, s.DSR.Method = &datamap.Connection{Kind: "mailchimp", ID: "demo-mailchimp"}, "connector"
+				s.Connection, s.DSR.Method = &datamap.Connection{Kind: "mailchimp", ID: "mc-1"}, "connector"
 			}},
 		} {
 			t.Run(c.name, func(t *testing.T) { wantCode(t, mk(c.mut), c.code, c.field) })
@@ -224,7 +232,8 @@ func TestSystemRules(t *testing.T) {
 		wantCode(t, err, identity.EUnprocessable, "purposes[0]")
 		// A name and a connection are unique per tenant only.
 		s = tills(e.other)
-		s.Name, s.Connection, s.DSR.Method = "Store tills", &datamap.Connection{Kind: "mailchimp", ID: "demo-mailchimp"}, "connector"
+		e.connector(t, e.other, "mc-1", "mailchimp")
+		s.Name, s.Connection, s.DSR.Method = "Store tills", &datamap.Connection{Kind: "mailchimp", ID: "mc-1"}, "connector"
 		if _, err := e.svc.Create(ctx, s, identity.ActorSystem); err != nil {
 			t.Fatalf("another tenant's system of the same name and connection: %v", err)
 		}
@@ -267,8 +276,17 @@ func TestSystemLifecycle(t *testing.T) {
 		if err != nil || again.Name != got.Name || again.Retention != got.Retention || !again.UpdatedAt.Equal(got.UpdatedAt) {
 			t.Fatalf("read back %+v, %v", again, err)
 		}
-		// A patch that breaks a rule changes nothing.
+		// Connecting the email platform needs an existing connector of the tenant.
 		email := seeded[3]
+		viaConnector := datamap.DSRRoute{Method: "connector", Owner: email.DSR.Owner}
+		connect := datamap.Patch{Connection: &datamap.Connection{Kind: "mailchimp", ID: "mc-demo"}, DSR: &viaConnector}
+		_, err = e.svc.Update(ctx, a, email.ID, connect, actor)
+		wantCode(t, err, identity.EUnprocessable, "connection.id")
+		e.connector(t, a, "mc-demo", "mailchimp")
+		if hooked, err := e.svc.Update(ctx, a, email.ID, connect, actor); err != nil || hooked.Connection == nil {
+			t.Fatalf("connect: %+v %v", hooked, err)
+		}
+		// A patch that breaks a rule changes nothing.
 		_, err = e.svc.Update(ctx, a, email.ID, datamap.Patch{ClearConnection: true}, actor)
 		wantCode(t, err, identity.EInvalid, "dsr.method")
 		manual := datamap.DSRRoute{Method: "manual", Owner: &datamap.Owner{Name: "Marketing", Email: "m@example.fi"}}

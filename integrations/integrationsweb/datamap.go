@@ -315,3 +315,40 @@ func (h *DataMap) KeepUntil(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, out)
 }
+
+// erasureConfirmIn is the optional body of ConfirmErasure.
+type erasureConfirmIn struct {
+	Note string `json:"note" validate:"max=1000"`
+}
+
+// ConfirmErasure records that the system has carried out an erasure request (a manual task
+// done, or a connected system erased by other means), with an optional {"note": "…"}, and
+// answers the request's progress. When it was the last system to confirm, Lupa has erased
+// the person's email addresses in the same transaction.
+func (h *DataMap) ConfirmErasure(c *gin.Context) {
+	var in erasureConfirmIn
+	// The body is optional: only a body that is sent must be JSON.
+	if c.Request.ContentLength != 0 || c.GetHeader("Content-Type") != "" {
+		if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
+			return
+		}
+	}
+	p, err := h.svc.ConfirmErasure(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), c.Param("request_id"), in.Note,
+		identityweb.ActorOf(c))
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+// ErasureProgress answers where an erasure request stands: every system of the data map,
+// confirmed or not, and whether Lupa has erased its copy of the person's email.
+func (h *DataMap) ErasureProgress(c *gin.Context) {
+	p, err := h.svc.ErasureProgress(c.Request.Context(), identityweb.TenantOf(c), c.Param("request_id"))
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}

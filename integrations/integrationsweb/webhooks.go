@@ -246,6 +246,13 @@ func (h *Webhooks) endpoint(c *gin.Context) (string, string, bool) {
 }
 
 func (h *Webhooks) page(c *gin.Context, dead bool) {
+	deliveryPage(c, h.api, h.engine, h.endpoint, dead, func(d *integrations.Delivery) any { return deliveryJSON(d) })
+}
+
+// deliveryPage answers a page of a target's deliveries (?status=, ?cursor=, ?limit=);
+// owner checks that the path's target is the tenant's.
+func deliveryPage(c *gin.Context, api *identityweb.API, engine *integrations.Engine, owner func(*gin.Context) (string, string, bool),
+	dead bool, out func(*integrations.Delivery) any) {
 	f := integrations.DeliveryFilter{DeadLetters: dead, Cursor: c.Query("cursor")}
 	var fields []identity.FieldError
 	if l := c.Query("limit"); l != "" {
@@ -257,7 +264,7 @@ func (h *Webhooks) page(c *gin.Context, dead bool) {
 	}
 	if s := c.Query("status"); s != "" && !dead {
 		if !slices.Contains(integrations.Statuses, s) {
-			fields = append(fields, identity.FieldError{Field: "status", Message: "must be pending, delivered, superseded, failed or dead"})
+			fields = append(fields, identity.FieldError{Field: "status", Message: "must be pending, delivered, superseded, skipped, failed or dead"})
 		}
 		f.Status = s
 	}
@@ -265,18 +272,18 @@ func (h *Webhooks) page(c *gin.Context, dead bool) {
 		identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fields)
 		return
 	}
-	tenant, id, ok := h.endpoint(c)
+	tenant, id, ok := owner(c)
 	if !ok {
 		return
 	}
-	p, err := h.engine.Deliveries(c.Request.Context(), tenant, id, f)
+	p, err := engine.Deliveries(c.Request.Context(), tenant, id, f)
 	if err != nil {
-		h.api.Fail(c, err)
+		api.Fail(c, err)
 		return
 	}
-	items := make([]deliveryOut, len(p.Items))
+	items := make([]any, len(p.Items))
 	for i, d := range p.Items {
-		items[i] = deliveryJSON(d)
+		items[i] = out(d)
 	}
 	c.JSON(http.StatusOK, gin.H{"items": items, "next": nilIfEmpty(p.NextCursor)})
 }
@@ -289,34 +296,42 @@ func (h *Webhooks) ListDeadLetters(c *gin.Context) { h.page(c, true) }
 
 // GetDelivery returns one delivery with its data and every attempt.
 func (h *Webhooks) GetDelivery(c *gin.Context) {
-	tenant, id, ok := h.endpoint(c)
-	if !ok {
-		return
-	}
-	d, err := h.engine.Delivery(c.Request.Context(), tenant, id, c.Param("delivery"))
-	if err != nil {
-		h.api.Fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, deliveryJSON(d))
+	getDelivery(c, h.api, h.engine, h.endpoint, func(d *integrations.Delivery) any { return deliveryJSON(d) })
 }
 
 // ReplayDelivery sends a failed or dead delivery again.
 func (h *Webhooks) ReplayDelivery(c *gin.Context) {
-	h.replay(c, c.Param("delivery"))
+	replay(c, h.api, h.engine, h.endpoint, c.Param("delivery"))
 }
 
 // ReplayDeadLetters sends every failed and dead delivery of the endpoint again.
-func (h *Webhooks) ReplayDeadLetters(c *gin.Context) { h.replay(c, "") }
+func (h *Webhooks) ReplayDeadLetters(c *gin.Context) { replay(c, h.api, h.engine, h.endpoint, "") }
 
-func (h *Webhooks) replay(c *gin.Context, delivery string) {
-	tenant, id, ok := h.endpoint(c)
+// getDelivery answers one delivery of the path's target (owner checks it is the tenant's).
+func getDelivery(c *gin.Context, api *identityweb.API, engine *integrations.Engine, owner func(*gin.Context) (string, string, bool),
+	out func(*integrations.Delivery) any) {
+	tenant, id, ok := owner(c)
 	if !ok {
 		return
 	}
-	n, err := h.engine.Replay(c.Request.Context(), tenant, id, delivery, identityweb.ActorOf(c))
+	d, err := engine.Delivery(c.Request.Context(), tenant, id, c.Param("delivery"))
 	if err != nil {
-		h.api.Fail(c, err)
+		api.Fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out(d))
+}
+
+// replay queues one failed or dead delivery of the path's target again (all of them when
+// delivery is "").
+func replay(c *gin.Context, api *identityweb.API, engine *integrations.Engine, owner func(*gin.Context) (string, string, bool), delivery string) {
+	tenant, id, ok := owner(c)
+	if !ok {
+		return
+	}
+	n, err := engine.Replay(c.Request.Context(), tenant, id, delivery, identityweb.ActorOf(c))
+	if err != nil {
+		api.Fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"queued": n})

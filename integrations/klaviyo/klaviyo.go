@@ -344,3 +344,43 @@ func classify(_ int, body []byte) (string, error) {
 
 // String hides the key when a client is printed.
 func (c *Client) String() string { return "klaviyo.Client(" + c.base + ")" }
+
+// Profile reads the profile with this address and its email marketing consent and
+// suppressions (GET /api/profiles?filter=equals(email,…) with the subscriptions field).
+// ErrNotFound: no profile has it.
+func (c *Client) Profile(ctx context.Context, email string) (*Profile, error) {
+	const op = "get profile"
+	if !strings.Contains(email, "@") || strings.ContainsAny(email, `"\`) {
+		return nil, c.invalid(op, "a plain email address is required")
+	}
+	q := url.Values{}
+	q.Set("filter", `equals(email,"`+email+`")`)
+	q.Set("additional-fields[profile]", "subscriptions")
+	q.Set("page[size]", "1")
+	var page profilePage
+	if err := c.do(ctx, c.read, vendorhttp.Call{Op: op, Method: http.MethodGet, URL: c.base + "/api/profiles?" + q.Encode(), Out: &page}); err != nil {
+		return nil, err
+	}
+	if len(page.Data) == 0 {
+		return nil, &Error{Vendor: "klaviyo", Op: op, Kind: ErrNotFound}
+	}
+	d := page.Data[0]
+	m := d.Attributes.Subscriptions.Email.Marketing
+	return &Profile{ID: d.ID, Email: d.Attributes.Email, Consent: m.Consent, CanReceive: m.CanReceive,
+		Suppressions: m.Suppression, Updated: d.Attributes.Updated}, nil
+}
+
+// WithdrawnAt is when the person's own refusal (an unsubscribe or a spam complaint) was
+// recorded, zero when there is none.
+func (p Profile) WithdrawnAt() time.Time {
+	var at time.Time
+	for _, s := range p.Suppressions {
+		if (s.Reason == "UNSUBSCRIBE" || s.Reason == "SPAM_COMPLAINT") && s.Timestamp.After(at) {
+			at = s.Timestamp
+		}
+	}
+	if at.IsZero() && p.Consent == "UNSUBSCRIBED" {
+		at = p.Updated
+	}
+	return at
+}

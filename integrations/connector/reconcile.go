@@ -1,0 +1,382 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/integrations/hubspot"
+	"github.com/lupa-cmp/lupa/integrations/klaviyo"
+	"github.com/lupa-cmp/lupa/integrations/mailchimp"
+)
+
+// The reconcile reads the person's own unsubscribes back from the vendor, for what the
+// webhooks missed (Lupa was down, the webhook was never registered, Klaviyo sends none):
+//
+//   - Mailchimp: members of each mapped audience whose status is unsubscribed and changed
+//     since the cursor → withdrawal of the purposes mapped to that audience, at the member's
+//     last_changed. Cleaned members are not read: a bounce is not a decision about consent,
+//     and the member list does not tell a spam complaint from a bounce (the webhook does).
+//   - HubSpot: the EMAIL subscription statuses of every address the connector has written
+//     (connector_members), 100 per call; UNSUBSCRIBED on a mapped subscription → withdrawal
+//     (objection for a legitimate-interest purpose), at the status's timestamp. HubSpot
+//     cannot list changes since a time, so every run reads every member.
+//   - Klaviyo: profiles whose global email suppression was set since the cursor; an
+//     unsubscribe or spam complaint (klaviyo.Profile.Withdrawal) → withdrawal of every
+//     mapped purpose (the suppression is global), at the suppression's time.
+//
+// Recording goes through RecordFromSystem like the webhooks: only what is granted now and
+// was decided in Lupa before the vendor's time, so a re-read, an overlap with a webhook or
+// the echo of Lupa's own unsubscribe records nothing.
+//
+// The cursor (connectors.reconcile_cursor) is a JSON object from a source to the newest
+// vendor-side time applied from it, RFC 3339 in UTC:
+//
+//	{"mailchimp:list:<audience id>": "…", "hubspot:statuses": "…", "klaviyo:suppressions": "…"}
+//
+// A source's entry moves only after its walk completed, and never backwards; the next read
+// starts one second before it, because the vendors' time filters have one-second
+// resolution and may be exclusive (re-reading the edge is harmless). No entry means read
+// everything: the first run after a connector is made brings back every unsubscribe newer
+// than the person's decision in Lupa. For HubSpot the entry is informational (every run
+// reads every member). reconciled_at is set when a whole run succeeded.
+
+// Cursor sources.
+const (
+	cursorMailchimpList = "mailchimp:list:"
+	cursorHubSpot       = "hubspot:statuses"
+	cursorKlaviyo       = "klaviyo:suppressions"
+)
+
+// cursorOverlap is how far before the cursor the next read starts.
+const cursorOverlap = time.Second
+
+type reconcileCursor map[string]time.Time
+
+func parseCursor(s string) reconcileCursor {
+	c := reconcileCursor{}
+	if s != "" && json.Unmarshal([]byte(s), &c) != nil {
+		return reconcileCursor{} // unreadable: read everything again (harmless)
+	}
+	return c
+}
+
+// since is where the source's next read starts.
+func (c reconcileCursor) since(source string) time.Time {
+	t := c[source]
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(-cursorOverlap)
+}
+
+// advance moves the source's entry to t if that is later.
+func (c reconcileCursor) advance(source string, t time.Time) {
+	if t.After(c[source]) {
+		c[source] = t.UTC()
+	}
+}
+
+// Reconcile reads the connector's unsubscribes back from the vendor since its cursor and
+// records them in Lupa (see above). It returns how many decisions it recorded. A source
+// that fails does not stop the others; the error names the failures, and the cursor of a
+// failed source stays where it was.
+func (s *Service) Reconcile(ctx context.Context, tenantID, connectorID string) (int, error) {
+	c, err := s.loaded(ctx, tenantID, connectorID)
+	if err != nil {
+		return 0, err
+	}
+	if c.conn.Status != StatusEnabled {
+		return 0, identity.Errorf(identity.EConflict, "connector: the connector is disabled")
+	}
+	var cursorText string
+	if err := s.db.Write.WithContext(ctx).Raw(`SELECT reconcile_cursor FROM connectors WHERE tenant_id = ? AND id = ?`,
+		tenantID, connectorID).Scan(&cursorText).Error; err != nil {
+		return 0, err
+	}
+	cur := parseCursor(cursorText)
+	next := reconcileCursor{}
+	var n int
+	switch c.conn.Vendor {
+	case Mailchimp:
+		n, err = s.reconcileMailchimp(ctx, c, cur, next)
+	case HubSpot:
+		n, err = s.reconcileHubSpot(ctx, c, cur, next)
+	case Klaviyo:
+		n, err = s.reconcileKlaviyo(ctx, c, cur, next)
+	}
+	if serr := s.saveCursor(context.WithoutCancel(ctx), c.conn, next, err == nil); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return n, err
+}
+
+func (s *Service) reconcileMailchimp(ctx context.Context, c *clients, cur, next reconcileCursor) (int, error) {
+	var lists []string
+	purposes := map[string][]string{}
+	for _, m := range c.conn.Mappings {
+		if !slices.Contains(lists, m.ListID) {
+			lists = append(lists, m.ListID)
+		}
+		purposes[m.ListID] = append(purposes[m.ListID], m.Purpose)
+	}
+	n := 0
+	var errs []error
+	for _, list := range lists {
+		source := cursorMailchimpList + list
+		newest := time.Time{}
+		err := c.mailchimp.Changed(ctx, list, cur.since(source), []string{mailchimp.StatusUnsubscribed}, func(m mailchimp.Member) error {
+			at := m.LastChangedTime()
+			if at.IsZero() {
+				return nil // no time to weigh against Lupa's decisions: leave it to the webhook
+			}
+			k, err := s.recordVendorDecision(ctx, c, m.EmailAddress, purposes[list], ReasonVendorUnsubscribe, at)
+			if err != nil {
+				return err
+			}
+			n += k
+			if at.After(newest) {
+				newest = at
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		next.advance(source, newest)
+	}
+	return n, errors.Join(errs...)
+}
+
+// memberPage is one page of the addresses a connector wrote.
+type memberPage []struct {
+	SubjectID string `gorm:"column:subject_id"`
+	EmailCT   []byte `gorm:"column:email_ct"`
+	EmailKID  string `gorm:"column:email_kid"`
+}
+
+func (s *Service) reconcileHubSpot(ctx context.Context, c *clients, _, next reconcileCursor) (int, error) {
+	purposes := map[int64][]string{}
+	for _, m := range c.conn.Mappings {
+		purposes[m.SubscriptionID] = append(purposes[m.SubscriptionID], m.Purpose)
+	}
+	n, after, newest, undecryptable := 0, "", time.Time{}, 0
+	for {
+		var rows memberPage
+		if err := s.db.Read.WithContext(ctx).Raw(`SELECT subject_id, email_ct, email_kid FROM connector_members
+			WHERE tenant_id = ? AND connector_id = ? AND subject_id > ? ORDER BY subject_id LIMIT ?`,
+			c.conn.TenantID, c.conn.ID, after, hubspot.DefaultBatchSize).Scan(&rows).Error; err != nil {
+			return n, err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		after = rows[len(rows)-1].SubjectID
+		asked := map[string]bool{}
+		var emails []string
+		for _, r := range rows {
+			b, err := s.keys.Decrypt(ctx, r.EmailKID, r.EmailCT, memberAAD(c.conn.TenantID, c.conn.ID, r.SubjectID))
+			if err != nil {
+				undecryptable++
+				continue
+			}
+			e := identity.NormalizeEmail(string(b))
+			if e != "" && !asked[e] {
+				asked[e] = true
+				emails = append(emails, string(b))
+			}
+		}
+		if len(emails) > 0 {
+			res, err := c.hubspot.Statuses(ctx, emails)
+			if err != nil {
+				return n, err
+			}
+			for addr, sts := range res {
+				if !asked[identity.NormalizeEmail(addr)] {
+					continue // HubSpot answered about an address Lupa did not ask for
+				}
+				for _, st := range sts {
+					ps := purposes[st.SubscriptionID]
+					if st.Status != hubspot.Unsubscribed || len(ps) == 0 || st.Timestamp.IsZero() {
+						continue
+					}
+					k, err := s.recordVendorDecision(ctx, c, addr, ps, ReasonVendorOptOut, st.Timestamp)
+					if err != nil {
+						return n, err
+					}
+					n += k
+					if st.Timestamp.After(newest) {
+						newest = st.Timestamp
+					}
+				}
+			}
+		}
+		if len(rows) < hubspot.DefaultBatchSize {
+			break
+		}
+	}
+	if undecryptable > 0 {
+		s.opt.Log.Warn("connector reconcile: member addresses that do not decrypt were skipped",
+			"tenant", c.conn.TenantID, "connector", c.conn.ID, "count", undecryptable)
+	}
+	next.advance(cursorHubSpot, newest)
+	return n, nil
+}
+
+func (s *Service) reconcileKlaviyo(ctx context.Context, c *clients, cur, next reconcileCursor) (int, error) {
+	purposes := c.conn.Purposes()
+	n, newest := 0, time.Time{}
+	since := cur.since(cursorKlaviyo)
+	if since.IsZero() {
+		since = time.Unix(0, 0) // everything, as a time Klaviyo's filter surely accepts
+	}
+	err := c.klaviyo.Suppressed(ctx, since, func(p klaviyo.Profile) error {
+		var latest time.Time // the newest suppression of any reason: the walk's position
+		for _, x := range p.Suppressions {
+			if x.Timestamp.After(latest) {
+				latest = x.Timestamp
+			}
+		}
+		if latest.After(newest) {
+			newest = latest
+		}
+		if !p.Withdrawal() {
+			return nil // a bounce, an invalid address, an admin's suppression: not the person's decision
+		}
+		at := p.WithdrawnAt()
+		if at.IsZero() {
+			return nil
+		}
+		k, err := s.recordVendorDecision(ctx, c, p.Email, purposes, klaviyoReason(p), at)
+		n += k
+		return err
+	})
+	if err != nil {
+		return n, err
+	}
+	next.advance(cursorKlaviyo, newest)
+	return n, nil
+}
+
+// klaviyoReason says which refusal the profile's newest one is.
+func klaviyoReason(p klaviyo.Profile) string {
+	var at time.Time
+	reason := ReasonVendorUnsubscribe
+	for _, x := range p.Suppressions {
+		if (x.Reason == "UNSUBSCRIBE" || x.Reason == "SPAM_COMPLAINT") && x.Timestamp.After(at) {
+			at = x.Timestamp
+			reason = ReasonVendorUnsubscribe
+			if x.Reason == "SPAM_COMPLAINT" {
+				reason = ReasonVendorSpamComplaint
+			}
+		}
+	}
+	return reason
+}
+
+// saveCursor merges the run's progress into the stored cursor (an entry never moves back,
+// even when two runs overlap) and, after a complete run, sets reconciled_at. It leaves
+// updated_at alone: that is the connector's configuration's version.
+func (s *Service) saveCursor(ctx context.Context, c *Connector, next reconcileCursor, complete bool) error {
+	if len(next) == 0 && !complete {
+		return nil
+	}
+	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		q := `SELECT reconcile_cursor FROM connectors WHERE tenant_id = ? AND id = ?`
+		if s.db.Dialect == sqldb.Postgres {
+			q += ` FOR UPDATE`
+		}
+		var stored []string
+		if err := tx.Raw(q, c.TenantID, c.ID).Scan(&stored).Error; err != nil {
+			return err
+		}
+		if len(stored) == 0 {
+			return nil // deleted meanwhile
+		}
+		cur := parseCursor(stored[0])
+		for k, t := range next {
+			cur.advance(k, t)
+		}
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		if complete {
+			return tx.Exec(`UPDATE connectors SET reconcile_cursor = ?, reconciled_at = ? WHERE tenant_id = ? AND id = ?`,
+				string(b), s.now().UnixMilli(), c.TenantID, c.ID).Error
+		}
+		return tx.Exec(`UPDATE connectors SET reconcile_cursor = ? WHERE tenant_id = ? AND id = ?`,
+			string(b), c.TenantID, c.ID).Error
+	})
+}
+
+// RunReconcile reconciles every enabled connector of every tenant every
+// Options.ReconcileEvery (and once at start), until ctx ends. A connector reconciled
+// successfully less than an interval ago (by another instance, or before a restart) is
+// left until it is due; each runs under a database lock named for it, so two instances
+// never reconcile one connector at once, and for at most one interval (or a minute, if
+// longer). Failures are logged
+// (ids and the vendor's scrubbed error, never an address) and retried at the next tick.
+func (s *Service) RunReconcile(ctx context.Context) {
+	t := time.NewTicker(s.opt.ReconcileEvery)
+	defer t.Stop()
+	for {
+		s.reconcileDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reconcileDue makes one pass over the enabled connectors.
+func (s *Service) reconcileDue(ctx context.Context) {
+	var rows []struct {
+		TenantID     string `gorm:"column:tenant_id"`
+		ID           string `gorm:"column:id"`
+		Vendor       string `gorm:"column:vendor"`
+		ReconciledAt *int64 `gorm:"column:reconciled_at"`
+	}
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT tenant_id, id, vendor, reconciled_at FROM connectors
+		WHERE status = ? ORDER BY tenant_id, id`, StatusEnabled).Scan(&rows).Error; err != nil {
+		if ctx.Err() == nil {
+			s.opt.Log.Error("connector reconcile: list the connectors", "error", errText(err))
+		}
+		return
+	}
+	// A little slack, so a run that finished just after the previous tick is not skipped.
+	dueBefore := s.now().Add(-s.opt.ReconcileEvery + s.opt.ReconcileEvery/10).UnixMilli()
+	for _, r := range rows {
+		if ctx.Err() != nil {
+			return
+		}
+		if r.ReconciledAt != nil && *r.ReconciledAt > dueBefore {
+			continue
+		}
+		start := time.Now()
+		var n int
+		rctx, cancel := context.WithTimeout(ctx, max(s.opt.ReconcileEvery, time.Minute))
+		ran, err := s.db.TryLock(rctx, "lupa.connector.reconcile."+r.ID, func(ctx context.Context) error {
+			var err error
+			n, err = s.Reconcile(ctx, r.TenantID, r.ID)
+			return err
+		})
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.opt.Log.Warn("connector reconcile failed", "tenant", r.TenantID, "connector", r.ID, "vendor", r.Vendor,
+				"recorded", n, "error", errText(err))
+		case ran && err == nil:
+			s.opt.Log.Info("connector reconciled", "tenant", r.TenantID, "connector", r.ID, "vendor", r.Vendor,
+				"recorded", n, "duration", time.Since(start))
+		}
+	}
+}
