@@ -75,6 +75,8 @@ func TestHTTPCrossTenant(t *testing.T) {
 		_, erasureA := openErasure(t, s, a.Tenant.ID, "ERASE-A", "erase-a@example.fi")
 		webhookA := s.admin(http.MethodPost, "/v1/admin/webhooks", map[string]any{"url": "https://hooks.demo-retail.example/lupa",
 			"event_types": []string{"consent.updated"}, "recipient_kind": "processor"}).Map(t)["id"].(string)
+		// A change after the endpoint was made: it is delivered to it.
+		s.newDevice(t, grantAnalytics())
 		if _, err := s.app.deliveries.FanOut(context.Background()); err != nil { // A's consents become A's deliveries
 			t.Fatal(err)
 		}

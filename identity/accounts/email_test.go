@@ -81,6 +81,12 @@ func TestChangeEmail(t *testing.T) {
 			t.Fatalf("the change link works as a verification link: %v", err)
 		}
 
+		// The tenant has a connector (as a bare row): the outbox takes its domain events.
+		if err := e.db.Write.Exec(`INSERT INTO connectors (tenant_id, id, vendor, name, recipient_kind, credentials, credentials_kid,
+			status, created_at, updated_at) VALUES (?, 'con_test', 'mailchimp', 'test', 'processor', ?, 'k', 'disabled', 0, 0)`,
+			e.tenant.ID, []byte{0}).Error; err != nil {
+			t.Fatal(err)
+		}
 		res, err := e.svc.ConfirmEmailChange(ctx, token, sess)
 		if err != nil || !res.KeptSession || res.SubjectID != sess.SubjectID {
 			t.Fatalf("confirm: %+v %v", res, err)

@@ -315,6 +315,15 @@ func TestBacklogFlush(t *testing.T) {
 		if f1 != 1 {
 			t.Fatal("F-1's withdrawal missing")
 		}
+		// In order: per subject and purpose, sequence numbers only go up.
+		last := map[string]int64{}
+		for _, m := range ms {
+			k := m.Updated.Subject + "/" + m.Updated.Purpose
+			if m.Updated.Sequence <= last[k] {
+				t.Fatalf("%s: sequence %d after %d", k, m.Updated.Sequence, last[k])
+			}
+			last[k] = m.Updated.Sequence
+		}
 	})
 }
 

@@ -39,3 +39,22 @@ CREATE TABLE connector_members (
     updated_at   bigint NOT NULL,
     PRIMARY KEY (tenant_id, connector_id, subject_id)
 );
+
+-- The outbox takes a tenant's domain events only while it has somewhere to send them (an
+-- endpoint or a connector), and NOTIFY fires only then: a tenant without integrations pays
+-- nothing on its write path (NOTIFY serialises commits). A target hears of the changes
+-- committed after it was made — as before, when the engine fanned out with no targets.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION lupa_delivery_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_outbox (tenant_id, event_id, subject_id, subject_seq, created_at)
+        SELECT n.tenant_id, n.id, n.subject_id, n.subject_seq, n.created_at FROM new_rows n
+        WHERE EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = n.tenant_id)
+           OR EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_id = n.tenant_id);
+    IF FOUND THEN
+        PERFORM pg_notify('lupa_deliveries', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd

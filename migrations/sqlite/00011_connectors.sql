@@ -39,3 +39,16 @@ CREATE TABLE connector_members (
     updated_at   integer NOT NULL,
     PRIMARY KEY (tenant_id, connector_id, subject_id)
 );
+
+-- The outbox takes a tenant's domain events only while it has an endpoint or a connector
+-- (the PostgreSQL file explains why).
+DROP TRIGGER domain_events_outbox;
+-- +goose StatementBegin
+CREATE TRIGGER domain_events_outbox AFTER INSERT ON domain_events
+WHEN EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = NEW.tenant_id)
+  OR EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_id = NEW.tenant_id)
+BEGIN
+    INSERT INTO delivery_outbox (tenant_id, event_id, subject_id, subject_seq, created_at)
+        VALUES (NEW.tenant_id, NEW.id, NEW.subject_id, NEW.subject_seq, NEW.created_at);
+END;
+-- +goose StatementEnd
