@@ -113,11 +113,16 @@ type Metrics interface {
 
 // Options tune the engine; zero values take the defaults.
 type Options struct {
-	Workers  int           // HTTP requests in flight at once (64)
-	Batch    int           // events or deliveries per transaction (200)
-	Poll     time.Duration // how often to look for work without a wake-up (1 s)
-	Lease    time.Duration // how long a claimed delivery is its engine's (1 min: an attempt takes at most about 47 s)
-	Schedule []time.Duration
+	Workers int // HTTP requests in flight at once (64)
+	// PerTarget bounds one endpoint's or connector's share of them: a claim takes at most
+	// PerTarget deliveries of a target, and none of a target that has PerTarget in flight
+	// here, so a slow receiver or a vendor's rate limit holds at most 2×PerTarget−1 workers
+	// and the others keep theirs (Workers/4).
+	PerTarget int
+	Batch     int           // events or deliveries per transaction (200)
+	Poll      time.Duration // how often to look for work without a wake-up (1 s)
+	Lease     time.Duration // how long a claimed delivery is its engine's (1 min: an attempt takes at most about 47 s)
+	Schedule  []time.Duration
 	// Jitter spreads a retry's wait (default: ±20 %).
 	Jitter  func(time.Duration) time.Duration
 	Log     *slog.Logger
@@ -152,10 +157,13 @@ type Engine struct {
 // New returns an engine; Run starts it.
 func New(db *sqldb.DB, catalogs Catalogs, targets Targets, sender Sender, now func() time.Time, opt Options) *Engine {
 	if opt.Workers <= 0 {
-		opt.Workers = 64
+		opt.Workers = 128
 	}
 	if opt.Batch <= 0 {
 		opt.Batch = 200
+	}
+	if opt.PerTarget <= 0 {
+		opt.PerTarget = max(opt.Workers/4, 1)
 	}
 	if opt.Poll <= 0 {
 		opt.Poll = time.Second
@@ -237,16 +245,20 @@ func (e *Engine) sendLoop(ctx context.Context) {
 	results := make(chan finished, e.opt.Workers)
 	stop := make(chan struct{})
 	go e.completer(ctx, results, slots, stop)
+	busy := newInflight()
 	for {
 		if free := e.opt.Workers - len(slots); free > 0 {
-			rows, err := e.claim(ctx, min(free, e.opt.Batch))
+			rows, err := e.claim(ctx, min(free, e.opt.Batch), busy.atLeast(e.opt.PerTarget))
 			if err != nil && ctx.Err() == nil {
 				e.opt.Log.Error("deliveries: claim", "err", err)
 			}
 			for i := range rows {
 				slots <- struct{}{}
+				busy.add(&rows[i], 1)
 				go func(d *claimedRow) {
-					if f, ok := e.attempt(ctx, d); ok {
+					f, ok := e.attempt(ctx, d)
+					busy.add(d, -1)
+					if ok {
 						results <- f // the completer records it and frees the slot
 						return
 					}
@@ -755,22 +767,30 @@ type claimedRow struct {
 // The due deliveries are read in next_attempt_at order from the partial index, a small
 // window at a time (LIMIT before anything that would make the planner sort them all);
 // only then are those waiting behind an older one of their key dropped and the rest locked.
-func (e *Engine) claim(ctx context.Context, n int) ([]claimedRow, error) {
+func (e *Engine) claim(ctx context.Context, n int, saturated []string) ([]claimedRow, error) {
 	now := e.now().UnixMilli()
 	lock := ""
 	if e.db.Dialect == sqldb.Postgres {
 		lock = " FOR UPDATE OF d SKIP LOCKED"
 	}
+	skip := ""
+	args := []any{now + e.opt.Lease.Milliseconds(), now, now, now}
+	if len(saturated) > 0 {
+		skip = " AND tenant_id || '/' || endpoint_id NOT IN ?"
+		args = append(args, saturated)
+	}
+	args = append(args, 4*n+e.opt.Workers, now, e.opt.PerTarget, n)
 	q := `UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, updated_at = ?,
 		previous_decision = (SELECT NULLIF(k.delivered_decision, '') FROM delivery_keys k WHERE k.tenant_id = deliveries.tenant_id
 			AND k.endpoint_id = deliveries.endpoint_id AND k.subject_id = deliveries.subject_id AND k.purpose = deliveries.purpose)
 		FROM (SELECT d.tenant_id AS t, d.id AS i FROM deliveries d
-			JOIN (SELECT tenant_id, id FROM deliveries
+			JOIN (SELECT tenant_id, id, row_number() OVER (PARTITION BY tenant_id, endpoint_id ORDER BY next_attempt_at) AS rn
+				FROM (SELECT tenant_id, id, endpoint_id, next_attempt_at FROM deliveries
 				WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until < ?
 				AND (tenant_id, endpoint_id) NOT IN (SELECT tenant_id, id FROM webhook_endpoints WHERE status <> 'enabled')
-				AND (tenant_id, endpoint_id) NOT IN (SELECT tenant_id, id FROM connectors WHERE status <> 'enabled')
-				ORDER BY next_attempt_at LIMIT ?) c ON c.tenant_id = d.tenant_id AND c.id = d.id
-			WHERE d.status = 'pending' AND d.lease_until < ?
+				AND (tenant_id, endpoint_id) NOT IN (SELECT tenant_id, id FROM connectors WHERE status <> 'enabled')` + skip + `
+				ORDER BY next_attempt_at LIMIT ?) w) c ON c.tenant_id = d.tenant_id AND c.id = d.id
+			WHERE d.status = 'pending' AND d.lease_until < ? AND c.rn <= ?
 			AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.tenant_id = d.tenant_id AND p.endpoint_id = d.endpoint_id
 				AND p.subject_id = d.subject_id AND p.purpose = d.purpose AND p.status = 'pending' AND p.seq < d.seq)
 			ORDER BY d.next_attempt_at LIMIT ?` + lock + `) s
@@ -779,7 +799,7 @@ func (e *Engine) claim(ctx context.Context, n int) ([]claimedRow, error) {
 			deliveries.seq, deliveries.event_type, deliveries.decision, deliveries.previous_decision, deliveries.payload,
 			deliveries.attempts, deliveries.schedule_base, deliveries.created_at`
 	var rows []claimedRow // one statement: atomic without a transaction around it
-	err := e.db.Write.WithContext(ctx).Raw(q, now+e.opt.Lease.Milliseconds(), now, now, now, 4*n+e.opt.Workers, now, n).Scan(&rows).Error
+	err := e.db.Write.WithContext(ctx).Raw(q, args...).Scan(&rows).Error
 	return rows, err
 }
 
@@ -787,7 +807,7 @@ func (e *Engine) claim(ctx context.Context, n int) ([]claimedRow, error) {
 func (e *Engine) DeliverDue(ctx context.Context) (int, error) {
 	total := 0
 	for ctx.Err() == nil {
-		rows, err := e.claim(ctx, e.opt.Batch)
+		rows, err := e.claim(ctx, e.opt.Batch, nil)
 		if err != nil {
 			return total, err
 		}
@@ -819,6 +839,36 @@ func (e *Engine) DeliverDue(ctx context.Context) (int, error) {
 		total += len(rows)
 	}
 	return total, ctx.Err()
+}
+
+// inflight counts the attempts in flight per target (tenant/endpoint).
+type inflight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newInflight() *inflight { return &inflight{n: map[string]int{}} }
+
+func (f *inflight) add(d *claimedRow, delta int) {
+	k := d.TenantID + "/" + d.EndpointID
+	f.mu.Lock()
+	if f.n[k] += delta; f.n[k] <= 0 {
+		delete(f.n, k)
+	}
+	f.mu.Unlock()
+}
+
+// atLeast lists the targets with at least limit attempts in flight.
+func (f *inflight) atLeast(limit int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k, n := range f.n {
+		if n >= limit {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // body is the JSON of a delivery: the envelope, and previous_decision filled in.

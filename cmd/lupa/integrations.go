@@ -21,7 +21,7 @@ import (
 func (a *app) newWebhooks() {
 	client := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second})
 	if tr, ok := client.Transport.(*http.Transport); ok {
-		// The engine keeps up to 64 requests in flight, often to one receiver: keep their
+		// The engine keeps up to 63 requests in flight to one receiver: keep their
 		// connections (and TLS sessions) open instead of two per host.
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
 	}
