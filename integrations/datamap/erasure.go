@@ -246,13 +246,18 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 		return false, nil
 	}
 	// Lupa's copies of the address: the email identifiers (the sealed address and its
-	// lookup hash) and the address each connector last wrote for the subject.
-	res := tx.Exec(`DELETE FROM identifiers WHERE tenant_id = ? AND subject_id = ? AND kind = ?`, tenantID, req.SubjectID, identity.IDEmail)
+	// lookup hash) and the address each connector last wrote for the subject — and for the
+	// subject it was merged into since, which holds its identifiers now (the same person).
+	subjects, err := mergedChain(tx, tenantID, req.SubjectID)
+	if err != nil {
+		return false, err
+	}
+	res := tx.Exec(`DELETE FROM identifiers WHERE tenant_id = ? AND subject_id IN ? AND kind = ?`, tenantID, subjects, identity.IDEmail)
 	if res.Error != nil {
 		return false, res.Error
 	}
 	identifiers := res.RowsAffected
-	if err := tx.Exec(`DELETE FROM connector_members WHERE tenant_id = ? AND subject_id = ?`, tenantID, req.SubjectID).Error; err != nil {
+	if err := tx.Exec(`DELETE FROM connector_members WHERE tenant_id = ? AND subject_id IN ?`, tenantID, subjects).Error; err != nil {
 		return false, err
 	}
 	ms := at.UnixMilli()
@@ -262,6 +267,24 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 	req.EmailErasedAt = &ms
 	return true, identity.WriteAudit(tx, tenantID, actor, ActionEmailErased, erasureObjectType, req.ID, nil,
 		map[string]any{"subject_id": req.SubjectID, "email_identifiers": identifiers}, at)
+}
+
+// mergedChain is the subject and those it was merged into, in turn (at most ten: merges
+// point one way, but a bad row must not loop forever).
+func mergedChain(tx *gorm.DB, tenantID, subjectID string) ([]string, error) {
+	out := []string{subjectID}
+	for range 10 {
+		var next []struct{ MergedInto *string }
+		if err := tx.Raw(`SELECT merged_into FROM subjects WHERE tenant_id = ? AND id = ?`, tenantID, out[len(out)-1]).
+			Scan(&next).Error; err != nil {
+			return nil, err
+		}
+		if len(next) == 0 || next[0].MergedInto == nil || *next[0].MergedInto == "" || slices.Contains(out, *next[0].MergedInto) {
+			break
+		}
+		out = append(out, *next[0].MergedInto)
+	}
+	return out, nil
 }
 
 // recheckErasures runs the completeness check of every erasure request of the tenant whose

@@ -360,3 +360,32 @@ func TestConnectionMustExist(t *testing.T) {
 		}
 	})
 }
+
+// TestErasureFollowsMerges: the request's subject was merged into another since (a device's
+// record joined the customer's): the person's addresses now sit on the surviving subject,
+// and they are what Lupa erases.
+func TestErasureFollowsMerges(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e, _ := newEnv(t, db)
+		from, request := e.person(t, e.other, "M-1", "merged@example.fi")
+		into, _ := e.person(t, e.other, "M-2", "survivor@example.fi")
+		// What a merge leaves behind: the old subject points at the survivor, which holds
+		// its identifiers.
+		for _, q := range []string{`UPDATE identifiers SET subject_id = ? WHERE tenant_id = ? AND subject_id = ?`,
+			`UPDATE subjects SET merged_into = ? WHERE tenant_id = ? AND id = ?`} {
+			if err := e.db.Write.Exec(q, into, e.other, from).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := e.identifiers(t, e.other, into, identity.IDEmail); n != 2 {
+			t.Fatalf("the survivor holds %d addresses before, want 2", n)
+		}
+		e.delivered(t, e.other, from, request, "wh-anything", time.Now()) // the other tenant's map is empty
+		if n := e.identifiers(t, e.other, into, identity.IDEmail); n != 0 {
+			t.Fatalf("the merged person's addresses stayed: %d", n)
+		}
+		if n := e.identifiers(t, e.other, into, identity.IDCustomerNumber); n != 2 {
+			t.Fatalf("erasing the email took other identifiers: %d customer numbers left", n)
+		}
+	})
+}
