@@ -152,6 +152,7 @@ func TestHTTPCrossTenant(t *testing.T) {
 			{"POST", "/v1/admin/connectors/{connector}/disable", nil},
 			{"POST", "/v1/admin/connectors/{connector}/enable", nil},
 			{"POST", "/v1/admin/connectors/{connector}/reconcile", nil},
+			{"POST", "/v1/admin/connectors/{connector}/rotate-inbound-secret", nil},
 			{"GET", "/v1/admin/connectors/{connector}/syncs", nil},
 			{"GET", "/v1/admin/connectors/{connector}/syncs/{delivery}", nil},
 			{"POST", "/v1/admin/connectors/{connector}/syncs/{delivery}/replay", nil},

@@ -178,6 +178,16 @@ func (c *contractRun) vendorHooks() {
 	c.vendor = vendorRun{mcPath: mcPath, hsPath: hsPath, mc: mc, hs: hs}
 
 	c.call(200, get, mcPath, nil)
+	// A new inbound secret: the old URL stops working, the new one works.
+	rotate := admin + "/" + mcc["id"].(string) + "/rotate-inbound-secret"
+	rotated := c.adm(200, post, rotate, nil).Map(c.t)
+	c.call(404, get, mcPath, nil)
+	mcPath = inbound(rotated)
+	c.vendor.mcPath = mcPath
+	c.call(200, get, mcPath, nil)
+	c.adm(409, post, admin+"/"+hsc["id"].(string)+"/rotate-inbound-secret", nil)
+	c.adm(404, post, admin+"/con_"+identity.NewID()+"/rotate-inbound-secret", nil)
+	c.adminErrors(post, rotate, nil)
 	c.call(404, get, mcBase+"?secret=wrong", nil)
 	c.call(404, get, "/hooks/mailchimp/"+identity.NewID()+"/"+mcc["id"].(string)+"?secret=x", nil)
 	c.call(400, get, mcPath+"&x=%01", nil)

@@ -264,6 +264,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/connectors/:id/disable", conns.DisableConnector)
 	admin.POST("/connectors/:id/enable", conns.EnableConnector)
 	admin.POST("/connectors/:id/reconcile", conns.ReconcileConnector)
+	admin.POST("/connectors/:id/rotate-inbound-secret", conns.RotateInboundSecret)
 	admin.GET("/connectors/:id/syncs", conns.ListSyncs)
 	admin.GET("/connectors/:id/syncs/:delivery", conns.GetSync)
 	admin.POST("/connectors/:id/syncs/:delivery/replay", conns.ReplaySync)

@@ -330,6 +330,42 @@ func (s *Service) Disable(ctx context.Context, tenantID, id, reason string) erro
 	return err
 }
 
+// RotateInboundSecret gives a Mailchimp connector a new inbound secret and returns the new
+// inbound URL (shown this once). The old URL stops working at once: register the new one at
+// Mailchimp (its webhooks carry no signature, so the secret in the URL is all there is).
+func (s *Service) RotateInboundSecret(ctx context.Context, tenantID, id string, actor identity.Actor) (*Created, error) {
+	var out *Created
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		r, err := s.row(ctx, tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		c := r.domain()
+		if c.Vendor != Mailchimp {
+			return identity.Errorf(identity.EConflict, "only Mailchimp connectors have an inbound secret; %s signs its webhooks", c.Vendor)
+		}
+		cr, err := s.unseal(ctx, r)
+		if err != nil {
+			return err
+		}
+		cr.WebhookSecret = newWebhookSecret()
+		if r.Credentials, r.CredentialsKID, err = s.seal(c, cr); err != nil {
+			return err
+		}
+		r.UpdatedAt = s.now().UnixMilli()
+		if err := tx.Save(r).Error; err != nil {
+			return err
+		}
+		c = r.domain()
+		out = &Created{Connector: c, InboundPath: InboundPath(c, cr.WebhookSecret)}
+		return identity.WriteAudit(tx, tenantID, actor, "connector.rotate_inbound_secret", "connector", id, nil, nil, s.now())
+	})
+	if err == nil {
+		s.forget(tenantID, id)
+	}
+	return out, err
+}
+
 // Delete removes a connector, its deliveries and what it knew of addresses.
 func (s *Service) Delete(ctx context.Context, tenantID, id string, actor identity.Actor) error {
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

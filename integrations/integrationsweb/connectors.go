@@ -224,6 +224,17 @@ func (h *Connectors) DisableConnector(c *gin.Context) { h.setStatus(c, connector
 // EnableConnector syncs again, the waiting changes first.
 func (h *Connectors) EnableConnector(c *gin.Context) { h.setStatus(c, connector.StatusEnabled) }
 
+// RotateInboundSecret gives a Mailchimp connector a new inbound URL (shown this once).
+func (h *Connectors) RotateInboundSecret(c *gin.Context) {
+	x, err := h.svc.RotateInboundSecret(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), identityweb.ActorOf(c))
+	if err != nil {
+		h.api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, h.connectorJSON(x.Connector, x.InboundPath))
+}
+
 // ReconcileConnector reads unsubscribes back from the vendor now.
 func (h *Connectors) ReconcileConnector(c *gin.Context) {
 	tenant, id, ok := h.owner(c)
