@@ -37,8 +37,10 @@ type config struct {
 	ShutdownTimeout time.Duration
 	// ReconcileInterval is how often each connector reads unsubscribes back from its vendor.
 	ReconcileInterval time.Duration
-	LogLevel          string
-	LogFormat         string
+	// ConnectorInstances is how many instances share each vendor account's rate limits.
+	ConnectorInstances int
+	LogLevel           string
+	LogFormat          string
 	// SMTP is the mail server from LUPA_SMTP_URL; nil keeps mail in the development
 	// mailbox instead (MailFrom is then only the From of the kept messages).
 	SMTP       *mail.SMTPConfig
@@ -91,6 +93,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}{
 		{"LUPA_RATE_BURST", &c.RateBurst, 120}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32},
 		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0}, {"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256},
+		{"LUPA_CONNECTOR_INSTANCES", &c.ConnectorInstances, 1},
 	}
 	for _, i := range ints {
 		v, err := number(getenv, i.name, float64(i.def))
@@ -98,6 +101,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			fail(i.name, fmt.Errorf("must be a whole number"))
 		}
 		*i.dst = int(v)
+	}
+	if c.ConnectorInstances < 1 {
+		fail("LUPA_CONNECTOR_INSTANCES", fmt.Errorf("must be at least 1"))
 	}
 	durations := []struct {
 		name string

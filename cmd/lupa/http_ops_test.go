@@ -253,6 +253,9 @@ func TestConfigErrors(t *testing.T) {
 		{"LUPA_DEMO", "perhaps"},
 		{"LUPA_SHUTDOWN_TIMEOUT", "soon"},
 		{"LUPA_PUBLIC_URL", "ftp://example.com"},
+		{"LUPA_CONNECTOR_INSTANCES", "0"},
+		{"LUPA_CONNECTOR_INSTANCES", "1.5"},
+		{"LUPA_RECONCILE_INTERVAL", "hourly"},
 	} {
 		for _, cmd := range []string{"serve", "migrate"} {
 			dataDir := t.TempDir()

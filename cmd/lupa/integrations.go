@@ -30,7 +30,7 @@ func (a *app) newWebhooks() {
 	// point elsewhere than the vendor where private addresses are allowed.
 	vendors := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second})
 	a.connectors = connector.New(a.db, a.keys, a.consent, a.ids, a.now, connector.Options{HTTPClient: vendors,
-		AllowBaseURL: a.cfg.AllowPrivateWebhooks, ReconcileEvery: a.cfg.ReconcileInterval, Log: a.log})
+		AllowBaseURL: a.cfg.AllowPrivateWebhooks, ReconcileEvery: a.cfg.ReconcileInterval, Instances: a.cfg.ConnectorInstances, Log: a.log})
 	router := integrations.Router{Webhooks: a.webhooks, Connectors: a.connectors}
 	// An acknowledged subject.erasure_approved is its data-map system's confirmation.
 	a.deliveries = integrations.New(a.db, a.consent, router, router, a.now, integrations.Options{Log: a.log, Erasures: a.dataMap})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lupa-cmp/lupa/integrations/hubspot"
+	"github.com/lupa-cmp/lupa/integrations/internal/vendorhttp"
 	"github.com/lupa-cmp/lupa/integrations/klaviyo"
 	"github.com/lupa-cmp/lupa/integrations/mailchimp"
 )
@@ -37,8 +38,9 @@ func (s *Service) loaded(ctx context.Context, tenantID, id string) (*clients, er
 	now := time.Now()
 	s.mu.Lock()
 	c, ok := s.clients[k]
+	fresh := ok && now.Sub(c.checked) < 5*time.Second
 	s.mu.Unlock()
-	if ok && now.Sub(c.checked) < 5*time.Second {
+	if fresh {
 		return c, nil
 	}
 	r, err := s.row(ctx, s.db.Read, tenantID, id)
@@ -59,12 +61,17 @@ func (s *Service) loaded(ctx context.Context, tenantID, id string) (*clients, er
 	if err := s.build(c); err != nil {
 		return nil, err
 	}
+	// Calls made at once may all have missed the cache: the first client stored is the one
+	// every one of them uses, so the vendor's limits are kept by one limiter.
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.clients[k]; ok && cur.version == c.version {
+		return cur, nil
+	}
 	if len(s.clients) > 10000 {
 		clear(s.clients)
 	}
 	s.clients[k] = c
-	s.mu.Unlock()
 	return c, nil
 }
 
@@ -72,17 +79,19 @@ func (s *Service) loaded(ctx context.Context, tenantID, id string) (*clients, er
 // long-term retry, and a delivery holds a worker while it waits.
 func (s *Service) build(c *clients) error {
 	var err error
-	base, hc := c.conn.BaseURL, s.opt.HTTPClient
+	base, hc, n := c.conn.BaseURL, s.opt.HTTPClient, s.opt.Instances
+	part := func(limit int) int { return max(limit/n, 1) } // this instance's share
 	switch c.conn.Vendor {
 	case Mailchimp:
 		c.mailchimp, err = mailchimp.New(c.creds.APIKey, mailchimp.Options{BaseURL: base, HTTPClient: hc, Now: s.now,
-			MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
+			Concurrency: part(mailchimp.MaxConcurrent), MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
 	case HubSpot:
 		c.hubspot, err = hubspot.New(c.creds.AccessToken, hubspot.Options{BaseURL: base, HTTPClient: hc, Now: s.now,
-			MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
+			Limit:       vendorhttp.Window{Count: part(hubspot.DefaultLimit.Count), Per: hubspot.DefaultLimit.Per},
+			Concurrency: part(10), MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
 	case Klaviyo:
 		c.klaviyo, err = klaviyo.New(c.creds.APIKey, klaviyo.Options{BaseURL: base, HTTPClient: hc, Now: s.now,
-			MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
+			Share: n, MaxRetryWait: 10 * time.Second, NoRetries: s.opt.NoRetries})
 	}
 	return err
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -504,6 +506,30 @@ func TestMoveOntoExistingRecord(t *testing.T) {
 		cur, _ := mc.Member("aud1", "anna.k@example.org")
 		if old.Status != "unsubscribed" || cur.Status != "subscribed" {
 			t.Fatalf("old %q, new %q; want unsubscribed and subscribed", old.Status, cur.Status)
+		}
+	})
+}
+
+// TestInstancesShareVendorLimits: with LUPA_CONNECTOR_INSTANCES at 5, one instance keeps to
+// a fifth of Mailchimp's 10 connections, however many changes wait.
+func TestInstancesShareVendorLimits(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.connectors = connector.New(e.db, e.keys, e.svc, e.ids, e.clock.Now, connector.Options{HTTPClient: http.DefaultClient,
+			AllowBaseURL: true, NoRetries: true, Instances: 5})
+		router := integrations.Router{Webhooks: e.hooks, Connectors: e.connectors}
+		e.engine = integrations.New(e.db, e.svc, router, router, e.clock.Now, integrations.Options{Batch: 50})
+		mc := mailchimptest.New(t, mailchimptest.Options{})
+		mc.SetLatency(20 * time.Millisecond)
+		mailchimpConnector(t, e, mc)
+		for i := range 30 {
+			e.record(t, fmt.Sprintf("p%d@example.com", i), grant("marketing_email"))
+		}
+		e.step(t)
+		if n := len(mc.Members("aud1")); n != 30 {
+			t.Fatalf("%d members, want 30", n)
+		}
+		if m := mc.MaxInFlight(); m > 2 || m < 1 {
+			t.Fatalf("%d calls at once to Mailchimp, want at most 2 (10 / 5 instances)", m)
 		}
 	})
 }

@@ -48,6 +48,9 @@ type Options struct {
 	// NoRetries turns the vendor clients' in-call retries off: every failure goes back to
 	// the engine's schedule at once (tests).
 	NoRetries bool
+	// Instances is how many Lupa instances call each vendor account: each keeps to its
+	// share of the vendor's documented rate and concurrency limits (1).
+	Instances int
 	// ReconcileEvery is how often each connector reads unsubscribes back (15 min).
 	ReconcileEvery time.Duration
 	Log            *slog.Logger
@@ -70,6 +73,9 @@ type Service struct {
 func New(db *sqldb.DB, keys *keyring.Keyring, consents Consents, ids Identities, now func() time.Time, opt Options) *Service {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = http.DefaultClient
+	}
+	if opt.Instances <= 0 {
+		opt.Instances = 1
 	}
 	if opt.ReconcileEvery <= 0 {
 		opt.ReconcileEvery = 15 * time.Minute

@@ -68,6 +68,9 @@ type Options struct {
 	Now func() time.Time
 	// Revision overrides the revision header (default Revision).
 	Revision string
+	// Share divides every documented rate limit by this many (the Lupa instances that call
+	// one account; default 1).
+	Share int
 	// Retries, MaxRetryWait: in-call retries (default 2 and 30 s); NoRetries turns them off.
 	Retries      int
 	MaxRetryWait time.Duration
@@ -101,12 +104,21 @@ func New(apiKey string, opt Options) (*Client, error) {
 	}
 	return &Client{
 		base: base, key: apiKey, revision: rev,
-		subs:  vendorhttp.NewLimiter(0, SubscriptionLimits...),
-		del:   vendorhttp.NewLimiter(0, DeletionLimits...),
-		read:  vendorhttp.NewLimiter(0, ProfileReadLimits...),
-		write: vendorhttp.NewLimiter(0, ProfileWriteLimits...),
+		subs:  vendorhttp.NewLimiter(0, share(SubscriptionLimits, opt.Share)...),
+		del:   vendorhttp.NewLimiter(0, share(DeletionLimits, opt.Share)...),
+		read:  vendorhttp.NewLimiter(0, share(ProfileReadLimits, opt.Share)...),
+		write: vendorhttp.NewLimiter(0, share(ProfileWriteLimits, opt.Share)...),
 		http:  vendorhttp.NewClient("klaviyo", opt.HTTPClient, now, classify, opt.Retries, opt.MaxRetryWait, opt.NoRetries),
 	}, nil
+}
+
+// share is one instance's part of the windows: each count divided by n, at least 1.
+func share(ws []vendorhttp.Window, n int) []vendorhttp.Window {
+	out := make([]vendorhttp.Window, len(ws))
+	for i, w := range ws {
+		out[i] = vendorhttp.Window{Count: max(w.Count/max(n, 1), 1), Per: w.Per}
+	}
+	return out
 }
 
 type resource struct {
