@@ -462,6 +462,9 @@ func (e *Engine) analyze(ctx context.Context, n int) {
 }
 
 func (e *Engine) fanoutBatch(ctx context.Context) (int, error) {
+	if !e.anything(ctx, "SELECT 1 FROM delivery_outbox LIMIT 1") {
+		return 0, nil
+	}
 	n := 0
 	err := e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		q := `SELECT o.tenant_id, o.event_id, d.type, o.subject_id, o.subject_seq, d.payload
@@ -769,6 +772,9 @@ type claimedRow struct {
 // only then are those waiting behind an older one of their key dropped and the rest locked.
 func (e *Engine) claim(ctx context.Context, n int, saturated []string) ([]claimedRow, error) {
 	now := e.now().UnixMilli()
+	if !e.anything(ctx, `SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until < ? LIMIT 1`, now, now) {
+		return nil, nil
+	}
 	lock := ""
 	if e.db.Dialect == sqldb.Postgres {
 		lock = " FOR UPDATE OF d SKIP LOCKED"
@@ -801,6 +807,22 @@ func (e *Engine) claim(ctx context.Context, n int, saturated []string) ([]claime
 	var rows []claimedRow // one statement: atomic without a transaction around it
 	err := e.db.Write.WithContext(ctx).Raw(q, args...).Scan(&rows).Error
 	return rows, err
+}
+
+// anything reports whether a query finds a row, asked on SQLite's read pool first: SQLite
+// has one write connection, which the consent writer needs, and the engine is woken after
+// every commit that wrote events — most of them, for tenants without endpoints or
+// connectors, leave nothing to fan out or send. On PostgreSQL (or when the peek fails) it
+// answers true and the claim itself finds out.
+func (e *Engine) anything(ctx context.Context, q string, args ...any) bool {
+	if e.db.Dialect != sqldb.SQLite {
+		return true
+	}
+	var found []int
+	if err := e.db.Read.WithContext(ctx).Raw(q, args...).Scan(&found).Error; err != nil {
+		return true
+	}
+	return len(found) > 0
 }
 
 // DeliverDue makes every attempt that is due, Workers at a time, and returns how many.

@@ -14,6 +14,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 	"github.com/lupa-cmp/lupa/integrations"
 	"github.com/lupa-cmp/lupa/integrations/webhook"
 )
@@ -563,4 +564,40 @@ func TestReasons(t *testing.T) {
 			t.Fatalf("expiry: %+v", an)
 		}
 	})
+}
+
+// TestIdleEngineLeavesSQLiteWriterAlone: SQLite has one write connection, which the consent
+// writer needs for every batch, and the engine is woken after each commit. With nothing to
+// fan out or send, a look for work must not wait for that connection; once there is work,
+// it does, and delivers.
+func TestIdleEngineLeavesSQLiteWriterAlone(t *testing.T) {
+	e := newEnv(t, sqldbtest.Open(t, sqldb.SQLite))
+	r := newReceiver(t)
+	_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{})
+	e.recordCustomer(t, "I-1", grant("marketing_email"))
+	e.step(t)
+	if len(r.messages()) != 1 {
+		t.Fatalf("first delivery: %d messages", len(r.messages()))
+	}
+
+	// Hold the write connection, as the consent writer does during a batch.
+	conn, err := e.db.SQL().Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = e.engine.Step(ctx)
+	waited := time.Since(start)
+	conn.Close()
+	if err != nil || waited > time.Second {
+		t.Fatalf("an idle look for work waited %v for the write connection: %v", waited, err)
+	}
+
+	e.recordCustomer(t, "I-1", withdraw("marketing_email"))
+	e.step(t)
+	if got := r.messages(); len(got) != 2 || got[1].Updated.Decision != consent.Withdrawn {
+		t.Fatalf("after the idle look: %d messages", len(got))
+	}
 }
