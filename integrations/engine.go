@@ -202,6 +202,17 @@ func (e *Engine) Wake() {
 	e.wakeSender()
 }
 
+// Committed is the consent writer's hook after a commit that wrote events. On SQLite it
+// wakes Run. On PostgreSQL it does nothing: the outbox trigger's NOTIFY wakes every
+// instance, this one included, and only when the commit left something to deliver, while
+// most commits (tenants without endpoints or connectors) leave nothing; waking on each cost
+// a fan-out transaction and a claim per writer batch.
+func (e *Engine) Committed() {
+	if e.db.Dialect != sqldb.Postgres {
+		e.Wake()
+	}
+}
+
 // wakeSender makes Run's sending loop look for due deliveries now.
 func (e *Engine) wakeSender() {
 	select {

@@ -82,8 +82,8 @@ func registerDeliveryMetrics(m *metrics, engine *integrations.Engine) *deliveryM
 	return d
 }
 
-// wakingMetrics passes the writer's measurements on and wakes the delivery engine after
-// each commit that wrote events, so a consent leaves within milliseconds of its commit.
+// wakingMetrics passes the writer's measurements on and tells the delivery engine of each
+// commit that wrote events, so a consent leaves within milliseconds of its commit.
 type wakingMetrics struct {
 	*metrics
 	engine *integrations.Engine
@@ -92,7 +92,7 @@ type wakingMetrics struct {
 func (w wakingMetrics) EventsWritten(n int) {
 	w.metrics.EventsWritten(n)
 	if n > 0 {
-		w.engine.Wake()
+		w.engine.Committed()
 	}
 }
 
