@@ -38,6 +38,8 @@ type DB struct {
 	Dialect string
 	// Location is a description of where the data lives, without credentials.
 	Location string
+
+	ckpt *checkpointer // SQLite only
 }
 
 // Options tune the pools.
@@ -97,7 +99,7 @@ func openPostgres(ctx context.Context, rawURL string, opt Options) (*DB, error) 
 // sqliteDSN sets what every connection needs: WAL so readers never block the writer,
 // synchronous=FULL so an acknowledged commit survives power loss, a busy timeout for the
 // rare second process, and IMMEDIATE transactions so a writer takes the lock up front
-// instead of failing half-way.
+// instead of failing half-way. The writer checkpoints only as the backstop (checkpoint.go).
 func sqliteDSN(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -108,6 +110,7 @@ func sqliteDSN(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpoint))
 	}
 	return "file:" + path + "?" + q.Encode()
 }
@@ -133,7 +136,13 @@ func openSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 	rdb.SetMaxOpenConns(opt.MaxConns)
 	rdb.SetMaxIdleConns(opt.MaxConns)
 	rdb.SetConnMaxIdleTime(0)
-	return &DB{Write: w, Read: r, Dialect: SQLite, Location: path}, nil
+	ckpt, err := startCheckpointer(path)
+	if err != nil {
+		_ = wdb.Close()
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &DB{Write: w, Read: r, Dialect: SQLite, Location: path, ckpt: ckpt}, nil
 }
 
 // SQL returns the write pool's *sql.DB (migrations and job libraries want it).
@@ -151,6 +160,9 @@ func (d *DB) ReadSQL() *sql.DB {
 // Close closes both pools.
 func (d *DB) Close() error {
 	var errs []error
+	if d.ckpt != nil {
+		errs = append(errs, d.ckpt.close())
+	}
 	if s, err := d.Write.DB(); err == nil {
 		errs = append(errs, s.Close())
 	}
