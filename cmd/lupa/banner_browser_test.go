@@ -730,6 +730,11 @@ func TestBrowserSignedInPerson(t *testing.T) {
 		// Signed in on the site: the page identifies the customer.
 		page := strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
 			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-1", "lupa")+`").then(function () { window.__identified = true; }); });</script></body>`, 1)
+		// Count the widget's reads of the person's state: identify in the ready handler asks
+		// once; a second read would re-render the banner under the visitor's pointer.
+		page = strings.Replace(page, `<head>`, `<head><script>(function (f) { window.__personReads = 0; window.fetch = function (u, o) {
+			if (String(u).indexOf("/v1/consents?") >= 0 && o && o.headers && o.headers.Authorization) window.__personReads++;
+			return f.apply(this, arguments); }; })(window.fetch);</script>`, 1)
 		v.open(shop.page("/signed-in", page))
 		// identify re-renders the banner when the person's state arrives: wait for that, so
 		// that the clicks below do not land on the banner it replaces.
@@ -740,6 +745,10 @@ func TestBrowserSignedInPerson(t *testing.T) {
 		switches := evalJS[[]string](v.browser, `Array.prototype.map.call(document.querySelectorAll("#lupa-settings input[data-lupa-purpose-switch]"), function (i) { return i.dataset.lupaPurposeSwitch; })`)
 		if !slices.Contains(switches, "marketing_email") || !slices.Contains(switches, "analytics") {
 			t.Fatalf("the signed-in banner asks %v, want the person-level purposes too", switches)
+		}
+		// By the time the banner is shown the widget has made every read it was going to.
+		if n := evalJS[int](v.browser, `window.__personReads`); n != 1 {
+			t.Fatalf("the widget read the signed-in person's state %d times, want once", n)
 		}
 		v.click(`#lupa-settings [data-lupa-action="reject"]`)
 		ctx := context.Background()

@@ -26,7 +26,7 @@ const BUILD = __LUPA_BUILD__, CSS = __LUPA_CSS__, REG = __LUPA_REGISTER__,
 if (!w.lupa && script) {
   const subs = { ready: [], change: [] },
     gpc = navigator.globalPrivacyControl === true
-  let cfg, s, P = [], N = [], state, saved, ready, view, wantOpen, box, token
+  let cfg, s, P = [], N = [], state, saved, ready, view, wantOpen, box, token, asked
 
   // current returns the stored decision [letter, version, unix time, fromGPC?] of purpose p
   // while it stands: not a grant of a version older than the purpose's material version, and
@@ -191,7 +191,8 @@ if (!w.lupa && script) {
     await css
     render()
     wantOpen && view.open()
-    token && who()
+    // Unless the page identified its customer in its lupa:ready handler, which asked already.
+    token && asked != token && who()
   }
 
   const render = () => {
@@ -202,6 +203,7 @@ if (!w.lupa && script) {
 
   // who reads the signed-in person's decisions and asks what they have not decided.
   const who = async () => {
+    asked = token
     const H = { Authorization: 'Bearer ' + token }
     if (state.id) H['Lupa-Device-Id'] = state.id
     const r = await fetch(cfg.base + '/v1/consents?property=' + encodeURIComponent(cfg.pk), { headers: H }).catch(e => 0),
@@ -214,7 +216,9 @@ if (!w.lupa && script) {
       l && x.decided_at ? (state.p[x.purpose] = [l, x.version, (Date.parse(x.decided_at) / 1e3) | 0]) : delete state.p[x.purpose]
     }
     apply()
-    render()
+    // Before the first render (the stylesheet still loading) that render shows this state;
+    // rendering here too would replace the banner under the visitor's pointer.
+    view && render()
     fire('change')
   }
   init()
