@@ -87,9 +87,6 @@ func rowsInFileAlone(t *testing.T, path string) (int64, error) {
 // file stays near the writer's backstop of walAutoCheckpoint pages instead of growing with
 // every page ever written.
 func TestSQLiteWALStaysBoundedUnderSustainedWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes about 40 MB")
-	}
 	db, path := openTestSQLite(t)
 	var pageSize int64
 	if err := db.Read.Raw("PRAGMA page_size").Scan(&pageSize).Error; err != nil {
