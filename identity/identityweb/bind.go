@@ -2,7 +2,6 @@ package identityweb
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-playground/validator/v10"
 
 	"github.com/lupa-cmp/lupa/identity"
@@ -89,23 +90,17 @@ func readAll(r io.Reader, length int64) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// Decode parses body into dst strictly (unknown fields and trailing data are errors) and
-// validates it. On failure it has answered 400 and returns false.
+// Decode parses body into dst strictly and validates it: unknown, duplicate or
+// differently cased member names and trailing data are errors. On failure it has answered
+// 400 and returns false.
 func (a *API) Decode(c *gin.Context, body []byte, dst any) bool {
-	// JSON is UTF-8 (RFC 8259); the decoder would quietly turn other bytes into U+FFFD.
+	// JSON is UTF-8 (RFC 8259); say so plainly rather than as a syntax error.
 	if !utf8.Valid(body) {
 		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not UTF-8", nil)
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not valid JSON for this endpoint", jsonFieldErrors(err))
-		return false
-	}
-	// More would miss a stray "}" or "]": only the end of the body may follow the value.
-	if _, err := dec.Token(); err != io.EOF {
-		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body has data after the JSON value", nil)
+	if err := json.Unmarshal(body, dst, strictJSON); err != nil {
+		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not valid JSON for this endpoint", jsonFieldErrors(dst, err))
 		return false
 	}
 	if err := a.validate.Struct(dst); err != nil {
@@ -216,23 +211,96 @@ func (a *API) Bind(c *gin.Context, limit int64, dst any) bool {
 	return ok && a.Decode(c, body, dst)
 }
 
-func jsonFieldErrors(err error) []identity.FieldError {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return []identity.FieldError{{Field: te.Field, Message: "must be " + jsonKind(te.Type.Kind())}}
-	}
-	var se *json.SyntaxError
+// strictJSON decodes request bodies: a member the endpoint does not know is an error, not
+// silently dropped. Names match exactly, and a name given twice is an error (which of two
+// values counts must not depend on the parser reading it).
+var strictJSON = json.RejectUnknownMembers(true)
+
+// jsonFieldErrors names, field by field, what the decoder found wrong.
+func jsonFieldErrors(dst any, err error) []identity.FieldError {
+	t := reflect.TypeOf(dst)
+	var se *json.SemanticError
 	if errors.As(err, &se) {
-		return []identity.FieldError{{Field: "", Message: "syntax error at byte " + strconv.FormatInt(se.Offset, 10)}}
+		field := pointerPath(t, se.JSONPointer)
+		switch {
+		case errors.Is(se.Err, json.ErrUnknownName):
+			return []identity.FieldError{{Field: field, Message: "is not a field of this request"}}
+		case se.GoType != nil:
+			return []identity.FieldError{{Field: field, Message: "must be " + jsonKind(se.GoType)}}
+		}
+		return []identity.FieldError{{Field: field, Message: "is not valid"}}
 	}
-	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-		return []identity.FieldError{{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Message: "is not a field of this request"}}
+	var xe *jsontext.SyntacticError
+	if errors.As(err, &xe) {
+		if errors.Is(xe.Err, jsontext.ErrDuplicateName) {
+			return []identity.FieldError{{Field: pointerPath(t, xe.JSONPointer), Message: "is given twice"}}
+		}
+		return []identity.FieldError{{Field: pointerPath(t, xe.JSONPointer),
+			Message: "syntax error at byte " + strconv.FormatInt(xe.ByteOffset, 10)}}
 	}
 	return nil
 }
 
-func jsonKind(k reflect.Kind) string {
-	switch k {
+// pointerPath turns a JSON Pointer into dst ("/decisions/0/purpose") into the field names
+// the validator's errors use ("decisions[0].purpose"; a map's key as "labels[key]"),
+// following dst's type to tell a map's keys from a struct's fields.
+func pointerPath(dst reflect.Type, p jsontext.Pointer) string {
+	var b strings.Builder
+	t := dst
+	for tok := range p.Tokens() {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case t != nil && t.Kind() == reflect.Struct:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(tok)
+			t = fieldType(t, tok)
+		case t != nil && (t.Kind() == reflect.Map || t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+			b.WriteString("[" + tok + "]")
+			t = t.Elem()
+		default: // inside a value of no known type (an any): name it as a path
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(tok)
+			t = nil
+		}
+	}
+	return b.String()
+}
+
+// fieldType is the type of struct t's field named name in JSON, or nil.
+func fieldType(t reflect.Type, name string) reflect.Type {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
+		if tag == name || (tag == "" && f.Name == name) {
+			return f.Type
+		}
+		if f.Anonymous && tag == "" { // an embedded struct's fields are the outer one's
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if found := fieldType(ft, name); found != nil {
+					return found
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// jsonKind says, in JSON's words, what a Go type takes.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch k := t.Kind(); k {
 	case reflect.String:
 		return "a string"
 	case reflect.Bool:

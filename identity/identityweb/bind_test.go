@@ -2,8 +2,15 @@ package identityweb
 
 import (
 	"encoding/json"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lupa-cmp/lupa/identity"
 )
 
 // The scan for control characters may only be skipped for bodies that cannot hold one:
@@ -44,5 +51,60 @@ func TestMayHoldControlNeverMissesOne(t *testing.T) {
 		if mayHoldControl([]byte(body)) {
 			t.Fatalf("%s: no control character, yet the scan would run", body)
 		}
+	}
+}
+
+// Each way a body can be wrong JSON for its endpoint is answered 400 with the field it is
+// about, in the validator's notation, and a message saying what is wrong.
+func TestDecodeNamesTheField(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	type decision struct {
+		Purpose string `json:"purpose"`
+		Version int    `json:"version"`
+	}
+	type in struct {
+		Method    string            `json:"method"`
+		Decisions []decision        `json:"decisions"`
+		Labels    map[string]string `json:"labels"`
+		Limit     *int              `json:"limit"`
+	}
+	a := NewAPI(slog.New(slog.DiscardHandler))
+	for _, c := range []struct {
+		name, body, field, message string
+	}{
+		{"unknown member", `{"method":"api","extra":1}`, "extra", "is not a field of this request"},
+		{"unknown nested member", `{"decisions":[{"purpose":"a"},{"purpose":"b","why":"x"}]}`, "decisions[1].why", "is not a field of this request"},
+		{"name in another case", `{"Method":"api"}`, "Method", "is not a field of this request"},
+		{"name given twice", `{"method":"api","method":"verbal"}`, "method", "is given twice"},
+		{"nested name given twice", `{"decisions":[{"purpose":"a","purpose":"b"}]}`, "decisions[0].purpose", "is given twice"},
+		{"string for integer", `{"decisions":[{"version":"one"}]}`, "decisions[0].version", "must be an integer"},
+		{"fraction for integer", `{"decisions":[{"version":1.5}]}`, "decisions[0].version", "must be an integer"},
+		{"number for string", `{"method":7}`, "method", "must be a string"},
+		{"object for array", `{"decisions":{}}`, "decisions", "must be an array"},
+		{"number for map value", `{"labels":{"a":1}}`, "labels[a]", "must be a string"},
+		{"string for pointer to integer", `{"limit":"ten"}`, "limit", "must be an integer"},
+		{"array for the body", `[]`, "", "must be an object"},
+		{"syntax", `{"method":"api",}`, "", "syntax error at byte 15"},
+		{"trailing data", `{"method":"api"}{}`, "", "syntax error at byte 16"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			g, _ := gin.CreateTestContext(w)
+			g.Request = httptest.NewRequest(http.MethodPost, "/x", nil)
+			var dst in
+			if a.Decode(g, []byte(c.body), &dst) {
+				t.Fatalf("%s was accepted", c.body)
+			}
+			var p struct {
+				Status int                   `json:"status"`
+				Errors []identity.FieldError `json:"errors"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Status != http.StatusBadRequest || len(p.Errors) != 1 || p.Errors[0].Field != c.field || p.Errors[0].Message != c.message {
+				t.Fatalf("%s: got %s, want field %q: %q", c.body, w.Body, c.field, c.message)
+			}
+		})
 	}
 }
