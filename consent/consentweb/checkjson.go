@@ -1,8 +1,6 @@
 package consentweb
 
 import (
-	"strconv"
-
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/lupa-cmp/lupa/consent"
@@ -14,48 +12,48 @@ import (
 // fraction of one. Strings go through jsontext's quoting, so a client's identifier comes
 // back escaped as JSON requires.
 func appendCheckAnswer(dst []byte, purpose string, results []consent.CheckResult) ([]byte, error) {
-	var err error
-	dst = append(dst, `{"purpose":`...)
-	if dst, err = jsontext.AppendQuote(dst, purpose); err != nil {
-		return nil, err
-	}
-	dst = append(dst, `,"results":[`...)
+	w := jsonWriter{b: dst}
+	w.raw(`{"purpose":`)
+	w.str(purpose)
+	w.raw(`,"results":[`)
 	for i := range results {
 		if i > 0 {
-			dst = append(dst, ',')
+			w.raw(",")
 		}
-		if dst, err = appendCheckResult(dst, &results[i]); err != nil {
-			return nil, err
+		r := &results[i]
+		w.raw(`{"identifier":{"kind":`)
+		w.str(r.Identifier.Kind)
+		if r.Identifier.Namespace != "" {
+			w.raw(`,"namespace":`)
+			w.str(r.Identifier.Namespace)
 		}
+		w.raw(`,"value":`)
+		w.str(r.Identifier.Value)
+		if r.MayUse {
+			w.raw(`},"may_use":true,"state":`)
+		} else {
+			w.raw(`},"may_use":false,"state":`)
+		}
+		w.str(r.State)
+		w.raw(`,"reason":`)
+		w.str(r.Reason)
+		w.raw("}")
 	}
-	return append(dst, "]}"...), nil
+	w.raw("]}")
+	return w.b, w.err
 }
 
-func appendCheckResult(dst []byte, r *consent.CheckResult) ([]byte, error) {
+// jsonWriter appends JSON text and keeps the first error (a string that is not UTF-8).
+type jsonWriter struct {
+	b   []byte
+	err error
+}
+
+func (w *jsonWriter) raw(s string) { w.b = append(w.b, s...) }
+
+func (w *jsonWriter) str(s string) {
 	var err error
-	dst = append(dst, `{"identifier":{"kind":`...)
-	if dst, err = jsontext.AppendQuote(dst, r.Identifier.Kind); err != nil {
-		return nil, err
+	if w.b, err = jsontext.AppendQuote(w.b, s); err != nil && w.err == nil {
+		w.err = err
 	}
-	if r.Identifier.Namespace != "" {
-		dst = append(dst, `,"namespace":`...)
-		if dst, err = jsontext.AppendQuote(dst, r.Identifier.Namespace); err != nil {
-			return nil, err
-		}
-	}
-	dst = append(dst, `,"value":`...)
-	if dst, err = jsontext.AppendQuote(dst, r.Identifier.Value); err != nil {
-		return nil, err
-	}
-	dst = append(dst, `},"may_use":`...)
-	dst = strconv.AppendBool(dst, r.MayUse)
-	dst = append(dst, `,"state":`...)
-	if dst, err = jsontext.AppendQuote(dst, r.State); err != nil {
-		return nil, err
-	}
-	dst = append(dst, `,"reason":`...)
-	if dst, err = jsontext.AppendQuote(dst, r.Reason); err != nil {
-		return nil, err
-	}
-	return append(dst, '}'), nil
 }

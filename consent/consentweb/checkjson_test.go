@@ -62,3 +62,17 @@ func TestCheckAnswerRefusesInvalidUTF8(t *testing.T) {
 		t.Fatal("an identifier that is not UTF-8 was written")
 	}
 }
+
+func BenchmarkCheckAnswer(b *testing.B) {
+	res := make([]consent.CheckResult, consent.MaxCheck)
+	for i := range res {
+		res[i] = consent.CheckResult{Identifier: identity.Identifier{Kind: "customer_number", Value: "C00012345"},
+			MayUse: i%2 == 0, State: "granted", Reason: "granted"}
+	}
+	buf := make([]byte, 0, 64+len(res)*checkResultSize)
+	for b.Loop() {
+		if _, err := appendCheckAnswer(buf[:0], "marketing_email", res); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

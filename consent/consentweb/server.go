@@ -148,4 +148,4 @@ func (h *Handlers) Check(c *gin.Context) {
 }
 
 // checkResultSize is about what one result of a check takes in JSON.
-const checkResultSize = 110
+const checkResultSize = 128

@@ -38,13 +38,21 @@ type API struct {
 func NewAPI(log *slog.Logger) *API {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string {
-		name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
-		if name == "-" {
-			return ""
+		if name := jsonName(f); name != "-" {
+			return name
 		}
-		return name
+		return ""
 	})
 	return &API{Log: log, validate: v}
+}
+
+// jsonName is the name a struct field has in JSON: its tag's, else its Go name; "-" when
+// it has none.
+func jsonName(f reflect.StructField) string {
+	if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" {
+		return name
+	}
+	return f.Name
 }
 
 // Fail writes err as a problem.
@@ -161,12 +169,9 @@ func controlChars(v reflect.Value, path string) []identity.FieldError {
 		t := v.Type()
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
+			name := jsonName(f)
 			if !f.IsExported() || name == "-" {
 				continue
-			}
-			if name == "" {
-				name = f.Name
 			}
 			if path != "" {
 				name = path + "." + name
@@ -276,11 +281,10 @@ func pointerPath(dst reflect.Type, p jsontext.Pointer) string {
 func fieldType(t reflect.Type, name string) reflect.Type {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		tag := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
-		if tag == name || (tag == "" && f.Name == name) {
+		if jsonName(f) == name {
 			return f.Type
 		}
-		if f.Anonymous && tag == "" { // an embedded struct's fields are the outer one's
+		if f.Anonymous && f.Tag.Get("json") == "" { // an embedded struct's fields are the outer one's
 			ft := f.Type
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()

@@ -54,16 +54,23 @@ func startCheckpointer(path string) (*checkpointer, error) {
 
 func (c *checkpointer) run(ctx context.Context) {
 	defer close(c.done)
-	t := time.NewTicker(checkpointEvery)
+	every(ctx, checkpointEvery, func() {
+		// With nothing new in the WAL this takes a lock and returns: no I/O. An error (a
+		// full disk, say) is the writer's to report; the next tick tries again.
+		_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	})
+}
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			// With nothing new in the WAL this takes a lock and returns: no I/O. An error
-			// (a full disk, say) is the writer's to report; the next tick tries again.
-			_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+			fn()
 		}
 	}
 }

@@ -19,17 +19,10 @@ func (d *DB) KeepStatistics(ctx context.Context, log *slog.Logger, tables []stri
 		return
 	}
 	analyzed := map[string]float64{}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		rows, err := d.Read.WithContext(ctx).Raw(`SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE relname IN ?`, tables).Rows()
 		if err != nil {
-			continue
+			return
 		}
 		var grown []string
 		for rows.Next() {
@@ -46,5 +39,5 @@ func (d *DB) KeepStatistics(ctx context.Context, log *slog.Logger, tables []stri
 				log.Warn("analyze", "table", name, "err", err)
 			}
 		}
-	}
+	})
 }
