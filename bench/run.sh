@@ -290,6 +290,11 @@ stop_lupa deliveries
 
 # ---------------------------------------------------------------------------------------------
 step "write path, SQLite (embedded default, synchronous=FULL): the same load, ${write_secs} s"
+# Nothing needs PostgreSQL from here on. A server left running would go on writing out what
+# the phases before wrote (a spread checkpoint takes minutes) on the disk whose fsyncs every
+# SQLite commit waits for: stop it, and let the kernel write back what it still holds.
+"$root/.ci/postgres.sh" stop "$work/pg"
+sync
 start_lupa sqlite LUPA_DATA_DIR="$work/lupa-sqlite"
 "$lt" quiet
 "$lt" write -prefix sqlite_ -target "$work/sqlite.json" -c 32 -warmup "$warmup" -duration "${write_secs}s" \
@@ -309,7 +314,8 @@ else
 fi
 awk '/^pkg: / { pkg = $2; sub(/^github.com\/lupa-cmp\/lupa\/?/, "", pkg); gsub(/\//, ".", pkg) }
      /^Benchmark/ { name = $1; sub(/-[0-9]+$/, "", name)
-                    for (i = 2; i < NF; i++) if ($(i + 1) == "ns/op") printf "go.%s.%s.ns_op=%s\n", pkg, name, $i }' \
+                    for (i = 3; i < NF; i += 2) { unit = $(i + 1); gsub(/\//, "_", unit)
+                                                  printf "go.%s.%s.%s=%s\n", pkg, name, unit, $i } }' \
   "$work/gobench.txt" | record
 if [ "$go_ok" != 1 ]; then
   echo "errors: go test -bench failed: FAIL" | tee -a "$bars"

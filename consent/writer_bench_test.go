@@ -5,6 +5,10 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +160,67 @@ func BenchmarkWriteChainFiveEvents(b *testing.B) {
 			prev = e.Hash
 		}
 	}
+}
+
+// BenchmarkWriterSQLiteBanner: the embedded default's write path without HTTP. 32
+// goroutines record banner interactions (five decisions, 80 % from new devices, an
+// Idempotency-Key each) through Record and the group-commit writer into an SQLite file with
+// synchronous=FULL, as `make bench`'s SQLite phase does over HTTP. ns/op is the wall time
+// per interaction at that concurrency (its inverse is the throughput the writer and the
+// planning around it allow on this machine); wbytes/op is what the process handed to write
+// system calls per interaction (the WAL, checkpoints, statement journals), the volume every
+// commit's fsync waits for.
+func BenchmarkWriterSQLiteBanner(b *testing.B) {
+	s := newBenchWriteStack(b)
+	ctx := context.Background()
+	var known []*identity.Identifier
+	for range 200 {
+		r := *s.req
+		r.Idempotency = nil
+		out, err := s.svc.Record(ctx, &r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		known = append(known, &identity.Identifier{Kind: identity.IDDevice, Value: out.DeviceID})
+	}
+	var n atomic.Int64
+	written := processWriteBytes(b)
+	b.SetParallelism(16) // 32 goroutines on two cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			r := *s.req
+			if i%5 == 0 {
+				r.Identifier = known[i%int64(len(known))]
+			}
+			r.Idempotency = &IdempotencyKey{Route: "/v1/consents", Key: strconv.FormatInt(i, 10) + "-" + rand.Text(),
+				RequestHash: s.req.Idempotency.RequestHash}
+			if _, err := s.svc.Record(ctx, &r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(processWriteBytes(b)-written)/float64(b.N), "wbytes/op")
+}
+
+// processWriteBytes is the bytes this process has passed to write system calls (wchar).
+func processWriteBytes(b *testing.B) int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skip("no /proc/self/io:", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no wchar in /proc/self/io")
+	return 0
 }

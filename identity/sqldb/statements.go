@@ -62,8 +62,8 @@ func (s *Statements) Prepare(ctx context.Context, queries ...string) error {
 	return nil
 }
 
-// PrepareInsert prepares every shape of a multi-row insert (see Insert).
-func (s *Statements) PrepareInsert(ctx context.Context, table string, columns []string, suffix string) error {
+// prepareInsert prepares every shape of SQLite's multi-row insert (see insert).
+func (s *Statements) prepareInsert(ctx context.Context, table string, columns []string, suffix string) error {
 	for _, n := range insertShapes {
 		if _, err := s.prepare(ctx, insertSQL(table, columns, n, suffix)); err != nil {
 			return err
@@ -160,18 +160,9 @@ func (s *Statements) Query(ctx context.Context, tx *sql.Tx, query string, args [
 	return rows.Err()
 }
 
-// Insert writes rows into table with the fewest prepared multi-row statements of the fixed
-// shapes; suffix (an ON CONFLICT clause) ends each statement.
-func (s *Statements) Insert(ctx context.Context, tx *sql.Tx, table string, columns []string, rows [][]any, suffix string) error {
-	return s.insert(ctx, tx, table, columns, rows, suffix, nil)
-}
-
-// InsertReturning is Insert whose suffix ends in a RETURNING clause; scan reads the rows
-// each statement returns.
-func (s *Statements) InsertReturning(ctx context.Context, tx *sql.Tx, table string, columns []string, rows [][]any, suffix string, scan func(*sql.Rows) error) error {
-	return s.insert(ctx, tx, table, columns, rows, suffix, scan)
-}
-
+// insert writes rows into table on SQLite with the fewest prepared multi-row statements of
+// the fixed shapes; suffix (an ON CONFLICT clause) ends each statement, and scan, when not
+// nil, reads the rows its RETURNING clause returns.
 func (s *Statements) insert(ctx context.Context, tx *sql.Tx, table string, columns []string, rows [][]any, suffix string, scan func(*sql.Rows) error) error {
 	for len(rows) > 0 {
 		n := 1
@@ -198,10 +189,17 @@ func (s *Statements) insert(ctx context.Context, tx *sql.Tx, table string, colum
 	return nil
 }
 
+// insertSQL is SQLite's multi-row INSERT. It says OR FAIL: a constraint that fails stops
+// the statement and leaves the rows it already inserted, where SQLite's default (ABORT)
+// undoes them. To undo them, SQLite copies every page the statement changes into a
+// statement journal first, which under load spills to a temporary file: a quarter of all
+// the bytes the write path wrote (BenchmarkWriterSQLiteBanner). Its only caller, the
+// consent writer, rolls the whole transaction back on any error, so it never needs a
+// statement undone alone. (An immediate foreign key still needs the journal: identifiers.)
 func insertSQL(table string, columns []string, rows int, suffix string) string {
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
 	var b strings.Builder
-	b.WriteString("INSERT INTO ")
+	b.WriteString("INSERT OR FAIL INTO ")
 	b.WriteString(table)
 	b.WriteString(" (")
 	b.WriteString(strings.Join(columns, ", "))
@@ -244,7 +242,7 @@ func Names(cols []Column) []string {
 
 // InsertColumns is Insert for columns with types: on PostgreSQL the rows travel as one
 // array per column and one statement inserts any number of them (INSERT … SELECT FROM
-// unnest), so a batch costs one round trip per table; SQLite uses Insert's shapes.
+// unnest), so a batch costs one round trip per table; SQLite uses insert's fixed shapes.
 func (s *Statements) InsertColumns(ctx context.Context, tx *sql.Tx, table string, cols []Column, rows [][]any, suffix string, scan func(*sql.Rows) error) error {
 	if len(rows) == 0 {
 		return nil
@@ -272,7 +270,7 @@ func (s *Statements) InsertColumns(ctx context.Context, tx *sql.Tx, table string
 // PrepareColumns prepares what InsertColumns will run.
 func (s *Statements) PrepareColumns(ctx context.Context, table string, cols []Column, suffix string) error {
 	if s.dialect != Postgres {
-		return s.PrepareInsert(ctx, table, Names(cols), suffix)
+		return s.prepareInsert(ctx, table, Names(cols), suffix)
 	}
 	_, err := s.prepare(ctx, unnestSQL(table, cols, suffix))
 	return err
