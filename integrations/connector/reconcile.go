@@ -23,10 +23,12 @@ import (
 //     since the cursor → withdrawal of the purposes mapped to that audience, at the member's
 //     last_changed. Cleaned members are not read: a bounce is not a decision about consent,
 //     and the member list does not tell a spam complaint from a bounce (the webhook does).
-//   - HubSpot: the EMAIL subscription statuses of every address the connector has written
+//   - HubSpot: the EMAIL subscription statuses of the addresses the connector has written
 //     (connector_members), 100 per call; UNSUBSCRIBED on a mapped subscription → withdrawal
 //     (objection for a legitimate-interest purpose), at the status's timestamp. HubSpot
-//     cannot list changes since a time, so every run reads every member.
+//     cannot list changes since a time, so the reconcile walks the members in subject order,
+//     at most Options.ReconcileHubSpotMembers a run, each run from where the last one
+//     stopped (connectors.reconcile_position), and starts again after the last member.
 //   - Klaviyo: profiles whose global email suppression was set since the cursor; an
 //     unsubscribe or spam complaint (klaviyo.Profile.Withdrawal) → withdrawal of every
 //     mapped purpose (the suppression is global), at the suppression's time.
@@ -44,8 +46,8 @@ import (
 // starts one second before it, because the vendors' time filters have one-second
 // resolution and may be exclusive (re-reading the edge is harmless). No entry means read
 // everything: the first run after a connector is made brings back every unsubscribe newer
-// than the person's decision in Lupa. For HubSpot the entry is informational (every run
-// reads every member). reconciled_at is set when a whole run succeeded.
+// than the person's decision in Lupa. For HubSpot the entry is informational (the walk's
+// position is what moves it). reconciled_at is set when a whole run succeeded.
 
 // Cursor sources.
 const (
@@ -95,23 +97,29 @@ func (s *Service) Reconcile(ctx context.Context, tenantID, connectorID string) (
 	if c.conn.Status != StatusEnabled {
 		return 0, identity.Errorf(identity.EConflict, "connector: the connector is disabled")
 	}
-	var cursorText string
-	if err := s.db.Write.WithContext(ctx).Raw(`SELECT reconcile_cursor FROM connectors WHERE tenant_id = ? AND id = ?`,
-		tenantID, connectorID).Scan(&cursorText).Error; err != nil {
+	var stored struct {
+		Cursor   string `gorm:"column:reconcile_cursor"`
+		Position string `gorm:"column:reconcile_position"`
+	}
+	if err := s.db.Write.WithContext(ctx).Raw(`SELECT reconcile_cursor, reconcile_position FROM connectors
+		WHERE tenant_id = ? AND id = ?`, tenantID, connectorID).Scan(&stored).Error; err != nil {
 		return 0, err
 	}
-	cur := parseCursor(cursorText)
+	cur := parseCursor(stored.Cursor)
 	next := reconcileCursor{}
 	var n int
+	var position *string // where the HubSpot walk goes on next time
 	switch c.conn.Vendor {
 	case Mailchimp:
 		n, err = s.reconcileMailchimp(ctx, c, cur, next)
 	case HubSpot:
-		n, err = s.reconcileHubSpot(ctx, c, cur, next)
+		var pos string
+		n, pos, err = s.reconcileHubSpot(ctx, c, stored.Position, next)
+		position = &pos
 	case Klaviyo:
 		n, err = s.reconcileKlaviyo(ctx, c, cur, next)
 	}
-	if serr := s.saveCursor(context.WithoutCancel(ctx), c.conn, next, err == nil); serr != nil {
+	if serr := s.saveCursor(context.WithoutCancel(ctx), c.conn, next, position, err == nil); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	return n, err
@@ -162,72 +170,100 @@ type memberPage []struct {
 	EmailKID  string `gorm:"column:email_kid"`
 }
 
-func (s *Service) reconcileHubSpot(ctx context.Context, c *clients, _, next reconcileCursor) (int, error) {
+// reconcileHubSpot reads the statuses of at most Options.ReconcileHubSpotMembers of the
+// connector's members, in subject order after from, and returns where the next run goes on:
+// after the last member it read, or "" once it read the last one. A run that fails returns
+// the position after the last page it finished, so a run cut short (by an error, or by the
+// interval's deadline) loses nothing it did. The bound keeps a large audience from taking
+// the account's rate limit, which the deliveries share, for minutes at every interval.
+func (s *Service) reconcileHubSpot(ctx context.Context, c *clients, from string, next reconcileCursor) (int, string, error) {
 	purposes := map[int64][]string{}
 	for _, m := range c.conn.Mappings {
 		purposes[m.SubscriptionID] = append(purposes[m.SubscriptionID], m.Purpose)
 	}
-	n, after, newest, undecryptable := 0, "", time.Time{}, 0
-	for {
+	budget := s.opt.ReconcileHubSpotMembers
+	n, after, read, newest, undecryptable := 0, from, 0, time.Time{}, 0
+	defer func() {
+		if undecryptable > 0 {
+			s.opt.Log.Warn("connector reconcile: member addresses that do not decrypt were skipped",
+				"tenant", c.conn.TenantID, "connector", c.conn.ID, "count", undecryptable)
+		}
+	}()
+	for read < budget {
+		limit := min(budget-read, hubspot.DefaultBatchSize)
 		var rows memberPage
 		if err := s.db.Read.WithContext(ctx).Raw(`SELECT subject_id, email_ct, email_kid FROM connector_members
 			WHERE tenant_id = ? AND connector_id = ? AND subject_id > ? ORDER BY subject_id LIMIT ?`,
-			c.conn.TenantID, c.conn.ID, after, hubspot.DefaultBatchSize).Scan(&rows).Error; err != nil {
-			return n, err
+			c.conn.TenantID, c.conn.ID, after, limit).Scan(&rows).Error; err != nil {
+			return n, after, err
 		}
-		if len(rows) == 0 {
+		if len(rows) == 0 && read == 0 && after != "" {
+			after = "" // the previous run read the last member: start again
+			continue
+		}
+		k, bad, err := s.hubspotStatuses(ctx, c, rows, purposes, &newest)
+		n, undecryptable = n+k, undecryptable+bad
+		if err != nil {
+			return n, after, err
+		}
+		read += len(rows)
+		if len(rows) < limit {
+			after = "" // that was the last member
 			break
 		}
 		after = rows[len(rows)-1].SubjectID
-		asked := map[string]bool{}
-		var emails []string
-		for _, r := range rows {
-			b, err := s.keys.Decrypt(ctx, r.EmailKID, r.EmailCT, memberAAD(c.conn.TenantID, c.conn.ID, r.SubjectID))
-			if err != nil {
-				undecryptable++
-				continue
-			}
-			e := identity.NormalizeEmail(string(b))
-			if e != "" && !asked[e] {
-				asked[e] = true
-				emails = append(emails, string(b))
-			}
-		}
-		if len(emails) > 0 {
-			res, err := c.hubspot.Statuses(ctx, emails)
-			if err != nil {
-				return n, err
-			}
-			for addr, sts := range res {
-				if !asked[identity.NormalizeEmail(addr)] {
-					continue // HubSpot answered about an address Lupa did not ask for
-				}
-				for _, st := range sts {
-					ps := purposes[st.SubscriptionID]
-					if st.Status != hubspot.Unsubscribed || len(ps) == 0 || st.Timestamp.IsZero() {
-						continue
-					}
-					k, err := s.recordVendorDecision(ctx, c, addr, ps, ReasonVendorOptOut, st.Timestamp)
-					if err != nil {
-						return n, err
-					}
-					n += k
-					if st.Timestamp.After(newest) {
-						newest = st.Timestamp
-					}
-				}
-			}
-		}
-		if len(rows) < hubspot.DefaultBatchSize {
-			break
-		}
-	}
-	if undecryptable > 0 {
-		s.opt.Log.Warn("connector reconcile: member addresses that do not decrypt were skipped",
-			"tenant", c.conn.TenantID, "connector", c.conn.ID, "count", undecryptable)
 	}
 	next.advance(cursorHubSpot, newest)
-	return n, nil
+	return n, after, nil
+}
+
+// hubspotStatuses asks HubSpot for one page of members' statuses and records each
+// unsubscribe from a mapped subscription; newest moves to the latest status time applied.
+// It returns how many decisions it recorded and how many addresses did not decrypt.
+func (s *Service) hubspotStatuses(ctx context.Context, c *clients, rows memberPage, purposes map[int64][]string, newest *time.Time) (int, int, error) {
+	asked := map[string]bool{}
+	var emails []string
+	undecryptable := 0
+	for _, r := range rows {
+		b, err := s.keys.Decrypt(ctx, r.EmailKID, r.EmailCT, memberAAD(c.conn.TenantID, c.conn.ID, r.SubjectID))
+		if err != nil {
+			undecryptable++
+			continue
+		}
+		e := identity.NormalizeEmail(string(b))
+		if e != "" && !asked[e] {
+			asked[e] = true
+			emails = append(emails, string(b))
+		}
+	}
+	if len(emails) == 0 {
+		return 0, undecryptable, nil
+	}
+	res, err := c.hubspot.Statuses(ctx, emails)
+	if err != nil {
+		return 0, undecryptable, err
+	}
+	n := 0
+	for addr, sts := range res {
+		if !asked[identity.NormalizeEmail(addr)] {
+			continue // HubSpot answered about an address Lupa did not ask for
+		}
+		for _, st := range sts {
+			ps := purposes[st.SubscriptionID]
+			if st.Status != hubspot.Unsubscribed || len(ps) == 0 || st.Timestamp.IsZero() {
+				continue
+			}
+			k, err := s.recordVendorDecision(ctx, c, addr, ps, ReasonVendorOptOut, st.Timestamp)
+			if err != nil {
+				return n, undecryptable, err
+			}
+			n += k
+			if st.Timestamp.After(*newest) {
+				*newest = st.Timestamp
+			}
+		}
+	}
+	return n, undecryptable, nil
 }
 
 func (s *Service) reconcileKlaviyo(ctx context.Context, c *clients, cur, next reconcileCursor) (int, error) {
@@ -282,10 +318,11 @@ func klaviyoReason(p klaviyo.Profile) string {
 }
 
 // saveCursor merges the run's progress into the stored cursor (an entry never moves back,
-// even when two runs overlap) and, after a complete run, sets reconciled_at. It leaves
-// updated_at alone: that is the connector's configuration's version.
-func (s *Service) saveCursor(ctx context.Context, c *Connector, next reconcileCursor, complete bool) error {
-	if len(next) == 0 && !complete {
+// even when two runs overlap), stores the HubSpot walk's position when there is one (runs of
+// one connector never overlap: reconcileDue holds its lock) and, after a complete run, sets
+// reconciled_at. It leaves updated_at alone: that is the connector's configuration's version.
+func (s *Service) saveCursor(ctx context.Context, c *Connector, next reconcileCursor, position *string, complete bool) error {
+	if len(next) == 0 && position == nil && !complete {
 		return nil
 	}
 	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -308,12 +345,14 @@ func (s *Service) saveCursor(ctx context.Context, c *Connector, next reconcileCu
 		if err != nil {
 			return err
 		}
-		if complete {
-			return tx.Exec(`UPDATE connectors SET reconcile_cursor = ?, reconciled_at = ? WHERE tenant_id = ? AND id = ?`,
-				string(b), s.now().UnixMilli(), c.TenantID, c.ID).Error
+		set, args := "reconcile_cursor = ?", []any{string(b)}
+		if position != nil {
+			set, args = set+", reconcile_position = ?", append(args, *position)
 		}
-		return tx.Exec(`UPDATE connectors SET reconcile_cursor = ? WHERE tenant_id = ? AND id = ?`,
-			string(b), c.TenantID, c.ID).Error
+		if complete {
+			set, args = set+", reconciled_at = ?", append(args, s.now().UnixMilli())
+		}
+		return tx.Exec("UPDATE connectors SET "+set+" WHERE tenant_id = ? AND id = ?", append(args, c.TenantID, c.ID)...).Error
 	})
 }
 

@@ -3,9 +3,11 @@ package connector_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/integrations/connector"
+	"github.com/lupa-cmp/lupa/integrations/hubspot/hubspottest"
 	"github.com/lupa-cmp/lupa/integrations/klaviyo/klaviyotest"
 	"github.com/lupa-cmp/lupa/integrations/mailchimp/mailchimptest"
 )
@@ -157,6 +160,81 @@ func TestReconcileHubSpot(t *testing.T) {
 			t.Fatalf("cursor %v, want %v", got, optedOut)
 		}
 		e.reconcile(t, c.ID, 0)
+	})
+}
+
+// position is where the connector's HubSpot walk goes on at the next run.
+func (e *env) position(t *testing.T, connectorID string) string {
+	t.Helper()
+	var pos string
+	if err := e.db.Write.Raw(`SELECT reconcile_position FROM connectors WHERE tenant_id = ? AND id = ?`, e.tenant(), connectorID).
+		Scan(&pos).Error; err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+// TestReconcileHubSpotWalksInParts: with room for two members a run, five members who all
+// opted out at HubSpot are read two, two and one, in subject order, each run from where the
+// last one stopped; a run that fails keeps the position; after the last member the walk
+// starts again from the first.
+func TestReconcileHubSpotWalksInParts(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		hs, c := inboundHubSpot(t, e, "")
+		walker := connector.New(e.db, e.keys, e.svc, e.ids, e.clock.Now, connector.Options{
+			HTTPClient:   safehttp.New(safehttp.Options{AllowPrivate: true, Timeout: 2 * time.Second}),
+			AllowBaseURL: true, NoRetries: true, ReconcileHubSpotMembers: 2})
+		var emails []string
+		for i := range 5 {
+			email := fmt.Sprintf("member%d@example.com", i)
+			e.record(t, email, grant("marketing_email"))
+			emails = append(emails, email)
+		}
+		e.step(t)
+		slices.SortFunc(emails, func(a, b string) int { return strings.Compare(e.subject(t, a), e.subject(t, b)) })
+		e.clock.Add(time.Minute)
+		for _, email := range emails {
+			hs.PersonOptsOut(email, 7001)
+		}
+		e.clock.Add(time.Minute)
+
+		run := func(want int, withdrawn int, position string) {
+			t.Helper()
+			reads := hs.Count(hubspottest.OpBatchRead)
+			n, err := walker.Reconcile(ctx, e.tenant(), c.ID)
+			if err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+			if n != want || hs.Count(hubspottest.OpBatchRead) != reads+1 {
+				t.Fatalf("recorded %d in %d calls, want %d in one", n, hs.Count(hubspottest.OpBatchRead)-reads, want)
+			}
+			for i, email := range emails {
+				state := consent.StateGranted
+				if i < withdrawn {
+					state = consent.StateWithdrawn
+				}
+				if got := e.state(t, email, "marketing_email"); got != state {
+					t.Fatalf("member %d of 5 after the run: %s, want %s", i+1, got, state)
+				}
+			}
+			if got := e.position(t, c.ID); got != position {
+				t.Fatalf("position %q, want %q", got, position)
+			}
+		}
+		run(2, 2, e.subject(t, emails[1]))
+
+		hs.FailNext(hubspottest.ServerError(503))
+		if _, err := walker.Reconcile(ctx, e.tenant(), c.ID); err == nil {
+			t.Fatal("a 503 from HubSpot was not an error")
+		}
+		if got := e.position(t, c.ID); got != e.subject(t, emails[1]) {
+			t.Fatalf("a failed run moved the position to %q", got)
+		}
+
+		run(2, 4, e.subject(t, emails[3]))
+		run(1, 5, "")                      // the last member: the walk starts again
+		run(0, 5, e.subject(t, emails[1])) // from the first, recording nothing twice
 	})
 }
 

@@ -53,7 +53,12 @@ type Options struct {
 	Instances int
 	// ReconcileEvery is how often each connector reads unsubscribes back (15 min).
 	ReconcileEvery time.Duration
-	Log            *slog.Logger
+	// ReconcileHubSpotMembers is how many of a HubSpot connector's members one reconcile run
+	// reads (10,000: 100 calls, ten seconds of HubSpot's lowest rate limit once an interval,
+	// about 1 % of it at the default). A larger audience is read over several runs: a million
+	// members in 100, about a day at the default interval.
+	ReconcileHubSpotMembers int
+	Log                     *slog.Logger
 }
 
 // Service manages connectors and acts on their deliveries.
@@ -76,6 +81,9 @@ func New(db *sqldb.DB, keys *keyring.Keyring, consents Consents, ids Identities,
 	}
 	if opt.Instances <= 0 {
 		opt.Instances = 1
+	}
+	if opt.ReconcileHubSpotMembers <= 0 {
+		opt.ReconcileHubSpotMembers = 10_000
 	}
 	if opt.ReconcileEvery <= 0 {
 		opt.ReconcileEvery = 15 * time.Minute
