@@ -131,12 +131,18 @@ type Options struct {
 	// acknowledged a subject.erasure_approved (the data map counts it as that system's
 	// confirmation). Optional.
 	Erasures ErasureRecorder
+	// LogRetention is how long a finished message stays in the delivery log (prune.go;
+	// DefaultLogRetention).
+	LogRetention time.Duration
 }
 
 // ErasureRecorder records that a connected system acknowledged an approved erasure.
 type ErasureRecorder interface {
 	ErasureDelivered(tx *gorm.DB, tenantID, subjectID, requestID, connectionID string, at time.Time) error
 }
+
+// messageIDPrefix starts every message id (the webhook-id), before a UUIDv7.
+const messageIDPrefix = "msg_"
 
 // Engine fans domain events out into deliveries and sends them.
 type Engine struct {
@@ -167,6 +173,9 @@ func New(db *sqldb.DB, catalogs Catalogs, targets Targets, sender Sender, now fu
 	}
 	if opt.Poll <= 0 {
 		opt.Poll = time.Second
+	}
+	if opt.LogRetention <= 0 {
+		opt.LogRetention = DefaultLogRetention
 	}
 	if opt.Lease <= 0 {
 		opt.Lease = time.Minute
@@ -231,6 +240,7 @@ func (e *Engine) Run(ctx context.Context) {
 	if e.db.Dialect == sqldb.Postgres {
 		go e.listen(ctx)
 	}
+	go e.pruneLoop(ctx)
 	done := make(chan struct{})
 	go func() { e.sendLoop(ctx); close(done) }()
 	t := time.NewTicker(e.opt.Poll)
@@ -629,7 +639,7 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 					return err
 				}
 				inBatch[id] = len(deliveries)
-				deliveries = append(deliveries, []any{tenantID, "msg_" + identity.NewID(), t.ID, r.SubjectID, it.purpose, it.seq,
+				deliveries = append(deliveries, []any{tenantID, messageIDPrefix + identity.NewID(), t.ID, r.SubjectID, it.purpose, it.seq,
 					it.typ, it.decision, string(body), StatusPending, 0, now, int64(0), now, now})
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity/login"
 	"github.com/lupa-cmp/lupa/identity/mail"
+	"github.com/lupa-cmp/lupa/integrations"
 )
 
 // config is every LUPA_* setting; README.md documents each one.
@@ -37,6 +38,8 @@ type config struct {
 	ShutdownTimeout time.Duration
 	// ReconcileInterval is how often each connector reads unsubscribes back from its vendor.
 	ReconcileInterval time.Duration
+	// DeliveryLogRetention is how long the delivery log keeps a finished message.
+	DeliveryLogRetention time.Duration
 	// ConnectorInstances is how many instances share each vendor account's rate limits.
 	ConnectorInstances int
 	LogLevel           string
@@ -57,19 +60,20 @@ type config struct {
 // loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		Addr:              str(getenv, "LUPA_ADDR", ":8080"),
-		MetricsAddr:       str(getenv, "LUPA_METRICS_ADDR", "127.0.0.1:9090"),
-		DatabaseURL:       getenv("LUPA_DATABASE_URL"),
-		DataDir:           str(getenv, "LUPA_DATA_DIR", "./lupa-data"),
-		MasterKey:         getenv("LUPA_MASTER_KEY"),
-		MasterKeyFile:     getenv("LUPA_MASTER_KEY_FILE"),
-		LogLevel:          str(getenv, "LUPA_LOG_LEVEL", "info"),
-		LogFormat:         str(getenv, "LUPA_LOG_FORMAT", "json"),
-		TrustedProxies:    list(getenv("LUPA_TRUSTED_PROXIES")),
-		SweepInterval:     time.Minute,
-		RootInterval:      10 * time.Minute,
-		ShutdownTimeout:   30 * time.Second,
-		ReconcileInterval: 15 * time.Minute,
+		Addr:                 str(getenv, "LUPA_ADDR", ":8080"),
+		MetricsAddr:          str(getenv, "LUPA_METRICS_ADDR", "127.0.0.1:9090"),
+		DatabaseURL:          getenv("LUPA_DATABASE_URL"),
+		DataDir:              str(getenv, "LUPA_DATA_DIR", "./lupa-data"),
+		MasterKey:            getenv("LUPA_MASTER_KEY"),
+		MasterKeyFile:        getenv("LUPA_MASTER_KEY_FILE"),
+		LogLevel:             str(getenv, "LUPA_LOG_LEVEL", "info"),
+		LogFormat:            str(getenv, "LUPA_LOG_FORMAT", "json"),
+		TrustedProxies:       list(getenv("LUPA_TRUSTED_PROXIES")),
+		SweepInterval:        time.Minute,
+		RootInterval:         10 * time.Minute,
+		ShutdownTimeout:      30 * time.Second,
+		ReconcileInterval:    15 * time.Minute,
+		DeliveryLogRetention: integrations.DefaultLogRetention,
 	}
 	var errs []string
 	fail := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
@@ -110,7 +114,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		dst  *time.Duration
 	}{
 		{"LUPA_SWEEP_INTERVAL", &c.SweepInterval}, {"LUPA_ROOT_INTERVAL", &c.RootInterval}, {"LUPA_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
-		{"LUPA_RECONCILE_INTERVAL", &c.ReconcileInterval},
+		{"LUPA_RECONCILE_INTERVAL", &c.ReconcileInterval}, {"LUPA_DELIVERY_LOG_RETENTION", &c.DeliveryLogRetention},
 	}
 	for _, d := range durations {
 		if v := getenv(d.name); v != "" {

@@ -256,6 +256,7 @@ func TestConfigErrors(t *testing.T) {
 		{"LUPA_CONNECTOR_INSTANCES", "0"},
 		{"LUPA_CONNECTOR_INSTANCES", "1.5"},
 		{"LUPA_RECONCILE_INTERVAL", "hourly"},
+		{"LUPA_DELIVERY_LOG_RETENTION", "30d"},
 	} {
 		for _, cmd := range []string{"serve", "migrate"} {
 			dataDir := t.TempDir()

@@ -33,7 +33,8 @@ func (a *app) newWebhooks() {
 		AllowBaseURL: a.cfg.AllowPrivateWebhooks, ReconcileEvery: a.cfg.ReconcileInterval, Instances: a.cfg.ConnectorInstances, Log: a.log})
 	router := integrations.Router{Webhooks: a.webhooks, Connectors: a.connectors}
 	// An acknowledged subject.erasure_approved is its data-map system's confirmation.
-	a.deliveries = integrations.New(a.db, a.consent, router, router, a.now, integrations.Options{Log: a.log, Erasures: a.dataMap})
+	a.deliveries = integrations.New(a.db, a.consent, router, router, a.now, integrations.Options{Log: a.log, Erasures: a.dataMap,
+		LogRetention: a.cfg.DeliveryLogRetention})
 }
 
 // deliveryMetrics are the engine's Prometheus metrics, webhook endpoints' and connectors'

@@ -1,0 +1,150 @@
+package integrations
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Retention of what deliveries leave behind. A domain event is an outbox row: once it is
+// fanned out (or when its tenant has nothing to deliver to, so that it never enters
+// delivery_outbox) nothing reads it again, and its payload names a subject by pseudonym,
+// which is personal data: it is kept for DomainEventGrace and then deleted. The delivery
+// log (messages and their attempts) is what admins read and replay: a message in a final
+// state (delivered, superseded, failed, dead) is deleted with its attempts once it has not
+// changed for Options.LogRetention. Pending messages are never touched, however old.
+const (
+	// DomainEventGrace is how long a domain event stays after nothing waits to fan it out.
+	DomainEventGrace = 24 * time.Hour
+	// DefaultLogRetention is how long the delivery log keeps a finished message.
+	DefaultLogRetention = 30 * 24 * time.Hour
+	pruneEvery          = time.Hour
+	pruneChunk          = 500
+)
+
+// finalStatuses are the states a message does not leave unless an admin replays it.
+var finalStatuses = []string{StatusDelivered, StatusSuperseded, StatusFailed, StatusDead}
+
+// Pruned counts what one Prune deleted.
+type Pruned struct {
+	DomainEvents int
+	Messages     int
+}
+
+// Prune deletes, tenant by tenant and in short transactions of at most pruneChunk rows,
+// the domain events and finished messages whose time has passed (see above). Ids are
+// time-ordered (UUIDv7), so each tenant's candidates are a range at the start of its
+// primary key; the stored times decide.
+func (e *Engine) Prune(ctx context.Context) (Pruned, error) {
+	var out Pruned
+	var tenants []string
+	if err := e.db.Read.WithContext(ctx).Raw("SELECT id FROM tenants ORDER BY id").Scan(&tenants).Error; err != nil {
+		return out, err
+	}
+	now := e.now()
+	eventsBefore, logBefore := now.Add(-DomainEventGrace), now.Add(-e.opt.LogRetention)
+	for _, t := range tenants {
+		n, err := e.pruneChunks(ctx, func(tx *gorm.DB) (int, error) { return pruneDomainEvents(tx, t, eventsBefore) })
+		out.DomainEvents += n
+		if err != nil {
+			return out, err
+		}
+		n, err = e.pruneChunks(ctx, func(tx *gorm.DB) (int, error) { return pruneMessages(tx, t, logBefore) })
+		out.Messages += n
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// pruneChunks runs fn in one transaction after another until a chunk comes back short.
+func (e *Engine) pruneChunks(ctx context.Context, fn func(tx *gorm.DB) (int, error)) (int, error) {
+	total := 0
+	for {
+		var n int
+		err := e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var err error
+			n, err = fn(tx)
+			return err
+		})
+		total += n
+		if err != nil || n < pruneChunk {
+			return total, err
+		}
+	}
+}
+
+// idBefore is the smallest UUIDv7 of the millisecond t: every id made earlier sorts below it.
+func idBefore(t time.Time) string {
+	ms := uint64(t.UnixMilli())
+	return fmt.Sprintf("%08x-%04x-0000-0000-000000000000", ms>>16, ms&0xffff)
+}
+
+func pruneDomainEvents(tx *gorm.DB, tenantID string, before time.Time) (int, error) {
+	var ids []string
+	if err := tx.Raw(`SELECT d.id FROM domain_events d
+		WHERE d.tenant_id = ? AND d.id < ? AND d.created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM delivery_outbox o WHERE o.tenant_id = d.tenant_id AND o.event_id = d.id)
+		ORDER BY d.id LIMIT ?`, tenantID, idBefore(before), before.UnixMilli(), pruneChunk).Scan(&ids).Error; err != nil {
+		return 0, fmt.Errorf("prune domain events: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if err := tx.Exec("DELETE FROM domain_events WHERE tenant_id = ? AND id IN ?", tenantID, ids).Error; err != nil {
+		return 0, fmt.Errorf("prune domain events: %w", err)
+	}
+	return len(ids), nil
+}
+
+func pruneMessages(tx *gorm.DB, tenantID string, before time.Time) (int, error) {
+	var ids []string
+	if err := tx.Raw(`SELECT id FROM deliveries
+		WHERE tenant_id = ? AND id < ? AND updated_at < ? AND status IN ?
+		ORDER BY id LIMIT ?`, tenantID, messageIDPrefix+idBefore(before), before.UnixMilli(), finalStatuses, pruneChunk).Scan(&ids).Error; err != nil {
+		return 0, fmt.Errorf("prune the delivery log: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// The status is asked again (a replay may have made one pending meanwhile), and only
+	// the attempts of messages that are gone follow them.
+	res := tx.Exec("DELETE FROM deliveries WHERE tenant_id = ? AND id IN ? AND status IN ?", tenantID, ids, finalStatuses)
+	if res.Error != nil {
+		return 0, fmt.Errorf("prune the delivery log: %w", res.Error)
+	}
+	if err := tx.Exec(`DELETE FROM delivery_attempts WHERE tenant_id = ? AND delivery_id IN ?
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = delivery_attempts.tenant_id AND d.id = delivery_attempts.delivery_id)`,
+		tenantID, ids).Error; err != nil {
+		return 0, fmt.Errorf("prune the delivery log: %w", err)
+	}
+	return int(res.RowsAffected), nil
+}
+
+// pruneLoop prunes every pruneEvery (and once at start) until ctx ends, under a database
+// lock so that one instance does it at a time.
+func (e *Engine) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		var p Pruned
+		_, err := e.db.TryLock(ctx, "lupa.deliveries.prune", func(ctx context.Context) error {
+			var err error
+			p, err = e.Prune(ctx)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			e.opt.Log.Error("deliveries: prune", "err", err)
+		} else if p.DomainEvents+p.Messages > 0 {
+			e.opt.Log.Info("deliveries: pruned", "domain_events", p.DomainEvents, "messages", p.Messages)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
