@@ -12,9 +12,10 @@ import (
 // fanned out (or when its tenant has nothing to deliver to, so that it never enters
 // delivery_outbox) nothing reads it again, and its payload names a subject by pseudonym,
 // which is personal data: it is kept for DomainEventGrace and then deleted. The delivery
-// log (messages and their attempts) is what admins read and replay: a message in a final
-// state (delivered, superseded, failed, dead) is deleted with its attempts once it has not
-// changed for Options.LogRetention. Pending messages are never touched, however old.
+// log (messages and their attempts) is what admins read and replay: a message that is no
+// longer pending (delivered, superseded, skipped, failed, dead) is deleted with its attempts
+// once it has not changed for Options.LogRetention. Pending messages are never touched,
+// however old.
 const (
 	// DomainEventGrace is how long a domain event stays after nothing waits to fan it out.
 	DomainEventGrace = 24 * time.Hour
@@ -23,9 +24,6 @@ const (
 	pruneEvery          = time.Hour
 	pruneChunk          = 500
 )
-
-// finalStatuses are the states a message does not leave unless an admin replays it.
-var finalStatuses = []string{StatusDelivered, StatusSuperseded, StatusFailed, StatusDead}
 
 // Pruned counts what one Prune deleted.
 type Pruned struct {
@@ -103,8 +101,8 @@ func pruneDomainEvents(tx *gorm.DB, tenantID string, before time.Time) (int, err
 func pruneMessages(tx *gorm.DB, tenantID string, before time.Time) (int, error) {
 	var ids []string
 	if err := tx.Raw(`SELECT id FROM deliveries
-		WHERE tenant_id = ? AND id < ? AND updated_at < ? AND status IN ?
-		ORDER BY id LIMIT ?`, tenantID, messageIDPrefix+idBefore(before), before.UnixMilli(), finalStatuses, pruneChunk).Scan(&ids).Error; err != nil {
+		WHERE tenant_id = ? AND id < ? AND updated_at < ? AND status <> ?
+		ORDER BY id LIMIT ?`, tenantID, messageIDPrefix+idBefore(before), before.UnixMilli(), StatusPending, pruneChunk).Scan(&ids).Error; err != nil {
 		return 0, fmt.Errorf("prune the delivery log: %w", err)
 	}
 	if len(ids) == 0 {
@@ -112,7 +110,7 @@ func pruneMessages(tx *gorm.DB, tenantID string, before time.Time) (int, error) 
 	}
 	// The status is asked again (a replay may have made one pending meanwhile), and only
 	// the attempts of messages that are gone follow them.
-	res := tx.Exec("DELETE FROM deliveries WHERE tenant_id = ? AND id IN ? AND status IN ?", tenantID, ids, finalStatuses)
+	res := tx.Exec("DELETE FROM deliveries WHERE tenant_id = ? AND id IN ? AND status <> ?", tenantID, ids, StatusPending)
 	if res.Error != nil {
 		return 0, fmt.Errorf("prune the delivery log: %w", res.Error)
 	}
