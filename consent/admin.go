@@ -252,6 +252,9 @@ func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, p
 		if err := s.checkPurposeRefs(tx, &p); err != nil {
 			return err
 		}
+		if err := checkBannerUse(tx, before, &p); err != nil {
+			return err
+		}
 		p.UpdatedAt = s.now()
 		if err := tx.Save(purposeToRow(&p)).Error; err != nil {
 			return err

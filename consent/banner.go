@@ -68,8 +68,6 @@ type BannerSettings struct {
 	CookieName   string              `json:"cookie_name"`
 	CookieDomain string              `json:"cookie_domain"`
 	CookieDays   int                 `json:"cookie_days"`
-	// ReaskMonths, when not 0, replaces the purposes' own re-ask intervals on this banner.
-	ReaskMonths int `json:"reask_months"`
 	// Strings are the tenant's interface strings per language: overrides of the widget's
 	// own, or whole sets for languages beyond Finnish, Swedish and English.
 	Strings   map[string]map[string]string `json:"strings"`
@@ -129,7 +127,6 @@ func (b *BannerSettings) Validate() error {
 	v.Check(b.CookieDomain == "" || cookieDomainRe.MatchString(b.CookieDomain), "cookie_domain",
 		"must be a lower-case domain such as .shop.example, or empty for the page's own host")
 	v.Check(b.CookieDays >= 1 && b.CookieDays <= 395, "cookie_days", "must be between 1 and 395 (13 months)")
-	v.Check(b.ReaskMonths >= 0 && b.ReaskMonths <= 60, "reask_months", "must be between 0 (each purpose's own) and 60")
 	v.Check(len(b.Strings) <= 30, "strings", "at most 30 languages")
 	for _, lang := range sortedKeys(b.Strings) {
 		set := b.Strings[lang]
@@ -163,15 +160,38 @@ func (b *BannerSettings) checkAgainst(purposes map[string]*Purpose) error {
 		}
 		v.Check(p.Level == LevelDevice, f, "Consent Mode covers storage on the device: map device-level purposes")
 		for _, t := range b.ConsentMode[key] {
+			msg := "security_storage belongs to strictly necessary storage"
 			if p.LegalBasis == BasisNecessary {
-				v.Check(slices.Contains(necessaryConsentModeTypes, t), f,
-					"strictly necessary storage can stand only for functionality_storage and security_storage, never "+t)
-			} else {
-				v.Check(t != CMSecurityStorage, f, "security_storage belongs to strictly necessary storage")
+				msg = "strictly necessary storage can stand only for functionality_storage and security_storage, never " + t
 			}
+			v.Check(consentModeAllowed(p.LegalBasis, t), f, msg)
 		}
 	}
 	return unprocessable(v.Err())
+}
+
+// consentModeAllowed reports whether a purpose of this legal basis may stand for Consent
+// Mode type t: strictly necessary storage is granted without asking, so it may stand only
+// for functionality and security, and security only for it.
+func consentModeAllowed(basis, t string) bool {
+	if basis == BasisNecessary {
+		return slices.Contains(necessaryConsentModeTypes, t)
+	}
+	return t != CMSecurityStorage
+}
+
+// consentModeOf is the Consent Mode types purpose p stands for on banner b: its mapping
+// without the types its legal basis may not stand for. Saving settings and changing a
+// purpose refuse such a mapping; this keeps one stored by older versions from ever being
+// served, where a necessary purpose's types are granted to everyone.
+func consentModeOf(b *BannerSettings, p *Purpose) []string {
+	out := []string{}
+	for _, t := range b.ConsentMode[p.Key] {
+		if consentModeAllowed(p.LegalBasis, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // unprocessable turns a validation error about references into a 422: the request was

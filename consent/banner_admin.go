@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 
 	"gorm.io/gorm"
 
@@ -111,6 +113,61 @@ func (s *Service) PutBannerSettings(ctx context.Context, b BannerSettings, actor
 	}
 	s.invalidate(b.TenantID)
 	return &b, nil
+}
+
+// checkBannerUse refuses a change of a purpose's level or legal basis that a property's
+// banner settings do not allow (422 naming the property): the settings are checked when
+// saved, and must not become wrong under them. Above all, a purpose mapped to advertising
+// or personalisation types must not become strictly necessary: the widget grants a
+// necessary purpose's types to everyone without asking.
+func checkBannerUse(tx *gorm.DB, before, p *Purpose) error {
+	if p.Level == before.Level && p.LegalBasis == before.LegalBasis {
+		return nil
+	}
+	field := "legal_basis"
+	if p.LegalBasis == before.LegalBasis {
+		field = "level"
+	}
+	var rows []bannerRow
+	if err := tx.Where("tenant_id = ?", p.TenantID).Order("property_id").Find(&rows).Error; err != nil {
+		return err
+	}
+	var v identity.Validator
+	for i := range rows {
+		b := rows[i].domain()
+		if why := bannerConflict(b, p); why != "" {
+			var name string
+			if err := tx.Raw("SELECT name FROM properties WHERE tenant_id = ? AND id = ?", p.TenantID, b.PropertyID).
+				Scan(&name).Error; err != nil {
+				return err
+			}
+			v.Check(false, field, "the banner of property "+strconv.Quote(name)+" ("+b.PropertyID+") "+why+
+				": change that banner's settings first")
+		}
+	}
+	return unprocessable(v.Err())
+}
+
+// bannerConflict says why banner b's settings would not allow purpose p as it is now, or "".
+func bannerConflict(b *BannerSettings, p *Purpose) string {
+	types := b.ConsentMode[p.Key]
+	switch {
+	case slices.Contains(b.Purposes, p.Key) && p.LegalBasis == BasisNecessary:
+		return "asks it, and strictly necessary storage is listed, never asked"
+	case slices.Contains(b.Purposes, p.Key) && p.Level != LevelDevice:
+		return "asks it, and a banner asks device-level purposes only"
+	case len(types) > 0 && p.Level != LevelDevice:
+		return "maps it to Consent Mode, which covers device-level purposes only"
+	}
+	for _, t := range types {
+		if !consentModeAllowed(p.LegalBasis, t) {
+			if p.LegalBasis == BasisNecessary {
+				return "maps it to the Consent Mode type " + t + ", which strictly necessary storage never stands for"
+			}
+			return "maps it to the Consent Mode type " + t + ", which only strictly necessary storage stands for"
+		}
+	}
+	return ""
 }
 
 func (s *Service) purposesByKey(tx *gorm.DB, tenantID string) (map[string]*Purpose, error) {

@@ -39,6 +39,8 @@ type bannerPurpose struct {
 	Version         int      `json:"version"`
 	MaterialVersion int      `json:"material_version"`
 	TextHash        string   `json:"text_hash"`
+	LegalBasis      string   `json:"legal_basis"`
+	ReaskMonths     int      `json:"reask_months"`
 	Title           string   `json:"title"`
 	GPCOptOut       bool     `json:"gpc_opt_out"`
 	ConsentMode     []string `json:"consent_mode"`
@@ -357,6 +359,134 @@ func TestGPCRules(t *testing.T) {
 			bad := e.deviceRequest("", consent.MethodGPCSignal, d)
 			_, err := e.svc.Record(ctx, bad)
 			wantField(t, wantCode(t, err, identity.EUnprocessable), "decisions[0].decision", "only refuses")
+		}
+	})
+}
+
+// TestBannerConfigReaskIsThePurposes: the re-ask interval the widget applies is the
+// purpose's own, the one the server sets expires_at from; a banner-level interval stored by
+// an older version is ignored, and such settings still load.
+func TestBannerConfigReaskIsThePurposes(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var raw string
+		e.db.Write.Raw("SELECT settings FROM banner_settings WHERE tenant_id = ? AND property_id = ?", e.tenant(), e.demo.WebShop.ID).Scan(&raw)
+		var stored map[string]any
+		if err := json.Unmarshal([]byte(raw), &stored); err != nil {
+			t.Fatalf("stored settings %q: %v", raw, err)
+		}
+		stored["reask_months"] = 3
+		old, _ := json.Marshal(stored)
+		e.exec(t, "UPDATE banner_settings SET settings = ? WHERE tenant_id = ? AND property_id = ?", string(old), e.tenant(), e.demo.WebShop.ID)
+		// Changing the purpose also makes this instance read the catalog again.
+		if _, err := e.svc.UpdatePurpose(ctx, e.tenant(), "analytics", consent.PurposePatch{ReaskMonths: ptr(7)}, actor); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := e.svc.BannerSettings(ctx, e.tenant(), e.demo.WebShop.ID); err != nil || len(b.ConsentMode["analytics"]) != 1 {
+			t.Fatalf("settings stored with reask_months: %+v %v", b, err)
+		}
+		_, doc := e.bannerConfig(t, e.svc, "fi")
+		want := map[string]int{"analytics": 7, "social_advertising": 12}
+		out := e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"), deny("social_advertising"))
+		for _, p := range doc.Purposes {
+			if p.ReaskMonths != want[p.Key] {
+				t.Errorf("%s: the banner re-asks after %d months, the purpose after %d", p.Key, p.ReaskMonths, want[p.Key])
+			}
+			st := stateOf(out.State, p.Key)
+			if st.ExpiresAt == nil || !st.ExpiresAt.Equal(st.DecidedAt.AddDate(0, p.ReaskMonths, 0)) {
+				t.Errorf("%s: decided %v, expires %v; the banner asks again %d months after the decision", p.Key, st.DecidedAt, st.ExpiresAt, p.ReaskMonths)
+			}
+		}
+	})
+}
+
+// TestBannerConfigObjectionNotReasked: only consent purposes carry a re-ask interval and a
+// material version in the configuration. The server keeps an objection to a legitimate
+// interest until the person changes it, so the widget must have nothing to expire it with.
+func TestBannerConfigObjectionNotReasked(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.newPurpose(t, consent.Purpose{Key: "site_improvement", Level: consent.LevelDevice, LegalBasis: consent.BasisLegitimateInterest},
+			consent.VersionDetails{DataCategories: []string{"pages visited"}})
+		_, doc := e.bannerConfig(t, e.svc, "fi")
+		seen := 0
+		for _, p := range doc.Purposes {
+			consentBasis := p.LegalBasis == consent.BasisConsent
+			if consentBasis != (p.ReaskMonths == 12 && p.MaterialVersion == 1) || (!consentBasis && (p.ReaskMonths != 0 || p.MaterialVersion != 0)) {
+				t.Errorf("%s (%s): reask_months %d, material_version %d", p.Key, p.LegalBasis, p.ReaskMonths, p.MaterialVersion)
+			}
+			if p.Key == "site_improvement" {
+				seen++
+			}
+		}
+		if seen != 1 {
+			t.Fatalf("the legitimate-interest purpose is not asked: %v", purposeKeys(doc.Purposes))
+		}
+		out := e.record(t, "", consent.MethodBannerRejectAll, object("site_improvement"))
+		if st := stateOf(out.State, "site_improvement"); st.State != consent.StateObjected || st.ExpiresAt != nil {
+			t.Fatalf("the server keeps the objection: %+v", st)
+		}
+	})
+}
+
+// TestNecessaryPurposeNeverStandsForAdvertising: a purpose a banner maps to a Consent Mode
+// type that strictly necessary storage may not stand for cannot become necessary (the
+// widget grants a necessary purpose's types to everyone, unasked); and should such a
+// mapping be stored anyway (by an older version), neither the configuration nor the
+// server's cookie grants it.
+func TestNecessaryPurposeNeverStandsForAdvertising(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		if _, err := e.svc.CreatePurpose(ctx, consent.Purpose{TenantID: e.tenant(), Key: "pixels", Level: consent.LevelDevice,
+			LegalBasis: consent.BasisConsent}, actor); err != nil {
+			t.Fatal(err)
+		}
+		b, err := e.svc.BannerSettings(ctx, e.tenant(), e.demo.WebShop.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.ConsentMode["pixels"] = []string{consent.CMPersonalizationStorage}
+		b.CookieDomain = ".shop.example"
+		if _, err := e.svc.PutBannerSettings(ctx, *b, actor); err != nil {
+			t.Fatal(err)
+		}
+		necessary := consent.BasisNecessary
+		_, err = e.svc.UpdatePurpose(ctx, e.tenant(), "pixels", consent.PurposePatch{LegalBasis: &necessary}, actor)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "legal_basis", `property "Demo Market web shop"`)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "legal_basis", "personalization_storage")
+		if p, _ := e.svc.Purpose(ctx, e.tenant(), "pixels"); p.LegalBasis != consent.BasisConsent {
+			t.Fatalf("the refused change was made: %+v", p)
+		}
+		// A level change the banner does not allow is refused the same way.
+		person := consent.LevelPerson
+		_, err = e.svc.UpdatePurpose(ctx, e.tenant(), "pixels", consent.PurposePatch{Level: &person}, actor)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "level", "device-level")
+
+		// Stored anyway: the purpose became necessary before this check existed.
+		e.exec(t, "UPDATE purposes SET legal_basis = 'necessary' WHERE tenant_id = ? AND key = 'pixels'", e.tenant())
+		if _, err := e.svc.CreateVersion(ctx, e.tenant(), "pixels", consent.VersionInput{Texts: texts("Pixels")}, actor); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "pixels", 1, actor); err != nil {
+			t.Fatal(err)
+		}
+		_, doc := e.bannerConfig(t, e.svc, "en")
+		for _, p := range doc.Necessary {
+			for _, typ := range p.ConsentMode {
+				if typ != consent.CMFunctionalityStorage && typ != consent.CMSecurityStorage {
+					t.Errorf("the configuration maps necessary %s to %s: granted to every visitor", p.Key, typ)
+				}
+			}
+		}
+		out := e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"), deny("social_advertising"))
+		c, err := e.svc.BannerCookie(ctx, e.demo.WebShop, "lupa.shop.example", out)
+		if err != nil || c == nil {
+			t.Fatalf("cookie: %+v %v", c, err)
+		}
+		var v struct {
+			G []string `json:"g"`
+		}
+		if err := json.Unmarshal([]byte(c.Value), &v); err != nil || !slices.Equal(v.G, []string{consent.CMFunctionalityStorage}) {
+			t.Fatalf("the server's cookie grants %v after a refusal of everything (%v)", v.G, err)
 		}
 	})
 }

@@ -236,15 +236,19 @@ func askedOnBanner(c *Catalog, p *identity.Property, b *BannerSettings) []*Catal
 func purposeEntry(cp *CatalogPurpose, b *BannerSettings, lang, fallback string, asked bool) purposeDoc {
 	text, textLang := cp.Latest.TextFor(lang, fallback)
 	d := purposeDoc{Key: cp.Key, Title: text.Title, Description: text.Description, PolicyURL: text.PolicyURL,
-		ConsentMode: nonNilStrings(b.ConsentMode[cp.Key]), Vendors: cp.Inventory.Vendors, Storage: []storageDoc{}}
+		ConsentMode: consentModeOf(b, cp.Purpose), Vendors: cp.Inventory.Vendors, Storage: []storageDoc{}}
 	for _, it := range cp.Inventory.Storage {
 		d.Storage = append(d.Storage, storageDoc{Name: it.Name, Kind: it.Kind, Duration: duration(it, lang), Domain: it.Domain})
 	}
 	if asked {
-		d.Version, d.MaterialVersion, d.TextHash = cp.Latest.Number, cp.MaterialVersion, cp.Latest.TextHashes[textLang]
-		d.LegalBasis, d.GPCOptOut, d.ReaskMonths = cp.LegalBasis, cp.GPCOptOut, cp.ReaskMonths
-		if b.ReaskMonths > 0 {
-			d.ReaskMonths = b.ReaskMonths
+		d.Version, d.TextHash = cp.Latest.Number, cp.Latest.TextHashes[textLang]
+		d.LegalBasis, d.GPCOptOut = cp.LegalBasis, cp.GPCOptOut
+		if cp.LegalBasis == BasisConsent {
+			// What the server does (nextState, Effective): a consent's decisions expire after
+			// the purpose's own re-ask interval and a material version outdates its grants. An
+			// objection to a legitimate interest stands until the person changes it, so the
+			// widget gets nothing that would make it ask again.
+			d.MaterialVersion, d.ReaskMonths = cp.MaterialVersion, cp.ReaskMonths
 		}
 	}
 	return d

@@ -78,14 +78,14 @@ func grantedConsentModeTypes(asked []*CatalogPurpose, c *Catalog, p *identity.Pr
 		}
 		mapped, all := 0, true
 		for _, cp := range asked {
-			if slices.Contains(b.ConsentMode[cp.Key], t) {
+			if slices.Contains(consentModeOf(b, cp.Purpose), t) {
 				mapped++
 				all = all && granted[cp.Key]
 			}
 		}
 		necessary := false
 		for _, cp := range c.Purposes {
-			if cp.LegalBasis == BasisNecessary && cp.Latest != nil && cp.InScope(p.ID, p.BrandID) && slices.Contains(b.ConsentMode[cp.Key], t) {
+			if cp.LegalBasis == BasisNecessary && cp.Latest != nil && cp.InScope(p.ID, p.BrandID) && slices.Contains(consentModeOf(b, cp.Purpose), t) {
 				necessary = true
 			}
 		}

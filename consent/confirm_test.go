@@ -8,8 +8,6 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
-	"github.com/lupa-cmp/lupa/identity/mail"
-	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
 )
 
 // TestVerbalConsentIsConfirmedByEmail: a consent an agent records by phone is confirmed to
@@ -17,12 +15,7 @@ import (
 func TestVerbalConsentIsConfirmedByEmail(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		srv := mailtest.NewServer(t)
-		sender, err := mail.NewSMTP(mail.SMTPConfig{Host: srv.Host(), Port: srv.Port(), From: "noreply@demo-retail.example", TLS: mail.NoTLS})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.svc.SetMailer(sender, "https://lupa.example")
+		srv, _ := e.mailer(t)
 		email := identity.Identifier{Kind: identity.IDEmail, Value: "ville@esimerkki.fi"}
 		req := e.customerRequest("", consent.MethodVerbal, "agent-12", grant("marketing_email", 1), deny("partner_sharing"))
 		req.Identifier = &email

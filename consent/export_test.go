@@ -24,14 +24,7 @@ const (
 func (s *Service) CommitAsOneBatch(ctx context.Context, reqs []*RecordRequest, bad int, sabotage string) ([]*Outcome, []error, error) {
 	jobs := make([]*job, len(reqs))
 	for i, req := range reqs {
-		if err := req.validate(); err != nil {
-			return nil, nil, err
-		}
-		c, err := s.Catalog(ctx, req.TenantID)
-		if err != nil {
-			return nil, nil, err
-		}
-		in, err := s.prepare(ctx, req, c)
+		in, err := s.interactionFor(ctx, req)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -52,4 +45,32 @@ func (s *Service) CommitAsOneBatch(ctx context.Context, reqs []*RecordRequest, b
 		outs[i], errs[i] = j.out, j.err
 	}
 	return outs, errs, nil
+}
+
+// SweepEvidenceThen selects the subjects the evidence sweep would erase in the tenant, runs
+// between, and then hands their erasures to the writer, as SweepEvidence does: between is
+// whatever happens in the moment between the two.
+func (s *Service) SweepEvidenceThen(ctx context.Context, tenantID string, between func()) (int, error) {
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	ins, err := s.evidenceEnded(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	between()
+	return s.submitSystem(ctx, ins)
+}
+
+// PrepareRecord prepares a request as Record does — the subject found, the decisions
+// planned on the chain head read now — and returns the function that hands it to the
+// writer: a request that found its subject before something else happened, and is written
+// after.
+func (s *Service) PrepareRecord(ctx context.Context, req *RecordRequest) (func() (*Outcome, error), error) {
+	in, err := s.interactionFor(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return func() (*Outcome, error) { return s.writer.Submit(ctx, in) }, nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/mail"
+	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
@@ -87,6 +89,31 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 }
 
 func (e *env) tenant() string { return e.demo.Tenant.ID }
+
+// mailer gives the service a local SMTP server to send through, and returns it with the
+// sender.
+func (e *env) mailer(t *testing.T) (*mailtest.Server, *mail.SMTP) {
+	t.Helper()
+	srv := mailtest.NewServer(t)
+	sender, err := mail.NewSMTP(mail.SMTPConfig{Host: srv.Host(), Port: srv.Port(), From: "noreply@demo-retail.example", TLS: mail.NoTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.SetMailer(sender, "https://lupa.example")
+	return srv, sender
+}
+
+// doubleOptIn makes marketing_email a double opt-in purpose, with the mailer its
+// confirmation links go through.
+func (e *env) doubleOptIn(t *testing.T) *mailtest.Server {
+	t.Helper()
+	srv, _ := e.mailer(t)
+	if _, err := e.svc.UpdatePurpose(context.Background(), e.tenant(), "marketing_email",
+		consent.PurposePatch{DoubleOptIn: ptr(true)}, identity.ActorSystem); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
 
 // record records device-level decisions from the web shop's banner.
 func (e *env) record(t *testing.T, device string, method string, decisions ...consent.DecisionInput) *consent.Outcome {

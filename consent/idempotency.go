@@ -26,18 +26,26 @@ var errIdempotencyMismatch = &identity.Error{Code: identity.EUnprocessable,
 type storedAnswer struct {
 	RequestHash string
 	Response    []byte
+	ResponseKID string `gorm:"column:response_kid"`
 }
 
+// storedAnswer reads the stored answer of a key, decrypted.
 func (s *Service) storedAnswer(ctx context.Context, db *gorm.DB, tenantID string, k *IdempotencyKey) (*storedAnswer, error) {
 	var rows []storedAnswer
-	if err := db.WithContext(ctx).Raw("SELECT request_hash, response FROM idempotency_keys WHERE tenant_id = ? AND route = ? AND key = ?",
-		tenantID, k.Route, k.Key).Scan(&rows).Error; err != nil {
+	if err := db.WithContext(ctx).Raw(`SELECT request_hash, response, COALESCE(response_kid, '') AS response_kid
+		FROM idempotency_keys WHERE tenant_id = ? AND route = ? AND key = ?`, tenantID, k.Route, k.Key).Scan(&rows).Error; err != nil {
 		return nil, err
 	}
 	if len(rows) == 0 {
 		return nil, identity.NotFound("idempotency key")
 	}
-	return &rows[0], nil
+	a := &rows[0]
+	_, body, err := s.ids.OpenAnswer(ctx, tenantID, k.Route, k.Key, a.ResponseKID, a.Response)
+	if err != nil {
+		return nil, err
+	}
+	a.Response = body
+	return a, nil
 }
 
 // answer rebuilds the outcome of a stored answer: the answer itself, and the receipt of its
@@ -81,5 +89,5 @@ const idempotencyReturning = " ON CONFLICT (tenant_id, route, key) DO NOTHING RE
 
 var idempotencyColumns = sqldb.Cols(
 	"tenant_id:text", "route:text", "key:text", "request_hash:text", "status:int8",
-	"response:bytea", "created_at:int8", "expires_at:int8",
+	"response:bytea", "created_at:int8", "expires_at:int8", "response_kid:text",
 )

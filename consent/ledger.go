@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -74,13 +75,16 @@ func (s *Service) LatestRoot(ctx context.Context, tenantID string) (*Root, error
 }
 
 // SignRoot signs a new root over the tenant's chain heads, unless nothing changed since the
-// last one. It returns the newest root and whether it made one.
-func (s *Service) SignRoot(ctx context.Context, tenantID string) (*Root, bool, error) {
+// last one. It returns the newest root and whether it made one. actor is who asked for it
+// (an admin): a new root is written to the audit log in the transaction that stores it.
+// The periodic signing passes "": those roots are Lupa's routine, recorded by ledger_roots
+// itself, and an audit row every few minutes would bury the admins' actions.
+func (s *Service) SignRoot(ctx context.Context, tenantID string, actor identity.Actor) (*Root, bool, error) {
 	var root *Root
 	var made bool
 	ran, err := s.db.TryLock(ctx, "lupa-ledger-root:"+tenantID, func(ctx context.Context) error {
 		var err error
-		root, made, err = s.signRoot(ctx, tenantID)
+		root, made, err = s.signRoot(ctx, tenantID, actor)
 		return err
 	})
 	if err == nil && !ran {
@@ -99,7 +103,7 @@ type headRow struct {
 	RootedSeq int64
 }
 
-func (s *Service) signRoot(ctx context.Context, tenantID string) (*Root, bool, error) {
+func (s *Service) signRoot(ctx context.Context, tenantID string, actor identity.Actor) (*Root, bool, error) {
 	prev, err := s.LatestRoot(ctx, tenantID)
 	if err != nil && !identity.IsCode(err, identity.ENotFound) {
 		return nil, false, err
@@ -150,7 +154,14 @@ func (s *Service) signRoot(ctx context.Context, tenantID string) (*Root, bool, e
 			r.PrevRoot, r.KeyID, r.JWS).Error; err != nil {
 			return err
 		}
-		return sqldb.BulkInsert(tx, "ledger_root_leaves", []string{"tenant_id", "root_number", "subject_id", "seq", "hash"}, delta, "")
+		if err := sqldb.BulkInsert(tx, "ledger_root_leaves", []string{"tenant_id", "root_number", "subject_id", "seq", "hash"}, delta, ""); err != nil {
+			return err
+		}
+		if actor == "" {
+			return nil
+		}
+		return identity.WriteAudit(tx, tenantID, actor, "ledger_root.sign", "ledger_root", strconv.FormatInt(r.Number, 10),
+			nil, r, r.CreatedAt)
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("store ledger root: %w", err)
@@ -237,8 +248,8 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 	var prev head
 	broken := false
 	for rows.Next() {
-		var e Event
-		if err := s.db.Read.ScanRows(rows, &e); err != nil {
+		e, wrongType, err := scanLooseEvent(rows)
+		if err != nil {
 			return nil, err
 		}
 		rep.Events++
@@ -254,9 +265,17 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 			continue
 		}
 		switch {
+		case wrongType == "seq":
+			rep.add(Problem{Kind: "sequence_gap", SubjectID: e.SubjectID, Seq: prev.seq + 1, EventID: e.ID,
+				Message: fmt.Sprintf("expected seq %d, found a seq that is not a number: the event was changed", prev.seq+1)})
+			broken = true
 		case e.Seq != prev.seq+1:
 			rep.add(Problem{Kind: "sequence_gap", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
 				Message: fmt.Sprintf("expected seq %d, found %d: events are missing or reordered", prev.seq+1, e.Seq)})
+			broken = true
+		case wrongType != "":
+			rep.add(Problem{Kind: "hash_mismatch", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
+				Message: fmt.Sprintf("the event's %s holds a value of another type: it was changed", wrongType)})
 			broken = true
 		case e.PrevHash != prev.hash:
 			rep.add(Problem{Kind: "broken_link", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
@@ -300,6 +319,71 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 		}
 	}
 	return last, nil
+}
+
+// scanLooseEvent reads an event row without trusting its column types. Someone who edits
+// the ledger behind Lupa's back can store text in an integer column (SQLite keeps what it is
+// given; a PostgreSQL owner can retype the column), and the verifier must name that row
+// rather than fail. It returns the first column whose value cannot be what was hashed ("" when
+// none). The columns are eventSelect's, in eventArgs' order.
+func scanLooseEvent(rows *sql.Rows) (Event, string, error) {
+	var e Event
+	dst := []any{&e.TenantID, &e.SubjectID, &e.Seq, &e.ID, &e.Kind, &e.Pseudonym, &e.PurposeKey, &e.PurposeVersion,
+		&e.VersionHash, &e.TextHash, &e.Decision, &e.PropertyID, &e.Channel, &e.Method, &e.Agent, &e.Language, &e.UIHash,
+		&e.Actor, &e.InteractionID, &e.Reason, &e.Ref, &e.ServerTime, &e.ClientTime, &e.PrevHash, &e.Hash}
+	raw := make([]any, len(dst))
+	ptrs := make([]any, len(dst))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return e, "", err
+	}
+	columns, err := rows.Columns()
+	if err != nil {
+		return e, "", err
+	}
+	wrong := ""
+	for i, v := range raw {
+		if !setLoose(dst[i], v) && wrong == "" {
+			wrong = columns[i]
+		}
+	}
+	return e, wrong, nil
+}
+
+// setLoose stores a driver value in dst when it means a value of dst's type: text (or its
+// bytes) for a string; an integer, or an integer written as canonical decimal text (a column
+// retyped to text keeps its numbers so), for a number. NULL means neither: Lupa never writes it.
+func setLoose(dst, v any) bool {
+	var n int64
+	switch x := v.(type) {
+	case int64:
+		n = x
+	case string:
+		if d, ok := dst.(*string); ok {
+			*d = x
+			return true
+		}
+		p, err := strconv.ParseInt(x, 10, 64)
+		if err != nil || strconv.FormatInt(p, 10) != x {
+			return false
+		}
+		n = p
+	case []byte:
+		return setLoose(dst, string(x))
+	default:
+		return false
+	}
+	switch d := dst.(type) {
+	case *int64:
+		*d = n
+		return true
+	case *int:
+		*d = int(n)
+		return int64(*d) == n
+	}
+	return false
 }
 
 func (s *Service) verifyRoots(ctx context.Context, tenantID string, chains map[string]head, rep *VerifyReport) error {

@@ -165,7 +165,7 @@ func TestIndependentVerifierFollowingTheDoc(t *testing.T) {
 		ctx := context.Background()
 		dev := e.record(t, "", consent.MethodBannerCustom, grant("analytics", 1), deny("social_advertising"))
 		e.recordCustomer(t, "C-1", grant("marketing_email", 1))
-		if _, _, err := e.svc.SignRoot(ctx, e.tenant()); err != nil {
+		if _, _, err := e.svc.SignRoot(ctx, e.tenant(), "test"); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Add(time.Hour)
@@ -179,7 +179,7 @@ func TestIndependentVerifierFollowingTheDoc(t *testing.T) {
 		if _, err := e.svc.SweepExpiry(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.svc.SignRoot(ctx, e.tenant()); err != nil {
+		if _, _, err := e.svc.SignRoot(ctx, e.tenant(), "test"); err != nil {
 			t.Fatal(err)
 		}
 

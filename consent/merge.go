@@ -115,12 +115,21 @@ func (s *Service) commitMerge(ctx context.Context, in *interaction) (*Outcome, e
 	m := in.merge
 	var out *Outcome
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// Chain heads first, then subjects: the order of every writer batch (an erasure
+		// updates its subjects, a registration's account refers to its subject), so the
+		// two never wait for each other in a circle.
+		heads, err := lockHeadRows(tx, s.db, in.tenantID, m.from, m.into)
+		if err != nil {
+			return err
+		}
 		subjects, err := lockSubjects(tx, s.db, in.tenantID, m.from, m.into)
 		if err != nil {
 			return err
 		}
 		from, into := subjects[m.from], subjects[m.into]
-		if from == nil || into == nil || into.Pseudonym == nil {
+		if from == nil || into == nil || from.Pseudonym == nil || into.Pseudonym == nil {
+			// Erased since it was looked up (an erased subject has no pseudonym): nothing
+			// joins an erased chain, and no one is linked to it.
 			return identity.NotFound("subject")
 		}
 		if m.persons && from.Kind != identity.SubjectPerson {
@@ -133,10 +142,6 @@ func (s *Service) commitMerge(ctx context.Context, in *interaction) (*Outcome, e
 			// Linked already (a concurrent sign-in did it): nothing to write.
 			out = &Outcome{merge: &MergeOutcome{Subject: *into.Pseudonym, AlreadyLinked: true, Carried: []string{}, State: []PurposeState{}}}
 			return nil
-		}
-		heads, err := lockHeadRows(tx, s.db, in.tenantID, m.from, m.into)
-		if err != nil {
-			return err
 		}
 		states, err := statesFor(tx, in.tenantID, m.from, m.into)
 		if err != nil {
@@ -399,22 +404,30 @@ func mergeDomainRow(in *interaction, p *mergePlan) []any {
 	return row
 }
 
-// errMerged redirects a batch whose subject was merged away while it was planned.
+// errMerged redirects a batch whose subject was merged away (or erased) while it was
+// planned.
 var errMerged = errors.New("writer: a subject was merged into another")
 
-// mergedAway marks the jobs whose subject was merged into another and says whether any
-// was. Only subjects whose chain moved under their plan are asked, which a merge always
-// does (it appends to the merged chain).
+// mergedAway marks the jobs whose subject was merged into another or erased, and says
+// whether any was. Only subjects whose chain moved under their plan are asked, which a
+// merge and an erasure always do (each appends to the chain it ends).
 func (w *Writer) mergedAway(ctx context.Context, t writeTx, jobs []*job, byTenant map[string][]string) (bool, error) {
 	found := false
 	for tenant, ids := range byTenant {
-		merged, err := t.mergedInto(ctx, tenant, uniq(ids))
+		moved, err := t.movedAway(ctx, tenant, uniq(ids))
 		if err != nil {
 			return false, err
 		}
 		for _, j := range jobs {
-			if into, ok := merged[j.in.subjectID]; ok && j.in.tenantID == tenant {
-				j.in.redirect, found = into, true
+			f, ok := moved[j.in.subjectID]
+			if !ok || j.in.tenantID != tenant {
+				continue
+			}
+			found = true
+			if f.erased { // erased outright, or with the person it was merged into
+				j.in.erased = true
+			} else {
+				j.in.redirect = f.mergedInto
 			}
 		}
 	}
@@ -422,10 +435,16 @@ func (w *Writer) mergedAway(ctx context.Context, t writeTx, jobs []*job, byTenan
 }
 
 // redirectMerged points the jobs whose subject was merged at the subject it was merged into,
-// to be planned again there.
+// to be planned again there, and settles those whose subject was erased (afterErasure).
 func (s *Service) redirectMerged(ctx context.Context, jobs []*job) error {
 	for _, j := range jobs {
 		in := j.in
+		if in.erased {
+			if err := s.afterErasure(j); err != nil {
+				return err
+			}
+			continue
+		}
 		if in.redirect == "" {
 			continue
 		}

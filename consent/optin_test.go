@@ -9,8 +9,6 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
-	"github.com/lupa-cmp/lupa/identity/mail"
-	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
 )
 
 var optInLinkRe = regexp.MustCompile(`https://lupa\.example/optin\?lang=[a-z]+&t=(\S+)`)
@@ -21,15 +19,7 @@ var optInLinkRe = regexp.MustCompile(`https://lupa\.example/optin\?lang=[a-z]+&t
 func TestDoubleOptIn(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		srv := mailtest.NewServer(t)
-		sender, err := mail.NewSMTP(mail.SMTPConfig{Host: srv.Host(), Port: srv.Port(), From: "noreply@demo-retail.example", TLS: mail.NoTLS})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.svc.SetMailer(sender, "https://lupa.example")
-		if _, err := e.svc.UpdatePurpose(ctx, e.tenant(), "marketing_email", consent.PurposePatch{DoubleOptIn: ptr(true)}, identity.ActorSystem); err != nil {
-			t.Fatal(err)
-		}
+		srv := e.doubleOptIn(t)
 		email := identity.Identifier{Kind: identity.IDEmail, Value: "tiina@esimerkki.fi"}
 		record := func(d ...consent.DecisionInput) *consent.Outcome {
 			req := e.customerRequest("", consent.MethodCheckbox, "", d...)
@@ -102,3 +92,73 @@ func TestDoubleOptIn(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDoubleOptInAfterMaterialVersion: a link sent before a material version cannot grant
+// the replaced text, even after the outdated sweep has finished with the purpose. The
+// confirmation says the text changed, the pending grant becomes outdated (so the person
+// is asked again and downstream systems hear of it), and a pending grant of the new text
+// from a newer link is left alone.
+func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		srv := e.doubleOptIn(t)
+		email := identity.Identifier{Kind: identity.IDEmail, Value: "tiina@esimerkki.fi"}
+		link := func(d consent.DecisionInput) string {
+			req := e.customerRequest("", consent.MethodCheckbox, "", d)
+			req.Identifier = &email
+			out, err := e.svc.Record(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.svc.SendOptInConfirmation(ctx, req, out)
+			m := srv.WaitFor(t, "tiina@esimerkki.fi", 5*time.Second)
+			token, _ := url.QueryUnescape(optInLinkRe.FindStringSubmatch(m.Text)[1])
+			return token
+		}
+		old := link(grant("marketing_email", 1))
+
+		// A material version is published; the sweep runs past its grace period and is done
+		// with the purpose for good.
+		e.draft(t, "marketing_email", true, "Newsletter, now with partner offers", nil)
+		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "marketing_email", 2, actor); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(10 * time.Minute)
+		if _, err := e.svc.SweepOutdated(ctx); err != nil {
+			t.Fatal(err)
+		}
+		subject := e.subjectID(t, email)
+
+		got, err := e.svc.ConfirmOptIn(ctx, old)
+		if err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 || got.Changed[0] != "marketing_email" {
+			t.Fatalf("confirming the replaced text: %+v %v", got, err)
+		}
+		if n := e.count(t, "consent_events", "subject_id = ? AND decision = 'granted'", subject); n != 0 {
+			t.Fatalf("%d grants recorded for a text the person was not shown", n)
+		}
+		res, err := e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{email})
+		if err != nil || res[0].MayUse || res[0].State != consent.StateOutdated {
+			t.Fatalf("after confirming the replaced text: %+v %v", res, err)
+		}
+		if n := e.count(t, "domain_events", "type = 'consent.outdated' AND subject_id = ?", subject); n != 1 {
+			t.Fatalf("%d consent.outdated domain events, want 1", n)
+		}
+
+		// Asked again, the person grants the new text; the old link still grants nothing and
+		// leaves the new pending grant alone.
+		fresh := link(grant("marketing_email", 2))
+		if got, err := e.svc.ConfirmOptIn(ctx, old); err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 {
+			t.Fatalf("the old link again: %+v %v", got, err)
+		}
+		if st := e.count(t, "consent_state", "subject_id = ? AND state = 'pending_confirmation' AND version = 2", subject); st != 1 {
+			t.Fatal("the old link changed the pending grant of the new text")
+		}
+		if got, err := e.svc.ConfirmOptIn(ctx, fresh); err != nil || len(got.Confirmed) != 1 || len(got.Changed) != 0 {
+			t.Fatalf("confirming the new text: %+v %v", got, err)
+		}
+		if res, _ := e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{email}); !res[0].MayUse {
+			t.Fatalf("after confirming the new text: %+v", res[0])
+		}
+		e.mustVerifyOK(t)
+	})
+}

@@ -19,6 +19,7 @@ type iplan struct {
 	receipt []any
 	context []any
 	idem    []any
+	erase   bool // the subject's key is destroyed with these events
 	out     *Outcome
 }
 
@@ -86,7 +87,8 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		ns.State, ns.ExpiresAt, ns.EventSeq, ns.DecidedAt, ns.Method = stateOf(sc.kind), nil, e.Seq, p.now, MethodSystem
 		set(ns)
 	}
-	if in.erase != "" {
+	if in.erase != "" && in.eraseIf.holds(in.subjectID, h) {
+		p.erase = true
 		chain(&Event{Kind: KindErasure, Channel: "system", Method: MethodSystem, Actor: in.actor,
 			Reason: in.erase, InteractionID: in.id})
 	}
@@ -129,7 +131,13 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 	}
 	out.JSON = withReceipt(body, receipt)
 	if k := in.idem; k != nil {
-		p.idem = []any{in.tenantID, k.Route, k.Key, k.RequestHash, 201, body, p.now, p.now + idempotencyTTL.Milliseconds()}
+		// Encrypted: the answer names the device id, which Lupa otherwise keeps only hashed
+		// and encrypted.
+		kid, sealed, err := s.ids.SealAnswer(in.tenantID, k.Route, k.Key, nil, body)
+		if err != nil {
+			return nil, err
+		}
+		p.idem = []any{in.tenantID, k.Route, k.Key, k.RequestHash, 201, sealed, p.now, p.now + idempotencyTTL.Milliseconds(), kid}
 	}
 	return p, nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
-	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
 	"github.com/lupa-cmp/lupa/identity/password"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -18,12 +17,7 @@ import (
 
 func (e *env) accounts(t *testing.T) (*accounts.Service, *mailtest.Server) {
 	t.Helper()
-	srv := mailtest.NewServer(t)
-	sender, err := mail.NewSMTP(mail.SMTPConfig{Host: srv.Host(), Port: srv.Port(), From: "noreply@demo-retail.example", TLS: mail.NoTLS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.svc.SetMailer(sender, "https://lupa.example")
+	srv, sender := e.mailer(t)
 	hasher := password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 2, 8)
 	return accounts.New(e.db, e.ids, hasher, sender, e.clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)),
 		accounts.Options{LinkBase: "https://lupa.example"}), srv

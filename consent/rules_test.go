@@ -8,6 +8,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 var actor = identity.ActorAPIKey("test-admin")
@@ -403,36 +404,75 @@ func TestEvidenceSweepErasesAfterEvidencePeriod(t *testing.T) {
 		if _, err := e.svc.UpdatePurpose(ctx, e.tenant(), "marketing_email", consent.PurposePatch{ReaskMonths: &five}, actor); err != nil {
 			t.Fatal(err)
 		}
-		dev := e.record(t, "", consent.MethodBannerCustom, deny("analytics"), grant("social_advertising", 1))
+		// Client context is kept, so that its erasure shows.
+		keep := true
+		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{KeepClientContext: &keep}, actor); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(3 * time.Second) // the consent catalog caches the tenant for two seconds
+		// What another domain keeps about a subject (here: the address a connector wrote)
+		// goes in the erasure's transaction, for the erased subject and those merged into it.
+		e.svc.OnErase(func(tenantID, subjectID string, _ time.Time) []sqldb.Statement {
+			return []sqldb.Statement{{SQL: "DELETE FROM connector_members WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}}}
+		})
+		withContext := func(device string, decisions ...consent.DecisionInput) *consent.Outcome {
+			req := e.deviceRequest(device, consent.MethodBannerCustom, decisions...)
+			req.ClientIP, req.UserAgent = "203.0.113.77", "Mozilla/5.0"
+			out, err := e.svc.Record(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		dev := withContext("", deny("analytics"), grant("social_advertising", 1))
 		e.recordCustomer(t, "C-1", grant("marketing_email", 1)) // in force for five years
-		devID := e.subjectID(t, device(dev.DeviceID))
+		// C-2 refused personalisation, and signed in on a device that had refused analytics:
+		// the device's history is C-2's now.
+		e.recordCustomer(t, "C-2", deny("personalisation"))
+		dev2 := withContext("", deny("analytics"))
+		devID, dev2ID := e.subjectID(t, device(dev.DeviceID)), e.subjectID(t, device(dev2.DeviceID))
+		if _, err := e.svc.LinkDevice(ctx, e.demo.WebShop, device(dev2.DeviceID), *customer("C-2"), consent.MergeSignIn, "device"); err != nil {
+			t.Fatal(err)
+		}
+		c1ID, c2ID := e.subjectID(t, *customer("C-1")), e.subjectID(t, *customer("C-2"))
+		for _, id := range []string{c1ID, c2ID, dev2ID} {
+			e.exec(t, `INSERT INTO connector_members (tenant_id, connector_id, subject_id, email_ct, email_kid, updated_at)
+				VALUES (?, 'conn-1', ?, ?, 'k', 1)`, e.tenant(), id, []byte("sealed address"))
+		}
 		e.clock.AddDate(1, 0, 1)
-		if n, err := e.svc.SweepExpiry(ctx); err != nil || n != 2 {
-			t.Fatalf("expiry: %d %v", n, err)
+		if n, err := e.svc.SweepExpiry(ctx); err != nil || n != 4 {
+			t.Fatalf("expiry: %d %v, want the device's two, C-2's refusal and the refusal carried from its device", n, err)
 		}
 
-		e.clock.AddDate(3, 0, -2) // the device's consents ended 3 years minus a day ago
+		e.clock.AddDate(3, 0, -2) // the consents ended 3 years minus a day ago
 		if n, err := e.svc.SweepEvidence(ctx); err != nil || n != 0 {
 			t.Fatalf("inside the evidence period the sweep erased %d (err %v)", n, err)
 		}
 		e.clock.AddDate(0, 0, 2)
 		n, err := e.svc.SweepEvidence(ctx)
-		if err != nil || n != 1 {
-			t.Fatalf("evidence sweep erased %d (err %v), want only the device: the customer's grant is in force", n, err)
+		if err != nil || n != 2 {
+			t.Fatalf("evidence sweep erased %d (err %v), want the device and C-2: C-1's grant is in force", n, err)
 		}
-		// The device is no one now.
+		// The device is no one now, and neither is C-2.
 		if _, err := e.svc.DeviceState(ctx, e.demo.WebShop, dev.DeviceID); !identity.IsCode(err, identity.ENotFound) {
 			t.Fatalf("erased device still found: %v", err)
 		}
-		for table, where := range map[string]string{
-			"identifiers":         "subject_id = ?",
-			"receipts":            "subject_id = ?",
-			"consent_state":       "subject_id = ?",
-			"interaction_context": "subject_id = ?",
-			"subjects":            "id = ? AND (secret IS NOT NULL OR pseudonym IS NOT NULL OR erased_at IS NULL)",
-		} {
-			if n := e.count(t, table, where, devID); n != 0 {
-				t.Errorf("%s still holds %d rows of the erased subject", table, n)
+		if _, err := e.ids.FindSubject(ctx, e.tenant(), *customer("C-2")); !identity.IsCode(err, identity.ENotFound) {
+			t.Fatalf("erased customer still found: %v", err)
+		}
+		// Nothing is left of the erased subjects — the device merged into C-2 included.
+		for _, id := range []string{devID, c2ID, dev2ID} {
+			for table, where := range map[string]string{
+				"identifiers":         "subject_id = ?",
+				"receipts":            "subject_id = ?",
+				"consent_state":       "subject_id = ?",
+				"interaction_context": "subject_id = ?",
+				"connector_members":   "subject_id = ?",
+				"subjects":            "id = ? AND (secret IS NOT NULL OR pseudonym IS NOT NULL OR erased_at IS NULL)",
+			} {
+				if n := e.count(t, table, where, id); n != 0 {
+					t.Errorf("%s still holds %d rows of the erased subject %s", table, n, id)
+				}
 			}
 		}
 		var last consent.Event
@@ -443,10 +483,13 @@ func TestEvidenceSweepErasesAfterEvidencePeriod(t *testing.T) {
 		if n := e.count(t, "domain_events", "type = 'subject.erased' AND subject_id = ?", devID); n != 1 {
 			t.Fatalf("%d subject.erased domain events", n)
 		}
-		// The chain still verifies, and the customer is untouched.
+		// The chains still verify, and C-1 is untouched.
 		e.mustVerifyOK(t)
 		if s := e.customerState(t, "C-1", "marketing_email"); s.State != consent.StateGranted {
 			t.Fatalf("customer after the sweep: %+v", s)
+		}
+		if n := e.count(t, "connector_members", "subject_id = ?", c1ID); n != 1 {
+			t.Fatal("the sweep erased what a connector keeps about a customer it did not erase")
 		}
 		if n, err := e.svc.SweepEvidence(ctx); err != nil || n != 0 {
 			t.Fatalf("second evidence sweep erased %d (err %v)", n, err)

@@ -35,7 +35,8 @@ type Service struct {
 	configs    configCache
 	mailer     Mailer // confirmations of verbal consent (confirm.go); nil sends none
 	publicURL  string
-	onMaterial func() // wakes the outdated sweep after a material version is published
+	onMaterial func()      // wakes the outdated sweep after a material version is published
+	eraseHooks []EraseHook // other domains' part of an erasure (erase.go)
 }
 
 // NewService returns the consent service. Start the writer with StartWriter before recording.
@@ -293,6 +294,15 @@ func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, str
 // Record records one interaction and returns the new state and the signed receipt. The
 // call returns only after the ledger entries are committed.
 func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, error) {
+	in, err := s.interactionFor(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.writer.Submit(ctx, in)
+}
+
+// interactionFor checks a request and prepares the interaction the writer records.
+func (s *Service) interactionFor(ctx context.Context, req *RecordRequest) (*interaction, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
@@ -322,11 +332,7 @@ func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, err
 	if err != nil {
 		return nil, err
 	}
-	in, err := s.prepare(ctx, req, c)
-	if err != nil {
-		return nil, err
-	}
-	return s.writer.Submit(ctx, in)
+	return s.prepare(ctx, req, c)
 }
 
 // prepare resolves the subject and the decisions into the writer's input.

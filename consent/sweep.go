@@ -178,50 +178,66 @@ func (s *Service) sweepOutdatedPurpose(ctx context.Context, tenantID string, cp 
 
 // SweepEvidence ends the evidence of subjects whose consents all ended more than the
 // tenant's evidence period ago (default 3 years): an erasure event is chained, then the
-// subject's key, identifiers and receipts are destroyed. Nothing in force is touched.
+// subject's key, identifiers and receipts are destroyed (erase.go). Nothing in force is
+// touched, and neither is a subject with a live account. It returns how many subjects it
+// erased.
 func (s *Service) SweepEvidence(ctx context.Context) (int, error) {
 	tenants, err := s.ids.TenantIDs(ctx)
 	if err != nil {
 		return 0, err
 	}
 	total := 0
-	now := s.now()
 	for _, tenantID := range tenants {
 		c, err := s.Catalog(ctx, tenantID)
 		if err != nil {
 			return total, err
 		}
-		cutoff := now.AddDate(-c.Tenant.EvidenceYears, 0, 0).UnixMilli()
 		for range 10000 {
-			var rows []struct {
-				ID        string
-				Pseudonym string
-			}
-			if err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id, s.pseudonym FROM subjects s
-				WHERE s.tenant_id = ? AND s.secret IS NOT NULL AND s.merged_into IS NULL
-				AND EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id)
-				AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
-					AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)))
-				LIMIT ?`, tenantID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
-				return total, err
-			}
-			ins := make([]*interaction, 0, len(rows))
-			for _, r := range rows {
-				in := s.systemInteraction(c, tenantID, r.ID, r.Pseudonym, "subject.erased")
-				in.erase = "evidence_period_ended"
-				ins = append(ins, in)
-			}
-			n, err := s.submitSystem(ctx, ins)
-			total += len(rows)
+			ins, err := s.evidenceEnded(ctx, c)
 			if err != nil {
 				return total, err
 			}
-			if len(rows) < sweepBatch || n == 0 {
+			n, err := s.submitSystem(ctx, ins)
+			total += n // one erasure event per subject erased
+			if err != nil {
+				return total, err
+			}
+			if len(ins) < sweepBatch || n == 0 {
 				break
 			}
 		}
 	}
 	return total, nil
+}
+
+// evidenceEnded selects up to sweepBatch subjects of the tenant whose evidence period has
+// ended, and returns their erasures. Each carries the chain head read in the same query: a
+// decision made before the erasure is written stops it (eraseBasis).
+func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction, error) {
+	now := s.now()
+	cutoff := now.AddDate(-c.Tenant.EvidenceYears, 0, 0).UnixMilli()
+	var rows []struct {
+		ID        string
+		Pseudonym string
+		Seq       int64
+	}
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT s.id, s.pseudonym, h.seq FROM subjects s
+		JOIN chain_heads h ON h.tenant_id = s.tenant_id AND h.subject_id = s.id
+		WHERE s.tenant_id = ? AND s.secret IS NOT NULL AND s.merged_into IS NULL
+		AND EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id)
+		AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
+			AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)))
+		AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = s.tenant_id AND a.subject_id = s.id AND a.status = 'active')
+		LIMIT ?`, c.Tenant.ID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	ins := make([]*interaction, 0, len(rows))
+	for _, r := range rows {
+		in := s.systemInteraction(c, c.Tenant.ID, r.ID, r.Pseudonym, "subject.erased")
+		in.erase, in.eraseIf = "evidence_period_ended", &eraseBasis{subjectID: r.ID, seq: r.Seq}
+		ins = append(ins, in)
+	}
+	return ins, nil
 }
 
 // Housekeeping deletes client context past its 90 days and idempotency keys past their day.
@@ -256,7 +272,7 @@ func (s *Service) SignRoots(ctx context.Context) (int, error) {
 	}
 	made := 0
 	for _, id := range tenants {
-		_, ok, err := s.SignRoot(ctx, id)
+		_, ok, err := s.SignRoot(ctx, id, "") // routine: not an admin action, not audited
 		if err != nil {
 			return made, err
 		}

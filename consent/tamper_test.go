@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
@@ -44,7 +46,7 @@ func (e *env) ledgerFixture(t *testing.T) ledgerFixture {
 	e.recordCustomer(t, "C-100", deny("personalisation"))
 	third := e.record(t, "", consent.MethodBannerAcceptAll, grant("analytics", 1))
 
-	if _, made, err := e.svc.SignRoot(ctx, e.tenant()); err != nil || !made {
+	if _, made, err := e.svc.SignRoot(ctx, e.tenant(), "test"); err != nil || !made {
 		t.Fatalf("sign root: made=%v err=%v", made, err)
 	}
 	return ledgerFixture{
@@ -201,6 +203,39 @@ func TestVerifyFindsEveryEdit(t *testing.T) {
 			}, c.want)
 		}
 
+		// A value of another type, which no Event can hold. SQLite keeps what it is given (text
+		// or a real in an integer column); a PostgreSQL owner retypes the column to text first,
+		// and the numbers the other events keep there still verify.
+		retyped := []struct {
+			column, value string
+			sqliteOnly    bool
+			want          want
+		}{
+			{"client_time", "'x'", false, want{"hash_mismatch", f.s1, 2}},
+			{"client_time", "'1.5'", false, want{"hash_mismatch", f.s1, 2}},
+			{"server_time", "'yesterday'", false, want{"hash_mismatch", f.s1, 2}},
+			{"purpose_version", "'one'", false, want{"hash_mismatch", f.s1, 2}},
+			{"purpose_version", "x'01'", true, want{"hash_mismatch", f.s1, 2}},
+			// A text seq sorts after every number in SQLite: seq 3 now follows seq 1.
+			{"seq", "'two'", true, want{"sequence_gap", f.s1, 3}},
+		}
+		for _, c := range retyped {
+			if c.sqliteOnly && e.db.Dialect != sqldb.SQLite {
+				continue
+			}
+			run("column "+c.column+"="+c.value+" of another type", func(t *testing.T) {
+				if e.db.Dialect == sqldb.Postgres {
+					e.exec(t, "ALTER TABLE consent_events ALTER COLUMN "+c.column+" TYPE text")
+					e.reconnect(t)
+					t.Cleanup(func() { // after the restore has put the numbers back
+						e.exec(t, "ALTER TABLE consent_events ALTER COLUMN "+c.column+" TYPE bigint USING "+c.column+"::bigint")
+						e.reconnect(t)
+					})
+				}
+				e.exec(t, "UPDATE consent_events SET "+c.column+" = "+c.value+" WHERE subject_id = ? AND seq = ?", f.s1, f.target)
+			}, c.want)
+		}
+
 		run("middle event deleted", func(t *testing.T) {
 			e.exec(t, "DELETE FROM consent_events WHERE subject_id = ? AND seq = 2", f.s1)
 		}, want{"sequence_gap", f.s1, 3})
@@ -288,12 +323,26 @@ func TestVerifyFindsEveryEdit(t *testing.T) {
 	})
 }
 
+// reconnect replaces the pools' connections, as `lupa ledger verify` starts with its own:
+// PostgreSQL refuses to run a statement prepared before a column was retyped.
+func (e *env) reconnect(t *testing.T) {
+	t.Helper()
+	for _, g := range []*gorm.DB{e.db.Write, e.db.Read} {
+		d, err := g.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SetMaxIdleConns(0) // closes the idle connections: all of them, between statements
+		d.SetMaxIdleConns(4)
+	}
+}
+
 // signNewRoot has Lupa sign its next root an hour later, after another subject's decision.
 func (e *env) signNewRoot(t *testing.T) {
 	t.Helper()
 	e.clock.Add(time.Hour)
 	e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"))
-	if _, made, err := e.svc.SignRoot(context.Background(), e.tenant()); err != nil || !made {
+	if _, made, err := e.svc.SignRoot(context.Background(), e.tenant(), "test"); err != nil || !made {
 		t.Fatalf("sign root: made=%v err=%v", made, err)
 	}
 }

@@ -43,6 +43,12 @@ type interaction struct {
 	decisions       []resolved
 	system          []systemChange
 	erase           string // reason, when the subject's key is to be destroyed
+	// eraseIf, on an erasure the evidence sweep asks for, is what the sweep saw: the
+	// erasure applies only while the subject is still that (erase.go).
+	eraseIf *eraseBasis
+	// erased marks an interaction whose subject was erased while it was on its way: it is
+	// answered alone, or written to a new device (erase.go, afterErasure).
+	erased          bool
 	view            []*CatalogPurpose
 	idem            *IdempotencyKey
 	context         *clientContext
@@ -83,6 +89,7 @@ type job struct {
 	out       *Outcome
 	err       error
 	replay    bool // its idempotency key was taken: answer from the stored response
+	answered  bool // out and err are set already: it is not written
 	followers []*job
 }
 
@@ -223,19 +230,44 @@ func (w *Writer) process(batch []*job) {
 		w.metrics.Waited(start.Sub(j.enqueued))
 	}
 	batch = w.mergesAlone(batch)
-	if len(batch) == 0 {
-		return
+	rest, erasures := erasuresApart(batch)
+	for _, b := range [][]*job{rest, erasures} {
+		if len(b) > 0 {
+			w.commitBatch(foldDuplicates(b), start)
+		}
 	}
-	batch = foldDuplicates(batch)
+}
+
+// erasuresApart separates the erasures from the other jobs of a batch. They are committed
+// in a transaction of their own, after the others: nothing is ever chained after an
+// erasure, and a job that arrived with one for its subject finds the subject erased
+// (afterErasure) only once the erasure has committed.
+func erasuresApart(batch []*job) (rest, erasures []*job) {
+	for _, j := range batch {
+		if j.in.erase != "" {
+			erasures = append(erasures, j)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	return rest, erasures
+}
+
+// commitBatch commits jobs as one transaction and answers each.
+func (w *Writer) commitBatch(batch []*job, start time.Time) {
 	err := w.commit(batch)
 	if err != nil && !sqldb.IsInfrastructure(err) && len(batch) > 1 {
 		// Something in the batch is wrong: commit each alone, so only the culprit fails.
 		for _, j := range batch {
-			j.err = w.commit([]*job{j})
+			if err := w.commit([]*job{j}); err != nil {
+				j.err = err
+			}
 		}
 	} else if err != nil {
 		for _, j := range batch {
-			j.err = err
+			if !j.answered {
+				j.err = err
+			}
 		}
 	}
 	w.metrics.Batch(len(batch), time.Since(start))
@@ -320,7 +352,7 @@ func (w *Writer) commit(jobs []*job) error {
 	for attempt := 0; ; attempt++ {
 		live := make([]*job, 0, len(jobs))
 		for _, j := range jobs {
-			if !j.replay {
+			if !j.replay && !j.answered {
 				live = append(live, j)
 			}
 		}
@@ -329,6 +361,7 @@ func (w *Writer) commit(jobs []*job) error {
 		}
 		retry, err := w.commitOnce(ctx, live, len(jobs) == 1)
 		if errors.Is(err, errMerged) && attempt < 3 {
+			// Merged or erased meanwhile: written to where the subject went, or answered.
 			if err := w.svc.redirectMerged(ctx, live); err != nil {
 				return err
 			}
@@ -439,10 +472,8 @@ func (w *Writer) commitTx(ctx context.Context, jobs []*job, single, lock bool) (
 			}
 		}
 		for _, er := range b.erasures {
-			for _, st := range eraseStatements(er.tenantID, er.subjectID, b.erasedAt) {
-				if err := t.exec(ctx, st); err != nil {
-					return err
-				}
+			if err := w.svc.erase(ctx, t, er, b.erasedAt); err != nil {
+				return err
 			}
 		}
 		return t.commit(ctx)
@@ -546,7 +577,8 @@ func (w *Writer) settle(ctx context.Context, t writeTx, jobs []*job, heads map[s
 			}
 		}
 		// A chain that moved under a plan may have been merged into a person meanwhile
-		// (merge.go): such an interaction is written to the person instead.
+		// (merge.go): such an interaction is written to the person instead. Or it was
+		// erased (erase.go): nothing is written to it any more.
 		if merged, err := w.mergedAway(ctx, t, jobs, byTenant); err != nil || merged {
 			if err == nil {
 				err = errMerged
@@ -580,6 +612,9 @@ func (w *Writer) settle(ctx context.Context, t writeTx, jobs []*job, heads map[s
 			if states == nil {
 				states = map[string]*Stored{}
 				stored[in.subjectID] = states
+			}
+			if err := w.svc.checkErasable(ctx, t, in); err != nil {
+				return nil, err
 			}
 			var err error
 			if p, err = w.svc.planOne(in, h, states, w.svc.now(), sign); err != nil {
@@ -644,7 +679,7 @@ func (b *batch) add(in *interaction, p *iplan) error {
 		b.subjects = append(b.subjects, in.newSubject)
 		b.idents = append(b.idents, in.newIdentifiers...)
 	}
-	if in.erase != "" {
+	if p.erase {
 		b.erasures = append(b.erasures, erasure{in.tenantID, in.subjectID})
 		b.erasedAt = p.now
 	}
@@ -680,17 +715,6 @@ func (b *batch) add(in *interaction, p *iplan) error {
 }
 
 func stateKey(subjectID, purposeID string) string { return subjectID + "|" + purposeID }
-
-// eraseStatements destroy what links a subject's chain to a person: its key, pseudonym and
-// identifiers, its receipts and client context, and its current state. The chain stays.
-func eraseStatements(tenantID, subjectID string, at int64) []sqldb.Statement {
-	out := []sqldb.Statement{
-		{SQL: "DELETE FROM receipts WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
-		{SQL: "DELETE FROM interaction_context WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
-		{SQL: "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
-	}
-	return append(out, identity.DestroySubjectKeySQL(tenantID, subjectID, time.UnixMilli(at))...)
-}
 
 // reresolve looks a new person's identifier up again inside the transaction: when a
 // concurrent request created the same customer first, this one joins that subject (and is

@@ -33,9 +33,17 @@ type writeTx interface {
 	write(ctx context.Context, b *batch) (taken map[string]bool, err error)
 	exec(ctx context.Context, st sqldb.Statement) error
 	commit(ctx context.Context) error
-	// mergedInto returns, for those of the subjects that were merged, the subject each was
-	// merged into.
-	mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error)
+	// movedAway returns, for those of the subjects that were merged or erased, what became
+	// of each.
+	movedAway(ctx context.Context, tenantID string, ids []string) (map[string]fate, error)
+	// strings runs a query of one text column and returns its values.
+	strings(ctx context.Context, st sqldb.Statement) ([]string, error)
+}
+
+// fate is what became of a subject: merged into another, or erased.
+type fate struct {
+	mergedInto string
+	erased     bool
 }
 
 // orderedTenants returns the tenants in order and each tenant's subject ids sorted: the
@@ -452,38 +460,74 @@ func (t *pgxWriteTx) commit(ctx context.Context) error {
 	return err
 }
 
-const mergedSQL = "SELECT id, merged_into FROM subjects WHERE tenant_id = ? AND id IN (%s) AND merged_into IS NOT NULL"
+const movedSQL = `SELECT id, COALESCE(merged_into, ''), COALESCE(erased_at, 0) FROM subjects
+	WHERE tenant_id = ? AND id IN (%s) AND (merged_into IS NOT NULL OR erased_at IS NOT NULL)`
 
-func (t *sqlWriteTx) mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error) {
-	out := map[string]string{}
-	q, args := inQuery(mergedSQL, tenantID, ids)
-	err := t.stmts.Query(ctx, t.tx, q, args, func(r *sql.Rows) error {
-		var id, into string
-		if err := r.Scan(&id, &into); err != nil {
+func (t *sqlWriteTx) movedAway(ctx context.Context, tenantID string, ids []string) (map[string]fate, error) {
+	out := map[string]fate{}
+	q, args := inQuery(movedSQL, tenantID, ids)
+	err := t.stmts.Query(ctx, t.tx, q, args, func(r *sql.Rows) error { return scanFate(r, out) })
+	return out, err
+}
+
+func scanFate(r interface{ Scan(...any) error }, out map[string]fate) error {
+	var id, into string
+	var erasedAt int64
+	if err := r.Scan(&id, &into, &erasedAt); err != nil {
+		return err
+	}
+	out[id] = fate{mergedInto: into, erased: erasedAt != 0}
+	return nil
+}
+
+func (t *pgxWriteTx) movedAway(ctx context.Context, tenantID string, ids []string) (map[string]fate, error) {
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.conn.Query(ctx, `SELECT id, COALESCE(merged_into, ''), COALESCE(erased_at, 0) FROM subjects
+		WHERE tenant_id = $1 AND id = ANY($2) AND (merged_into IS NOT NULL OR erased_at IS NOT NULL)`, tenantID, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]fate{}
+	for rows.Next() {
+		if err := scanFate(rows, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+func (t *sqlWriteTx) strings(ctx context.Context, st sqldb.Statement) ([]string, error) {
+	var out []string
+	err := t.stmts.Query(ctx, t.tx, st.SQL, st.Args, func(r *sql.Rows) error {
+		var v string
+		if err := r.Scan(&v); err != nil {
 			return err
 		}
-		out[id] = into
+		out = append(out, v)
 		return nil
 	})
 	return out, err
 }
 
-func (t *pgxWriteTx) mergedInto(ctx context.Context, tenantID string, ids []string) (map[string]string, error) {
+func (t *pgxWriteTx) strings(ctx context.Context, st sqldb.Statement) ([]string, error) {
 	if err := t.begin(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := t.conn.Query(ctx, "SELECT id, merged_into FROM subjects WHERE tenant_id = $1 AND id = ANY($2) AND merged_into IS NOT NULL", tenantID, ids)
+	rows, err := t.conn.Query(ctx, sqldb.Rebind(sqldb.Postgres, st.SQL), st.Args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]string{}
+	var out []string
 	for rows.Next() {
-		var id, into string
-		if err := rows.Scan(&id, &into); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out[id] = into
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

@@ -236,11 +236,29 @@ func (e *Engine) Replay(ctx context.Context, tenantID, endpointID, id string, ac
 				return err
 			}
 		}
-		return identity.WriteAudit(tx, tenantID, actor, "webhook.replay", "webhook", endpointID, nil,
+		kind := targetKind(endpointID)
+		return identity.WriteAudit(tx, tenantID, actor, kind+".replay", kind, endpointID, nil,
 			map[string]any{"delivery": id, "queued": queued}, e.now())
 	})
 	if queued > 0 {
 		e.Wake()
 	}
 	return queued, err
+}
+
+// targetKind is what a delivery target is in the audit log: a connector or a webhook endpoint.
+func targetKind(endpointID string) string {
+	if strings.HasPrefix(endpointID, ConnectorIDPrefix) {
+		return "connector"
+	}
+	return "webhook"
+}
+
+// Audit writes an admin action on a webhook endpoint or connector that is not one
+// transaction of its own, such as a reconcile on demand (its withdrawals go through
+// consent's writer), to the audit log once it has run.
+func (e *Engine) Audit(ctx context.Context, tenantID string, actor identity.Actor, action, endpointID string, before, after any) error {
+	return e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return identity.WriteAudit(tx, tenantID, actor, action, targetKind(endpointID), endpointID, before, after, e.now())
+	})
 }

@@ -21,8 +21,8 @@ kv(k, v) AS (
     UNION ALL SELECT 'th' || n, text_hash FROM e
     UNION ALL SELECT 'd' || n, decision FROM e
     UNION ALL SELECT 'p' || e.n, p.id FROM e JOIN purposes p ON p.tenant_id = e.tenant_id AND p.key = e.purpose_key
-    -- The stored answer goes in as bytea text input: without backslashes it is taken byte for byte.
-    UNION ALL (SELECT 'response', replace(convert_from(response, 'UTF8'), '\', '/') FROM idempotency_keys
+    -- The stored answer is encrypted (binary): it goes in as bytea hex input, like the secret.
+    UNION ALL (SELECT 'response', '\x' || encode(response, 'hex') FROM idempotency_keys
                WHERE route = '/v1/consents' ORDER BY expires_at DESC LIMIT 1)
     UNION ALL (SELECT 'payload', payload FROM domain_events WHERE payload LIKE '%"method":"banner_custom"%'
                ORDER BY created_at DESC LIMIT 1)

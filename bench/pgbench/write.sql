@@ -23,7 +23,7 @@ SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = :tenant AND subj
 \set s3 :seq + 3
 \set s4 :seq + 4
 \set s5 :seq + 5
-INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, status, response, created_at, expires_at) VALUES (:tenant, '/v1/consents', 'wb-' || :a::text || '-' || :s1::text, repeat(md5(:a::text || 'r' || :s1::text), 2), 201, :response, :now, :idemexp);
+INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, status, response, created_at, expires_at, response_kid) VALUES (:tenant, '/v1/consents', 'wb-' || :a::text || '-' || :s1::text, repeat(md5(:a::text || 'r' || :s1::text), 2), 201, :response, :now, :idemexp, :kid_enc);
 INSERT INTO consent_events (tenant_id, subject_id, seq, id, kind, pseudonym, purpose_key, purpose_version, version_hash, text_hash, decision, property_id, channel, method, agent, language, ui_hash, actor, interaction_id, reason, ref, server_time, client_time, prev_hash, hash) VALUES
   (:tenant, md5(:a::text)::uuid::text, :s1, md5(:a::text || 'e' || :s1::text)::uuid::text, 'decision', 'ps_' || left(md5(:a::text || 'p'), 22), :k1, 1, :vh1, :th1, :d1, :property, 'web', 'banner_custom', '', 'fi', :uihash, 'device', md5(:a::text || 'i' || :s1::text)::uuid::text, '', '', :now, :ctime, :hash, repeat(md5(:a::text || 'h' || :s1::text), 2)),
   (:tenant, md5(:a::text)::uuid::text, :s2, md5(:a::text || 'e' || :s2::text)::uuid::text, 'decision', 'ps_' || left(md5(:a::text || 'p'), 22), :k2, 1, :vh2, :th2, :d2, :property, 'web', 'banner_custom', '', 'fi', :uihash, 'device', md5(:a::text || 'i' || :s1::text)::uuid::text, '', '', :now, :ctime, repeat(md5(:a::text || 'h' || :s1::text), 2), repeat(md5(:a::text || 'h' || :s2::text), 2)),
@@ -38,7 +38,7 @@ INSERT INTO consent_events (tenant_id, subject_id, seq, id, kind, pseudonym, pur
 \set s3 :seq + 3
 \set s4 :seq + 4
 \set s5 :seq + 5
-INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, status, response, created_at, expires_at) VALUES (:tenant, '/v1/consents', 'wb-' || :a::text || '-' || :s1::text, repeat(md5(:a::text || 'r' || :s1::text), 2), 201, :response, :now, :idemexp);
+INSERT INTO idempotency_keys (tenant_id, route, key, request_hash, status, response, created_at, expires_at, response_kid) VALUES (:tenant, '/v1/consents', 'wb-' || :a::text || '-' || :s1::text, repeat(md5(:a::text || 'r' || :s1::text), 2), 201, :response, :now, :idemexp, :kid_enc);
 INSERT INTO subjects (tenant_id, id, kind, pseudonym, secret, secret_kid, created_at) VALUES (:tenant, md5(:a::text)::uuid::text, 'device', 'ps_' || left(md5(:a::text || 'p'), 22), :secret, :kid_enc, :now);
 INSERT INTO identifiers (tenant_id, kind, namespace, value_hash, hash_kid, subject_id, subject_kind, pseudonym, value_ct, value_kid, created_at) VALUES (:tenant, 'device', '', decode(md5(:a::text || 'v') || md5(:a::text || 'w'), 'hex'), :kid_lookup, md5(:a::text)::uuid::text, 'device', 'ps_' || left(md5(:a::text || 'p'), 22), :value_ct, :kid_enc, :now);
 INSERT INTO consent_events (tenant_id, subject_id, seq, id, kind, pseudonym, purpose_key, purpose_version, version_hash, text_hash, decision, property_id, channel, method, agent, language, ui_hash, actor, interaction_id, reason, ref, server_time, client_time, prev_hash, hash) VALUES

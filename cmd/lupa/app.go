@@ -97,6 +97,10 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 	cons := consent.NewService(db, ids, keys, now, log)
 	// Confirmations of verbal consent and double opt-in links go out the same way.
 	cons.SetMailer(sender, cfg.PublicURL)
+	// An erasure also forgets, in its transaction, what the subject's account and the
+	// connectors keep about the person.
+	cons.OnErase(accounts.EraseStatements)
+	cons.OnErase(connector.EraseStatements)
 	a := &app{cfg: cfg, log: log, db: db, keys: keys, ids: ids,
 		consent: cons, now: now, accounts: acc, mailbox: mailbox, ciam: newCIAM(cfg, log, db, ids, keys, cons, now),
 		login: newLogin(cfg, log, db, ids, keys, acc, now), dataMap: datamap.New(db, cons, now)}

@@ -79,12 +79,24 @@ func ledgerCommand(ctx context.Context, cfg config, log *slog.Logger, args []str
 	if errors.Is(err, consent.ErrVerifyFailed) {
 		for _, r := range reports {
 			if r.FirstBroken != nil {
-				return fmt.Errorf("tenant %s: first broken link: %s (subject %s, seq %d)", r.Tenant,
-					r.FirstBroken.Message, r.FirstBroken.SubjectID, r.FirstBroken.Seq)
+				return fmt.Errorf("tenant %s: first broken link: %s: %s (%s)", r.Tenant, r.FirstBroken.Kind,
+					r.FirstBroken.Message, problemPlace(r.FirstBroken))
 			}
 		}
 	}
 	return err
+}
+
+// problemPlace names the place of a problem: a chain's event, or a signed root for the problems
+// of the roots themselves, which belong to no subject.
+func problemPlace(p *consent.Problem) string {
+	switch {
+	case p.SubjectID == "":
+		return fmt.Sprintf("root %d", p.Root)
+	case p.Root != 0:
+		return fmt.Sprintf("subject %s, seq %d, root %d", p.SubjectID, p.Seq, p.Root)
+	}
+	return fmt.Sprintf("subject %s, seq %d", p.SubjectID, p.Seq)
 }
 
 func keysCommand(ctx context.Context, cfg config, log *slog.Logger, args []string, stdout io.Writer) error {

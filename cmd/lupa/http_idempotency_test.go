@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
+	"github.com/lupa-cmp/lupa/identity/keyring"
 )
 
 // historyLen counts a subject's ledger entries through the server API.
@@ -209,6 +215,135 @@ func TestHTTPIdempotencyConcurrent(t *testing.T) {
 		check("admin", rs, http.StatusCreated)
 		if after := strings.Count(string(s.admin(http.MethodGet, "/v1/admin/brands", nil).Body), `"id":`); after != before+1 {
 			t.Fatalf("%d identical creates made %d brands", n, after-before)
+		}
+	})
+}
+
+// TestHTTPIdempotencyKeyOnAnotherObject: keys are scoped by route, but the same key and
+// body on the same route for another object is another request, refused with 422; it
+// is not answered with the first object's answer, and the second object gets nothing.
+func TestHTTPIdempotencyKeyOnAnotherObject(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		versions := func(purpose string) string {
+			r := s.admin(http.MethodGet, "/v1/admin/purposes/"+purpose+"/versions", nil)
+			if r.Status != http.StatusOK {
+				t.Fatalf("versions of %s: %d %s", purpose, r.Status, r.Body)
+			}
+			return string(r.Body)
+		}
+		body := map[string]any{"material": true, "texts": versionTexts("Same body")}
+		before := versions("personalisation")
+		a := s.admin(http.MethodPost, "/v1/admin/purposes/analytics/versions", body, "Idempotency-Key", "version-1")
+		if a.Status != http.StatusCreated {
+			t.Fatalf("first object: %d %s", a.Status, a.Body)
+		}
+		b := s.admin(http.MethodPost, "/v1/admin/purposes/personalisation/versions", body, "Idempotency-Key", "version-1")
+		wantProblem(t, b, http.StatusUnprocessableEntity, "Idempotency-Key")
+		if b.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("another object's answer was replayed: %v", b.Header)
+		}
+		if after := versions("personalisation"); after != before {
+			t.Fatalf("the refused request wrote a version:\n%s\n%s", before, after)
+		}
+		// The true retry is still answered as the first time.
+		if r := s.admin(http.MethodPost, "/v1/admin/purposes/analytics/versions", body, "Idempotency-Key", "version-1"); r.Status != http.StatusCreated ||
+			!bytes.Equal(r.Body, a.Body) || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry on the first object: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// TestHTTPIdempotencySecretEncryptedAtRest: the stored answer of a key creation does not
+// hold its secret in the clear; a retry gets the same secret, uncacheable, also after the
+// data keys were rotated.
+func TestHTTPIdempotencySecretEncryptedAtRest(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		ctx := context.Background()
+		body := map[string]any{"name": "crm", "scopes": []string{"consent:read"}}
+		first := s.admin(http.MethodPost, "/v1/admin/api-keys", body, "Idempotency-Key", "key-1")
+		secret, _ := first.Map(t)["secret"].(string)
+		if first.Status != http.StatusCreated || !strings.HasPrefix(secret, "sk_") {
+			t.Fatalf("create key: %d %s", first.Status, first.Body)
+		}
+		var rows []struct {
+			Response    []byte
+			ResponseKID *string `gorm:"column:response_kid"`
+		}
+		if err := s.app.db.Write.Raw("SELECT response, response_kid FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+			s.demo.Tenant.ID, "key-1").Scan(&rows).Error; err != nil || len(rows) != 1 {
+			t.Fatalf("stored answer: %v %v", rows, err)
+		}
+		if raw := rows[0].Response; bytes.Contains(raw, []byte(secret)) || bytes.Contains(raw, []byte(`"secret"`)) {
+			t.Fatalf("the stored answer shows the secret: %q", raw)
+		}
+		if rows[0].ResponseKID == nil || *rows[0].ResponseKID != s.app.keys.ActiveID(keyring.Encryption) {
+			t.Fatalf("stored answer not under the active encryption key: %v", rows[0].ResponseKID)
+		}
+		replayed := func(when string) {
+			t.Helper()
+			r := s.admin(http.MethodPost, "/v1/admin/api-keys", body, "Idempotency-Key", "key-1")
+			if r.Status != http.StatusCreated || !bytes.Equal(r.Body, first.Body) || r.Header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("%s: retry %d %s %v", when, r.Status, r.Body, r.Header)
+			}
+			if cc := r.Header.Get("Cache-Control"); cc != first.Header.Get("Cache-Control") || cc != "no-store" {
+				t.Fatalf("%s: retry Cache-Control %q, first %q", when, cc, first.Header.Get("Cache-Control"))
+			}
+			if ct := r.Header.Get("Content-Type"); ct != first.Header.Get("Content-Type") {
+				t.Fatalf("%s: retry Content-Type %q, first %q", when, ct, first.Header.Get("Content-Type"))
+			}
+		}
+		// The consent writer's answers name the device id, kept otherwise only hashed and
+		// encrypted.
+		consentBody := banner(decision("analytics", 1, "granted"))
+		c1 := s.collect(consentBody, "Idempotency-Key", "banner-secret")
+		device := recorded(t, c1).DeviceID
+		var raw []byte
+		if err := s.app.db.Write.Raw("SELECT response FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+			s.demo.Tenant.ID, "banner-secret").Row().Scan(&raw); err != nil {
+			t.Fatal(err)
+		}
+		if device == "" || bytes.Contains(raw, []byte(device)) {
+			t.Fatalf("the stored consent answer shows the device id %q: %q", device, raw)
+		}
+
+		replayed("before rotation")
+		if _, err := s.app.keys.Rotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		replayed("after lupa keys rotate")
+		if c2 := s.collect(consentBody, "Idempotency-Key", "banner-secret"); !bytes.Equal(c2.Body, c1.Body) || c2.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("consent retry after rotation: %d %s", c2.Status, c2.Body)
+		}
+	})
+}
+
+// TestHTTPIdempotencyAbandonedClaim: a claim left pending by a request that died (its
+// instance crashed) blocks its key only for identity.IdempotencyAbandoned, not for a day.
+func TestHTTPIdempotencyAbandonedClaim(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		ctx := context.Background()
+		const route = "/v1/admin/brands"
+		brand := map[string]any{"name": "Crashed", "legal_name": "Crashed Oy"}
+		hash := identityweb.RequestHash([]byte(http.MethodPost+" "+route), encodeBody(t, brand))
+		if _, stored, err := s.app.ids.ClaimIdempotency(ctx, s.demo.Tenant.ID, route, "crashed-1", hash); err != nil || stored != nil {
+			t.Fatalf("claim: %v %v", stored, err)
+		}
+		// Still fresh: a request in flight.
+		r := s.admin(http.MethodPost, route, brand, "Idempotency-Key", "crashed-1")
+		wantProblem(t, r, http.StatusConflict)
+		// Its instance died long ago.
+		old := time.Now().Add(-identity.IdempotencyAbandoned - time.Second).UnixMilli()
+		if err := s.app.db.Write.Exec("UPDATE idempotency_keys SET created_at = ? WHERE tenant_id = ? AND key = ?",
+			old, s.demo.Tenant.ID, "crashed-1").Error; err != nil {
+			t.Fatal(err)
+		}
+		first := s.admin(http.MethodPost, route, brand, "Idempotency-Key", "crashed-1")
+		if first.Status != http.StatusCreated || first.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("retry of an abandoned claim: %d %s", first.Status, first.Body)
+		}
+		if again := s.admin(http.MethodPost, route, brand, "Idempotency-Key", "crashed-1"); again.Status != http.StatusCreated ||
+			!bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry after the takeover: %d %s", again.Status, again.Body)
 		}
 	})
 }

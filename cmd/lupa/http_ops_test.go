@@ -88,7 +88,8 @@ func TestServeEndToEnd(t *testing.T) {
 	metricsText, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	for _, want := range []string{`lupa_http_requests_total{method="POST",route="/v1/consents",status="201"} 1`,
-		"lupa_consent_events_written_total 1", "lupa_writer_batch_size_count 1", "lupa_http_request_duration_seconds_bucket"} {
+		"lupa_consent_events_written_total 1", "lupa_writer_batch_size_count 1", "lupa_writer_batch_wait_seconds_count 1",
+		"lupa_writer_commit_seconds_count 1", "lupa_http_request_duration_seconds_bucket"} {
 		if !bytes.Contains(metricsText, []byte(want)) {
 			t.Fatalf("metrics lack %q:\n%s", want, metricsText)
 		}
@@ -180,6 +181,83 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if code := srv2.stop(); code != 0 {
 		t.Fatalf("second serve exited with %d:\n%s", code, srv2.Stderr)
+	}
+}
+
+// TestHTTPReadiness: /readyz answers 503 with the reason while the schema is behind this
+// binary's migrations and when the database cannot be reached; /healthz stays 200 (the
+// process is alive: a load balancer takes it out, an orchestrator does not restart it).
+func TestHTTPReadiness(t *testing.T) {
+	eachServer(t, nil, func(t *testing.T, s *testServer) {
+		ready := func(status int, want string) {
+			t.Helper()
+			r := s.request(http.MethodGet, "/readyz", nil)
+			if r.Status != status || r.Map(t)["status"] != want || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("readyz: %d %s, want %d %q", r.Status, r.Body, status, want)
+			}
+			if h := s.request(http.MethodGet, "/healthz", nil); h.Status != http.StatusOK {
+				t.Fatalf("healthz: %d %s", h.Status, h.Body)
+			}
+		}
+		ready(http.StatusOK, "ready")
+		// The newest migration forgotten: the schema is older than the binary.
+		db := s.app.db.SQL()
+		var newest int64
+		if err := db.QueryRow("SELECT max(version_id) FROM goose_db_version").Scan(&newest); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec("DELETE FROM goose_db_version WHERE version_id = $1", newest); err != nil {
+			t.Fatal(err)
+		}
+		ready(http.StatusServiceUnavailable, "database schema is not current: run lupa migrate")
+		if _, err := db.Exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, $2)", newest, true); err != nil {
+			t.Fatal(err)
+		}
+		ready(http.StatusOK, "ready")
+		s.app.db.Close()
+		ready(http.StatusServiceUnavailable, "database unreachable")
+	})
+}
+
+// TestServeAutoMigrateOff: with LUPA_AUTO_MIGRATE=false serve leaves the schema as it is;
+// an instance started on an older schema serves but is not ready until lupa migrate runs.
+func TestServeAutoMigrateOff(t *testing.T) {
+	dataDir := t.TempDir()
+	env := map[string]string{"LUPA_DATA_DIR": dataDir}
+	ctx := context.Background()
+	if code, _, stderr := runCmd(ctx, func(k string) string { return env[k] }, "migrate"); code != 0 {
+		t.Fatalf("migrate: %d %s", code, stderr)
+	}
+	// The newest migration forgotten, as on a database that an older Lupa set up.
+	db, err := sqldb.Open(ctx, "", dataDir, sqldb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write.Exec("DELETE FROM goose_db_version WHERE version_id = (SELECT max(version_id) FROM goose_db_version)").Error; err != nil {
+		t.Fatal(err)
+	}
+	rows := gooseRows(t, db.SQL())
+	db.Close()
+
+	env["LUPA_AUTO_MIGRATE"] = "false"
+	srv := startServe(t, env)
+	r := srv.do(http.MethodGet, "/readyz", nil)
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(string(r.Body), "database schema is not current") {
+		t.Fatalf("readyz on an older schema: %d %s", r.Status, r.Body)
+	}
+	if code := srv.stop(); code != 0 {
+		t.Fatalf("serve exited with %d:\n%s", code, srv.Stderr)
+	}
+	if strings.Contains(srv.Stderr.String(), "applied migrations") {
+		t.Fatalf("serve migrated with LUPA_AUTO_MIGRATE=false:\n%s", srv.Stderr)
+	}
+	db, err = sqldb.Open(ctx, "", dataDir, sqldb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := gooseRows(t, db.SQL()); got != rows {
+		t.Fatalf("serve with LUPA_AUTO_MIGRATE=false: %d version rows, was %d", got, rows)
 	}
 }
 
@@ -374,7 +452,79 @@ func TestCommands(t *testing.T) {
 		if got := gooseRows(t, s.app.db.SQL()); got != n {
 			t.Fatalf("migrate on a current database: %d version rows, was %d", got, n)
 		}
+
+		// lupa ledger verify on a ledger edited behind Lupa's back: exit 1, the first broken
+		// link on standard error, and the admin API's report names it too.
+		tenant := s.demo.Tenant.ID
+		if r := s.admin(http.MethodPost, "/v1/admin/ledger/roots", nil); r.Status != http.StatusCreated {
+			t.Fatalf("sign a root: %d %s", r.Status, r.Body)
+		}
+		bypassAppendOnly(t, s.app.db)
+		// A root's own problem belongs to no subject: the line names the root.
+		tamper(t, s.app.db, "UPDATE ledger_roots SET root = ? WHERE tenant_id = ? AND number = 1", strings.Repeat("0", 64), tenant)
+		code, out, stderr = runCmd(ctx, envOf(s), "ledger", "verify")
+		if want := "tenant " + tenant + ": first broken link: root_signature: "; code != 1 || !strings.Contains(stderr, want) ||
+			!strings.Contains(stderr, "(root 1)") || strings.Count(out, `"ok": false`) != 1 {
+			t.Fatalf("ledger verify of a changed root: exit %d, want 1 and %q … (root 1)\n%s\n%s", code, want, out, stderr)
+		}
+		// An event changed: the first chain in subject order, at seq 1, comes before the root.
+		var subject string
+		if err := s.app.db.Read.Raw("SELECT subject_id FROM consent_events WHERE tenant_id = ? ORDER BY subject_id, seq LIMIT 1",
+			tenant).Scan(&subject).Error; err != nil || subject == "" {
+			t.Fatalf("first chain: %q %v", subject, err)
+		}
+		tamper(t, s.app.db, "UPDATE consent_events SET decision = 'withdrawn' WHERE tenant_id = ? AND subject_id = ? AND seq = 1", tenant, subject)
+		code, _, stderr = runCmd(ctx, envOf(s), "ledger", "verify")
+		if want := "first broken link: hash_mismatch: the event's content does not match its hash: it was changed (subject " +
+			subject + ", seq 1)"; code != 1 || !strings.Contains(stderr, want) {
+			t.Fatalf("ledger verify of a changed event: exit %d, want 1 and %q\n%s", code, want, stderr)
+		}
+		var rep struct {
+			OK          bool `json:"ok"`
+			FirstBroken *struct {
+				Kind      string `json:"kind"`
+				SubjectID string `json:"subject_id"`
+				Seq       int64  `json:"seq"`
+			} `json:"first_broken"`
+			Problems []struct {
+				Kind string `json:"kind"`
+				Root int64  `json:"root"`
+			} `json:"problems"`
+		}
+		r = s.admin(http.MethodPost, "/v1/admin/ledger/verify", nil)
+		r.JSON(t, &rep)
+		rootFound := false
+		for _, p := range rep.Problems {
+			rootFound = rootFound || p.Kind == "root_signature" && p.Root == 1
+		}
+		if r.Status != http.StatusOK || rep.OK || rep.FirstBroken == nil || rep.FirstBroken.Kind != "hash_mismatch" ||
+			rep.FirstBroken.SubjectID != subject || rep.FirstBroken.Seq != 1 || !rootFound {
+			t.Fatalf("the admin API's report of the changed ledger: %d %s", r.Status, r.Body)
+		}
 	})
+}
+
+// bypassAppendOnly turns the ledger's append-only triggers off, as the owner of its tables
+// can (consent/tamper_test.go plays the same attacker).
+func bypassAppendOnly(t *testing.T, db *sqldb.DB) {
+	t.Helper()
+	for _, tbl := range []string{"consent_events", "ledger_roots", "ledger_root_leaves"} {
+		q := []string{"ALTER TABLE " + tbl + " DISABLE TRIGGER USER"}
+		if db.Dialect == sqldb.SQLite {
+			q = []string{"DROP TRIGGER " + tbl + "_no_update", "DROP TRIGGER " + tbl + "_no_delete"}
+		}
+		for _, s := range q {
+			tamper(t, db, s)
+		}
+	}
+}
+
+// tamper changes exactly what q says, behind Lupa's back.
+func tamper(t *testing.T, db *sqldb.DB, q string, args ...any) {
+	t.Helper()
+	if err := db.Write.Exec(q, args...).Error; err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -15,17 +15,8 @@ import (
 // confirmation email is followed: its GET only shows a button (mail scanners open links),
 // the button's POST confirms, a cross-site POST is refused, and a bad link says so.
 func TestHTTPDoubleOptIn(t *testing.T) {
-	smtp := mailtest.NewServer(t)
-	env := map[string]string{"LUPA_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "LUPA_PUBLIC_URL": "https://lupa.example"}
-	eachServer(t, env, func(t *testing.T, s *testServer) {
-		if r := s.admin(http.MethodPatch, "/v1/admin/purposes/marketing_email", map[string]any{"double_opt_in": true}); r.Status != http.StatusOK {
-			t.Fatalf("patch: %d %s", r.Status, r.Body)
-		}
-		_, writeKey := s.newKey(t, s.demo.AdminKey, "consent:write")
-		to := "optin-" + strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:]) + "@esimerkki.fi"
-		email := map[string]any{"kind": "email", "value": to}
-		r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": email, "method": "checkbox",
-			"language": "fi", "decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}})
+	optInServers(t, func(t *testing.T, s *testServer, smtp *mailtest.Server) {
+		writeKey, email, to, r := s.pendingOptIn(t, "optin", "fi")
 		if r.Status != http.StatusCreated || !strings.Contains(string(r.Body), `"state":"pending_confirmation"`) {
 			t.Fatalf("record: %d %s", r.Status, r.Body)
 		}
@@ -66,4 +57,27 @@ func TestHTTPDoubleOptIn(t *testing.T) {
 			t.Fatalf("a bad link: %d %s", bad.Status, bad.Body)
 		}
 	})
+}
+
+// optInServers runs fn on each server with a local SMTP server for the confirmation mail.
+func optInServers(t *testing.T, fn func(t *testing.T, s *testServer, smtp *mailtest.Server)) {
+	smtp := mailtest.NewServer(t)
+	env := map[string]string{"LUPA_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "LUPA_PUBLIC_URL": "https://lupa.example"}
+	eachServer(t, env, func(t *testing.T, s *testServer) { fn(t, s, smtp) })
+}
+
+// pendingOptIn makes marketing_email a double opt-in purpose and grants it, in lang, for a
+// new address named after prefix and the test. It returns a consent:write key, the email
+// identifier, the address and the recording's answer.
+func (s *testServer) pendingOptIn(t *testing.T, prefix, lang string) (writeKey string, email map[string]any, to string, r *response) {
+	t.Helper()
+	if r := s.admin(http.MethodPatch, "/v1/admin/purposes/marketing_email", map[string]any{"double_opt_in": true}); r.Status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
+	}
+	_, writeKey = s.newKey(t, s.demo.AdminKey, "consent:write")
+	to = prefix + "-" + strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:]) + "@esimerkki.fi"
+	email = map[string]any{"kind": "email", "value": to}
+	r = s.withKey(writeKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": email, "method": "checkbox",
+		"language": lang, "decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}})
+	return writeKey, email, to, r
 }

@@ -65,7 +65,7 @@ func (c *contractRun) connectors() {
 	c.adminErrors(patch, one, map[string]any{"description": "x"})
 
 	for _, action := range []string{"/disable", "/enable"} {
-		c.adm(200, post, one+action, nil)
+		c.keyed(200, path+"/:id"+action, one+action, "connector"+action)
 		c.adm(404, post, path+"/con_"+identity.NewID()+action, nil)
 		c.adminErrors(post, one+action, nil)
 	}
@@ -110,7 +110,7 @@ func (c *contractRun) connectors() {
 	c.adminErrors(get, syncs+"/"+deadID, nil)
 
 	replayOne := syncs + "/" + deadID + "/replay"
-	if r := c.adm(200, post, replayOne, nil).Map(c.t); r["queued"] != float64(1) {
+	if r := c.keyed(200, path+"/:id/syncs/:delivery/replay", replayOne, "sync-replay-1").Map(c.t); r["queued"] != float64(1) {
 		c.t.Errorf("replay: %v", r)
 	}
 	c.adm(409, post, syncs+"/"+synced+"/replay", nil)
@@ -121,13 +121,13 @@ func (c *contractRun) connectors() {
 		c.t.Error("the replayed sync did not reach Mailchimp")
 	}
 	replayAll := dead + "/replay"
-	c.adm(200, post, replayAll, nil)
+	c.keyed(200, path+"/:id/dead-letters/replay", replayAll, "sync-replay-all")
 	c.adm(404, post, path+"/con_"+identity.NewID()+"/dead-letters/replay", nil)
 	c.adminErrors(post, replayAll, nil)
 
 	reconcile := one + "/reconcile"
 	mc.PersonUnsubscribes("aud1", "contract.b@example.com")
-	if r := c.adm(200, post, reconcile, nil).Map(c.t); r["recorded"] != float64(1) {
+	if r := c.keyed(200, path+"/:id/reconcile", reconcile, "reconcile-1").Map(c.t); r["recorded"] != float64(1) {
 		c.t.Errorf("reconcile: %v", r)
 	}
 	mc.FailNext(mailchimptest.ServerError(500), mailchimptest.ServerError(500), mailchimptest.ServerError(500))
@@ -180,7 +180,7 @@ func (c *contractRun) vendorHooks() {
 	c.call(200, get, mcPath, nil)
 	// A new inbound secret: the old URL stops working, the new one works.
 	rotate := admin + "/" + mcc["id"].(string) + "/rotate-inbound-secret"
-	rotated := c.adm(200, post, rotate, nil).Map(c.t)
+	rotated := c.keyed(200, admin+"/:id/rotate-inbound-secret", rotate, "inbound-1").Map(c.t)
 	c.call(404, get, mcPath, nil)
 	mcPath = inbound(rotated)
 	c.vendor.mcPath = mcPath

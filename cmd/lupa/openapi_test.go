@@ -225,6 +225,16 @@ func TestOpenAPIDocument(t *testing.T) {
 				}
 			}
 		}
+		method, path, _ := strings.Cut(key, " ")
+		if method == http.MethodPost && strings.HasPrefix(path, "/v1/admin/") && !takesIdempotencyKey(op) {
+			t.Errorf("%s: every admin POST passes the idempotency middleware, so it must take the IdempotencyKey parameter", key)
+		}
+		if takesIdempotencyKey(op) {
+			// The middleware answers before the handler: it reads any body sent with a key,
+			// makes a retry wait while the first request runs, and refuses the key with another
+			// request.
+			need("it takes an Idempotency-Key", 409, 413, 415, 422)
+		}
 		if rb := op.RequestBody; rb != nil && slices.Contains(op.Tags, "Vendor webhooks") {
 			// Mailchimp and HubSpot send their own formats (form-encoded, a JSON array with
 			// their fields); the handlers take what the vendor sends, within a size limit.
@@ -242,6 +252,16 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		}
 	}
+}
+
+// takesIdempotencyKey says whether an operation takes the Idempotency-Key header.
+func takesIdempotencyKey(op *openapi3.Operation) bool {
+	for _, p := range op.Parameters {
+		if p.Value != nil && p.Value.In == openapi3.ParameterInHeader && p.Value.Name == identityweb.HeaderIdempotencyKey {
+			return true
+		}
+	}
+	return false
 }
 
 // TestOpenAPIValidationCanFail makes sure the contract's validation does fail when a real
@@ -535,15 +555,16 @@ func (k *contract) pendingConflict(route, path string, body []byte, headers ...s
 	k.t.Helper()
 	ctx := context.Background()
 	tenant, key := k.s.demo.Tenant.ID, "in-flight-"+identity.NewID()
-	hash := identityweb.RequestHash([]byte(http.MethodPost+" "+route), body)
-	if stored, err := k.s.app.ids.ClaimIdempotency(ctx, tenant, route, key, hash); err != nil || stored != nil {
+	hash := identityweb.RequestHash([]byte(http.MethodPost+" "+path), body)
+	claim, stored, err := k.s.app.ids.ClaimIdempotency(ctx, tenant, route, key, hash)
+	if err != nil || stored != nil {
 		k.t.Fatalf("claim: %v %v", stored, err)
 	}
 	r := k.call(http.StatusConflict, http.MethodPost, path, body, append(slices.Clone(headers), "Idempotency-Key", key)...)
 	if r.Header.Get("Retry-After") == "" {
 		k.t.Errorf("POST %s in flight: no Retry-After", path)
 	}
-	if err := k.s.app.ids.ReleaseIdempotency(ctx, tenant, route, key); err != nil {
+	if err := k.s.app.ids.ReleaseIdempotency(ctx, claim); err != nil {
 		k.t.Fatal(err)
 	}
 }
@@ -672,6 +693,23 @@ func (c *contractRun) bodyErrors(method, path string, body any, limit int, auth 
 	c.t.Helper()
 	c.call(http.StatusRequestEntityTooLarge, method, path, tooLarge(limit), auth...)
 	c.call(http.StatusUnsupportedMediaType, method, path, body, append(slices.Clone(auth), "Content-Type", "text/plain")...)
+}
+
+// keyed covers a POST that takes no body with an Idempotency-Key: the first request
+// succeeds (want) and its retry is replayed; the key with a body is 422; a body too large or
+// not JSON is refused before the handler runs (413, 415); a retry while the first request
+// runs is 409. route is the path's route template, which keys are scoped by.
+func (c *contractRun) keyed(want int, route, path, key string) *response {
+	c.t.Helper()
+	r := c.adm(want, post, path, []byte{}, "Idempotency-Key", key)
+	if again := c.adm(want, post, path, []byte{}, "Idempotency-Key", key); again.Header.Get("Idempotent-Replayed") != "true" {
+		c.t.Errorf("POST %s retried: %v %s", path, again.Header, again.Body)
+	}
+	c.adm(422, post, path, "{}", "Idempotency-Key", key)
+	c.adm(413, post, path, tooLarge(identityweb.PublicBodyLimit), "Idempotency-Key", key+"-large")
+	c.adm(415, post, path, "x", "Idempotency-Key", key+"-text", "Content-Type", "text/plain")
+	c.pendingConflict(route, path, []byte{}, c.admin...)
+	return r
 }
 
 func (c *contractRun) adminErrors(method, path string, body any) {
@@ -829,6 +867,8 @@ func (c *contractRun) purposes() {
 	c.reject(400, post, path, map[string]any{"key": "Bad Key", "level": "device", "legal_basis": "consent"}, c.admin...)
 	c.reject(400, post, path, map[string]any{"key": "k2", "level": "household", "legal_basis": "consent"}, c.admin...)
 	c.call(400, post, path, map[string]any{"key": "cookie_analytics", "level": "device", "legal_basis": "necessary"}, c.admin...)
+	c.call(400, post, path, map[string]any{"key": "advertising_cookies", "level": "device", "legal_basis": "necessary"}, c.admin...)
+	c.call(400, post, path, map[string]any{"key": "personalised_content", "level": "device", "legal_basis": "necessary"}, c.admin...)
 	c.adm(422, post, path, map[string]any{"key": "k3", "level": "device", "legal_basis": "consent", "recipient_ids": []string{"nope"}})
 	c.adminErrors(post, path, body)
 
@@ -1228,6 +1268,7 @@ func (c *contractRun) banner() {
 	c.reject(400, put, banner, map[string]any{"position": "top"}, c.admin...)
 	c.call(400, put, banner, map[string]any{"cookie_domain": "shop example"}, c.admin...)
 	c.adm(422, put, banner, map[string]any{"consent_mode": map[string][]string{"necessary": {"ad_storage"}}})
+	c.reject(422, put, banner, map[string]any{"reask_months": 6}, c.admin...) // the purpose's, not the banner's
 	c.adm(404, put, "/v1/admin/properties/"+identity.NewID()+"/banner", body)
 	c.adminErrors(put, banner, body)
 
@@ -1261,7 +1302,9 @@ func (c *contractRun) support() {
 		"decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}}, c.write...)
 	const path = "/v1/admin/subjects/lookup"
 	body := map[string]any{"identifier": email, "reason": "ticket 4711: the customer asked what we hold"}
-	got := c.adm(200, post, path, body).Map(c.t)
+	got := c.adm(200, post, path, body, "Idempotency-Key", "lookup-1").Map(c.t)
+	c.adm(422, post, path, with(body, "reason", "ticket 4712"), "Idempotency-Key", "lookup-1")
+	c.pendingConflict(path, path, jsonBytes(c.t, body), c.admin...)
 	if ids, _ := got["identifiers"].([]any); len(ids) != 1 || ids[0].(map[string]any)["value"] != "support.case@example.fi" {
 		c.t.Errorf("lookup: %v", got)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"testing"
 
 	"github.com/lupa-cmp/lupa/identity"
 )
@@ -15,15 +16,7 @@ import (
 // stepped by hand; a local receiver refuses the first delivery (400, final) and takes the
 // rest.
 func (c *contractRun) webhooks() {
-	var calls atomic.Int32
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if calls.Add(1) == 1 {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer recv.Close()
+	recv := refuseFirstReceiver(c.t)
 	step := func() {
 		if err := c.s.app.deliveries.Step(context.Background()); err != nil {
 			c.t.Fatal(err)
@@ -70,7 +63,9 @@ func (c *contractRun) webhooks() {
 	c.adminErrors(patch, one, map[string]any{"description": "CRM"})
 
 	rotate := one + "/rotate-secret"
-	rotated := c.adm(200, post, rotate, map[string]any{"overlap_seconds": 3600}).Map(c.t)
+	rotated := c.adm(200, post, rotate, map[string]any{"overlap_seconds": 3600}, "Idempotency-Key", "rotate-1").Map(c.t)
+	c.adm(422, post, rotate, map[string]any{"overlap_seconds": 60}, "Idempotency-Key", "rotate-1")
+	c.pendingConflict(path+"/:id/rotate-secret", rotate, jsonBytes(c.t, map[string]any{"overlap_seconds": 3600}), c.admin...)
 	if s, _ := rotated["secret"].(string); !strings.HasPrefix(s, "whsec_") || rotated["previous_secret_expires_at"] == nil {
 		c.t.Errorf("rotated: %v", rotated)
 	}
@@ -79,7 +74,7 @@ func (c *contractRun) webhooks() {
 	c.adminErrors(post, rotate, map[string]any{})
 
 	for _, action := range []string{"/disable", "/enable"} {
-		c.adm(200, post, one+action, nil)
+		c.keyed(200, path+"/:id"+action, one+action, "webhook"+action)
 		c.adm(404, post, path+"/"+identity.NewID()+action, nil)
 		c.adminErrors(post, one+action, nil)
 	}
@@ -132,7 +127,7 @@ func (c *contractRun) webhooks() {
 		delivered = c.adm(200, get, deliveries+"?status=delivered", nil).Map(c.t)["items"].([]any)[0].(map[string]any)["id"].(string)
 	}
 	replayOne := deliveries + "/" + deadID + "/replay"
-	if r := c.adm(200, post, replayOne, nil).Map(c.t); r["queued"] != float64(1) {
+	if r := c.keyed(200, path+"/:id/deliveries/:delivery/replay", replayOne, "replay-1").Map(c.t); r["queued"] != float64(1) {
 		c.t.Errorf("replay: %v", r)
 	}
 	c.adm(409, post, deliveries+"/"+delivered+"/replay", nil)
@@ -140,7 +135,7 @@ func (c *contractRun) webhooks() {
 	c.adminErrors(post, replayOne, nil)
 	step()
 	replayAll := dead + "/replay"
-	c.adm(200, post, replayAll, nil)
+	c.keyed(200, path+"/:id/dead-letters/replay", replayAll, "replay-all")
 	c.adm(404, post, path+"/"+identity.NewID()+"/dead-letters/replay", nil)
 	c.adminErrors(post, replayAll, nil)
 
@@ -150,4 +145,19 @@ func (c *contractRun) webhooks() {
 	c.call(400, del, doomed+"?x=%01", nil, c.admin...)
 	c.adm(204, del, doomed, nil)
 	c.adm(404, del, doomed, nil)
+}
+
+// refuseFirstReceiver is a webhook receiver that refuses the first delivery with a final
+// 400 (a dead letter) and takes the rest.
+func refuseFirstReceiver(t *testing.T) *httptest.Server {
+	var calls atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(recv.Close)
+	return recv
 }

@@ -301,7 +301,7 @@ func (h *Handlers) LatestRoot(c *gin.Context) {
 
 // SignRoot signs a root now, when the chains changed since the last one.
 func (h *Handlers) SignRoot(c *gin.Context) {
-	r, made, err := h.svc.SignRoot(c.Request.Context(), identityweb.TenantOf(c))
+	r, made, err := h.svc.SignRoot(c.Request.Context(), identityweb.TenantOf(c), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

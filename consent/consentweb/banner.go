@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/identityweb"
 )
 
@@ -52,7 +53,7 @@ type bannerIn struct {
 	CookieName       string                       `json:"cookie_name" validate:"max=64"`
 	CookieDomain     string                       `json:"cookie_domain" validate:"max=253"`
 	CookieDays       int                          `json:"cookie_days" validate:"gte=0"`
-	ReaskMonths      int                          `json:"reask_months" validate:"gte=0"`
+	ReaskMonths      any                          `json:"reask_months"` // read only to refuse it
 	Strings          map[string]map[string]string `json:"strings" validate:"max=30"`
 }
 
@@ -72,11 +73,17 @@ func (h *Handlers) PutBanner(c *gin.Context) {
 	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
+	// A banner no longer has a re-ask interval of its own: the purpose's is the one the
+	// server keeps (expires_at), and the widget follows it. Say so rather than "unknown field".
+	if in.ReaskMonths != nil {
+		h.api.Fail(c, identity.Unprocessable("reask_months",
+			"is not a banner setting: set reask_months on the purpose (PATCH /v1/admin/purposes/{purpose}), which the server and the banner both follow"))
+		return
+	}
 	b, err := h.svc.PutBannerSettings(c.Request.Context(), consent.BannerSettings{TenantID: identityweb.TenantOf(c),
 		PropertyID: c.Param("id"), Position: in.Position, Control: in.Control, Theme: in.Theme, LogoURL: in.LogoURL,
 		PrivacyPolicyURL: in.PrivacyPolicyURL, Languages: in.Languages, Purposes: in.Purposes, ConsentMode: in.ConsentMode,
-		CookieName: in.CookieName, CookieDomain: in.CookieDomain, CookieDays: in.CookieDays, ReaskMonths: in.ReaskMonths,
-		Strings: in.Strings}, identityweb.ActorOf(c))
+		CookieName: in.CookieName, CookieDomain: in.CookieDomain, CookieDays: in.CookieDays, Strings: in.Strings}, identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -65,9 +65,14 @@ func (r *recorder) WriteString(s string) (int, error) {
 	return r.ResponseWriter.WriteString(s)
 }
 
+// replayedHeaders are the headers of an answer that a retry gets again: a secret shown once
+// must stay out of caches the second time too.
+var replayedHeaders = []string{"Content-Type", "Cache-Control", "Location"}
+
 // Idempotent makes a POST handler (behind API-key auth) safe to retry with an
-// Idempotency-Key: the first answer is stored and replayed; the same key with another body
-// is refused with 422; a retry while the first is still running gets 409.
+// Idempotency-Key: the first answer is stored (encrypted) and replayed; the same key with
+// another request — another body, or the same route on another object — is refused with
+// 422; a retry while the first is still running gets 409.
 func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if c.Request.Method != http.MethodPost {
@@ -91,10 +96,12 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		}
 		c.Request.Body = http.NoBody
 		c.Set(contextBody, body)
+		// Keys are scoped by route, but the request is the real path and query: the same key
+		// on /purposes/a/versions and then /purposes/b/versions is two requests, not a retry.
 		tenant, route := TenantOf(c), c.FullPath()
-		hash := RequestHash([]byte(c.Request.Method+" "+route), body)
+		hash := RequestHash([]byte(c.Request.Method+" "+c.Request.URL.RequestURI()), body)
 		ctx := c.Request.Context()
-		stored, err := ids.ClaimIdempotency(ctx, tenant, route, key, hash)
+		claim, stored, err := ids.ClaimIdempotency(ctx, tenant, route, key, hash)
 		if err != nil {
 			api.Fail(c, err)
 			return
@@ -105,18 +112,40 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		}
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
-		c.Next()
 		// The request's own context may be gone (client left); the bookkeeping must finish.
 		bg := context.WithoutCancel(ctx)
+		answered := false
+		defer func() {
+			// A handler that panicked (recovery answers 500 further out) did not use the key
+			// up: without this its claim would block every retry until it expired.
+			if !answered {
+				if err := ids.ReleaseIdempotency(bg, claim); err != nil {
+					api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
+				}
+			}
+		}()
+		c.Next()
 		if status := rec.Status(); status >= 200 && status < 300 {
-			err = ids.CompleteIdempotency(bg, tenant, route, key, status, rec.buf.Bytes())
+			err = ids.CompleteIdempotency(bg, claim, status, kept(rec.Header()), rec.buf.Bytes())
 		} else {
-			err = ids.ReleaseIdempotency(bg, tenant, route, key)
+			err = ids.ReleaseIdempotency(bg, claim)
 		}
+		answered = true
 		if err != nil {
 			api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
 		}
 	}
+}
+
+// kept picks the headers of an answer that a retry gets again.
+func kept(h http.Header) map[string]string {
+	out := make(map[string]string, len(replayedHeaders))
+	for _, name := range replayedHeaders {
+		if v := h.Get(name); v != "" {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func replay(c *gin.Context, stored *identity.StoredAnswer, hash string) {
@@ -124,14 +153,22 @@ func replay(c *gin.Context, stored *identity.StoredAnswer, hash string) {
 	case stored.RequestHash != hash:
 		WriteProblem(c, http.StatusUnprocessableEntity, codeIdempotency, "Unprocessable Content",
 			"this Idempotency-Key was used with a different request",
-			[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "was used with a different request body"}})
+			[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "was used with a different request body or path"}})
 	case stored.Pending():
 		c.Header("Retry-After", "1")
 		WriteProblem(c, http.StatusConflict, codeIdempotency, "Conflict",
 			"a request with this Idempotency-Key is still in progress; retry shortly", nil)
 	default:
+		contentType := "application/json; charset=utf-8" // answers stored before headers were kept
+		for name, value := range stored.Header {
+			if name == "Content-Type" {
+				contentType = value
+				continue
+			}
+			c.Header(name, value)
+		}
 		c.Header("Idempotent-Replayed", "true")
-		c.Data(stored.Status, "application/json; charset=utf-8", stored.Response)
+		c.Data(stored.Status, contentType, stored.Body)
 		c.Abort()
 	}
 }

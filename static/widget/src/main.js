@@ -31,9 +31,12 @@ if (!w.lupa && script) {
   // current returns the stored decision [letter, version, unix time, fromGPC?] of purpose p
   // while it stands: not a grant of a version older than the purpose's material version, and
   // not older than reask_months. Otherwise the purpose counts as undecided (and is asked).
+  // Both come only with consent purposes, and are the server's own rules: its expires_at is
+  // the decision time plus the purpose's reask_months in UTC calendar months. An objection
+  // to a legitimate interest has neither, and stands until the person changes it.
   const current = p => {
     const e = state && state.p[p.key], t = e && new Date(e[2] * 1e3)
-    if (e && !(e[0] == 'g' && e[1] < p.material_version) && !(p.reask_months && t.setMonth(t.getMonth() + p.reask_months) < Date.now()))
+    if (e && !(e[0] == 'g' && e[1] < p.material_version) && !(p.reask_months && t.setUTCMonth(t.getUTCMonth() + p.reask_months) <= Date.now()))
       return e
   }
   const decisions = () => {

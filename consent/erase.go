@@ -1,0 +1,192 @@
+package consent
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+)
+
+// Erasure. A subject is erased when its evidence period ends (the evidence sweep, sweep.go)
+// or when it is asked for (EraseSubject, for the data-subject request queue). Either way an
+// erasure event is chained through the writer and, in the same transaction, everything that
+// links the chain to a person is destroyed: the subject's key, pseudonym and identifiers,
+// its receipts, client context and current state — and the same of every subject merged
+// into it (the same person's devices and former records), and whatever other domains keep
+// about those subjects (OnErase). The chains stay and still verify.
+
+// EraseHook returns statements of another domain that erase what it keeps about a
+// subject (an account's personal columns, the address a connector last wrote). They run in
+// the erasure's transaction, once for the erased subject and once for each subject merged
+// into it.
+type EraseHook func(tenantID, subjectID string, at time.Time) []sqldb.Statement
+
+// OnErase adds a hook to every erasure. Register hooks before StartWriter.
+func (s *Service) OnErase(h EraseHook) { s.eraseHooks = append(s.eraseHooks, h) }
+
+// eraseBasis is what the evidence sweep saw of a subject it erases: its chain head, so that
+// a decision made since stops the erasure. account is found by the writer, under the lock:
+// the subject has a live account.
+type eraseBasis struct {
+	subjectID string
+	seq       int64
+	account   bool
+}
+
+// holds says whether an erasure still applies on top of head h of subject subjectID: always
+// for an erasure that was asked for (nil); for the sweep's, only while the chain is the one
+// it saw (no decision, expiry or merge since, and still the same subject — not the person a
+// device was merged into meanwhile) and the subject has no live account.
+func (b *eraseBasis) holds(subjectID string, h head) bool {
+	return b == nil || (b.subjectID == subjectID && b.seq == h.seq && !b.account)
+}
+
+// liveAccountSQL finds a subject's live account. The evidence sweep leaves such a subject
+// alone: its identifiers (email address, identity provider identities) serve the account's
+// sign-in, not only the evidence. Deleting the account is its own path.
+const liveAccountSQL = "SELECT id FROM accounts WHERE tenant_id = ? AND subject_id = ? AND status = 'active'"
+
+// checkErasable looks, inside the writer's transaction and after the chain head is locked,
+// whether the subject of a sweep's erasure has a live account.
+func (s *Service) checkErasable(ctx context.Context, t writeTx, in *interaction) error {
+	if in.erase == "" || in.eraseIf == nil {
+		return nil
+	}
+	live, err := t.strings(ctx, sqldb.Statement{SQL: liveAccountSQL, Args: []any{in.tenantID, in.subjectID}})
+	in.eraseIf.account = len(live) > 0
+	return err
+}
+
+// mergedIntoSQL lists the subjects whose merged_into chain ends at a subject: its devices,
+// and persons merged into it with their own devices.
+const mergedIntoSQL = `WITH RECURSIVE merged(id) AS (
+		SELECT id FROM subjects WHERE tenant_id = ? AND merged_into = ?
+		UNION SELECT s.id FROM subjects s JOIN merged m ON s.merged_into = m.id WHERE s.tenant_id = ?)
+	SELECT id FROM merged`
+
+// erase destroys, in the writer's transaction, what links the erased subject's chain and
+// the chains merged into it to a person.
+func (s *Service) erase(ctx context.Context, t writeTx, er erasure, at int64) error {
+	merged, err := t.strings(ctx, sqldb.Statement{SQL: mergedIntoSQL, Args: []any{er.tenantID, er.subjectID, er.tenantID}})
+	if err != nil {
+		return err
+	}
+	when := time.UnixMilli(at)
+	for _, id := range append([]string{er.subjectID}, merged...) {
+		for _, st := range s.eraseStatements(er.tenantID, id, when) {
+			if err := t.exec(ctx, st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eraseStatements destroy what links one subject's chain to a person: its key, pseudonym
+// and identifiers, its receipts and client context, its current state, and what the other
+// domains keep about it. The chain stays.
+func (s *Service) eraseStatements(tenantID, subjectID string, at time.Time) []sqldb.Statement {
+	out := []sqldb.Statement{
+		{SQL: "DELETE FROM receipts WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+		{SQL: "DELETE FROM interaction_context WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+		{SQL: "DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?", Args: []any{tenantID, subjectID}},
+	}
+	out = append(out, identity.DestroySubjectKeySQL(tenantID, subjectID, at)...)
+	for _, h := range s.eraseHooks {
+		out = append(out, h(tenantID, subjectID, at)...)
+	}
+	return out
+}
+
+// ErrErasedMeanwhile answers a write whose subject was erased after the request had found
+// it: nothing was recorded. Sent again, the request finds no one by that identifier.
+var ErrErasedMeanwhile = identity.Errorf(identity.EConflict,
+	"the subject was erased while this request was being recorded: nothing was recorded")
+
+// afterErasure settles an interaction whose subject was erased while it was on its way:
+// nothing is ever written to an erased subject. A sweep's change or another erasure has
+// nothing left to do. A device's choice (a banner click) is not lost: it starts a new
+// device, as a device id Lupa no longer knows does. Anything else — a server naming a
+// customer, a person's own decision — is refused alone: it was meant for someone who is no
+// longer there.
+func (s *Service) afterErasure(j *job) error {
+	in := j.in
+	in.erased = false
+	switch {
+	case in.erase != "" || len(in.system) > 0:
+		j.out, j.answered = &Outcome{InteractionID: in.id, Events: []EventRef{}, State: []PurposeState{}}, true
+	case in.deviceID != "":
+		return s.asNewDevice(in)
+	default:
+		j.err, j.answered = ErrErasedMeanwhile, true
+	}
+	return nil
+}
+
+// asNewDevice points an anonymous device's interaction at a new device subject with a new
+// device id, to be planned again there.
+func (s *Service) asNewDevice(in *interaction) error {
+	now := s.now()
+	id := identity.Identifier{Kind: identity.IDDevice, Value: identity.NewDeviceID()}
+	subj, err := s.ids.PrepareSubject(in.tenantID, identity.SubjectDevice, now)
+	if err != nil {
+		return err
+	}
+	ident, err := s.ids.PrepareIdentifier(in.tenantID, &subj.Subject, id, now)
+	if err != nil {
+		return err
+	}
+	in.newSubject, in.newIdentifiers, in.identifier = subj, []*identity.NewIdentifier{ident}, &id
+	in.subjectID, in.pseudonym, in.deviceID, in.pre, in.redirect = subj.ID, subj.Pseudonym, id.Value, nil, ""
+	return nil
+}
+
+// EraseSubject erases a subject now, whatever its consents: an erasure event is chained
+// with reason, then the subject's key, identifiers, receipts, client context and state are
+// destroyed, with those of every subject merged into it and what other domains keep about
+// them (OnErase), in one transaction. A subject merged into another is the same person as
+// that one: the one it was merged into is erased. Erasing an erased subject changes nothing.
+// It is the data-subject request queue's erasure; whether the law lets a request be carried
+// out (Art. 17(3)) is decided before calling it.
+func (s *Service) EraseSubject(ctx context.Context, tenantID, subjectID, reason string, actor identity.Actor) error {
+	reason = strings.TrimSpace(reason)
+	if reason == "" || len(reason) > 200 {
+		return identity.Unprocessable("reason", "say why, in 1–200 characters")
+	}
+	subj, err := s.personOf(ctx, tenantID, subjectID)
+	if err != nil || subj.Pseudonym == nil {
+		return err // erased already: nothing to do
+	}
+	c, err := s.Catalog(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	in := s.systemInteraction(c, tenantID, subj.ID, *subj.Pseudonym, "subject.erased")
+	in.erase = reason
+	if actor != "" {
+		in.actor = string(actor)
+	}
+	_, err = s.writer.Submit(ctx, in)
+	return err
+}
+
+// personOf returns the subject, or the one its merges end at.
+func (s *Service) personOf(ctx context.Context, tenantID, subjectID string) (*mergeSubject, error) {
+	for range 10 { // merges point one way; a bad row must not loop forever
+		var rows []mergeSubject
+		if err := s.db.Write.WithContext(ctx).Raw("SELECT id, kind, pseudonym, merged_into FROM subjects WHERE tenant_id = ? AND id = ?",
+			tenantID, subjectID).Scan(&rows).Error; err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			return nil, identity.NotFound("subject")
+		}
+		if rows[0].MergedInto == nil {
+			return &rows[0], nil
+		}
+		subjectID = *rows[0].MergedInto
+	}
+	return nil, identity.Errorf(identity.EConflict, "the subject's merges do not end")
+}
