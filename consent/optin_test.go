@@ -94,16 +94,17 @@ func TestDoubleOptIn(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // TestDoubleOptInAfterMaterialVersion: a link sent before a material version cannot grant
-// the replaced text, even after the outdated sweep has finished with the purpose. The
-// confirmation says the text changed, the pending grant becomes outdated (so the person
-// is asked again and downstream systems hear of it), and a pending grant of the new text
-// from a newer link is left alone.
+// the replaced text. Followed before the outdated sweep, the confirmation ends the pending
+// grant itself; never followed, the sweep ends it. Either way the state is outdated (so the
+// person is asked again), downstream systems hear consent.outdated once, the page says the
+// text changed, and a pending grant of the new text from a newer link is left alone.
 func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		srv := e.doubleOptIn(t)
-		email := identity.Identifier{Kind: identity.IDEmail, Value: "tiina@esimerkki.fi"}
-		link := func(d consent.DecisionInput) string {
+		tiina := identity.Identifier{Kind: identity.IDEmail, Value: "tiina@esimerkki.fi"}
+		timo := identity.Identifier{Kind: identity.IDEmail, Value: "timo@esimerkki.fi"}
+		link := func(email identity.Identifier, d consent.DecisionInput) string {
 			req := e.customerRequest("", consent.MethodCheckbox, "", d)
 			req.Identifier = &email
 			out, err := e.svc.Record(ctx, req)
@@ -111,42 +112,55 @@ func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.svc.SendOptInConfirmation(ctx, req, out)
-			m := srv.WaitFor(t, "tiina@esimerkki.fi", 5*time.Second)
+			m := srv.WaitFor(t, email.Value, 5*time.Second)
 			token, _ := url.QueryUnescape(optInLinkRe.FindStringSubmatch(m.Text)[1])
 			return token
 		}
-		old := link(grant("marketing_email", 1))
-
-		// A material version is published; the sweep runs past its grace period and is done
-		// with the purpose for good.
+		ended := func(email identity.Identifier) {
+			t.Helper()
+			subject := e.subjectID(t, email)
+			if n := e.count(t, "consent_events", "subject_id = ? AND decision = 'granted'", subject); n != 0 {
+				t.Fatalf("%d grants recorded for a text the person was not shown", n)
+			}
+			res, err := e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{email})
+			if err != nil || res[0].MayUse || res[0].State != consent.StateOutdated {
+				t.Fatalf("%s: %+v %v", email.Value, res, err)
+			}
+			if n := e.count(t, "consent_state", "subject_id = ? AND state = 'outdated'", subject); n != 1 {
+				t.Fatalf("%s: stored state is not outdated", email.Value)
+			}
+			if n := e.count(t, "domain_events", "type = 'consent.outdated' AND subject_id = ?", subject); n != 1 {
+				t.Fatalf("%s: %d consent.outdated domain events, want 1", email.Value, n)
+			}
+		}
+		old, never := link(tiina, grant("marketing_email", 1)), link(timo, grant("marketing_email", 1))
 		e.draft(t, "marketing_email", true, "Newsletter, now with partner offers", nil)
 		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "marketing_email", 2, actor); err != nil {
 			t.Fatal(err)
 		}
-		e.clock.Add(10 * time.Minute)
-		if _, err := e.svc.SweepOutdated(ctx); err != nil {
-			t.Fatal(err)
-		}
-		subject := e.subjectID(t, email)
 
+		// Tiina follows her link before any sweep has run.
 		got, err := e.svc.ConfirmOptIn(ctx, old)
 		if err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 || got.Changed[0] != "marketing_email" {
 			t.Fatalf("confirming the replaced text: %+v %v", got, err)
 		}
-		if n := e.count(t, "consent_events", "subject_id = ? AND decision = 'granted'", subject); n != 0 {
-			t.Fatalf("%d grants recorded for a text the person was not shown", n)
+		ended(tiina)
+
+		// Timo never follows his: the sweep, past its grace period, ends his pending grant.
+		e.clock.Add(10 * time.Minute)
+		if n, err := e.svc.SweepOutdated(ctx); err != nil || n != 1 {
+			t.Fatalf("outdated sweep: wrote %d, err %v; want 1 (the pending grant)", n, err)
 		}
-		res, err := e.svc.Check(ctx, e.tenant(), "marketing_email", []identity.Identifier{email})
-		if err != nil || res[0].MayUse || res[0].State != consent.StateOutdated {
-			t.Fatalf("after confirming the replaced text: %+v %v", res, err)
+		ended(timo)
+		if got, err := e.svc.ConfirmOptIn(ctx, never); err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 {
+			t.Fatalf("Timo's link after the sweep: %+v %v", got, err)
 		}
-		if n := e.count(t, "domain_events", "type = 'consent.outdated' AND subject_id = ?", subject); n != 1 {
-			t.Fatalf("%d consent.outdated domain events, want 1", n)
-		}
+		ended(timo)
+		subject, email := e.subjectID(t, tiina), tiina
 
 		// Asked again, the person grants the new text; the old link still grants nothing and
 		// leaves the new pending grant alone.
-		fresh := link(grant("marketing_email", 2))
+		fresh := link(tiina, grant("marketing_email", 2))
 		if got, err := e.svc.ConfirmOptIn(ctx, old); err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 {
 			t.Fatalf("the old link again: %+v %v", got, err)
 		}

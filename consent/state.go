@@ -40,15 +40,16 @@ type PurposeState struct {
 	MayUse bool `json:"may_use"`
 }
 
-// Effective returns the state that holds now: a stored grant older than the purpose's
-// latest material version is outdated; a grant or refusal past its re-ask time is expired.
-// The sweeps write the matching events later; reads never wait for them.
+// Effective returns the state that holds now: a stored grant (or one waiting for its double
+// opt-in confirmation) older than the purpose's latest material version is outdated; a grant
+// or refusal past its re-ask time is expired. The sweeps write the matching events later;
+// reads never wait for them.
 func Effective(s *Stored, p *Purpose, now time.Time) string {
 	if s == nil {
 		return StateNotAsked
 	}
 	st := s.State
-	if st == StateGranted && p.LegalBasis == BasisConsent && s.Version < p.MaterialVersion {
+	if (st == StateGranted || st == StatePending) && p.LegalBasis == BasisConsent && s.Version < p.MaterialVersion {
 		return StateOutdated
 	}
 	if s.ExpiresAt != nil && *s.ExpiresAt <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn) {

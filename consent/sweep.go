@@ -114,7 +114,8 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 const outdatedGrace = 5 * time.Minute
 
 // SweepOutdated writes outdated events for grants of versions that a material version has
-// replaced. Refusals stay as they are. Each purpose is swept once per material version
+// replaced, confirmed or still waiting for their double opt-in confirmation (whose link can
+// no longer grant the replaced text). Refusals stay as they are. Each purpose is swept once per material version
 // (after the grace period it is marked done), so the sweep needs no index of its own.
 func (s *Service) SweepOutdated(ctx context.Context) (int, error) {
 	tenants, err := s.ids.TenantIDs(ctx)
@@ -147,7 +148,8 @@ func (s *Service) sweepOutdatedPurpose(ctx context.Context, tenantID string, cp 
 		var rows []sweepRow
 		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
 			FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
-			WHERE c.tenant_id = ? AND c.subject_id > ? AND c.purpose_id = ? AND c.state = 'granted' AND c.version < ?
+			WHERE c.tenant_id = ? AND c.subject_id > ? AND c.purpose_id = ? AND c.state IN ('granted', 'pending_confirmation')
+			AND c.version < ?
 			ORDER BY c.subject_id LIMIT ?`, tenantID, after, cp.ID, cp.MaterialVersion, sweepBatch).Scan(&rows).Error; err != nil {
 			return total, err
 		}
