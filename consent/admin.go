@@ -154,6 +154,7 @@ func (s *Service) CreatePurpose(ctx context.Context, p Purpose, actor identity.A
 	if p.ReaskMonths == 0 {
 		p.ReaskMonths = 12
 	}
+	p.ReaskApplied = p.ReaskMonths // no decisions yet: nothing to rewrite
 	p.RecipientIDs, p.ScopeBrandIDs, p.ScopePropertyIDs = uniq(p.RecipientIDs), uniq(p.ScopeBrandIDs), uniq(p.ScopePropertyIDs)
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -234,8 +235,10 @@ func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, p
 		if patch.ScopePropertyIDs != nil {
 			p.ScopePropertyIDs = uniq(*patch.ScopePropertyIDs)
 		}
-		if patch.ReaskMonths != nil {
-			p.ReaskMonths = *patch.ReaskMonths
+		if patch.ReaskMonths != nil && *patch.ReaskMonths != p.ReaskMonths {
+			// The new interval applies to every decision at once (Effective); the sweeper
+			// moves the stored expiries, the expiry sweep's index, after it (RewriteExpiries).
+			p.ReaskMonths, p.ReaskApplied = *patch.ReaskMonths, 0
 		}
 		if patch.GPCOptOut != nil {
 			p.GPCOptOut = *patch.GPCOptOut

@@ -74,3 +74,13 @@ func (s *Service) PrepareRecord(ctx context.Context, req *RecordRequest) (func()
 	}
 	return func() (*Outcome, error) { return s.writer.Submit(ctx, in) }, nil
 }
+
+// RewriteExpiriesThen makes one pass of the expiry rewrite over the tenant's purpose, as
+// RewriteExpiries does, running between after each batch is read and before it is written.
+func (s *Service) RewriteExpiriesThen(ctx context.Context, tenantID, purposeKey string, between func()) (int, error) {
+	p, err := s.purpose(s.db.Write.WithContext(ctx), tenantID, purposeKey)
+	if err != nil {
+		return 0, err
+	}
+	return s.rewriteExpiries(ctx, p, between)
+}

@@ -279,6 +279,8 @@ func (s *Service) planMerge(ctx context.Context, tx *gorm.DB, in *interaction, f
 			Decision: dev.State, Reason: reason, Ref: ref})
 		st := *dev
 		st.SubjectID, st.EventSeq = into.ID, e.Seq
+		// The decision keeps its time; its expiry index follows the purpose's interval now.
+		st.ExpiresAt = expiresAt(&st, cp.Purpose)
 		p.states = append(p.states, st)
 		carried = append(carried, cp.Key)
 		p.intoEvents = append(p.intoEvents, e)

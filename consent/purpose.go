@@ -58,9 +58,12 @@ type Purpose struct {
 	LatestVersion   int  `json:"latest_version"`
 	MaterialVersion int  `json:"material_version"`
 	// OutdatedSwept is the material version whose outdated grants the sweep has finished.
-	OutdatedSwept int       `json:"-"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	OutdatedSwept int `json:"-"`
+	// ReaskApplied is the re-ask interval the stored expires_at of the purpose's states
+	// follow; 0 while the sweeper rewrites them after a change (RewriteExpiries).
+	ReaskApplied int       `json:"-"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 var purposeKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}$`)

@@ -52,10 +52,28 @@ func Effective(s *Stored, p *Purpose, now time.Time) string {
 	if (st == StateGranted || st == StatePending) && p.LegalBasis == BasisConsent && s.Version < p.MaterialVersion {
 		return StateOutdated
 	}
-	if s.ExpiresAt != nil && *s.ExpiresAt <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn) {
+	if exp := expiresAt(s, p); exp != nil && *exp <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn) {
 		return StateExpired
 	}
 	return st
+}
+
+// expiresAt is when a stored decision is asked again: the purpose's current re-ask interval
+// after the decision, for grants (confirmed or pending) and refusals of a consent. The
+// current interval, not the one when the decision was made: the banner counts from its
+// cookie with the interval its configuration says now, and both must agree. The stored
+// expires_at is only the expiry sweep's index; the sweeper rewrites it after a change
+// (RewriteExpiries).
+func expiresAt(s *Stored, p *Purpose) *int64 {
+	if p.LegalBasis != BasisConsent {
+		return nil
+	}
+	switch s.State {
+	case StateGranted, StateDenied, StateWithdrawn, StatePending:
+		exp := addMonths(s.DecidedAt, p.ReaskMonths)
+		return &exp
+	}
+	return nil
 }
 
 // MayUse says whether a purpose may be carried out given its effective state: consent needs
@@ -79,8 +97,8 @@ func View(s *Stored, p *Purpose, now time.Time) PurposeState {
 	if s != nil {
 		d := time.UnixMilli(s.DecidedAt).UTC()
 		ps.DecidedAt, ps.Version, ps.Method = &d, s.Version, s.Method
-		if s.ExpiresAt != nil {
-			e := time.UnixMilli(*s.ExpiresAt).UTC()
+		if exp := expiresAt(s, p); exp != nil {
+			e := time.UnixMilli(*exp).UTC()
 			ps.ExpiresAt = &e
 		}
 	}
@@ -117,10 +135,7 @@ func normalize(requested string, p *Purpose, current string) (decision, kind str
 func nextState(decision string, p *Purpose, version int, at int64, seq int64, method string, subjectID string) Stored {
 	s := Stored{SubjectID: subjectID, PurposeID: p.ID, PurposeKey: p.Key, State: decision, Version: version,
 		DecidedAt: at, EventSeq: seq, Method: method}
-	if p.LegalBasis == BasisConsent {
-		// Grants and refusals alike are asked again after the re-ask interval, never before.
-		exp := addMonths(at, p.ReaskMonths)
-		s.ExpiresAt = &exp
-	}
+	// Grants and refusals alike are asked again after the re-ask interval, never before.
+	s.ExpiresAt = expiresAt(&s, p)
 	return s
 }

@@ -25,6 +25,7 @@ type purposeRow struct {
 	LatestVersion    int
 	MaterialVersion  int
 	OutdatedSwept    int
+	ReaskApplied     int
 	CreatedAt        int64 `gorm:"autoCreateTime:false"`
 	UpdatedAt        int64 `gorm:"autoUpdateTime:false"`
 }
@@ -35,7 +36,7 @@ func (r *purposeRow) domain() *Purpose {
 	p := &Purpose{TenantID: r.TenantID, ID: r.ID, Key: r.Key, Level: r.Level, LegalBasis: r.LegalBasis,
 		DPVPurpose: r.DPVIRI, ReaskMonths: r.ReaskMonths, GPCOptOut: r.GPCOptOut, DoubleOptIn: r.DoubleOptIn,
 		LatestVersion: r.LatestVersion, MaterialVersion: r.MaterialVersion, OutdatedSwept: r.OutdatedSwept,
-		CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
+		ReaskApplied: r.ReaskApplied, CreatedAt: msTime(r.CreatedAt), UpdatedAt: msTime(r.UpdatedAt)}
 	p.RecipientIDs = jsonStrings(r.RecipientIDs)
 	p.ScopeBrandIDs = jsonStrings(r.ScopeBrandIDs)
 	p.ScopePropertyIDs = jsonStrings(r.ScopePropertyIDs)
@@ -47,7 +48,7 @@ func purposeToRow(p *Purpose) *purposeRow {
 		DPVIRI: p.DPVPurpose, RecipientIDs: toJSON(nonNilStrings(p.RecipientIDs)), ReaskMonths: p.ReaskMonths,
 		ScopeBrandIDs: toJSON(nonNilStrings(p.ScopeBrandIDs)), ScopePropertyIDs: toJSON(nonNilStrings(p.ScopePropertyIDs)),
 		GPCOptOut: p.GPCOptOut, DoubleOptIn: p.DoubleOptIn, LatestVersion: p.LatestVersion, MaterialVersion: p.MaterialVersion,
-		OutdatedSwept: p.OutdatedSwept, CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
+		OutdatedSwept: p.OutdatedSwept, ReaskApplied: p.ReaskApplied, CreatedAt: p.CreatedAt.UnixMilli(), UpdatedAt: p.UpdatedAt.UnixMilli()}
 }
 
 type versionRow struct {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/lupa-cmp/lupa/identity"
 )
 
@@ -22,6 +24,8 @@ type sweepRow struct {
 	PurposeID string
 	EventSeq  int64
 	Pseudonym *string
+	State     string // read by the expiry sweep only
+	DecidedAt int64  // read by the expiry sweep only
 }
 
 // submitSystem writes one system interaction per subject, a few at a time.
@@ -64,12 +68,11 @@ func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, kind, reason
 		if r.Pseudonym == nil {
 			continue
 		}
-		c, err := s.Catalog(ctx, r.TenantID)
+		c, cp, err := s.purposeOf(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		cp, ok := c.PurposeByID(r.PurposeID)
-		if !ok {
+		if cp == nil {
 			continue
 		}
 		in := bySubject[r.SubjectID]
@@ -89,13 +92,18 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 	total := 0
 	for range 1000 {
 		var rows []sweepRow
-		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym
+		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym,
+			c.state, c.decided_at
 			FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
 			WHERE c.expires_at <= ? AND c.state IN ('granted', 'denied', 'withdrawn')
 			ORDER BY c.expires_at LIMIT ?`, s.now().UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 			return total, err
 		}
-		ins, err := s.groupSystem(ctx, rows, KindExpiry, "reask_interval", "consent.expired")
+		due, err := s.expired(ctx, rows)
+		if err != nil {
+			return total, err
+		}
+		ins, err := s.groupSystem(ctx, due, KindExpiry, "reask_interval", "consent.expired")
 		if err != nil {
 			return total, err
 		}
@@ -108,6 +116,140 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// purposeOf returns the catalog of a swept row's tenant and the row's purpose in it (nil
+// when the purpose is gone).
+func (s *Service) purposeOf(ctx context.Context, r sweepRow) (*Catalog, *CatalogPurpose, error) {
+	c, err := s.Catalog(ctx, r.TenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, _ := c.PurposeByID(r.PurposeID)
+	return c, cp, nil
+}
+
+// expired keeps the rows whose decision has expired under the purpose's re-ask interval now.
+// The stored expires_at the rows were found by may still follow an interval that has since
+// been lengthened, until the sweeper rewrites it (RewriteExpiries).
+func (s *Service) expired(ctx context.Context, rows []sweepRow) ([]sweepRow, error) {
+	now := s.now()
+	out := rows[:0:0]
+	for _, r := range rows {
+		_, cp, err := s.purposeOf(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if cp == nil {
+			continue
+		}
+		if exp := expiresAt(&Stored{State: r.State, DecidedAt: r.DecidedAt}, cp.Purpose); exp != nil && *exp <= now.UnixMilli() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// reaskGrace is how long after a change of a purpose's re-ask interval the rewrite keeps
+// looking: other instances record decisions with the old interval for a moment (their
+// catalog cache, catalogTTL), and requests may be in flight.
+const reaskGrace = 5 * time.Minute
+
+// RewriteExpiries moves the stored expires_at of the states of every purpose whose re-ask
+// interval changed (reask_applied differs from reask_months) to the interval now, and
+// returns how many it moved. Reads (Effective) apply the new interval at once; the stored
+// value is the expiry sweep's index, so it runs before that sweep.
+func (s *Service) RewriteExpiries(ctx context.Context) (int, error) {
+	// Every tenant's at once (purposes are few), from the primary, not the cached catalog: a
+	// change made on another instance shows at once, and the compare-and-set at the end of
+	// a pass needs the row as it is.
+	var marked []purposeRow
+	if err := s.db.Write.WithContext(ctx).Where("reask_applied <> reask_months").Order("tenant_id, id").
+		Find(&marked).Error; err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, r := range marked {
+		n, err := s.rewriteExpiries(ctx, r.domain(), nil)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// expiryRow is a state as the rewrite reads it.
+type expiryRow struct {
+	SubjectID string
+	State     string
+	DecidedAt int64
+	ExpiresAt *int64
+	EventSeq  int64
+}
+
+// rewriteExpiries makes one pass over a purpose's states in batches, computing each expiry
+// in Go (expiresAt: SQL month arithmetic differs between dialects). Each update applies only
+// if the row still holds the decision read (the writer may have recorded a newer one, with
+// its own expiry). between, for tests, runs after each read. The mark is cleared only by a
+// pass that found nothing to move and started reaskGrace after the purpose last changed:
+// decisions recorded meanwhile with the old interval are found by a later pass.
+func (s *Service) rewriteExpiries(ctx context.Context, p *Purpose, between func()) (int, error) {
+	start := s.now()
+	moved, stale, after := 0, 0, ""
+	for {
+		var rows []expiryRow
+		if err := s.db.Write.WithContext(ctx).Raw(`SELECT subject_id, state, decided_at, expires_at, event_seq
+			FROM consent_state WHERE tenant_id = ? AND purpose_id = ? AND subject_id > ?
+			ORDER BY subject_id LIMIT ?`, p.TenantID, p.ID, after, sweepBatch).Scan(&rows).Error; err != nil {
+			return moved, err
+		}
+		if between != nil {
+			between()
+		}
+		n, found, err := s.moveExpiries(ctx, p, rows)
+		moved, stale = moved+n, stale+found
+		if err != nil {
+			return moved, err
+		}
+		if len(rows) < sweepBatch {
+			break
+		}
+		after = rows[len(rows)-1].SubjectID
+	}
+	if stale > 0 || start.Sub(p.UpdatedAt) < reaskGrace {
+		return moved, nil
+	}
+	return moved, s.db.Write.WithContext(ctx).Exec(`UPDATE purposes SET reask_applied = ?
+		WHERE tenant_id = ? AND id = ? AND reask_months = ? AND updated_at = ?`,
+		p.ReaskMonths, p.TenantID, p.ID, p.ReaskMonths, p.UpdatedAt.UnixMilli()).Error
+}
+
+// moveExpiries updates the rows whose stored expiry is not the purpose's, in one
+// transaction, and returns how many it moved and how many it found to move.
+func (s *Service) moveExpiries(ctx context.Context, p *Purpose, rows []expiryRow) (moved, found int, err error) {
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, r := range rows {
+			want := expiresAt(&Stored{State: r.State, DecidedAt: r.DecidedAt}, p)
+			if sameExpiry(want, r.ExpiresAt) {
+				continue
+			}
+			found++
+			res := tx.Exec(`UPDATE consent_state SET expires_at = ?
+				WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ? AND event_seq = ?`,
+				want, p.TenantID, r.SubjectID, p.ID, r.EventSeq)
+			if res.Error != nil {
+				return res.Error
+			}
+			moved += int(res.RowsAffected)
+		}
+		return nil
+	})
+	return moved, found, err
+}
+
+func sameExpiry(a, b *int64) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
 // outdatedGrace is how long after a material version's publication the outdated sweep keeps
 // looking for grants of older versions: other instances accept the old version for a
 // moment (their catalog cache), and requests may be in flight.
@@ -115,8 +257,9 @@ const outdatedGrace = 5 * time.Minute
 
 // SweepOutdated writes outdated events for grants of versions that a material version has
 // replaced, confirmed or still waiting for their double opt-in confirmation (whose link can
-// no longer grant the replaced text). Refusals stay as they are. Each purpose is swept once per material version
-// (after the grace period it is marked done), so the sweep needs no index of its own.
+// no longer grant the replaced text). Refusals stay as they are. Each purpose is swept once
+// per material version (after the grace period it is marked done), so the sweep needs no
+// index of its own.
 func (s *Service) SweepOutdated(ctx context.Context) (int, error) {
 	tenants, err := s.ids.TenantIDs(ctx)
 	if err != nil {
@@ -213,8 +356,10 @@ func (s *Service) SweepEvidence(ctx context.Context) (int, error) {
 }
 
 // evidenceEnded selects up to sweepBatch subjects of the tenant whose evidence period has
-// ended, and returns their erasures. Each carries the chain head read in the same query: a
-// decision made before the erasure is written stops it (eraseBasis).
+// ended, and returns their erasures. A subject with a state of a purpose whose expiries the
+// sweeper has yet to rewrite waits for it: the stored expiry may be too early. Each erasure
+// carries the chain head read in the same query: a decision made before the erasure is
+// written stops it (eraseBasis).
 func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction, error) {
 	now := s.now()
 	cutoff := now.AddDate(-c.Tenant.EvidenceYears, 0, 0).UnixMilli()
@@ -228,7 +373,8 @@ func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction
 		WHERE s.tenant_id = ? AND s.secret IS NOT NULL AND s.merged_into IS NULL
 		AND EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id)
 		AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
-			AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)))
+			AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)
+				OR c.purpose_id IN (SELECT p.id FROM purposes p WHERE p.tenant_id = c.tenant_id AND p.reask_applied <> p.reask_months)))
 		AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = s.tenant_id AND a.subject_id = s.id AND a.status = 'active')
 		LIMIT ?`, c.Tenant.ID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 		return nil, err
@@ -340,7 +486,7 @@ func (sw *Sweeper) sweep(ctx context.Context) {
 		steps := []struct {
 			name string
 			fn   func(context.Context) (int, error)
-		}{{"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}}
+		}{{"reask", sw.svc.RewriteExpiries}, {"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}}
 		if now := sw.svc.now(); now.Sub(sw.lastEvidence) >= evidenceInterval {
 			sw.lastEvidence = now
 			steps = append(steps, struct {
