@@ -148,8 +148,11 @@ func (b *BannerSettings) checkAgainst(purposes map[string]*Purpose) error {
 		p, ok := purposes[key]
 		f := "purposes[" + strconv.Itoa(i) + "]"
 		v.Check(ok, f, "unknown purpose "+strconv.Quote(key))
-		v.Check(!ok || p.Level == LevelDevice, f, "the banner asks device-level purposes; person-level ones are asked where the person is identified")
-		v.Check(!ok || p.LegalBasis != BasisNecessary, f, "strictly necessary storage is listed, never asked")
+		if ok {
+			for _, why := range askProblems(p) {
+				v.Check(false, f, why)
+			}
+		}
 	}
 	for _, key := range sortedKeys(b.ConsentMode) {
 		p, ok := purposes[key]
@@ -158,13 +161,8 @@ func (b *BannerSettings) checkAgainst(purposes map[string]*Purpose) error {
 		if !ok {
 			continue
 		}
-		v.Check(p.Level == LevelDevice, f, "Consent Mode covers storage on the device: map device-level purposes")
-		for _, t := range b.ConsentMode[key] {
-			msg := "security_storage belongs to strictly necessary storage"
-			if p.LegalBasis == BasisNecessary {
-				msg = "strictly necessary storage can stand only for functionality_storage and security_storage, never " + t
-			}
-			v.Check(consentModeAllowed(p.LegalBasis, t), f, msg)
+		for _, why := range consentModeProblems(p, b.ConsentMode[key]) {
+			v.Check(false, f, why)
 		}
 	}
 	return unprocessable(v.Err())

@@ -142,7 +142,7 @@ func checkBannerUse(tx *gorm.DB, before, p *Purpose) error {
 				return err
 			}
 			v.Check(false, field, "the banner of property "+strconv.Quote(name)+" ("+b.PropertyID+") "+why+
-				": change that banner's settings first")
+				". Change that banner's settings first")
 		}
 	}
 	return unprocessable(v.Err())
@@ -150,24 +150,49 @@ func checkBannerUse(tx *gorm.DB, before, p *Purpose) error {
 
 // bannerConflict says why banner b's settings would not allow purpose p as it is now, or "".
 func bannerConflict(b *BannerSettings, p *Purpose) string {
-	types := b.ConsentMode[p.Key]
-	switch {
-	case slices.Contains(b.Purposes, p.Key) && p.LegalBasis == BasisNecessary:
-		return "asks it, and strictly necessary storage is listed, never asked"
-	case slices.Contains(b.Purposes, p.Key) && p.Level != LevelDevice:
-		return "asks it, and a banner asks device-level purposes only"
-	case len(types) > 0 && p.Level != LevelDevice:
-		return "maps it to Consent Mode, which covers device-level purposes only"
+	if why := askProblems(p); len(why) > 0 && slices.Contains(b.Purposes, p.Key) {
+		return "asks it: " + why[0]
 	}
-	for _, t := range types {
-		if !consentModeAllowed(p.LegalBasis, t) {
-			if p.LegalBasis == BasisNecessary {
-				return "maps it to the Consent Mode type " + t + ", which strictly necessary storage never stands for"
-			}
-			return "maps it to the Consent Mode type " + t + ", which only strictly necessary storage stands for"
+	if types := b.ConsentMode[p.Key]; len(types) > 0 {
+		if why := consentModeProblems(p, types); len(why) > 0 {
+			return "maps it to Consent Mode: " + why[0]
 		}
 	}
 	return ""
+}
+
+// askProblems says why a banner may not ask purpose p: it asks device-level purposes that
+// rest on consent or legitimate interest. Saving settings (checkAgainst) and changing a
+// purpose a banner uses (checkBannerUse) both keep to these rules.
+func askProblems(p *Purpose) []string {
+	var out []string
+	if p.Level != LevelDevice {
+		out = append(out, "a banner asks device-level purposes only; person-level ones are asked where the person is identified")
+	}
+	if p.LegalBasis == BasisNecessary {
+		out = append(out, "strictly necessary storage is listed, never asked")
+	}
+	return out
+}
+
+// consentModeProblems says why a banner may not map purpose p to Consent Mode types: the
+// types are about storage on the device, and strictly necessary storage, granted unasked,
+// may stand only for functionality and security (consentModeAllowed).
+func consentModeProblems(p *Purpose, types []string) []string {
+	var out []string
+	if p.Level != LevelDevice {
+		out = append(out, "Consent Mode covers device-level purposes only")
+	}
+	for _, t := range types {
+		switch {
+		case consentModeAllowed(p.LegalBasis, t):
+		case p.LegalBasis == BasisNecessary:
+			out = append(out, "strictly necessary storage can stand only for functionality_storage and security_storage, never "+t)
+		default:
+			out = append(out, "only strictly necessary storage stands for "+t)
+		}
+	}
+	return out
 }
 
 func (s *Service) purposesByKey(tx *gorm.DB, tenantID string) (map[string]*Purpose, error) {

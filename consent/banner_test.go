@@ -388,13 +388,20 @@ func TestBannerConfigReaskIsThePurposes(t *testing.T) {
 		_, doc := e.bannerConfig(t, e.svc, "fi")
 		want := map[string]int{"analytics": 7, "social_advertising": 12}
 		out := e.record(t, "", consent.MethodBannerRejectAll, deny("analytics"), deny("social_advertising"))
+		seen := map[string]bool{}
 		for _, p := range doc.Purposes {
+			seen[p.Key] = true
 			if p.ReaskMonths != want[p.Key] {
 				t.Errorf("%s: the banner re-asks after %d months, the purpose after %d", p.Key, p.ReaskMonths, want[p.Key])
 			}
 			st := stateOf(out.State, p.Key)
 			if st.ExpiresAt == nil || !st.ExpiresAt.Equal(st.DecidedAt.AddDate(0, p.ReaskMonths, 0)) {
 				t.Errorf("%s: decided %v, expires %v; the banner asks again %d months after the decision", p.Key, st.DecidedAt, st.ExpiresAt, p.ReaskMonths)
+			}
+		}
+		for key := range want {
+			if !seen[key] {
+				t.Errorf("%s is missing from the banner configuration", key)
 			}
 		}
 	})

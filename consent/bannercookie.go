@@ -78,14 +78,14 @@ func grantedConsentModeTypes(asked []*CatalogPurpose, c *Catalog, p *identity.Pr
 		}
 		mapped, all := 0, true
 		for _, cp := range asked {
-			if slices.Contains(consentModeOf(b, cp.Purpose), t) {
+			if standsFor(b, cp.Purpose, t) {
 				mapped++
 				all = all && granted[cp.Key]
 			}
 		}
 		necessary := false
 		for _, cp := range c.Purposes {
-			if cp.LegalBasis == BasisNecessary && cp.Latest != nil && cp.InScope(p.ID, p.BrandID) && slices.Contains(consentModeOf(b, cp.Purpose), t) {
+			if cp.LegalBasis == BasisNecessary && cp.Latest != nil && cp.InScope(p.ID, p.BrandID) && standsFor(b, cp.Purpose, t) {
 				necessary = true
 			}
 		}
@@ -94,6 +94,12 @@ func grantedConsentModeTypes(asked []*CatalogPurpose, c *Catalog, p *identity.Pr
 		}
 	}
 	return out
+}
+
+// standsFor reports whether t is among consentModeOf(b, p), without building that list:
+// it is asked for every type and purpose on each recording.
+func standsFor(b *BannerSettings, p *Purpose, t string) bool {
+	return consentModeAllowed(p.LegalBasis, t) && slices.Contains(b.ConsentMode[p.Key], t)
 }
 
 // withinDomain reports whether host (without port) is domain or a subdomain of it.

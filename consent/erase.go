@@ -26,13 +26,14 @@ type EraseHook func(tenantID, subjectID string, at time.Time) []sqldb.Statement
 // OnErase adds a hook to every erasure. Register hooks before StartWriter.
 func (s *Service) OnErase(h EraseHook) { s.eraseHooks = append(s.eraseHooks, h) }
 
-// eraseBasis is what the evidence sweep saw of a subject it erases: its chain head, so that
-// a decision made since stops the erasure. account is found by the writer, under the lock:
-// the subject has a live account.
+// eraseBasis is what an evidence sweep's erasure depends on. subjectID and seq are the
+// chain head the sweep saw, so that a decision made since stops the erasure. liveAccount is
+// not the sweep's: the writer sets it (checkErasable) in its transaction, under the head's
+// lock, just before it plans the erasure.
 type eraseBasis struct {
-	subjectID string
-	seq       int64
-	account   bool
+	subjectID   string
+	seq         int64
+	liveAccount bool
 }
 
 // holds says whether an erasure still applies on top of head h of subject subjectID: always
@@ -40,22 +41,28 @@ type eraseBasis struct {
 // it saw (no decision, expiry or merge since, and still the same subject — not the person a
 // device was merged into meanwhile) and the subject has no live account.
 func (b *eraseBasis) holds(subjectID string, h head) bool {
-	return b == nil || (b.subjectID == subjectID && b.seq == h.seq && !b.account)
+	return b == nil || (b.subjectID == subjectID && b.seq == h.seq && !b.liveAccount)
 }
 
-// liveAccountSQL finds a subject's live account. The evidence sweep leaves such a subject
-// alone: its identifiers (email address, identity provider identities) serve the account's
-// sign-in, not only the evidence. Deleting the account is its own path.
-const liveAccountSQL = "SELECT id FROM accounts WHERE tenant_id = ? AND subject_id = ? AND status = 'active'"
+// hasLiveAccount is the condition that subject s (the query's alias) has a live account.
+// The evidence sweep leaves such a subject alone: its identifiers (email address, identity
+// provider identities) serve the account's sign-in, not only the evidence. Deleting the
+// account is its own path. The sweep's query (evidenceEnded) and the writer's check under the
+// lock (liveAccountSQL) share it.
+const hasLiveAccount = "EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = s.tenant_id AND a.subject_id = s.id AND a.status = 'active')"
+
+// liveAccountSQL finds a subject again when it has a live account.
+const liveAccountSQL = "SELECT s.id FROM subjects s WHERE s.tenant_id = ? AND s.id = ? AND " + hasLiveAccount
 
 // checkErasable looks, inside the writer's transaction and after the chain head is locked,
-// whether the subject of a sweep's erasure has a live account.
+// whether the subject of a sweep's erasure has a live account, and records it in the
+// erasure's basis for holds. It looks again each time the writer plans the erasure.
 func (s *Service) checkErasable(ctx context.Context, t writeTx, in *interaction) error {
 	if in.erase == "" || in.eraseIf == nil {
 		return nil
 	}
 	live, err := t.strings(ctx, sqldb.Statement{SQL: liveAccountSQL, Args: []any{in.tenantID, in.subjectID}})
-	in.eraseIf.account = len(live) > 0
+	in.eraseIf.liveAccount = len(live) > 0
 	return err
 }
 
@@ -128,18 +135,11 @@ func (s *Service) afterErasure(j *job) error {
 // asNewDevice points an anonymous device's interaction at a new device subject with a new
 // device id, to be planned again there.
 func (s *Service) asNewDevice(in *interaction) error {
-	now := s.now()
 	id := identity.Identifier{Kind: identity.IDDevice, Value: identity.NewDeviceID()}
-	subj, err := s.ids.PrepareSubject(in.tenantID, identity.SubjectDevice, now)
-	if err != nil {
+	if _, err := s.prepareNewSubject(in, id, s.now()); err != nil {
 		return err
 	}
-	ident, err := s.ids.PrepareIdentifier(in.tenantID, &subj.Subject, id, now)
-	if err != nil {
-		return err
-	}
-	in.newSubject, in.newIdentifiers, in.identifier = subj, []*identity.NewIdentifier{ident}, &id
-	in.subjectID, in.pseudonym, in.deviceID, in.pre, in.redirect = subj.ID, subj.Pseudonym, id.Value, nil, ""
+	in.pre, in.redirect = nil, ""
 	return nil
 }
 
@@ -156,14 +156,14 @@ func (s *Service) EraseSubject(ctx context.Context, tenantID, subjectID, reason 
 		return identity.Unprocessable("reason", "say why, in 1–200 characters")
 	}
 	subj, err := s.personOf(ctx, tenantID, subjectID)
-	if err != nil || subj.Pseudonym == nil {
+	if err != nil || subj.Pseudonym == "" {
 		return err // erased already: nothing to do
 	}
 	c, err := s.Catalog(ctx, tenantID)
 	if err != nil {
 		return err
 	}
-	in := s.systemInteraction(c, tenantID, subj.ID, *subj.Pseudonym, "subject.erased")
+	in := s.systemInteraction(c, tenantID, subj.ID, subj.Pseudonym, "subject.erased")
 	in.erase = reason
 	if actor != "" {
 		in.actor = string(actor)
@@ -173,20 +173,13 @@ func (s *Service) EraseSubject(ctx context.Context, tenantID, subjectID, reason 
 }
 
 // personOf returns the subject, or the one its merges end at.
-func (s *Service) personOf(ctx context.Context, tenantID, subjectID string) (*mergeSubject, error) {
+func (s *Service) personOf(ctx context.Context, tenantID, subjectID string) (*identity.Subject, error) {
 	for range 10 { // merges point one way; a bad row must not loop forever
-		var rows []mergeSubject
-		if err := s.db.Write.WithContext(ctx).Raw("SELECT id, kind, pseudonym, merged_into FROM subjects WHERE tenant_id = ? AND id = ?",
-			tenantID, subjectID).Scan(&rows).Error; err != nil {
-			return nil, err
+		subj, err := s.ids.SubjectByID(ctx, s.db.Write, tenantID, subjectID)
+		if err != nil || subj.MergedInto == "" {
+			return subj, err
 		}
-		if len(rows) == 0 {
-			return nil, identity.NotFound("subject")
-		}
-		if rows[0].MergedInto == nil {
-			return &rows[0], nil
-		}
-		subjectID = *rows[0].MergedInto
+		subjectID = subj.MergedInto
 	}
 	return nil, identity.Errorf(identity.EConflict, "the subject's merges do not end")
 }

@@ -42,7 +42,7 @@ func TestEvidenceSweepSparesWhoDecidedMeanwhile(t *testing.T) {
 		clickedID := e.subjectID(t, device(clicked.DeviceID))
 		e.pastEvidence(t)
 		var person string
-		n, err := e.svc.SweepEvidenceThen(ctx, e.tenant(), func() {
+		selected, n, err := e.svc.SweepEvidenceThen(ctx, e.tenant(), func() {
 			e.record(t, clicked.DeviceID, consent.MethodBannerAcceptAll, grant("analytics", 1))
 			e.recordCustomer(t, "C-9", grant("marketing_email", 1))
 			person = e.subjectID(t, *customer("C-9"))
@@ -50,8 +50,9 @@ func TestEvidenceSweepSparesWhoDecidedMeanwhile(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if err != nil || n != 0 {
-			t.Fatalf("the sweep erased %d (err %v), want none: both subjects changed after it looked", n, err)
+		if err != nil || selected != 2 || n != 0 {
+			t.Fatalf("the sweep selected %d and erased %d (err %v), want both selected and none erased: both subjects changed after it looked",
+				selected, n, err)
 		}
 		if s := e.deviceState(t, clicked.DeviceID, "analytics"); s.State != consent.StateGranted || !s.MayUse {
 			t.Fatalf("the grant made meanwhile: %+v", s)
@@ -102,9 +103,10 @@ func TestEvidenceSweepSparesLiveAccounts(t *testing.T) {
 		refuse("tuleva@esimerkki.fi") // no account yet
 		e.pastEvidence(t)
 
-		n, err := e.svc.SweepEvidenceThen(ctx, e.tenant(), func() { register("tuleva@esimerkki.fi") })
-		if err != nil || n != 0 {
-			t.Fatalf("the sweep erased %d (err %v), want none: both have live accounts", n, err)
+		selected, n, err := e.svc.SweepEvidenceThen(ctx, e.tenant(), func() { register("tuleva@esimerkki.fi") })
+		if err != nil || selected != 1 || n != 0 {
+			t.Fatalf("the sweep selected %d and erased %d (err %v), want the one without an account yet selected and none erased",
+				selected, n, err)
 		}
 		for _, email := range []string{"tili@esimerkki.fi", "tuleva@esimerkki.fi"} {
 			if _, err := acc.SignIn(ctx, e.tenant(), email, pw, "192.0.2.1"); err != nil {

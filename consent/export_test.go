@@ -49,18 +49,20 @@ func (s *Service) CommitAsOneBatch(ctx context.Context, reqs []*RecordRequest, b
 
 // SweepEvidenceThen selects the subjects the evidence sweep would erase in the tenant, runs
 // between, and then hands their erasures to the writer, as SweepEvidence does: between is
-// whatever happens in the moment between the two.
-func (s *Service) SweepEvidenceThen(ctx context.Context, tenantID string, between func()) (int, error) {
+// whatever happens in the moment between the two. It returns how many subjects the sweep
+// selected and how many of them it erased.
+func (s *Service) SweepEvidenceThen(ctx context.Context, tenantID string, between func()) (selected, erased int, err error) {
 	c, err := s.Catalog(ctx, tenantID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ins, err := s.evidenceEnded(ctx, c)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	between()
-	return s.submitSystem(ctx, ins)
+	erased, err = s.submitSystem(ctx, ins)
+	return len(ins), erased, err
 }
 
 // PrepareRecord prepares a request as Record does — the subject found, the decisions

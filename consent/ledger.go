@@ -325,12 +325,10 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 // the ledger behind Lupa's back can store text in an integer column (SQLite keeps what it is
 // given; a PostgreSQL owner can retype the column), and the verifier must name that row
 // rather than fail. It returns the first column whose value cannot be what was hashed ("" when
-// none). The columns are eventSelect's, in eventArgs' order.
+// none). The columns are eventSelect's.
 func scanLooseEvent(rows *sql.Rows) (Event, string, error) {
 	var e Event
-	dst := []any{&e.TenantID, &e.SubjectID, &e.Seq, &e.ID, &e.Kind, &e.Pseudonym, &e.PurposeKey, &e.PurposeVersion,
-		&e.VersionHash, &e.TextHash, &e.Decision, &e.PropertyID, &e.Channel, &e.Method, &e.Agent, &e.Language, &e.UIHash,
-		&e.Actor, &e.InteractionID, &e.Reason, &e.Ref, &e.ServerTime, &e.ClientTime, &e.PrevHash, &e.Hash}
+	dst := eventPtrs(&e)
 	raw := make([]any, len(dst))
 	ptrs := make([]any, len(dst))
 	for i := range raw {

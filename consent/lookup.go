@@ -39,7 +39,7 @@ type lookupGroup struct {
 }
 
 const groupLookupSQL = `SELECT q.n, i.subject_id, i.pseudonym, i.subject_kind, h.seq, h.hash, c.purpose_id, c.purpose_key,
-	c.state, c.version, c.decided_at, c.expires_at, c.event_seq, c.method
+	c.state, c.version, c.decided_at, c.event_seq, c.method
 	FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::bytea[]) AS q(n, tenant_id, kind, namespace, value_hash)
 	JOIN identifiers i ON i.tenant_id = q.tenant_id AND i.kind = q.kind AND i.namespace = q.namespace AND i.value_hash = q.value_hash
 	LEFT JOIN chain_heads h ON h.tenant_id = i.tenant_id AND h.subject_id = i.subject_id
@@ -149,9 +149,9 @@ func (g *lookupGroup) exec(group []*lookupRequest) {
 			var headSeq *int64
 			var headHash, purposeID, purposeKey, state, method *string
 			var version *int
-			var decided, expires, seq *int64
+			var decided, seq *int64
 			if err := rows.Scan(&n, &subjectID, &pseudonym, &kind, &headSeq, &headHash, &purposeID, &purposeKey, &state,
-				&version, &decided, &expires, &seq, &method); err != nil {
+				&version, &decided, &seq, &method); err != nil {
 				return err
 			}
 			r := group[n]
@@ -165,7 +165,7 @@ func (g *lookupGroup) exec(group []*lookupRequest) {
 				continue
 			}
 			r.out.states[*purposeID] = &Stored{SubjectID: subjectID, PurposeID: *purposeID, PurposeKey: *purposeKey,
-				State: *state, Version: *version, DecidedAt: *decided, ExpiresAt: expires, EventSeq: *seq, Method: *method}
+				State: *state, Version: *version, DecidedAt: *decided, EventSeq: *seq, Method: *method}
 		}
 		return rows.Err()
 	})

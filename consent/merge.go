@@ -201,7 +201,7 @@ func lockHeadRows(tx *gorm.DB, db *sqldb.DB, tenantID string, ids ...string) (ma
 }
 
 func statesFor(tx *gorm.DB, tenantID string, ids ...string) (map[string]map[string]*Stored, error) {
-	rows, err := tx.Raw(`SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
+	rows, err := tx.Raw(`SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, event_seq, method
 		FROM consent_state WHERE tenant_id = ? AND subject_id IN ?`, tenantID, ids).Rows()
 	if err != nil {
 		return nil, err

@@ -141,8 +141,9 @@ type OptInResult struct {
 // ConfirmOptIn follows a confirmation link: the grants it names that are still pending
 // become grants (method double_opt_in, channel email). Those decided otherwise since (a
 // withdrawal, or a confirmation already made) are left alone. A grant of a version that a
-// material version has replaced since is not confirmed, as Record refuses it: its pending
-// state becomes outdated, so the person is asked again with the new text.
+// material version has replaced since is not confirmed, as Record refuses it: reads already
+// see that pending grant as outdated (Effective), and the outdated sweep writes its event,
+// so the person is asked again with the new text.
 func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult, error) {
 	payload, _, err := s.keys.Verify(ctx, strings.TrimSpace(token))
 	if err != nil {
@@ -173,22 +174,17 @@ func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult,
 	in := &interaction{tenantID: tok.Tenant, id: identity.NewID(), catalog: c, subjectID: tok.Subject, pseudonym: *subj.Pseudonym,
 		channel: "email", method: MethodDoubleOptIn, actor: "subject", receipt: true, view: c.Asked(nil, "")}
 	res := &OptInResult{Confirmed: []string{}, Changed: []string{}, Tenant: tok.Tenant, Language: c.Tenant.DefaultLanguage}
-	var changed []*CatalogPurpose
 	for _, p := range tok.Purposes {
 		cp, ok := c.Purpose(p.Key)
 		if !ok || cp.Versions[p.Version] == nil {
 			continue
 		}
 		if cp.LegalBasis == BasisConsent && p.Version < cp.MaterialVersion {
-			changed = append(changed, cp)
 			res.Changed = append(res.Changed, cp.Key)
 			continue
 		}
 		in.decisions = append(in.decisions, resolved{purpose: cp, version: cp.Versions[p.Version], requested: Granted,
 			textHash: p.TextHash, onlyIf: StatePending})
-	}
-	if err := s.outdatePending(ctx, c, tok.Subject, *subj.Pseudonym, changed); err != nil {
-		return nil, err
 	}
 	if len(in.decisions) == 0 {
 		return res, nil
@@ -203,33 +199,4 @@ func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult,
 		}
 	}
 	return res, nil
-}
-
-// outdatePending ends the subject's pending grants of the purposes given whose version a
-// material version has replaced, as the outdated sweep ends such grants (which it does not
-// look for among pending ones): an outdated event, delivered downstream, and a state that
-// makes the banner, the registration form and the dashboard ask again. A pending grant of
-// the current version (from a newer link) is left alone.
-func (s *Service) outdatePending(ctx context.Context, c *Catalog, subjectID, pseudonym string, purposes []*CatalogPurpose) error {
-	if len(purposes) == 0 {
-		return nil
-	}
-	in := s.systemInteraction(c, c.Tenant.ID, subjectID, pseudonym, "consent.outdated")
-	for _, cp := range purposes {
-		var seqs []int64
-		if err := s.db.Read.WithContext(ctx).Raw(`SELECT event_seq FROM consent_state
-			WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ? AND state = ? AND version < ?`,
-			c.Tenant.ID, subjectID, cp.ID, StatePending, cp.MaterialVersion).Scan(&seqs).Error; err != nil {
-			return err
-		}
-		for _, seq := range seqs {
-			in.system = append(in.system, systemChange{kind: KindOutdated, purpose: cp, expectSeq: seq,
-				reason: "material_version:" + itoa(cp.MaterialVersion)})
-		}
-	}
-	if len(in.system) == 0 {
-		return nil
-	}
-	_, err := s.writer.Submit(ctx, in)
-	return err
 }

@@ -94,10 +94,11 @@ func TestDoubleOptIn(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // TestDoubleOptInAfterMaterialVersion: a link sent before a material version cannot grant
-// the replaced text. Followed before the outdated sweep, the confirmation ends the pending
-// grant itself; never followed, the sweep ends it. Either way the state is outdated (so the
-// person is asked again), downstream systems hear consent.outdated once, the page says the
-// text changed, and a pending grant of the new text from a newer link is left alone.
+// the replaced text. Followed before the outdated sweep, the confirmation grants nothing and
+// reads already say outdated; the sweep then ends that pending grant and the one whose link
+// is never followed alike. Either way the state is outdated (so the person is asked again),
+// downstream systems hear consent.outdated once, the page says the text changed, and a
+// pending grant of the new text from a newer link is left alone.
 func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
@@ -116,7 +117,9 @@ func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 			token, _ := url.QueryUnescape(optInLinkRe.FindStringSubmatch(m.Text)[1])
 			return token
 		}
-		ended := func(email identity.Identifier) {
+		// readsOutdated: nothing granted, and reads say outdated (Effective) even before the
+		// sweep has written it.
+		readsOutdated := func(email identity.Identifier) {
 			t.Helper()
 			subject := e.subjectID(t, email)
 			if n := e.count(t, "consent_events", "subject_id = ? AND decision = 'granted'", subject); n != 0 {
@@ -126,6 +129,11 @@ func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 			if err != nil || res[0].MayUse || res[0].State != consent.StateOutdated {
 				t.Fatalf("%s: %+v %v", email.Value, res, err)
 			}
+		}
+		ended := func(email identity.Identifier) {
+			t.Helper()
+			readsOutdated(email)
+			subject := e.subjectID(t, email)
 			if n := e.count(t, "consent_state", "subject_id = ? AND state = 'outdated'", subject); n != 1 {
 				t.Fatalf("%s: stored state is not outdated", email.Value)
 			}
@@ -144,13 +152,14 @@ func TestDoubleOptInAfterMaterialVersion(t *testing.T) {
 		if err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 || got.Changed[0] != "marketing_email" {
 			t.Fatalf("confirming the replaced text: %+v %v", got, err)
 		}
-		ended(tiina)
+		readsOutdated(tiina)
 
-		// Timo never follows his: the sweep, past its grace period, ends his pending grant.
+		// Timo never follows his: the sweep, past its grace period, ends both pending grants.
 		e.clock.Add(10 * time.Minute)
-		if n, err := e.svc.SweepOutdated(ctx); err != nil || n != 1 {
-			t.Fatalf("outdated sweep: wrote %d, err %v; want 1 (the pending grant)", n, err)
+		if n, err := e.svc.SweepOutdated(ctx); err != nil || n != 2 {
+			t.Fatalf("outdated sweep: wrote %d, err %v; want 2 (the pending grants)", n, err)
 		}
+		ended(tiina)
 		ended(timo)
 		if got, err := e.svc.ConfirmOptIn(ctx, never); err != nil || len(got.Confirmed) != 0 || len(got.Changed) != 1 {
 			t.Fatalf("Timo's link after the sweep: %+v %v", got, err)

@@ -36,12 +36,12 @@ type subjectState struct {
 // a state read joins two tables, a write's lookup three (it needs the chain head too).
 const (
 	stateLookupSQL = `SELECT i.subject_id, i.pseudonym, i.subject_kind, 0, '', c.purpose_id, c.purpose_key, c.state,
-	c.version, c.decided_at, c.expires_at, c.event_seq, c.method
+	c.version, c.decided_at, c.event_seq, c.method
 	FROM identifiers i
 	LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
 	WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s)`
 	writeLookupSQL = `SELECT i.subject_id, i.pseudonym, i.subject_kind, h.seq, h.hash, c.purpose_id, c.purpose_key, c.state,
-	c.version, c.decided_at, c.expires_at, c.event_seq, c.method
+	c.version, c.decided_at, c.event_seq, c.method
 	FROM identifiers i
 	LEFT JOIN chain_heads h ON h.tenant_id = i.tenant_id AND h.subject_id = i.subject_id
 	LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id
@@ -75,9 +75,9 @@ func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Ident
 	err := s.reads.Query(ctx, nil, fmt.Sprintf(query, placeholders(n)), args, func(rows *sql.Rows) error {
 		var subjectID, kind, pseudonym string
 		var headHash, purposeID, purposeKey, state, method sql.NullString
-		var headSeq, version, decided, expires, seq sql.NullInt64
+		var headSeq, version, decided, seq sql.NullInt64
 		if err := rows.Scan(&subjectID, &pseudonym, &kind, &headSeq, &headHash, &purposeID, &purposeKey, &state,
-			&version, &decided, &expires, &seq, &method); err != nil {
+			&version, &decided, &seq, &method); err != nil {
 			return err
 		}
 		if out == nil {
@@ -89,10 +89,6 @@ func (s *Service) lookup(ctx context.Context, tenantID string, id identity.Ident
 		}
 		st := &Stored{SubjectID: subjectID, PurposeID: purposeID.String, PurposeKey: purposeKey.String, State: state.String,
 			Version: int(version.Int64), DecidedAt: decided.Int64, EventSeq: seq.Int64, Method: method.String}
-		if expires.Valid {
-			e := expires.Int64
-			st.ExpiresAt = &e
-		}
 		out.states[st.PurposeID] = st
 		return nil
 	})
@@ -293,7 +289,7 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 	if s.db.Dialect == sqldb.Postgres {
 		return s.checkRowsPostgres(ctx, tenantID, kind, purposeID, hashes, fn)
 	}
-	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.expires_at, c.event_seq
+	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.event_seq
 		FROM identifiers i
 		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = ?
 		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = '' AND i.value_hash IN (%s)`
@@ -349,25 +345,20 @@ func scanCheckRows(rows *sql.Rows, purposeID string, fn func([]byte, *Stored)) e
 // for the purpose. The pgtype values scan through database/sql and pgx alike, and through
 // pgx without an allocation per column.
 type checkColumns struct {
-	state                          pgtype.Text
-	version, decided, expires, seq pgtype.Int8
+	state                 pgtype.Text
+	version, decided, seq pgtype.Int8
 }
 
 func (c *checkColumns) targets() []any {
-	return []any{&c.state, &c.version, &c.decided, &c.expires, &c.seq}
+	return []any{&c.state, &c.version, &c.decided, &c.seq}
 }
 
 func (c *checkColumns) stored(purposeID string) *Stored {
 	if !c.state.Valid {
 		return nil
 	}
-	st := &Stored{PurposeID: purposeID, State: c.state.String, Version: int(c.version.Int64), DecidedAt: c.decided.Int64,
+	return &Stored{PurposeID: purposeID, State: c.state.String, Version: int(c.version.Int64), DecidedAt: c.decided.Int64,
 		EventSeq: c.seq.Int64}
-	if c.expires.Valid {
-		e := c.expires.Int64
-		st.ExpiresAt = &e
-	}
-	return st
 }
 
 // checkPartsPostgres is how many connections share one bulk check: the index probes of a
@@ -379,7 +370,7 @@ const checkPartsPostgres = 4
 // states: one index probe per identifier instead of a scan, and neighbouring probes touch
 // the same pages. Rows name their hash by its place in the part, not by the hash itself.
 func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
-	const q = `SELECT q.n::int4, c.state, c.version::int8, c.decided_at, c.expires_at, c.event_seq
+	const q = `SELECT q.n::int4, c.state, c.version::int8, c.decided_at, c.event_seq
 		FROM unnest($1::bytea[]) WITH ORDINALITY AS q(value_hash, n)
 		JOIN identifiers i ON i.tenant_id = $2 AND i.kind = $3 AND i.namespace = '' AND i.value_hash = q.value_hash
 		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = $4`

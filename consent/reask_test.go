@@ -60,10 +60,18 @@ func TestShorterReaskAppliesToEarlierDecisions(t *testing.T) {
 		}
 		wantExpires(t, "7 months old", s, 6)
 		_, doc := e.bannerConfig(t, e.svc, "fi")
+		seen := false
 		for _, p := range doc.Purposes {
-			if p.Key == "analytics" && p.ReaskMonths != 6 {
+			if p.Key != "analytics" {
+				continue
+			}
+			seen = true
+			if p.ReaskMonths != 6 {
 				t.Fatalf("the banner re-asks analytics after %d months, the purpose after 6", p.ReaskMonths)
 			}
+		}
+		if !seen {
+			t.Fatal("analytics is missing from the banner configuration")
 		}
 		s = e.deviceState(t, recent.DeviceID, "analytics")
 		if s.State != consent.StateGranted || !s.MayUse {
@@ -71,6 +79,7 @@ func TestShorterReaskAppliesToEarlierDecisions(t *testing.T) {
 		}
 		wantExpires(t, "2 months old", s, 6)
 
+		e.clock.Add(10 * time.Minute) // past the rewrite's grace
 		if n, err := e.svc.RewriteExpiries(ctx); err != nil || n != 2 {
 			t.Fatalf("rewrite moved %d (err %v), want both grants", n, err)
 		}
@@ -114,6 +123,7 @@ func TestLongerReaskKeepsEarlierRefusals(t *testing.T) {
 		if n, err := e.svc.SweepExpiry(ctx); err != nil || n != 0 {
 			t.Fatalf("expiry sweep before the rewrite wrote %d (err %v)", n, err)
 		}
+		e.clock.Add(10 * time.Minute) // past the rewrite's grace
 		if n, err := e.svc.RewriteExpiries(ctx); err != nil || n != 1 {
 			t.Fatalf("rewrite moved %d (err %v), want the refusal", n, err)
 		}
@@ -130,13 +140,14 @@ func TestLongerReaskKeepsEarlierRefusals(t *testing.T) {
 }
 
 // TestReaskRewriteKeepsNewerDecision: a decision recorded between the rewrite's read and its
-// write keeps its own expiry; the pass that found it moving does not clear the mark.
+// write keeps its own expiry, and the expiry sweep does not expire it.
 func TestReaskRewriteKeepsNewerDecision(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		d := e.record(t, "", consent.MethodBannerCustom, grant("analytics", 1))
 		e.clock.AddDate(0, 7, 0)
 		e.setReask(t, "analytics", 6)
+		e.clock.Add(10 * time.Minute) // past the rewrite's grace
 		var newer consent.PurposeState
 		if _, err := e.svc.RewriteExpiriesThen(ctx, e.tenant(), "analytics", func() {
 			newer = stateOf(e.record(t, d.DeviceID, consent.MethodBannerCustom, deny("analytics")).State, "analytics")
@@ -160,8 +171,8 @@ func TestReaskRewriteKeepsNewerDecision(t *testing.T) {
 }
 
 // TestReaskRewriteCatchesStaleCatalog: another instance records decisions with the old
-// interval for up to its catalog's lifetime after a change. The rewrite keeps its mark until
-// a clean pass well after the change, so a later pass moves those too.
+// interval for up to its catalog's lifetime after a change. The rewrite waits a grace after
+// the change before its pass, so that pass moves those too.
 func TestReaskRewriteCatchesStaleCatalog(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
@@ -171,9 +182,9 @@ func TestReaskRewriteCatchesStaleCatalog(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.setReask(t, "analytics", 6)
-		// Nothing to move yet: the pass must not end the rewrite.
-		if n, err := e.svc.RewriteExpiries(ctx); err != nil || n != 0 {
-			t.Fatalf("rewrite moved %d (err %v) before any decision", n, err)
+		// Within the grace the rewrite waits: it must not end before the decision below.
+		if n, err := e.svc.RewriteExpiries(ctx); err != nil || n != 0 || e.reaskApplied(t, "analytics") == 6 {
+			t.Fatalf("rewrite moved %d (err %v, reask_applied %d) within the grace", n, err, e.reaskApplied(t, "analytics"))
 		}
 		e.clock.Add(time.Second)
 		out, err := other.Record(ctx, e.deviceRequest("", consent.MethodBannerCustom, grant("analytics", 1)))
@@ -182,11 +193,15 @@ func TestReaskRewriteCatchesStaleCatalog(t *testing.T) {
 		}
 		s := e.deviceState(t, out.DeviceID, "analytics")
 		wantExpires(t, "recorded with a stale catalog", s, 6)
+		e.clock.Add(10 * time.Minute) // past the rewrite's grace
 		if n, err := e.svc.RewriteExpiries(ctx); err != nil || n != 1 {
 			t.Fatalf("rewrite moved %d (err %v), want the decision recorded with the old interval", n, err)
 		}
 		if got := e.storedExpiry(t, out.DeviceID, "analytics"); got != s.ExpiresAt.UnixMilli() {
 			t.Fatalf("stored expiry %v, want %v", time.UnixMilli(got).UTC(), s.ExpiresAt)
+		}
+		if got := e.reaskApplied(t, "analytics"); got != 6 {
+			t.Fatalf("reask_applied %d after the pass, want 6", got)
 		}
 	})
 }

@@ -412,20 +412,30 @@ func (s *Service) resolveSubject(ctx context.Context, req *RecordRequest, in *in
 	if !req.anonymous() {
 		id = *named
 	}
-	subj, err := s.ids.PrepareSubject(req.TenantID, id.SubjectKind(), now)
+	subj, err := s.prepareNewSubject(in, id, now)
 	if err != nil {
 		return nil, err
-	}
-	ident, err := s.ids.PrepareIdentifier(req.TenantID, &subj.Subject, id, now)
-	if err != nil {
-		return nil, err
-	}
-	in.newSubject, in.newIdentifiers = subj, []*identity.NewIdentifier{ident}
-	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
-	if req.anonymous() {
-		in.deviceID = id.Value
 	}
 	return &subjectState{id: subj.ID, pseudonym: subj.Pseudonym, kind: subj.Kind, states: map[string]*Stored{}}, nil
+}
+
+// prepareNewSubject points in at a new subject known by id — a device for a device id, else
+// a person — made in memory and inserted with its identifier by the writer.
+func (s *Service) prepareNewSubject(in *interaction, id identity.Identifier, now time.Time) (*identity.NewSubject, error) {
+	subj, err := s.ids.PrepareSubject(in.tenantID, id.SubjectKind(), now)
+	if err != nil {
+		return nil, err
+	}
+	ident, err := s.ids.PrepareIdentifier(in.tenantID, &subj.Subject, id, now)
+	if err != nil {
+		return nil, err
+	}
+	in.newSubject, in.newIdentifiers, in.identifier = subj, []*identity.NewIdentifier{ident}, &id
+	in.subjectID, in.pseudonym = subj.ID, subj.Pseudonym
+	if id.Kind == identity.IDDevice {
+		in.deviceID = id.Value
+	}
+	return subj, nil
 }
 
 // truncateIP keeps the network part only: /24 of IPv4, /48 of IPv6.

@@ -23,9 +23,11 @@ type Stored struct {
 	State      string
 	Version    int
 	DecidedAt  int64
-	ExpiresAt  *int64
-	EventSeq   int64
-	Method     string
+	// ExpiresAt is only written (the expiry sweep's index, see expiresAt); reads never load
+	// it and derive the expiry from the purpose's current interval instead.
+	ExpiresAt *int64
+	EventSeq  int64
+	Method    string
 }
 
 // PurposeState is the state of one purpose for one subject as the API shows it.

@@ -2,6 +2,8 @@ package consent
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -122,7 +124,7 @@ func recipientToRow(r *Recipient) *recipientRow {
 		CreatedAt: r.CreatedAt.UnixMilli(), UpdatedAt: r.UpdatedAt.UnixMilli()}
 }
 
-// eventColumns are consent_events' columns in the order eventArgs gives them.
+// eventColumns are consent_events' columns in the order eventPtrs gives their fields.
 var eventColumns = sqldb.Cols(
 	"tenant_id:text", "subject_id:text", "seq:int8", "id:text", "kind:text",
 	"pseudonym:text", "purpose_key:text", "purpose_version:int8", "version_hash:text", "text_hash:text",
@@ -131,16 +133,34 @@ var eventColumns = sqldb.Cols(
 	"ref:text", "server_time:int8", "client_time:int8", "prev_hash:text", "hash:text",
 )
 
-func eventArgs(e *Event) []any {
-	return []any{e.TenantID, e.SubjectID, e.Seq, e.ID, e.Kind, e.Pseudonym, e.PurposeKey, e.PurposeVersion,
-		e.VersionHash, e.TextHash, e.Decision, e.PropertyID, e.Channel, e.Method, e.Agent, e.Language, e.UIHash,
-		e.Actor, e.InteractionID, e.Reason, e.Ref, e.ServerTime, e.ClientTime, e.PrevHash, e.Hash}
+// eventSelect lists the columns to scan into an Event, in eventPtrs' order.
+var eventSelect = strings.Join(sqldb.Names(eventColumns), ", ")
+
+// eventPtrs points at e's fields in eventColumns' order: the one list of them that
+// inserting (eventArgs) and scanning share.
+func eventPtrs(e *Event) []any {
+	return []any{&e.TenantID, &e.SubjectID, &e.Seq, &e.ID, &e.Kind, &e.Pseudonym, &e.PurposeKey, &e.PurposeVersion,
+		&e.VersionHash, &e.TextHash, &e.Decision, &e.PropertyID, &e.Channel, &e.Method, &e.Agent, &e.Language, &e.UIHash,
+		&e.Actor, &e.InteractionID, &e.Reason, &e.Ref, &e.ServerTime, &e.ClientTime, &e.PrevHash, &e.Hash}
 }
 
-// eventSelect lists the columns to scan into an Event.
-const eventSelect = `tenant_id, subject_id, seq, id, kind, pseudonym, purpose_key, purpose_version, version_hash,
-	text_hash, decision, property_id, channel, method, agent, language, ui_hash, actor, interaction_id, reason, ref,
-	server_time, client_time, prev_hash, hash`
+// eventArgs is e's values in eventColumns' order, to insert.
+func eventArgs(e *Event) []any {
+	out := eventPtrs(e)
+	for i, p := range out {
+		switch p := p.(type) {
+		case *string:
+			out[i] = *p
+		case *int64:
+			out[i] = *p
+		case *int:
+			out[i] = *p
+		default:
+			panic(fmt.Sprintf("consent: eventArgs: a field of type %T", p))
+		}
+	}
+	return out
+}
 
 var stateColumns = sqldb.Cols(
 	"tenant_id:text", "subject_id:text", "purpose_id:text", "purpose_key:text", "state:text",

@@ -60,8 +60,10 @@ func (s *Service) systemInteraction(c *Catalog, tenantID, subjectID, pseudonym, 
 		channel: "system", method: MethodSystem, actor: string(identity.ActorSystem), domainEventType: eventType}
 }
 
-// groupSystem turns state rows into one interaction per subject with one change per row.
-func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, kind, reason, eventType string) ([]*interaction, error) {
+// groupSystem turns state rows into one interaction per subject with one change per row
+// that keep (when not nil) keeps, given the row's purpose.
+func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, keep func(sweepRow, *Purpose) bool,
+	kind, reason, eventType string) ([]*interaction, error) {
 	bySubject := map[string]*interaction{}
 	var out []*interaction
 	for _, r := range rows {
@@ -72,7 +74,7 @@ func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, kind, reason
 		if err != nil {
 			return nil, err
 		}
-		if cp == nil {
+		if cp == nil || (keep != nil && !keep(r, cp.Purpose)) {
 			continue
 		}
 		in := bySubject[r.SubjectID]
@@ -99,11 +101,7 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 			ORDER BY c.expires_at LIMIT ?`, s.now().UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 			return total, err
 		}
-		due, err := s.expired(ctx, rows)
-		if err != nil {
-			return total, err
-		}
-		ins, err := s.groupSystem(ctx, due, KindExpiry, "reask_interval", "consent.expired")
+		ins, err := s.groupSystem(ctx, rows, expiredAt(s.now()), KindExpiry, "reask_interval", "consent.expired")
 		if err != nil {
 			return total, err
 		}
@@ -127,30 +125,20 @@ func (s *Service) purposeOf(ctx context.Context, r sweepRow) (*Catalog, *Catalog
 	return c, cp, nil
 }
 
-// expired keeps the rows whose decision has expired under the purpose's re-ask interval now.
-// The stored expires_at the rows were found by may still follow an interval that has since
-// been lengthened, until the sweeper rewrites it (RewriteExpiries).
-func (s *Service) expired(ctx context.Context, rows []sweepRow) ([]sweepRow, error) {
-	now := s.now()
-	out := rows[:0:0]
-	for _, r := range rows {
-		_, cp, err := s.purposeOf(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		if cp == nil {
-			continue
-		}
-		if exp := expiresAt(&Stored{State: r.State, DecidedAt: r.DecidedAt}, cp.Purpose); exp != nil && *exp <= now.UnixMilli() {
-			out = append(out, r)
-		}
+// expiredAt is the expiry sweep's keep: a row whose decision has expired at now under the
+// purpose's current re-ask interval. The stored expires_at the rows were found by may still follow an interval
+// that has since been lengthened, until the sweeper rewrites it (RewriteExpiries).
+func expiredAt(now time.Time) func(sweepRow, *Purpose) bool {
+	return func(r sweepRow, p *Purpose) bool {
+		exp := expiresAt(&Stored{State: r.State, DecidedAt: r.DecidedAt}, p)
+		return exp != nil && *exp <= now.UnixMilli()
 	}
-	return out, nil
 }
 
-// reaskGrace is how long after a change of a purpose's re-ask interval the rewrite keeps
-// looking: other instances record decisions with the old interval for a moment (their
-// catalog cache, catalogTTL), and requests may be in flight.
+// reaskGrace is how long after a change of a purpose's re-ask interval the rewrite waits
+// before its one pass: other instances record decisions with the old interval for a moment
+// (their catalog cache, catalogTTL), and requests may be in flight. Reads need no rewrite
+// (Effective applies the interval now), so waiting costs only the expiry sweep's delay.
 const reaskGrace = 5 * time.Minute
 
 // RewriteExpiries moves the stored expires_at of the states of every purpose whose re-ask
@@ -186,15 +174,17 @@ type expiryRow struct {
 	EventSeq  int64
 }
 
-// rewriteExpiries makes one pass over a purpose's states in batches, computing each expiry
-// in Go (expiresAt: SQL month arithmetic differs between dialects). Each update applies only
-// if the row still holds the decision read (the writer may have recorded a newer one, with
-// its own expiry). between, for tests, runs after each read. The mark is cleared only by a
-// pass that found nothing to move and started reaskGrace after the purpose last changed:
-// decisions recorded meanwhile with the old interval are found by a later pass.
+// rewriteExpiries does nothing until reaskGrace after the purpose last changed, so that
+// decisions recorded with the old interval meanwhile are in place; then it makes one pass
+// over the purpose's states in batches, computing each expiry in Go (expiresAt: SQL month
+// arithmetic differs between dialects), and clears the mark. Each update applies only if
+// the row still holds the decision read: a newer one, recorded during the pass with the new
+// interval, keeps its own expiry. between, for tests, runs after each read.
 func (s *Service) rewriteExpiries(ctx context.Context, p *Purpose, between func()) (int, error) {
-	start := s.now()
-	moved, stale, after := 0, 0, ""
+	if s.now().Sub(p.UpdatedAt) < reaskGrace {
+		return 0, nil
+	}
+	moved, after := 0, ""
 	for {
 		var rows []expiryRow
 		if err := s.db.Write.WithContext(ctx).Raw(`SELECT subject_id, state, decided_at, expires_at, event_seq
@@ -205,8 +195,8 @@ func (s *Service) rewriteExpiries(ctx context.Context, p *Purpose, between func(
 		if between != nil {
 			between()
 		}
-		n, found, err := s.moveExpiries(ctx, p, rows)
-		moved, stale = moved+n, stale+found
+		n, err := s.moveExpiries(ctx, p, rows)
+		moved += n
 		if err != nil {
 			return moved, err
 		}
@@ -215,24 +205,21 @@ func (s *Service) rewriteExpiries(ctx context.Context, p *Purpose, between func(
 		}
 		after = rows[len(rows)-1].SubjectID
 	}
-	if stale > 0 || start.Sub(p.UpdatedAt) < reaskGrace {
-		return moved, nil
-	}
+	// Compare-and-set: a change of the interval during the pass marks the purpose again.
 	return moved, s.db.Write.WithContext(ctx).Exec(`UPDATE purposes SET reask_applied = ?
 		WHERE tenant_id = ? AND id = ? AND reask_months = ? AND updated_at = ?`,
 		p.ReaskMonths, p.TenantID, p.ID, p.ReaskMonths, p.UpdatedAt.UnixMilli()).Error
 }
 
 // moveExpiries updates the rows whose stored expiry is not the purpose's, in one
-// transaction, and returns how many it moved and how many it found to move.
-func (s *Service) moveExpiries(ctx context.Context, p *Purpose, rows []expiryRow) (moved, found int, err error) {
+// transaction, and returns how many it moved.
+func (s *Service) moveExpiries(ctx context.Context, p *Purpose, rows []expiryRow) (moved int, err error) {
 	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, r := range rows {
 			want := expiresAt(&Stored{State: r.State, DecidedAt: r.DecidedAt}, p)
 			if sameExpiry(want, r.ExpiresAt) {
 				continue
 			}
-			found++
 			res := tx.Exec(`UPDATE consent_state SET expires_at = ?
 				WHERE tenant_id = ? AND subject_id = ? AND purpose_id = ? AND event_seq = ?`,
 				want, p.TenantID, r.SubjectID, p.ID, r.EventSeq)
@@ -243,7 +230,7 @@ func (s *Service) moveExpiries(ctx context.Context, p *Purpose, rows []expiryRow
 		}
 		return nil
 	})
-	return moved, found, err
+	return moved, err
 }
 
 func sameExpiry(a, b *int64) bool {
@@ -296,7 +283,7 @@ func (s *Service) sweepOutdatedPurpose(ctx context.Context, tenantID string, cp 
 			ORDER BY c.subject_id LIMIT ?`, tenantID, after, cp.ID, cp.MaterialVersion, sweepBatch).Scan(&rows).Error; err != nil {
 			return total, err
 		}
-		ins, err := s.groupSystem(ctx, rows, KindOutdated, "material_version:"+itoa(cp.MaterialVersion), "consent.outdated")
+		ins, err := s.groupSystem(ctx, rows, nil, KindOutdated, "material_version:"+itoa(cp.MaterialVersion), "consent.outdated")
 		if err != nil {
 			return total, err
 		}
@@ -375,7 +362,7 @@ func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction
 		AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
 			AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)
 				OR c.purpose_id IN (SELECT p.id FROM purposes p WHERE p.tenant_id = c.tenant_id AND p.reask_applied <> p.reask_months)))
-		AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = s.tenant_id AND a.subject_id = s.id AND a.status = 'active')
+		AND NOT `+hasLiveAccount+`
 		LIMIT ?`, c.Tenant.ID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 		return nil, err
 	}
@@ -483,16 +470,16 @@ func (sw *Sweeper) Run(ctx context.Context) {
 
 func (sw *Sweeper) sweep(ctx context.Context) {
 	_, err := sw.svc.db.TryLock(ctx, "lupa-sweep", func(ctx context.Context) error {
-		steps := []struct {
-			name string
-			fn   func(context.Context) (int, error)
-		}{{"reask", sw.svc.RewriteExpiries}, {"expiry", sw.svc.SweepExpiry}, {"outdated", sw.svc.SweepOutdated}}
+		// Each step counts something else; count names what, as the log's key.
+		type step struct {
+			name, count string
+			fn          func(context.Context) (int, error)
+		}
+		steps := []step{{"reask", "expiries_moved", sw.svc.RewriteExpiries}, {"expiry", "events", sw.svc.SweepExpiry},
+			{"outdated", "events", sw.svc.SweepOutdated}}
 		if now := sw.svc.now(); now.Sub(sw.lastEvidence) >= evidenceInterval {
 			sw.lastEvidence = now
-			steps = append(steps, struct {
-				name string
-				fn   func(context.Context) (int, error)
-			}{"evidence", sw.svc.SweepEvidence})
+			steps = append(steps, step{"evidence", "subjects_erased", sw.svc.SweepEvidence})
 		}
 		for _, step := range steps {
 			n, err := step.fn(ctx)
@@ -501,7 +488,7 @@ func (sw *Sweeper) sweep(ctx context.Context) {
 				continue
 			}
 			if n > 0 {
-				sw.log.Info("sweep wrote events", "sweep", step.name, "events", n)
+				sw.log.Info("sweep done", "sweep", step.name, step.count, n)
 			}
 		}
 		if _, err := sw.svc.Housekeeping(ctx); err != nil {

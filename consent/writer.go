@@ -42,9 +42,9 @@ type interaction struct {
 	clientTime      int64
 	decisions       []resolved
 	system          []systemChange
-	erase           string // reason, when the subject's key is to be destroyed
-	// eraseIf, on an erasure the evidence sweep asks for, is what the sweep saw: the
-	// erasure applies only while the subject is still that (erase.go).
+	erase           string // reason, when an erasure is asked for (done only if eraseIf holds)
+	// eraseIf, on an erasure the evidence sweep asks for, is what the erasure depends on:
+	// the chain head the sweep saw, and whether the subject has a live account (erase.go).
 	eraseIf *eraseBasis
 	// erased marks an interaction whose subject was erased while it was on its way: it is
 	// answered alone, or written to a new device (erase.go, afterErasure).
@@ -522,7 +522,7 @@ func inQuery(format string, lead string, ids []string) (string, []any) {
 	return fmt.Sprintf(format, placeholders(n)), args
 }
 
-const statesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
+const statesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, event_seq, method
 	FROM consent_state WHERE tenant_id = ? AND subject_id IN (%s)`
 
 // prepare prepares every statement a batch uses on SQLite, before any transaction holds

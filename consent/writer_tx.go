@@ -168,11 +168,12 @@ func (t *sqlWriteTx) statesOf(ctx context.Context, tenantID string, ids []string
 	return out, nil
 }
 
-// scanState reads one consent_state row into out (by subject, then purpose).
+// scanState reads one consent_state row into out (by subject, then purpose). The stored
+// expires_at is not read: reads derive the expiry from the purpose (expiresAt).
 func scanState(r interface{ Scan(...any) error }, out map[string]map[string]*Stored) error {
 	var s Stored
 	if err := r.Scan(&s.SubjectID, &s.PurposeID, &s.PurposeKey, &s.State, &s.Version, &s.DecidedAt,
-		&s.ExpiresAt, &s.EventSeq, &s.Method); err != nil {
+		&s.EventSeq, &s.Method); err != nil {
 		return err
 	}
 	if out[s.SubjectID] == nil {
@@ -306,7 +307,7 @@ func (w *Writer) withSQL(ctx context.Context, fn func(writeTx) error) error {
 
 const (
 	pgxLockSQL   = "SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = $1 AND subject_id = ANY($2) ORDER BY subject_id FOR UPDATE"
-	pgxStatesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, expires_at, event_seq, method
+	pgxStatesSQL = `SELECT subject_id, purpose_id, purpose_key, state, version, decided_at, event_seq, method
 		FROM consent_state WHERE tenant_id = $1 AND subject_id = ANY($2)`
 	pgxFindSubjectSQL = `SELECT s.id, s.pseudonym FROM identifiers i JOIN subjects s ON s.tenant_id = i.tenant_id AND s.id = i.subject_id
 		WHERE i.tenant_id = $1 AND i.kind = $2 AND i.namespace = $3 AND i.value_hash = ANY($4) AND s.pseudonym IS NOT NULL`

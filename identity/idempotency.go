@@ -20,10 +20,18 @@ import (
 const IdempotencyTTL = 24 * time.Hour
 
 // IdempotencyAbandoned is how long a claim may stay pending before a retry takes it over.
-// A live request has long answered by then: the server stops writing an answer after 60
-// seconds (cmd/lupa's WriteTimeout), so a claim this old belongs to an instance that
-// crashed or was killed half-way, and would otherwise block its key for IdempotencyTTL.
+// A live request has given up by then: its handler runs under IdempotencyRunLimit, so a
+// claim this old belongs to an instance that crashed or was killed half-way, and would
+// otherwise block its key for IdempotencyTTL. (The server's WriteTimeout is no such bound:
+// it stops the answer, not the handler, nor does it cancel the handler's context.)
 const IdempotencyAbandoned = 2 * time.Minute
+
+// IdempotencyRunLimit is how long a request that holds a claim may run: the claiming
+// middleware cancels the handler's context then. It is well below IdempotencyAbandoned, so
+// a slow request (a connector's reconcile) cannot outlive its claim and have a retry run
+// the same work a second time; the margin covers the bookkeeping and clock skew between
+// instances.
+const IdempotencyRunLimit = IdempotencyAbandoned / 2
 
 const idempotencyPending = 0
 

@@ -253,12 +253,3 @@ func targetKind(endpointID string) string {
 	}
 	return "webhook"
 }
-
-// Audit writes an admin action on a webhook endpoint or connector that is not one
-// transaction of its own, such as a reconcile on demand (its withdrawals go through
-// consent's writer), to the audit log once it has run.
-func (e *Engine) Audit(ctx context.Context, tenantID string, actor identity.Actor, action, endpointID string, before, after any) error {
-	return e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return identity.WriteAudit(tx, tenantID, actor, action, targetKind(endpointID), endpointID, before, after, e.now())
-	})
-}

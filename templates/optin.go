@@ -6,12 +6,12 @@ type OptInView struct {
 	T     OptInText
 	Token string
 	Nonce string
-	// Step is "ask" (a button: mail scanners open links, people press buttons), "done",
-	// "nothing" (confirmed already, or withdrawn since), "changed" (the text changed
-	// materially since the link was sent: nothing confirmed, decide again) or "invalid".
+	// Step is "ask" (a button: mail scanners open links, people press buttons), "done"
+	// (something confirmed), "nothing" (nothing confirmed) or "invalid".
 	Step string
-	// Changed, on "done", says that some of what the link named was not confirmed because
-	// its text has changed since.
+	// Changed, on "done" and "nothing", says that some of what the link named was not
+	// confirmed because its text has changed materially since: the person decides again. On
+	// "nothing" it is the whole answer.
 	Changed bool
 }
 

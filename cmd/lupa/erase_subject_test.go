@@ -25,9 +25,16 @@ func TestErasureReachesAccountsAndConnectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		db := s.app.db.Write
-		if err := db.Exec("UPDATE accounts SET birth_year = 1980, name_ct = ?, name_kid = 'k' WHERE subject_id = ?",
+		if err := db.Exec("UPDATE accounts SET birth_year = 1980, name_ct = ?, name_kid = 'k', email_verified_at = 1 WHERE subject_id = ?",
 			[]byte("sealed name"), subj.ID).Error; err != nil {
 			t.Fatal(err)
+		}
+		sess, err := s.app.accounts.SignIn(ctx, tenant, email, goodPW, "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.app.accounts.Session(ctx, sess.Token); err != nil {
+			t.Fatalf("the session before the erasure: %v", err)
 		}
 		if err := db.Exec(`INSERT INTO connector_members (tenant_id, connector_id, subject_id, email_ct, email_kid, updated_at)
 			VALUES (?, 'conn-1', ?, ?, 'k', 1)`, tenant, subj.ID, []byte("sealed address")).Error; err != nil {
@@ -48,8 +55,12 @@ func TestErasureReachesAccountsAndConnectors(t *testing.T) {
 			AND birth_year IS NULL AND name_ct IS NULL AND name_kid IS NULL`); n != 1 {
 			t.Fatal("the erased person's account keeps personal data, or is still open")
 		}
+		if _, err := s.app.accounts.Session(ctx, sess.Token); err == nil {
+			t.Error("the erased person's session still signs them in")
+		}
 		for table, q := range map[string]string{
 			"connector_members": "SELECT count(*) FROM connector_members WHERE subject_id = ?",
+			"sessions":          "SELECT count(*) FROM sessions WHERE account_id IN (SELECT id FROM accounts WHERE subject_id = ?)",
 			"email_tokens":      "SELECT count(*) FROM email_tokens WHERE account_id IN (SELECT id FROM accounts WHERE subject_id = ?)",
 			"identifiers":       "SELECT count(*) FROM identifiers WHERE subject_id = ?",
 		} {

@@ -38,9 +38,6 @@ var auditExempt = map[string]string{
 	"POST /v1/admin/ledger/verify":   "reads only: checks the ledger and changes nothing",
 }
 
-// auditEntry is an audit row as GET /v1/admin/audit shows it.
-type auditEntry = identity.AuditEntry
-
 // TestHTTPAdminWritesAreAudited: every admin route that changes something leaves an audit
 // row naming who (the API key), what, which object and when. The router's routes are the
 // list: a new admin write route fails here until it is driven below or exempt with a reason.
@@ -59,7 +56,7 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 		}
 		newest := func() string {
 			var page struct {
-				Items []auditEntry `json:"items"`
+				Items []identity.AuditEntry `json:"items"`
 			}
 			s.withKey(key, http.MethodGet, "/v1/admin/audit?limit=1", nil).JSON(t, &page)
 			if len(page.Items) == 0 {
@@ -69,7 +66,7 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 		}
 		// write sends one admin write and returns its answer and the audit row with action that
 		// it left.
-		write := func(want int, method, path string, body any, action, objectType string) (*response, auditEntry) {
+		write := func(want int, method, path string, body any, action, objectType string) (*response, identity.AuditEntry) {
 			t.Helper()
 			route := ""
 			for _, r := range routes {
@@ -87,7 +84,7 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 				t.Fatalf("%s: %d, want %d: %s", route, r.Status, want, r.Body)
 			}
 			var page struct {
-				Items []auditEntry `json:"items"`
+				Items []identity.AuditEntry `json:"items"`
 			}
 			s.withKey(key, http.MethodGet, "/v1/admin/audit?limit=20", nil).JSON(t, &page)
 			for _, e := range page.Items {
@@ -107,10 +104,13 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 				seen = append(seen, e.Action+" "+e.ObjectType+" "+e.ObjectID)
 			}
 			t.Fatalf("%s left no audit row %s (newest rows: %v)", route, action, seen)
-			return nil, auditEntry{}
+			return nil, identity.AuditEntry{}
 		}
-		id := func(r *response) string {
+		// create sends an admin POST that creates an object, checks its audit row as write
+		// does, and returns the new object's id.
+		create := func(path string, body any, action, objectType string) string {
 			t.Helper()
+			r, _ := write(201, http.MethodPost, path, body, action, objectType)
 			v, _ := r.Map(t)["id"].(string)
 			if v == "" {
 				t.Fatalf("no id: %s", r.Body)
@@ -121,29 +121,29 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 
 		// The tenant, its brands, properties, banners and keys.
 		write(200, "PATCH", admin+"/tenant", map[string]any{"phone": "+358 9 555 0100"}, "tenant.update", "tenant")
-		brand := id(mustWrite(write(201, "POST", admin+"/brands", map[string]any{"name": "Audit", "legal_name": "Audit Oy"}, "brand.create", "brand")))
+		brand := create(admin+"/brands", map[string]any{"name": "Audit", "legal_name": "Audit Oy"}, "brand.create", "brand")
 		write(200, "PATCH", admin+"/brands/"+brand, map[string]any{"address": "Testikatu 1"}, "brand.update", "brand")
-		prop := id(mustWrite(write(201, "POST", admin+"/properties", map[string]any{"name": "Audit app", "brand_id": brand, "kind": "app"},
-			"property.create", "property")))
+		prop := create(admin+"/properties", map[string]any{"name": "Audit app", "brand_id": brand, "kind": "app"},
+			"property.create", "property")
 		write(200, "PATCH", admin+"/properties/"+prop, map[string]any{"name": "Audit app 2"}, "property.update", "property")
 		write(200, "PUT", admin+"/properties/"+prop+"/banner", map[string]any{"position": "dialog"}, "banner.update", "property")
-		doomedKey := id(mustWrite(write(201, "POST", admin+"/api-keys", map[string]any{"name": "doomed", "scopes": []string{"consent:read"}},
-			"api_key.create", "api_key")))
+		doomedKey := create(admin+"/api-keys", map[string]any{"name": "doomed", "scopes": []string{"consent:read"}},
+			"api_key.create", "api_key")
 		write(200, "DELETE", admin+"/api-keys/"+doomedKey, nil, "api_key.revoke", "api_key")
 
 		// Identity providers.
-		issuer := id(mustWrite(write(201, "POST", admin+"/ciam-issuers", map[string]any{"name": "Audit CIAM",
-			"issuer": "https://id.audit.example", "audiences": []string{"lupa"}}, "ciam_issuer.create", "ciam_issuer")))
+		issuer := create(admin+"/ciam-issuers", map[string]any{"name": "Audit CIAM",
+			"issuer": "https://id.audit.example", "audiences": []string{"lupa"}}, "ciam_issuer.create", "ciam_issuer")
 		write(200, "PATCH", admin+"/ciam-issuers/"+issuer, map[string]any{"name": "Audit CIAM 2"}, "ciam_issuer.update", "ciam_issuer")
 		write(204, "DELETE", admin+"/ciam-issuers/"+issuer, nil, "ciam_issuer.delete", "ciam_issuer")
-		login := id(mustWrite(write(201, "POST", admin+"/login-providers", map[string]any{"kind": "oidc", "label": "Audit ID",
-			"issuer": "https://login.audit.example", "client_id": "lupa", "client_secret": "s3cret"}, "login_provider.create", "login_provider")))
+		login := create(admin+"/login-providers", map[string]any{"kind": "oidc", "label": "Audit ID",
+			"issuer": "https://login.audit.example", "client_id": "lupa", "client_secret": "s3cret"}, "login_provider.create", "login_provider")
 		write(200, "PATCH", admin+"/login-providers/"+login, map[string]any{"label": "Audit ID 2"}, "login_provider.update", "login_provider")
 		write(204, "DELETE", admin+"/login-providers/"+login, nil, "login_provider.delete", "login_provider")
 
 		// Recipients, purposes, their versions and inventories.
-		recipient := id(mustWrite(write(201, "POST", admin+"/recipients", map[string]any{"name": "Audit partner", "legal_name": "Audit Partner AB",
-			"kind": "partner"}, "recipient.create", "recipient")))
+		recipient := create(admin+"/recipients", map[string]any{"name": "Audit partner", "legal_name": "Audit Partner AB",
+			"kind": "partner"}, "recipient.create", "recipient")
 		write(200, "PATCH", admin+"/recipients/"+recipient, map[string]any{"name": "Audit partner 2"}, "recipient.update", "recipient")
 		write(201, "POST", admin+"/purposes", map[string]any{"key": "audit_signals", "level": "device", "legal_basis": "consent"},
 			"purpose.create", "purpose")
@@ -162,8 +162,8 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 		}
 
 		// The data map and an erasure confirmation.
-		system := id(mustWrite(write(201, "POST", admin+"/data-map/systems", accountingSystem("Audit books"),
-			"data_map_system.create", "data_map_system")))
+		system := create(admin+"/data-map/systems", accountingSystem("Audit books"),
+			"data_map_system.create", "data_map_system")
 		write(200, "PATCH", admin+"/data-map/systems/"+system, map[string]any{"description": "Books."}, "data_map_system.update", "data_map_system")
 		_, request := openErasure(t, s, s.demo.Tenant.ID, "AUDIT-1", "audit@example.fi")
 		write(200, "POST", admin+"/data-map/systems/"+system+"/erasures/"+request+"/confirm", map[string]any{"note": "Deleted."},
@@ -178,8 +178,8 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		hook := id(mustWrite(write(201, "POST", admin+"/webhooks", map[string]any{"url": recv.URL, "event_types": []string{"consent.updated"},
-			"recipient_kind": "processor"}, "webhook.create", "webhook")))
+		hook := create(admin+"/webhooks", map[string]any{"url": recv.URL, "event_types": []string{"consent.updated"},
+			"recipient_kind": "processor"}, "webhook.create", "webhook")
 		one := admin + "/webhooks/" + hook
 		write(200, "PATCH", one, map[string]any{"description": "CRM"}, "webhook.update", "webhook")
 		write(200, "POST", one+"/rotate-secret", map[string]any{"overlap_seconds": 0}, "webhook.rotate_secret", "webhook")
@@ -199,9 +199,9 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 		// connector's, not a webhook's.
 		mc := mailchimptest.New(t, mailchimptest.Options{})
 		mc.AddList("aud1")
-		conn := id(mustWrite(write(201, "POST", admin+"/connectors", map[string]any{"vendor": "mailchimp", "name": "Audit newsletter",
+		conn := create(admin+"/connectors", map[string]any{"vendor": "mailchimp", "name": "Audit newsletter",
 			"recipient_kind": "processor", "base_url": mc.BaseURL(), "credentials": map[string]any{"api_key": mc.Key()},
-			"mappings": []map[string]any{{"purpose": "marketing_email", "list_id": "aud1"}}}, "connector.create", "connector")))
+			"mappings": []map[string]any{{"purpose": "marketing_email", "list_id": "aud1"}}}, "connector.create", "connector")
 		one = admin + "/connectors/" + conn
 		write(200, "PATCH", one, map[string]any{"description": "Weekly"}, "connector.update", "connector")
 		write(200, "POST", one+"/disable", nil, "connector.disable", "connector")
@@ -246,9 +246,6 @@ func TestHTTPAdminWritesAreAudited(t *testing.T) {
 		}
 	})
 }
-
-// mustWrite drops the audit row of a write whose answer the caller needs.
-func mustWrite(r *response, _ auditEntry) *response { return r }
 
 // deadLetter returns the id of the only dead letter of an endpoint or connector.
 func deadLetter(t *testing.T, s *testServer, key, path string) string {

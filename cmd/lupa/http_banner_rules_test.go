@@ -81,10 +81,19 @@ func TestHTTPDoubleOptInAfterMaterialVersion(t *testing.T) {
 			t.Fatalf("confirm: %d %s", page.Status, page.Body)
 		}
 		st := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": email}).Map(t)
+		seen := false
 		for _, p := range st["state"].([]any) {
-			if m := p.(map[string]any); m["purpose"] == "marketing_email" && (m["state"] != "outdated" || m["may_use"] != false) {
+			m := p.(map[string]any)
+			if m["purpose"] != "marketing_email" {
+				continue
+			}
+			seen = true
+			if m["state"] != "outdated" || m["may_use"] != false {
 				t.Fatalf("after confirming the replaced text: %v", m)
 			}
+		}
+		if !seen {
+			t.Fatalf("marketing_email is missing from the subject's state: %v", st)
 		}
 	})
 }

@@ -41,7 +41,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	logins := identityweb.NewLoginProviders(a.login, a.ids, api)
 	dataMap := integrationsweb.NewDataMap(a.dataMap, api)
 	hooks := integrationsweb.NewWebhooks(a.webhooks, a.deliveries, api)
-	conns := integrationsweb.NewConnectors(a.connectors, a.deliveries, api, a.cfg.PublicURL, a.connectors.Reconcile)
+	conns := integrationsweb.NewConnectors(a.connectors, a.deliveries, api, a.cfg.PublicURL)
 	pages, err := identityweb.NewPages(a.accounts, a.ids, a.login, a.log, a.mailbox, a.cfg.PublicURL, a.now)
 	if err != nil {
 		return nil, err

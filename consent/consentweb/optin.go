@@ -30,17 +30,15 @@ func (h *Handlers) ConfirmOptIn(c *gin.Context) {
 		h.optInPage(c, http.StatusUnprocessableEntity, "invalid", "", false)
 	case err != nil:
 		h.api.Fail(c, err)
-	case len(res.Confirmed) == 0 && len(res.Changed) > 0:
-		h.optInPage(c, http.StatusOK, "changed", "", true)
 	case len(res.Confirmed) == 0:
-		h.optInPage(c, http.StatusOK, "nothing", "", false)
+		h.optInPage(c, http.StatusOK, "nothing", "", len(res.Changed) > 0)
 	default:
 		h.optInPage(c, http.StatusOK, "done", "", len(res.Changed) > 0)
 	}
 }
 
 // optInPage renders the page; changed says that some of what the link named was not
-// confirmed because its text has changed since.
+// confirmed because its text has changed since (templates.OptInView).
 func (h *Handlers) optInPage(c *gin.Context, status int, step, token string, changed bool) {
 	lang := c.Query("lang")
 	if lang == "" {

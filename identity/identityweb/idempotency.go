@@ -72,7 +72,9 @@ var replayedHeaders = []string{"Content-Type", "Cache-Control", "Location"}
 // Idempotent makes a POST handler (behind API-key auth) safe to retry with an
 // Idempotency-Key: the first answer is stored (encrypted) and replayed; the same key with
 // another request — another body, or the same route on another object — is refused with
-// 422; a retry while the first is still running gets 409.
+// 422; a retry while the first is still running gets 409. A request with a key runs under
+// a deadline of identity.IdempotencyRunLimit, so it has stopped before a retry may take
+// its claim over.
 func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if c.Request.Method != http.MethodPost {
@@ -100,7 +102,11 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		// on /purposes/a/versions and then /purposes/b/versions is two requests, not a retry.
 		tenant, route := TenantOf(c), c.FullPath()
 		hash := RequestHash([]byte(c.Request.Method+" "+c.Request.URL.RequestURI()), body)
-		ctx := c.Request.Context()
+		// The claim is taken over by a retry after identity.IdempotencyAbandoned: the handler
+		// must give up well before, or a slow request and its retry would both do the work.
+		// The server's WriteTimeout does not stop a handler; this deadline does.
+		ctx, cancel := context.WithTimeout(c.Request.Context(), idempotentRunLimit)
+		defer cancel()
 		claim, stored, err := ids.ClaimIdempotency(ctx, tenant, route, key, hash)
 		if err != nil {
 			api.Fail(c, err)
@@ -112,13 +118,16 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		}
 		rec := &recorder{ResponseWriter: c.Writer}
 		c.Writer = rec
-		// The request's own context may be gone (client left); the bookkeeping must finish.
+		c.Request = c.Request.WithContext(ctx)
+		// The request's own context may be gone (client left, deadline passed); the
+		// bookkeeping must finish.
 		bg := context.WithoutCancel(ctx)
-		answered := false
+		completed := false
 		defer func() {
-			// A handler that panicked (recovery answers 500 further out) did not use the key
-			// up: without this its claim would block every retry until it expired.
-			if !answered {
+			// Any answer but a 2xx, or a handler that panicked (recovery answers 500 further
+			// out), did not use the key up: without this its claim would block every retry
+			// until it was abandoned.
+			if !completed {
 				if err := ids.ReleaseIdempotency(bg, claim); err != nil {
 					api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
 				}
@@ -126,16 +135,16 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		}()
 		c.Next()
 		if status := rec.Status(); status >= 200 && status < 300 {
-			err = ids.CompleteIdempotency(bg, claim, status, kept(rec.Header()), rec.buf.Bytes())
-		} else {
-			err = ids.ReleaseIdempotency(bg, claim)
-		}
-		answered = true
-		if err != nil {
-			api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
+			completed = true
+			if err := ids.CompleteIdempotency(bg, claim, status, kept(rec.Header()), rec.buf.Bytes()); err != nil {
+				api.Log.Error("idempotency bookkeeping failed", "route", route, "err", err)
+			}
 		}
 	}
 }
+
+// idempotentRunLimit is identity.IdempotencyRunLimit; tests shorten it.
+var idempotentRunLimit = identity.IdempotencyRunLimit
 
 // kept picks the headers of an answer that a retry gets again.
 func kept(h http.Header) map[string]string {

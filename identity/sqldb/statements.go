@@ -240,8 +240,10 @@ func Names(cols []Column) []string {
 	return out
 }
 
-// InsertColumns is Insert for columns with types: on PostgreSQL the rows travel as one
-// array per column and one statement inserts any number of them (INSERT … SELECT FROM
+// InsertColumns inserts rows (values in the order of cols) into table inside tx; suffix
+// (an ON CONFLICT or RETURNING clause) ends the statement and scan, when not nil, reads
+// what RETURNING returns. On PostgreSQL the rows travel as one array per column (cols
+// name the types) and one statement inserts any number of them (INSERT … SELECT FROM
 // unnest), so a batch costs one round trip per table; SQLite uses insert's fixed shapes.
 func (s *Statements) InsertColumns(ctx context.Context, tx *sql.Tx, table string, cols []Column, rows [][]any, suffix string, scan func(*sql.Rows) error) error {
 	if len(rows) == 0 {

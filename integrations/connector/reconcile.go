@@ -85,25 +85,106 @@ func (c reconcileCursor) advance(source string, t time.Time) {
 	}
 }
 
+// errReconcileBusy refuses a reconcile of a connector that is being reconciled already.
+var errReconcileBusy = identity.Errorf(identity.EConflict, "connector: a reconcile of this connector is running")
+
 // Reconcile reads the connector's unsubscribes back from the vendor since its cursor and
-// records them in Lupa (see above). It returns how many decisions it recorded. A source
-// that fails does not stop the others; the error names the failures, and the cursor of a
-// failed source stays where it was.
-func (s *Service) Reconcile(ctx context.Context, tenantID, connectorID string) (int, error) {
+// records them in Lupa (see above), on behalf of actor (an admin asked for it). It returns
+// how many decisions it recorded. A source that fails does not stop the others; the error
+// (EUpstream) names the failures, and the cursor of a failed source stays where it was.
+// A run is audited once it is over, with the connector before and after, what it recorded
+// and the vendor's error if any; a refused one (no such connector, disabled, or one
+// running already: EConflict) changed nothing and is not.
+func (s *Service) Reconcile(ctx context.Context, tenantID, connectorID string, actor identity.Actor) (int, error) {
+	before, n, err := s.reconcileExclusive(ctx, tenantID, connectorID)
+	if before == nil {
+		return n, err
+	}
+	var ie *identity.Error
+	if err != nil && !errors.As(err, &ie) && ctx.Err() == nil {
+		// The vendor's error (connector errors carry no addresses; errText scrubs anyway).
+		err = identity.Errorf(identity.EUpstream, "the vendor could not be read: %s", errText(err))
+	}
+	if aerr := s.auditReconcile(context.WithoutCancel(ctx), actor, before, n, err); aerr != nil {
+		err = errors.Join(err, aerr)
+	}
+	return n, err
+}
+
+// auditReconcile writes a run to the audit log: the connector before and after (its
+// reconciled_at moves), how many decisions it recorded, and the run's error if any.
+func (s *Service) auditReconcile(ctx context.Context, actor identity.Actor, before *Connector, recorded int, runErr error) error {
+	after := map[string]any{"recorded": recorded}
+	if runErr != nil {
+		after["error"] = runErr.Error()
+	}
+	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		r, err := s.row(ctx, tx, before.TenantID, before.ID)
+		switch {
+		case err == nil:
+			after["connector"] = r.domain()
+		case !identity.IsCode(err, identity.ENotFound): // deleted meanwhile: no "after" to show
+			return err
+		}
+		return identity.WriteAudit(tx, before.TenantID, actor, "connector.reconcile", "connector", before.ID, before, after, s.now())
+	})
+}
+
+// reconcileExclusive runs one reconcile of the connector unless one is running already:
+// two at once would both walk HubSpot from the same reconcile_position and race to store
+// it. An in-process guard covers this instance (the loop and an admin's request; SQLite has
+// no other), a PostgreSQL advisory lock the other instances. It returns the connector as
+// the run found it, or nil when the run was refused (busy, not found, disabled).
+func (s *Service) reconcileExclusive(ctx context.Context, tenantID, connectorID string) (*Connector, int, error) {
+	k := cacheKey(tenantID, connectorID)
+	s.mu.Lock()
+	if s.reconciling[k] {
+		s.mu.Unlock()
+		return nil, 0, errReconcileBusy
+	}
+	s.reconciling[k] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.reconciling, k)
+		s.mu.Unlock()
+	}()
+	var before *Connector
+	var n int
+	ran, err := s.db.TryLock(ctx, "lupa.connector.reconcile."+connectorID, func(ctx context.Context) error {
+		var err error
+		before, n, err = s.reconcile(ctx, tenantID, connectorID)
+		return err
+	})
+	if !ran && err == nil {
+		return nil, 0, errReconcileBusy
+	}
+	return before, n, err
+}
+
+// reconcile is one run, under the connector's lock.
+func (s *Service) reconcile(ctx context.Context, tenantID, connectorID string) (*Connector, int, error) {
 	c, err := s.loaded(ctx, tenantID, connectorID)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if c.conn.Status != StatusEnabled {
-		return 0, identity.Errorf(identity.EConflict, "connector: the connector is disabled")
+		return nil, 0, identity.Errorf(identity.EConflict, "connector: the connector is disabled")
 	}
 	var stored struct {
-		Cursor   string `gorm:"column:reconcile_cursor"`
-		Position string `gorm:"column:reconcile_position"`
+		Cursor       string `gorm:"column:reconcile_cursor"`
+		Position     string `gorm:"column:reconcile_position"`
+		ReconciledAt *int64 `gorm:"column:reconciled_at"`
 	}
-	if err := s.db.Write.WithContext(ctx).Raw(`SELECT reconcile_cursor, reconcile_position FROM connectors
+	if err := s.db.Write.WithContext(ctx).Raw(`SELECT reconcile_cursor, reconcile_position, reconciled_at FROM connectors
 		WHERE tenant_id = ? AND id = ?`, tenantID, connectorID).Scan(&stored).Error; err != nil {
-		return 0, err
+		return nil, 0, err
+	}
+	before := *c.conn // the cached connector with the row's own reconciled_at (it moves without updated_at)
+	before.ReconciledAt = nil
+	if stored.ReconciledAt != nil {
+		t := time.UnixMilli(*stored.ReconciledAt).UTC()
+		before.ReconciledAt = &t
 	}
 	cur := parseCursor(stored.Cursor)
 	next := reconcileCursor{}
@@ -122,7 +203,7 @@ func (s *Service) Reconcile(ctx context.Context, tenantID, connectorID string) (
 	if serr := s.saveCursor(context.WithoutCancel(ctx), c.conn, next, position, err == nil); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	return n, err
+	return &before, n, err
 }
 
 func (s *Service) reconcileMailchimp(ctx context.Context, c *clients, cur, next reconcileCursor) (int, error) {
@@ -317,9 +398,9 @@ func klaviyoReason(p klaviyo.Profile) string {
 	return reason
 }
 
-// saveCursor merges the run's progress into the stored cursor (an entry never moves back,
-// even when two runs overlap), stores the HubSpot walk's position when there is one (runs of
-// one connector never overlap: reconcileDue holds its lock) and, after a complete run, sets
+// saveCursor merges the run's progress into the stored cursor (an entry never moves back),
+// stores the HubSpot walk's position when there is one (runs of one connector never
+// overlap: reconcileExclusive) and, after a complete run, sets
 // reconciled_at. It leaves updated_at alone: that is the connector's configuration's version.
 func (s *Service) saveCursor(ctx context.Context, c *Connector, next reconcileCursor, position *string, complete bool) error {
 	if len(next) == 0 && position == nil && !complete {
@@ -401,19 +482,16 @@ func (s *Service) reconcileDue(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		var n int
 		rctx, cancel := context.WithTimeout(ctx, max(s.opt.ReconcileEvery, time.Minute))
-		ran, err := s.db.TryLock(rctx, "lupa.connector.reconcile."+r.ID, func(ctx context.Context) error {
-			var err error
-			n, err = s.Reconcile(ctx, r.TenantID, r.ID)
-			return err
-		})
+		// Not audited: the audit log is for what people asked; the loop's runs are logged.
+		_, n, err := s.reconcileExclusive(rctx, r.TenantID, r.ID)
 		cancel()
 		switch {
+		case errors.Is(err, errReconcileBusy): // another instance, or an admin's request, is at it
 		case err != nil && ctx.Err() == nil:
 			s.opt.Log.Warn("connector reconcile failed", "tenant", r.TenantID, "connector", r.ID, "vendor", r.Vendor,
 				"recorded", n, "error", errText(err))
-		case ran && err == nil:
+		case err == nil:
 			s.opt.Log.Info("connector reconciled", "tenant", r.TenantID, "connector", r.ID, "vendor", r.Vendor,
 				"recorded", n, "duration", time.Since(start))
 		}

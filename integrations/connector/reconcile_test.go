@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +29,7 @@ import (
 // reconcile runs one reconcile of the connector and checks how many decisions it recorded.
 func (e *env) reconcile(t *testing.T, connectorID string, want int) {
 	t.Helper()
-	n, err := e.connectors.Reconcile(context.Background(), e.tenant(), connectorID)
+	n, err := e.connectors.Reconcile(context.Background(), e.tenant(), connectorID, "test")
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
@@ -202,7 +206,7 @@ func TestReconcileHubSpotWalksInParts(t *testing.T) {
 		run := func(want int, withdrawn int, position string) {
 			t.Helper()
 			reads := hs.Count(hubspottest.OpBatchRead)
-			n, err := walker.Reconcile(ctx, e.tenant(), c.ID)
+			n, err := walker.Reconcile(ctx, e.tenant(), c.ID, "test")
 			if err != nil {
 				t.Fatalf("reconcile: %v", err)
 			}
@@ -225,7 +229,7 @@ func TestReconcileHubSpotWalksInParts(t *testing.T) {
 		run(2, 2, e.subject(t, emails[1]))
 
 		hs.FailNext(hubspottest.ServerError(503))
-		if _, err := walker.Reconcile(ctx, e.tenant(), c.ID); err == nil {
+		if _, err := walker.Reconcile(ctx, e.tenant(), c.ID, "test"); err == nil {
 			t.Fatal("a 503 from HubSpot was not an error")
 		}
 		if got := e.position(t, c.ID); got != e.subject(t, emails[1]) {
@@ -292,7 +296,7 @@ func TestReconcileKlaviyo(t *testing.T) {
 func TestReconcileErrors(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		if _, err := e.connectors.Reconcile(ctx, e.tenant(), connector.IDPrefix+"nosuch"); !identity.IsCode(err, identity.ENotFound) {
+		if _, err := e.connectors.Reconcile(ctx, e.tenant(), connector.IDPrefix+"nosuch", "test"); !identity.IsCode(err, identity.ENotFound) {
 			t.Fatalf("unknown: %v", err)
 		}
 		mc, c := inboundMailchimp(t, e)
@@ -301,7 +305,7 @@ func TestReconcileErrors(t *testing.T) {
 		e.clock.Add(time.Minute)
 		mc.PersonUnsubscribes("aud1", "anna@example.com")
 		mc.FailNext(mailchimptest.ServerError(503))
-		if _, err := e.connectors.Reconcile(ctx, e.tenant(), c.ID); err == nil {
+		if _, err := e.connectors.Reconcile(ctx, e.tenant(), c.ID, "test"); err == nil {
 			t.Fatal("a 503 from Mailchimp was not an error")
 		}
 		if len(e.cursor(t, c.ID)) != 0 || e.reconciledAt(t, c.ID) != nil {
@@ -314,10 +318,103 @@ func TestReconcileErrors(t *testing.T) {
 		if _, err := e.connectors.SetStatus(ctx, e.tenant(), other.ID, connector.StatusDisabled, "paused", "test"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.connectors.Reconcile(ctx, e.tenant(), other.ID); !identity.IsCode(err, identity.EConflict) {
+		if _, err := e.connectors.Reconcile(ctx, e.tenant(), other.ID, "test"); !identity.IsCode(err, identity.EConflict) {
 			t.Fatalf("disabled: %v", err)
 		}
 	})
+}
+
+// TestReconcileOneAtATime: while a reconcile of a connector runs (held at the vendor here),
+// a second one is refused with a conflict, reads nothing and is not audited; on PostgreSQL
+// also while another instance holds the connector's lock. Once the first is over, the next
+// one runs.
+func TestReconcileOneAtATime(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		mc, proxy, entered := heldMailchimp(t, e)
+		c := e.connector(t, connector.Input{Vendor: connector.Mailchimp, BaseURL: proxy + "/3.0",
+			Credentials: connector.Credentials{APIKey: mc.Key()}, Mappings: []connector.Mapping{{Purpose: "marketing_email", ListID: "aud1"}}})
+		e.record(t, "anna@example.com", grant("marketing_email"))
+		e.step(t)
+		e.clock.Add(time.Minute)
+		mc.PersonUnsubscribes("aud1", "anna@example.com")
+
+		hctx, release := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.connectors.Reconcile(hctx, e.tenant(), c.ID, "test")
+			done <- err
+		}()
+		<-entered
+		_, err := e.connectors.Reconcile(ctx, e.tenant(), c.ID, "test")
+		release()
+		if !identity.IsCode(err, identity.EConflict) {
+			t.Fatalf("a second reconcile while one runs: %v", err)
+		}
+		if err := <-done; err == nil {
+			t.Fatal("the reconcile held at the vendor succeeded")
+		}
+
+		if e.db.Dialect == sqldb.Postgres {
+			held, free, gone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(gone)
+				_, _ = e.db.TryLock(ctx, "lupa.connector.reconcile."+c.ID, func(context.Context) error {
+					close(held)
+					<-free
+					return nil
+				})
+			}()
+			<-held
+			_, err := e.connectors.Reconcile(ctx, e.tenant(), c.ID, "test")
+			close(free)
+			<-gone
+			if !identity.IsCode(err, identity.EConflict) {
+				t.Fatalf("a reconcile while another instance holds the lock: %v", err)
+			}
+		}
+
+		e.reconcile(t, c.ID, 1)
+		if s := e.state(t, "anna@example.com", "marketing_email"); s != consent.StateWithdrawn {
+			t.Fatalf("anna: %s", s)
+		}
+		if n := mc.Count(mailchimptest.OpList); n != 1 {
+			t.Fatalf("%d reads of the audience after the held one, want 1", n)
+		}
+		runs, _, err := e.ids.Audit(ctx, e.tenant(), identity.AuditFilter{ObjectID: c.ID, Action: "connector.reconcile"})
+		if err != nil || len(runs) != 2 {
+			t.Fatalf("%d reconcile audit rows (%v), want 2: the refused ones ran nothing", len(runs), err)
+		}
+	})
+}
+
+// heldMailchimp is a Mailchimp fake behind a proxy that holds the first read of an
+// audience's members until its caller gives up, closing entered when it arrives; every
+// other request goes through to the fake.
+func heldMailchimp(t *testing.T, e *env) (*mailchimptest.Server, string, <-chan struct{}) {
+	mc := mailchimptest.New(t, mailchimptest.Options{Now: e.clock.Now})
+	mc.AddList("aud1")
+	target, err := url.Parse(mc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := httputil.NewSingleHostReverseProxy(target)
+	entered := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := false
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/members") {
+			once.Do(func() { held = true })
+		}
+		if held {
+			close(entered)
+			<-r.Context().Done()
+			return
+		}
+		fwd.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return mc, srv.URL, entered
 }
 
 // TestRunReconcile: the background loop reconciles every enabled connector until its

@@ -70,8 +70,9 @@ type Service struct {
 	now      func() time.Time
 	opt      Options
 
-	mu      sync.Mutex
-	clients map[string]*clients // tenant/id → the vendor clients, rebuilt when the row changes
+	mu          sync.Mutex
+	clients     map[string]*clients // tenant/id → the vendor clients, rebuilt when the row changes
+	reconciling map[string]bool     // tenant/id → a reconcile is running in this process
 }
 
 // New returns the service.
@@ -91,7 +92,8 @@ func New(db *sqldb.DB, keys *keyring.Keyring, consents Consents, ids Identities,
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, keys: keys, consents: consents, ids: ids, now: now, opt: opt, clients: map[string]*clients{}}
+	return &Service{db: db, keys: keys, consents: consents, ids: ids, now: now, opt: opt, clients: map[string]*clients{},
+		reconciling: map[string]bool{}}
 }
 
 // Created is a new connector with what is shown once: the inbound webhook URL's path, which

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/integrations/connector"
 )
 
 // Erasure confirmations. An approved erasure request reaches every system of the data map
@@ -257,8 +258,12 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 		return false, res.Error
 	}
 	identifiers := res.RowsAffected
-	if err := tx.Exec(`DELETE FROM connector_members WHERE tenant_id = ? AND subject_id IN ?`, tenantID, subjects).Error; err != nil {
-		return false, err
+	for _, subject := range subjects {
+		for _, st := range connector.EraseStatements(tenantID, subject, at) {
+			if err := tx.Exec(st.SQL, st.Args...).Error; err != nil {
+				return false, err
+			}
+		}
 	}
 	ms := at.UnixMilli()
 	if err := tx.Exec(`UPDATE dsr_requests SET email_erased_at = ? WHERE tenant_id = ? AND id = ?`, ms, tenantID, req.ID).Error; err != nil {

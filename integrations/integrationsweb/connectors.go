@@ -4,14 +4,11 @@ package integrationsweb
 // sync status, dead letters and replays, and a reconcile on demand.
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"github.com/lupa-cmp/lupa/integrations"
 	"github.com/lupa-cmp/lupa/integrations/connector"
@@ -23,15 +20,12 @@ type Connectors struct {
 	engine    *integrations.Engine
 	api       *identityweb.API
 	publicURL string
-	// Reconcile reads unsubscribes back from the vendor now (connector.Service.Reconcile).
-	reconcile func(ctx context.Context, tenantID, id string) (int, error)
 }
 
 // NewConnectors returns the handlers. publicURL is Lupa's public URL, the base of the
 // inbound webhook URLs the vendors are given.
-func NewConnectors(svc *connector.Service, engine *integrations.Engine, api *identityweb.API, publicURL string,
-	reconcile func(ctx context.Context, tenantID, id string) (int, error)) *Connectors {
-	return &Connectors{svc: svc, engine: engine, api: api, publicURL: publicURL, reconcile: reconcile}
+func NewConnectors(svc *connector.Service, engine *integrations.Engine, api *identityweb.API, publicURL string) *Connectors {
+	return &Connectors{svc: svc, engine: engine, api: api, publicURL: publicURL}
 }
 
 type mappingIn struct {
@@ -235,48 +229,14 @@ func (h *Connectors) RotateInboundSecret(c *gin.Context) {
 	c.JSON(http.StatusOK, h.connectorJSON(x.Connector, x.InboundPath))
 }
 
-// ReconcileConnector reads unsubscribes back from the vendor now. A run is audited once it
-// is over, with what it recorded and, when the vendor failed part-way, the vendor's error;
-// a refused one (a disabled connector) changed nothing and is not.
+// ReconcileConnector reads unsubscribes back from the vendor now; the service audits the run.
 func (h *Connectors) ReconcileConnector(c *gin.Context) {
-	ctx, tenant := c.Request.Context(), identityweb.TenantOf(c)
-	before, err := h.svc.Get(ctx, tenant, c.Param("id"))
-	if err != nil {
-		h.api.Fail(c, err)
-		return
-	}
-	n, err := h.reconcile(ctx, tenant, before.ID)
-	var ie *identity.Error
-	if err != nil && !errors.As(err, &ie) && ctx.Err() == nil {
-		// The vendor's error (connector errors carry no addresses).
-		err = identity.Errorf(identity.EUpstream, "the vendor could not be read: %s", err)
-	}
-	// A run the connector refused (it is disabled) changed nothing; any other ran, at least in part.
-	refused := n == 0 && errors.As(err, &ie) && ie.Code != identity.EUpstream
-	if !refused {
-		if aerr := h.auditReconcile(context.WithoutCancel(ctx), c, before, n, err); aerr != nil {
-			h.api.Fail(c, aerr)
-			return
-		}
-	}
+	n, err := h.svc.Reconcile(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"recorded": n})
-}
-
-// auditReconcile writes the reconcile to the audit log: the connector before and after (its
-// reconciled_at moves), how many withdrawals it recorded, and the vendor's error if any.
-func (h *Connectors) auditReconcile(ctx context.Context, c *gin.Context, before *connector.Connector, recorded int, runErr error) error {
-	after := map[string]any{"recorded": recorded}
-	if x, err := h.svc.Get(ctx, before.TenantID, before.ID); err == nil {
-		after["connector"] = x
-	}
-	if runErr != nil {
-		after["error"] = runErr.Error()
-	}
-	return h.engine.Audit(ctx, before.TenantID, identityweb.ActorOf(c), "connector.reconcile", before.ID, before, after)
 }
 
 func (h *Connectors) owner(c *gin.Context) (string, string, bool) {
