@@ -61,6 +61,13 @@ func (s *Service) checkErasable(ctx context.Context, t writeTx, in *interaction)
 	if in.erase == "" || in.eraseIf == nil {
 		return nil
 	}
+	// The subject's row first: an account being made for the person outside the writer
+	// (a sign-in with an identity provider) holds it until it commits, so the look below
+	// sees that account (identity.LockLive).
+	if _, err := t.strings(ctx, sqldb.Statement{SQL: "SELECT id FROM subjects WHERE tenant_id = ? AND id = ?" + s.db.ForUpdate(),
+		Args: []any{in.tenantID, in.subjectID}}); err != nil {
+		return err
+	}
 	live, err := t.strings(ctx, sqldb.Statement{SQL: liveAccountSQL, Args: []any{in.tenantID, in.subjectID}})
 	in.eraseIf.liveAccount = len(live) > 0
 	return err

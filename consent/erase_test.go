@@ -7,6 +7,7 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // pastEvidence moves the clock past the evidence period of what was decided now: the
@@ -238,5 +239,57 @@ func TestEraseSubject(t *testing.T) {
 			t.Fatalf("another customer: %+v", s)
 		}
 		e.mustVerifyOK(t)
+	})
+}
+
+// TestEvidenceSweepWaitsForAnAccountBeingMade: an account made outside the writer (a
+// sign-in with an identity provider) holds the person's row until it commits. An erasure
+// that comes meanwhile waits for it, sees the account and spares the person; before, it
+// looked for an account first and waited only to write, so it erased a person whose
+// account had just been made.
+func TestEvidenceSweepWaitsForAnAccountBeingMade(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.recordCustomer(t, "C-5", deny("marketing_email"))
+		subj, err := e.ids.FindSubject(ctx, e.tenant(), *customer("C-5"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pastEvidence(t)
+
+		tx := e.db.Write.Begin()
+		if err := e.ids.LockLive(ctx, tx, subj); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			n   int
+			err error
+		}
+		swept := make(chan result, 1)
+		go func() {
+			n, err := e.svc.SweepEvidence(ctx)
+			swept <- result{n, err}
+		}()
+		if e.db.Dialect == sqldb.Postgres {
+			// Until the erasure waits on a row lock. (SQLite has one write connection: the
+			// sweep's transaction cannot begin before this one ends.)
+			waitFor(t, func() bool {
+				return e.count(t, "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'") > 0
+			})
+		}
+		now := e.clock.Now().UnixMilli()
+		if err := tx.Exec(`INSERT INTO accounts (tenant_id, id, subject_id, language, status, failed_signins, created_at, updated_at)
+			VALUES (?, ?, ?, 'fi', 'active', 0, ?, ?)`, e.tenant(), identity.NewID(), subj.ID, now, now).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit().Error; err != nil {
+			t.Fatal(err)
+		}
+		if r := <-swept; r.err != nil || r.n != 0 {
+			t.Fatalf("the sweep erased %d (err %v), want none: the person has an account now", r.n, r.err)
+		}
+		if n := e.count(t, "subjects", "id = ? AND erased_at IS NULL", subj.ID); n != 1 {
+			t.Fatal("the person was erased under their new account")
+		}
 	})
 }

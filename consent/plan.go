@@ -73,7 +73,11 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 			e.PropertyID = in.property.ID
 		}
 		chain(e)
-		set(nextState(decision, d.purpose.Purpose, d.version.Number, p.now, e.Seq, in.method, in.subjectID))
+		at := p.now
+		if d.decidedAt > 0 {
+			at = d.decidedAt
+		}
+		set(nextState(decision, d.purpose.Purpose, d.version.Number, at, e.Seq, in.method, in.subjectID))
 	}
 	for _, sc := range in.system {
 		cur := current(sc.purpose.ID)

@@ -149,8 +149,12 @@ func buildReceipt(in *interaction, events []*Event, now int64) ([]byte, error) {
 			Decision: e.Decision, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number, TextHash: e.TextHash,
 		})
 	}
+	consentAt := now
+	if in.method == MethodImport && in.clientTime > 0 {
+		consentAt = in.clientTime // when the person decided at the source; iat is when Lupa signed
+	}
 	r := Receipt{
-		Version: "KI-CR-v1.1.0", Jurisdiction: c.Tenant.Jurisdiction, ConsentTimestamp: now / 1000,
+		Version: "KI-CR-v1.1.0", Jurisdiction: c.Tenant.Jurisdiction, ConsentTimestamp: consentAt / 1000,
 		CollectionMethod: in.method, ConsentReceiptID: in.id, Language: in.language, PIIPrincipalID: in.pseudonym,
 		PIIControllers: controllers(c, in.property), PolicyURL: policy, Services: []ReceiptService{service},
 		SPICat: []string{}, IssuedAt: now / 1000, Issuer: "lupa",

@@ -207,6 +207,22 @@ type resolved struct {
 	// was made before it: what a person did at a vendor never overrides a newer decision
 	// made in Lupa.
 	decidedBefore int64
+	// decidedAt, when set (Unix ms), is when the person decided, if not when Lupa records
+	// it: an import's original time, from which its re-ask interval counts.
+	decidedAt int64
+}
+
+// importClockSkew is how far an import's client_time may lie ahead of Lupa's clock.
+const importClockSkew = 5 * time.Minute
+
+// importedAt dates imported decisions to when the person made them at the source
+// (client_time): the re-ask interval counts from then, as it would have had Lupa recorded
+// them at the time, and a decision recorded in Lupa since stands. Importing old decisions
+// must neither make them fresh nor undo what the person decided later.
+func importedAt(decisions []resolved, at int64) {
+	for i := range decisions {
+		decisions[i].decidedAt, decisions[i].decidedBefore = at, at
+	}
 }
 
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
@@ -344,6 +360,9 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 	if !req.ClientTime.IsZero() {
 		in.clientTime = req.ClientTime.UnixMilli()
 	}
+	if req.Method == MethodImport && in.clientTime > now.Add(importClockSkew).UnixMilli() {
+		return nil, identity.Unprocessable("client_time", "an import's client_time is when the person decided: it cannot lie in the future")
+	}
 	if req.Property != nil {
 		in.channel = req.Property.Channel()
 	} else {
@@ -358,6 +377,9 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 		return nil, err
 	}
 	in.decisions, in.language = decisions, lang
+	if req.Method == MethodImport && in.clientTime > 0 {
+		importedAt(in.decisions, in.clientTime)
+	}
 	if req.OnlyUndecided {
 		for i := range in.decisions {
 			in.decisions[i].onlyIf = StateNotAsked

@@ -18,6 +18,9 @@ func (s *Service) AttachIdentifier(ctx context.Context, tx *gorm.DB, subj *Subje
 	if err := id.Validate("identifier"); err != nil {
 		return false, "", err
 	}
+	if err := s.LockLive(ctx, tx, subj); err != nil {
+		return false, "", err
+	}
 	var owners []string
 	if err := tx.WithContext(ctx).Raw(`SELECT subject_id FROM identifiers
 		WHERE tenant_id = ? AND kind = ? AND namespace = ? AND value_hash IN ?`,
@@ -38,4 +41,25 @@ func (s *Service) AttachIdentifier(ctx context.Context, tx *gorm.DB, subj *Subje
 		return false, "", err
 	}
 	return true, subj.ID, nil
+}
+
+// ErrSubjectGone answers a change to a person who was erased after the caller had read
+// them: nothing was written. Looked up again, the identifier names no one.
+var ErrSubjectGone = Errorf(EConflict, "the person was erased meanwhile: nothing was written")
+
+// LockLive locks the subject's row for the rest of tx (on PostgreSQL; SQLite's one writer
+// already excludes every other write) and fails with ErrSubjectGone when the subject was
+// erased since the caller read it. Whatever tx then adds to the subject (an identifier, an
+// account) commits before an erasure reads the subject, or waits for it and is refused:
+// the erasure locks the same row before it looks for a live account (consent/erase.go).
+func (s *Service) LockLive(ctx context.Context, tx *gorm.DB, subj *Subject) error {
+	var rows []struct{ ErasedAt *int64 }
+	if err := tx.WithContext(ctx).Raw("SELECT erased_at FROM subjects WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(),
+		subj.TenantID, subj.ID).Scan(&rows).Error; err != nil {
+		return err
+	}
+	if len(rows) == 0 || rows[0].ErasedAt != nil {
+		return ErrSubjectGone
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package identity_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -139,4 +140,47 @@ func openService(t *testing.T, db *sqldb.DB) (*identity.Service, *keyring.Keyrin
 		t.Fatal(err)
 	}
 	return identity.New(db, keys, now), keys
+}
+
+// A person erased after the caller read them gets no new identifier: the erasure destroyed
+// what linked the chain to them, and an identifier added afterwards would link it again.
+func TestAttachIdentifierRefusesAnErasedSubject(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		ids, _ := openService(t, db)
+		tenant, _, err := ids.CreateTenant(ctx, identity.TenantInput{Name: "Erasure Oy"}, identity.ActorSystem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var subj *identity.Subject
+		if err := db.Write.Transaction(func(tx *gorm.DB) error {
+			subj, _, err = ids.EnsurePerson(ctx, tx, tenant.ID, identity.Identifier{Kind: identity.IDCustomerNumber, Value: "C-2"})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		email := identity.Identifier{Kind: identity.IDEmail, Value: "asiakas@esimerkki.fi"}
+		attach := func() error {
+			return db.Write.Transaction(func(tx *gorm.DB) error {
+				_, _, err := ids.AttachIdentifier(ctx, tx, subj, email)
+				return err
+			})
+		}
+		if err := attach(); err != nil {
+			t.Fatalf("attach to a live person: %v", err)
+		}
+		for _, st := range identity.DestroySubjectKeySQL(tenant.ID, subj.ID, now()) {
+			if err := db.Write.Exec(st.SQL, st.Args...).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The caller still holds the subject it read before the erasure.
+		if err := attach(); !errors.Is(err, identity.ErrSubjectGone) {
+			t.Fatalf("attach to the erased person: %v, want ErrSubjectGone", err)
+		}
+		var n int64
+		if err := db.Write.Raw("SELECT count(*) FROM identifiers WHERE subject_id = ?", subj.ID).Scan(&n).Error; err != nil || n != 0 {
+			t.Fatalf("%d identifiers point to the erased person (err %v)", n, err)
+		}
+	})
 }

@@ -117,6 +117,10 @@ func TestHTTPDecisionRules(t *testing.T) {
 			{"server: import of a draft", func() *response {
 				return server("import", decision("marketing_email", 1, "granted"), decision("analytics", draft, "granted"))
 			}, "decisions[1].version"},
+			{"server: import decided in the future", func() *response {
+				return s.withKey(write, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": cust,
+					"method": "import", "client_time": "2099-01-01T00:00:00Z", "decisions": []any{decision("marketing_email", 1, "granted")}})
+			}, "client_time"},
 			{"server: verbal grant of an unknown version", func() *response { return server("verbal", decision("marketing_email", 7, "granted")) }, "decisions[0].version"},
 			{"server: grant of strictly necessary", func() *response { return server("api", decision("necessary", 1, "granted")) }, "decisions[0].purpose"},
 			{"server: objection to a consent purpose", func() *response { return server("api", decision("marketing_email", 1, "objected")) }, "decisions[0].decision"},

@@ -97,10 +97,11 @@ func (s *Service) SignInExternal(ctx context.Context, tenantID string, ext Exter
 	var res *ExternalResult
 	var err error
 	// Two sign-ins of one new identity at once: one creates the person, the other loses
-	// on the identifier's key and finds that person when it tries again.
+	// on the identifier's key and finds that person when it tries again. A person erased
+	// while this sign-in was under way is no one now: tried again, it makes a new person.
 	for range 3 {
 		res, err = s.signInExternal(ctx, tenantID, idp, ext)
-		if !isUnique(err) {
+		if !isUnique(err) && !errors.Is(err, identity.ErrSubjectGone) {
 			break
 		}
 	}
@@ -191,6 +192,9 @@ func (s *Service) externalKnown(ctx context.Context, tenantID string, subj *iden
 	}
 	res := &ExternalResult{}
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.ids.LockLive(ctx, tx, subj); err != nil {
+			return err
+		}
 		verified, err := s.attachVerifiedEmail(ctx, tx, subj, ext)
 		if err != nil {
 			return err

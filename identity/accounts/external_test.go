@@ -10,6 +10,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // TestSignInExternalConcurrent: sign-ins of one new identity at the same moment make one
@@ -115,4 +116,69 @@ func TestSignInExternalDeleted(t *testing.T) {
 			t.Fatalf("a new identity with a deleted account's address: %+v %v", res, err)
 		}
 	})
+}
+
+// TestSignInExternalWhileErased: the person an identity names is erased while the sign-in is
+// under way (found before the erasure commits, written after). The sign-in makes no account
+// for the erased person: it waits for the erasure, finds no one by the identity any more and
+// makes a new person.
+func TestSignInExternalWhileErased(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		idp := identity.Identifier{Kind: identity.IDIdP, Namespace: "https://id.example", Value: "vanha"}
+		var old *identity.Subject
+		if err := e.db.Write.Transaction(func(tx *gorm.DB) error {
+			var err error
+			old, _, err = e.ids.EnsurePerson(ctx, tx, e.tenant.ID, idp) // known through the CIAM, no account
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+
+		erasure := e.db.Write.Begin()
+		for _, st := range identity.DestroySubjectKeySQL(e.tenant.ID, old.ID, e.clock.Now()) {
+			if err := erasure.Exec(st.SQL, st.Args...).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		type result struct {
+			res *accounts.ExternalResult
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			res, err := e.svc.SignInExternal(ctx, e.tenant.ID, accounts.External{Issuer: idp.Namespace, Subject: idp.Value})
+			done <- result{res, err}
+		}()
+		if e.db.Dialect == sqldb.Postgres {
+			// Until the sign-in, having found the person, waits on their row. (SQLite has one
+			// write connection: the sign-in's transaction cannot begin before the erasure ends.)
+			waitFor(t, func() bool {
+				var n int64
+				e.db.Read.Raw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n)
+				return n > 0
+			})
+		}
+		if err := erasure.Commit().Error; err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if r.err != nil || r.res.Session == nil || !r.res.Created || r.res.Session.SubjectID == old.ID {
+			t.Fatalf("sign-in during the erasure: %+v %v; want a new person signed in", r.res, r.err)
+		}
+		var n int64
+		if err := e.db.Read.Raw("SELECT count(*) FROM accounts WHERE subject_id = ?", old.ID).Scan(&n).Error; err != nil || n != 0 {
+			t.Fatalf("%d accounts on the erased person (err %v)", n, err)
+		}
+	})
+}
+
+// waitFor polls cond until it holds, for at most ten seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+	}
 }
