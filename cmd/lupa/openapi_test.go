@@ -1086,6 +1086,14 @@ func (c *contractRun) server() {
 		"decisions": []map[string]any{{"purpose": "analytics", "decision": "denied"}}}, c.write...)
 	c.call(422, post, record, map[string]any{"identifier": customer, "method": "import", "decisions": []map[string]any{
 		{"purpose": "necessary", "version": 1, "decision": "granted"}}}, c.write...)
+	// An import older than the withdrawal above records nothing: no event, no receipt.
+	older := c.call(201, post, record, map[string]any{"identifier": customer, "method": "import", "client_time": "2020-01-01T00:00:00Z",
+		"decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}}, c.write...)
+	if strings.Contains(string(older.Body), `"receipt"`) || !strings.Contains(string(older.Body), `"events":[]`) {
+		c.t.Fatalf("an import older than what Lupa has: %s", older.Body)
+	}
+	c.call(422, post, record, map[string]any{"identifier": customer, "method": "import", "client_time": "2099-01-01T00:00:00Z",
+		"decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}}, c.write...)
 	c.bodyErrors(post, record, withdraw, identityweb.PublicBodyLimit, c.write)
 
 	c.call(200, post, state, map[string]any{"identifier": customer}, c.read...)
