@@ -431,7 +431,11 @@ func subjectLevel(purpose string) bool { return len(purpose) > 0 && purpose[0] =
 
 // FanOut turns the waiting domain events into deliveries, a batch per transaction, and
 // returns how many events it handled. On PostgreSQL one instance fans out at a time (an
-// advisory lock), so each subject's events are handled in order.
+// advisory lock), so each subject's events are handled in order — but for one case: the
+// lock lives on its own connection, so when an instance dies, the next may take the lock
+// while the dead one's transaction still holds outbox rows, pass them by (SKIP LOCKED) and
+// hand out newer changes of their keys first. Those rows come late; fanoutTenant logs them
+// as superseded.
 func (e *Engine) FanOut(ctx context.Context) (int, error) {
 	total := 0
 	_, err := e.db.TryLock(ctx, "lupa.integrations.fanout", func(ctx context.Context) error {
@@ -607,8 +611,8 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 				}
 				id := keyID{t.ID, r.SubjectID, it.purpose}
 				k := keys[id]
-				if k != nil && it.seq <= k.LastSeq {
-					continue // already fanned out, or older than what was
+				if k != nil && it.seq == k.LastSeq {
+					continue // already fanned out
 				}
 				held := true
 				if t.RecipientKind == RecipientThirdParty {
@@ -623,6 +627,18 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 						continue // it never hears of someone it was not given
 					}
 				}
+				if k != nil && it.seq < k.LastSeq {
+					// Older than a change of its key fanned out already: the outbox row was
+					// held by a transaction of an instance that died (SKIP LOCKED passed it
+					// by), or the clock stepped back. The newer change stands; this one is
+					// logged as superseded and never sent.
+					d, err := newMessage(tenantID, t.ID, r.SubjectID, it, StatusSuperseded, now)
+					if err != nil {
+						return err
+					}
+					deliveries = append(deliveries, d)
+					continue
+				}
 				if k == nil {
 					k = &keyRow{TenantID: tenantID, EndpointID: t.ID, SubjectID: r.SubjectID, Purpose: it.purpose}
 					keys[id] = k
@@ -634,13 +650,12 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 				} else if b, ok := before[id]; ok && b.LastSeq > b.DeliveredSeq {
 					supersede = append(supersede, keyRow{EndpointID: t.ID, SubjectID: r.SubjectID, Purpose: it.purpose, LastSeq: it.seq})
 				}
-				body, err := json.Marshal(it.data)
+				d, err := newMessage(tenantID, t.ID, r.SubjectID, it, StatusPending, now)
 				if err != nil {
 					return err
 				}
 				inBatch[id] = len(deliveries)
-				deliveries = append(deliveries, []any{tenantID, messageIDPrefix + identity.NewID(), t.ID, r.SubjectID, it.purpose, it.seq,
-					it.typ, it.decision, string(body), StatusPending, 0, now, int64(0), now, now})
+				deliveries = append(deliveries, d)
 			}
 		}
 	}
@@ -676,6 +691,16 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 		return err
 	}
 	return done()
+}
+
+// newMessage is a new message of one change to one target, in deliveryColumns order.
+func newMessage(tenantID, endpointID, subjectID string, it item, status string, now int64) ([]any, error) {
+	body, err := json.Marshal(it.data)
+	if err != nil {
+		return nil, err
+	}
+	return []any{tenantID, messageIDPrefix + identity.NewID(), endpointID, subjectID, it.purpose, it.seq, it.typ, it.decision,
+		string(body), status, 0, now, int64(0), now, now}, nil
 }
 
 // holds reports whether a third party holds the subject: it was given any purpose of it.

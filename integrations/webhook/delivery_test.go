@@ -601,3 +601,47 @@ func TestIdleEngineLeavesSQLiteWriterAlone(t *testing.T) {
 		t.Fatalf("after the idle look: %d messages", len(got))
 	}
 }
+
+// TestOlderChangeFannedOutLate: an older change of a key reaches the fan-out after a newer
+// one (its outbox row was held by the transaction of an instance that died and SKIP LOCKED
+// passed it by, or the clock stepped back). The newer change stands and is sent; the older
+// one is logged as superseded, never sent — it has a message, so no acknowledged event is
+// left without one.
+func TestOlderChangeFannedOutLate(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		e.recordCustomer(t, "L-1", grant("marketing_email"))
+		e.recordCustomer(t, "L-1", withdraw("marketing_email"))
+		// The grant's outbox row comes after the withdrawal's, and one row at a time.
+		var seqs []int64
+		if err := e.db.Write.Raw("SELECT subject_seq FROM delivery_outbox WHERE tenant_id = ? ORDER BY subject_seq", e.tenant()).
+			Scan(&seqs).Error; err != nil || len(seqs) != 2 {
+			t.Fatalf("outbox: %v %v", seqs, err)
+		}
+		if err := e.db.Write.Exec("UPDATE delivery_outbox SET created_at = created_at + 60000 WHERE tenant_id = ? AND subject_seq = ?",
+			e.tenant(), seqs[0]).Error; err != nil {
+			t.Fatal(err)
+		}
+		one := integrations.New(e.db, e.svc, e.hooks, e.hooks, e.clock.Now, integrations.Options{
+			Jitter: func(d time.Duration) time.Duration { return d }, Batch: 1})
+		if err := one.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := updates(r.messages(), "marketing_email")
+		if len(got) != 1 || got[0].Decision != consent.Withdrawn {
+			t.Fatalf("sent %+v, want only the withdrawal", got)
+		}
+		type row struct {
+			Seq    int64
+			Status string
+		}
+		var rows []row
+		if err := e.db.Write.Raw("SELECT seq, status FROM deliveries WHERE tenant_id = ? ORDER BY seq", e.tenant()).Scan(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 || rows[0].Status != integrations.StatusSuperseded || rows[1].Status != integrations.StatusDelivered {
+			t.Fatalf("messages %+v, want the grant superseded and the withdrawal delivered", rows)
+		}
+	})
+}
