@@ -64,8 +64,7 @@ func (s *Service) checkErasable(ctx context.Context, t writeTx, in *interaction)
 	// The subject's row first: an account being made for the person outside the writer
 	// (a sign-in with an identity provider) holds it until it commits, so the look below
 	// sees that account (identity.LockLive).
-	if _, err := t.strings(ctx, sqldb.Statement{SQL: "SELECT id FROM subjects WHERE tenant_id = ? AND id = ?" + s.db.ForUpdate(),
-		Args: []any{in.tenantID, in.subjectID}}); err != nil {
+	if err := t.exec(ctx, identity.LockSubject(s.db, in.tenantID, in.subjectID)); err != nil {
 		return err
 	}
 	live, err := t.strings(ctx, sqldb.Statement{SQL: liveAccountSQL, Args: []any{in.tenantID, in.subjectID}})

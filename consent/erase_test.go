@@ -7,7 +7,7 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
-	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
 
 // pastEvidence moves the clock past the evidence period of what was decided now: the
@@ -270,13 +270,7 @@ func TestEvidenceSweepWaitsForAnAccountBeingMade(t *testing.T) {
 			n, err := e.svc.SweepEvidence(ctx)
 			swept <- result{n, err}
 		}()
-		if e.db.Dialect == sqldb.Postgres {
-			// Until the erasure waits on a row lock. (SQLite has one write connection: the
-			// sweep's transaction cannot begin before this one ends.)
-			waitFor(t, func() bool {
-				return e.count(t, "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'") > 0
-			})
-		}
+		sqldbtest.WaitForLockWait(t, e.db) // until the erasure waits on the person's row
 		now := e.clock.Now().UnixMilli()
 		if err := tx.Exec(`INSERT INTO accounts (tenant_id, id, subject_id, language, status, failed_signins, created_at, updated_at)
 			VALUES (?, ?, ?, 'fi', 'active', 0, ?, ?)`, e.tenant(), identity.NewID(), subj.ID, now, now).Error; err != nil {

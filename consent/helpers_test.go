@@ -294,14 +294,3 @@ func (e *env) grew(t *testing.T, before map[string]int64) map[string]int64 {
 	}
 	return out
 }
-
-// waitFor polls cond until it holds, for at most ten seconds: for another goroutine to
-// reach a point the test cannot be told about, such as a wait on a row lock.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-	}
-}

@@ -54,12 +54,20 @@ var ErrSubjectGone = Errorf(EConflict, "the person was erased meanwhile: nothing
 // the erasure locks the same row before it looks for a live account (consent/erase.go).
 func (s *Service) LockLive(ctx context.Context, tx *gorm.DB, subj *Subject) error {
 	var rows []struct{ ErasedAt *int64 }
-	if err := tx.WithContext(ctx).Raw("SELECT erased_at FROM subjects WHERE tenant_id = ? AND id = ?"+s.db.ForUpdate(),
-		subj.TenantID, subj.ID).Scan(&rows).Error; err != nil {
+	st := LockSubject(s.db, subj.TenantID, subj.ID)
+	if err := tx.WithContext(ctx).Raw(st.SQL, st.Args...).Scan(&rows).Error; err != nil {
 		return err
 	}
 	if len(rows) == 0 || rows[0].ErasedAt != nil {
 		return ErrSubjectGone
 	}
 	return nil
+}
+
+// LockSubject is the statement that locks a subject's row until the transaction ends (on
+// PostgreSQL) and reads whether it was erased: where an erasure and an addition to the same
+// person meet (LockLive; consent's erasure runs it in the writer's transaction).
+func LockSubject(db *sqldb.DB, tenantID, subjectID string) sqldb.Statement {
+	return sqldb.Statement{SQL: "SELECT erased_at FROM subjects WHERE tenant_id = ? AND id = ?" + db.ForUpdate(),
+		Args: []any{tenantID, subjectID}}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
-	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
 
 // TestSignInExternalConcurrent: sign-ins of one new identity at the same moment make one
@@ -150,15 +150,7 @@ func TestSignInExternalWhileErased(t *testing.T) {
 			res, err := e.svc.SignInExternal(ctx, e.tenant.ID, accounts.External{Issuer: idp.Namespace, Subject: idp.Value})
 			done <- result{res, err}
 		}()
-		if e.db.Dialect == sqldb.Postgres {
-			// Until the sign-in, having found the person, waits on their row. (SQLite has one
-			// write connection: the sign-in's transaction cannot begin before the erasure ends.)
-			waitFor(t, func() bool {
-				var n int64
-				e.db.Read.Raw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n)
-				return n > 0
-			})
-		}
+		sqldbtest.WaitForLockWait(t, e.db) // until the sign-in, having found the person, waits on their row
 		if err := erasure.Commit().Error; err != nil {
 			t.Fatal(err)
 		}
@@ -171,14 +163,4 @@ func TestSignInExternalWhileErased(t *testing.T) {
 			t.Fatalf("%d accounts on the erased person (err %v)", n, err)
 		}
 	})
-}
-
-// waitFor polls cond until it holds, for at most ten seconds.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for the admin connection
 
@@ -156,4 +157,28 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return strings.ToLower(hex.EncodeToString(b))
+}
+
+// WaitForLockWait returns once a session of db's PostgreSQL database waits on a lock: for a
+// test whose other goroutine must reach a row lock before the test lets it go (at most ten
+// seconds). On SQLite it returns at once: the one write connection already orders a
+// transaction the test holds before any other.
+func WaitForLockWait(t testing.TB, db *sqldb.DB) {
+	t.Helper()
+	if db.Dialect != sqldb.Postgres {
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var n int64
+		if err := db.Read.Raw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").
+			Scan(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session waited on a lock within ten seconds")
+		}
+	}
 }
