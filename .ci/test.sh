@@ -40,4 +40,14 @@ export LUPA_TEST_CHROMIUM
 "$LUPA_TEST_CHROMIUM" --version
 
 step "go test -race (SQLite and PostgreSQL, browser tests in Chromium)"
-go test -race -count=1 -timeout 30m "$@" ./...
+out=$(mktemp /tmp/lupa-test.XXXXXX)
+if go test -race -count=1 -timeout 30m "$@" ./... 2>&1 | tee "$out"; then
+  rm -f "$out"; exit 0
+fi
+# A CI log is often cut to its end, so repeat there what failed: the failing tests and
+# the first race report whole (which two goroutines, where each was started).
+step "what failed"
+grep -E '^\s*--- FAIL|^FAIL|^panic:' "$out" | head -40 || true
+awk '/^WARNING: DATA RACE/ {on=1} on {print} on && /^==================/ {exit}' "$out"
+rm -f "$out"
+exit 1

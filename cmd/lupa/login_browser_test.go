@@ -74,7 +74,7 @@ func TestBrowserRegistrationWidgetLogin(t *testing.T) {
 		shop.lupaURL = s.TLS.URL
 		v := &visitor{browser: newBrowser(t, chromedp.Flag("ignore-certificate-errors", true)), site: shop}
 		v.do(chromedp.Navigate(shop.page("/join", registerPage) + "?campaign=autumn"))
-		v.waitJS(`document.querySelector("#reg iframe") && document.querySelector("#reg iframe").offsetHeight > 200`)
+		v.waitJS(`document.querySelector("#reg iframe") && /^\d+px$/.test(document.querySelector("#reg iframe").style.height)`)
 		frame := v.registrationFrame()
 		if err := chromedp.Do(frame,
 			chromedp.WaitVisible(chromedp.CSS(`button.provider`)),

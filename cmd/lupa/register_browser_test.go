@@ -17,6 +17,7 @@ import (
 // registerPage is a shop page with the widget and a place for the registration form.
 const registerPage = `<!DOCTYPE html>
 <html lang="fi"><head><meta charset="utf-8"><title>Join</title>
+<script>document.addEventListener("load", function (e) { if (e.target.tagName === "IFRAME") window.__formLoaded = true; }, true);</script>
 <script src="{{lupa}}/v1/widget.js" data-property="{{pk}}" async></script>
 </head><body><h1>Liity</h1>
 <div id="reg" data-lupa-register></div>
@@ -40,7 +41,8 @@ func TestBrowserRegistrationWidget(t *testing.T) {
 		v.waitJS(`JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
 		device := evalJS[string](v.browser, `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
 		v.do(chromedp.Navigate(shop.page("/join", registerPage)))
-		v.waitJS(`document.querySelector("#reg iframe") && document.querySelector("#reg iframe").offsetHeight > 200`)
+		// The form tells its height, and the iframe follows.
+		v.waitJS(`document.querySelector("#reg iframe") && /^\d+px$/.test(document.querySelector("#reg iframe").style.height)`)
 		if got := evalJS[string](v.browser, `(function () {
 			try { var d = document.querySelector("#reg iframe").contentDocument; return d === null ? "null" : (d.querySelector("#password") ? "readable" : "empty"); }
 			catch (e) { return "blocked"; } })()`); got != "null" && got != "blocked" {
@@ -96,8 +98,17 @@ func TestBrowserRegistrationWidget(t *testing.T) {
 
 // registrationFrame attaches to the registration form's iframe: a page of another site,
 // which Chromium runs in a process (and a target) of its own.
+//
+// It attaches only once the form has loaded (registerPage notes the iframe's load event).
+// chromedp (v0.23.0) reads the document of a target it attaches to on the caller's
+// goroutine, while the target's own goroutine already handles DOM events, and the two do
+// not synchronise: a frame whose DOM still changes during the attach is a data race that
+// the race detector reports (once in CI, in the middle of the form's parsing). The form
+// changes nothing by itself after its load, so nothing reaches the target's goroutine
+// before the first query, which does synchronise.
 func (v *visitor) registrationFrame() context.Context {
 	v.t.Helper()
+	v.waitJS(`window.__formLoaded === true`)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		infos, err := chromedp.Targets(v.ctx)
