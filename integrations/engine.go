@@ -429,16 +429,26 @@ type item struct {
 // subjectLevel reports whether a key's purpose names a subject-level event.
 func subjectLevel(purpose string) bool { return len(purpose) > 0 && purpose[0] == '#' }
 
+// The fan-out's advisory locks on PostgreSQL: of its loop, and of each batch's
+// transaction. They differ, because a session's lock and a transaction's of one key
+// exclude each other even on one instance.
+const (
+	fanoutLock      = "lupa.integrations.fanout"
+	fanoutBatchLock = "lupa.integrations.fanout.batch"
+)
+
 // FanOut turns the waiting domain events into deliveries, a batch per transaction, and
-// returns how many events it handled. On PostgreSQL one instance fans out at a time (an
-// advisory lock), so each subject's events are handled in order — but for one case: the
-// lock lives on its own connection, so when an instance dies, the next may take the lock
-// while the dead one's transaction still holds outbox rows, pass them by (SKIP LOCKED) and
-// hand out newer changes of their keys first. Those rows come late; fanoutTenant logs them
-// as superseded.
+// returns how many events it handled. On PostgreSQL one instance fans out at a time, so
+// each subject's events are handled in order. Two advisory locks see to it: TryLock keeps
+// one fan-out loop across instances, and each batch's transaction takes a lock of its own
+// as well, because TryLock's lives on a connection of its own. When an instance dies,
+// PostgreSQL can notice that idle connection before the one of its batch; without the
+// batch's lock the next instance would then pass the dead batch's outbox rows by (SKIP
+// LOCKED) and hand out newer changes of their keys first. A change that still comes after
+// a newer one of its key (a clock stepped back) is logged as superseded by fanoutTenant.
 func (e *Engine) FanOut(ctx context.Context) (int, error) {
 	total := 0
-	_, err := e.db.TryLock(ctx, "lupa.integrations.fanout", func(ctx context.Context) error {
+	_, err := e.db.TryLock(ctx, fanoutLock, func(ctx context.Context) error {
 		for {
 			n, err := e.fanoutBatch(ctx)
 			total += n
@@ -492,6 +502,10 @@ func (e *Engine) fanoutBatch(ctx context.Context) (int, error) {
 	}
 	n := 0
 	err := e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// A batch of an instance that died may still hold rows: wait for it (see FanOut).
+		if got, err := e.db.TryXactLock(tx, fanoutBatchLock); err != nil || !got {
+			return err
+		}
 		q := `SELECT o.tenant_id, o.event_id, d.type, o.subject_id, o.subject_seq, d.payload
 			FROM delivery_outbox o JOIN domain_events d ON d.tenant_id = o.tenant_id AND d.id = o.event_id
 			ORDER BY o.created_at, o.subject_id, o.subject_seq LIMIT ?`

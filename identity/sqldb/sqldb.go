@@ -217,6 +217,20 @@ func (d *DB) TryLock(ctx context.Context, name string, fn func(ctx context.Conte
 	return true, fn(ctx)
 }
 
+// TryXactLock takes the named lock for the rest of tx, if no other transaction holds it,
+// and reports whether it did. Unlike TryLock's, the lock lives and ends with the
+// transaction that does the work: when an instance dies, PostgreSQL frees the lock and the
+// rows the transaction held at the same moment, so the next instance never sees the one
+// without the other. SQLite has one process and one writer, so it always succeeds.
+func (d *DB) TryXactLock(tx *gorm.DB, name string) (bool, error) {
+	if d.Dialect != Postgres {
+		return true, nil
+	}
+	var got bool
+	err := tx.Raw("SELECT pg_try_advisory_xact_lock(?)", lockKey(name)).Scan(&got).Error
+	return got, err
+}
+
 // lockKey turns a lock name into PostgreSQL's 64-bit advisory lock key (FNV-1a).
 func lockKey(name string) int64 {
 	h := uint64(14695981039346656037)

@@ -602,11 +602,66 @@ func TestIdleEngineLeavesSQLiteWriterAlone(t *testing.T) {
 	}
 }
 
+// TestFanOutWaitsForADeadBatch: an instance died in the middle of a fan-out batch, and
+// PostgreSQL has freed the loop's lock (its connection was idle) but not yet the batch's
+// transaction, which holds the grant's outbox row. The next instance must not pass that row
+// by and send the withdrawal that came after it: it waits, and once the dead transaction
+// ends it hands out both, in order.
+func TestFanOutWaitsForADeadBatch(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if e.db.Dialect != sqldb.Postgres {
+			t.Skip("SQLite has one process and one writer")
+		}
+		r := newReceiver(t)
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		e.recordCustomer(t, "D-1", grant("marketing_email"))
+		e.recordCustomer(t, "D-1", withdraw("marketing_email"))
+		// The dead instance's batch: the fan-out's transaction lock, and the grant's row.
+		dead := e.db.Write.Begin()
+		defer dead.Rollback()
+		if got, err := e.db.TryXactLock(dead, "lupa.integrations.fanout.batch"); err != nil || !got {
+			t.Fatalf("take the batch's lock: %v %v", got, err)
+		}
+		var held []int64
+		if err := dead.Raw(`SELECT subject_seq FROM delivery_outbox WHERE tenant_id = ?
+			ORDER BY subject_seq LIMIT 1 FOR UPDATE`, e.tenant()).Scan(&held).Error; err != nil || len(held) != 1 {
+			t.Fatalf("hold the grant's row: %v %v", held, err)
+		}
+		next := integrations.New(e.db, e.svc, e.hooks, e.hooks, e.clock.Now, integrations.Options{
+			Jitter: func(d time.Duration) time.Duration { return d }, Batch: 1})
+		if n, err := next.FanOut(context.Background()); err != nil || n != 0 {
+			t.Fatalf("fanned out %d events (%v) past a batch still held", n, err)
+		}
+		if err := next.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.messages(); len(got) != 0 {
+			t.Fatalf("sent %d messages while the dead batch held the grant", len(got))
+		}
+		if err := dead.Rollback().Error; err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := next.Step(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := updates(r.messages(), "marketing_email")
+		if len(got) == 0 || got[len(got)-1].Decision != consent.Withdrawn {
+			t.Fatalf("sent %+v, want the withdrawal last", got)
+		}
+		var statuses []string
+		if err := e.db.Write.Raw("SELECT status FROM deliveries WHERE tenant_id = ? ORDER BY seq", e.tenant()).
+			Scan(&statuses).Error; err != nil || len(statuses) != 2 || statuses[1] != integrations.StatusDelivered {
+			t.Fatalf("messages %v (%v), want one per change and the withdrawal delivered", statuses, err)
+		}
+	})
+}
+
 // TestOlderChangeFannedOutLate: an older change of a key reaches the fan-out after a newer
-// one (its outbox row was held by the transaction of an instance that died and SKIP LOCKED
-// passed it by, or the clock stepped back). The newer change stands and is sent; the older
-// one is logged as superseded, never sent — it has a message, so no acknowledged event is
-// left without one.
+// one (when a clock stepped back between instances). The newer change stands and is sent;
+// the older one is logged as superseded, never sent — it has a message, so no acknowledged
+// event is left without one.
 func TestOlderChangeFannedOutLate(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		r := newReceiver(t)
