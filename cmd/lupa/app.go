@@ -119,9 +119,34 @@ func newMailer(cfg config, log *slog.Logger) (accounts.Sender, *mail.Mailbox, er
 	return box, box, nil
 }
 
+// listen binds the API's address and, unless it is off, the metrics address.
+func listen(cfg config) (api, metrics net.Listener, err error) {
+	if api, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, nil, err
+	}
+	if cfg.MetricsAddr == "" || cfg.MetricsAddr == "off" {
+		return api, nil, nil
+	}
+	if metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		api.Close()
+		return nil, nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	return api, metrics, nil
+}
+
 // serve runs the API and metrics listeners until ctx ends, then shuts down gracefully:
 // in-flight requests finish, the writer commits what it holds, then the database closes.
 func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
+	// The addresses are taken first: a port in use is reported at once, before anything
+	// touches the database, and the listeners are never let go between a check and a bind.
+	ln, mln, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if mln != nil {
+		defer mln.Close()
+	}
 	a, err := open(ctx, cfg, log, cfg.AutoMigrate)
 	if err != nil {
 		return err
@@ -157,12 +182,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	srv := &http.Server{Addr: cfg.Addr, Handler: router, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
 	var metricsSrv *http.Server
-	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 		// Profiles for operators, on the internal listener only.
@@ -170,11 +191,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		metricsSrv = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
 		go func() { _ = metricsSrv.Serve(mln) }()
 	}
 	serveErr := make(chan error, 1)

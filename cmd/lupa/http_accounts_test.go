@@ -40,7 +40,14 @@ type accountServer struct {
 func newAccountServer(t *testing.T, dialect string, env map[string]string) *accountServer {
 	t.Helper()
 	smtp := mailtest.NewServer(t)
-	addr := freeAddr(t)
+	// The listener is held from the start: a port let go and taken again after the server's
+	// set-up can be taken meanwhile by another test's connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	addr := ln.Addr().String()
 	vars := map[string]string{
 		"LUPA_SMTP_URL":   fmt.Sprintf("smtp://%s:%d?tls=none", smtp.Host(), smtp.Port()),
 		"LUPA_PUBLIC_URL": "https://" + addr,
@@ -50,10 +57,6 @@ func newAccountServer(t *testing.T, dialect string, env map[string]string) *acco
 	}
 	s := newTestServer(t, dialect, vars)
 	ts := httptest.NewUnstartedServer(s.Config.Handler)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.StartTLS()

@@ -353,6 +353,32 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestServeOnABusyAddress: a listen address that is taken stops lupa serve at once, with
+// the address in the error, before it creates or touches any database.
+func TestServeOnABusyAddress(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, c := range []struct{ addr, metrics, want string }{
+		{busy.Addr().String(), "off", busy.Addr().String()},
+		{"127.0.0.1:0", busy.Addr().String(), "metrics listener"},
+	} {
+		dataDir := t.TempDir()
+		env := map[string]string{"LUPA_DATA_DIR": dataDir, "LUPA_ADDR": c.addr, "LUPA_METRICS_ADDR": c.metrics}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		code, _, stderr := runCmd(ctx, func(k string) string { return env[k] }, "serve")
+		cancel()
+		if code == 0 || !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "address already in use") {
+			t.Errorf("LUPA_ADDR=%s LUPA_METRICS_ADDR=%s: exit %d, stderr %q", c.addr, c.metrics, code, stderr)
+		}
+		if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+			t.Errorf("LUPA_ADDR=%s LUPA_METRICS_ADDR=%s: the data directory was touched: %v", c.addr, c.metrics, entries)
+		}
+	}
+}
+
 // TestCommands: the operator's commands work against the database a server runs on.
 func TestCommands(t *testing.T) {
 	eachServer(t, roomy, func(t *testing.T, s *testServer) {
