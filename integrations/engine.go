@@ -1056,7 +1056,36 @@ func (e *Engine) record(ctx context.Context, batch []finished) error {
 			delivered = append(delivered, f)
 		}
 	}
-	err := e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	// The messages went out: what they got must not be lost to a deadlock with another
+	// instance's fan-out (PostgreSQL ends one of the two), or the leases would run out and
+	// the messages go again. The transaction is run again instead.
+	var err error
+	for try := 1; ; try++ {
+		if err = e.recordTx(ctx, batch, attempts, delivered, now); !sqldb.IsLockConflict(err) || try == recordTries {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range batch {
+		if f.outcome == OutcomeGone {
+			if err := e.sender.Disable(ctx, f.d.TenantID, f.d.EndpointID, "the endpoint answered 410 Gone"); err != nil &&
+				!identity.IsCode(err, identity.ENotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recordTries is how many times record runs its transaction when PostgreSQL ends it for a
+// deadlock or a serialisation failure.
+const recordTries = 5
+
+func (e *Engine) recordTx(ctx context.Context, batch []finished, attempts [][]any, delivered []finished, now time.Time) error {
+	ms := now.UnixMilli()
+	return e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := sqldb.BulkInsert(tx, "delivery_attempts", []string{"tenant_id", "delivery_id", "number", "endpoint_id", "status",
 			"outcome", "latency_ms", "response", "created_at"}, attempts, " ON CONFLICT (tenant_id, delivery_id, number) DO NOTHING"); err != nil {
 			return err
@@ -1076,18 +1105,6 @@ func (e *Engine) record(ctx context.Context, batch []finished) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, f := range batch {
-		if f.outcome == OutcomeGone {
-			if err := e.sender.Disable(ctx, f.d.TenantID, f.d.EndpointID, "the endpoint answered 410 Gone"); err != nil &&
-				!identity.IsCode(err, identity.ENotFound) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // values is a VALUES list of n rows of the given column casts, for joining in an UPDATE.
@@ -1114,6 +1131,9 @@ func (e *Engine) recordDelivered(tx *gorm.DB, delivered []finished, ms int64) er
 			WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2`, append([]any{ms, ms}, dv...)...).Error; err != nil {
 			return err
 		}
+		if err := e.lockKeys(tx, c); err != nil {
+			return err
+		}
 		if err := tx.Exec(`UPDATE delivery_keys SET delivered_seq = v.column5, delivered_decision = v.column6
 			FROM `+values(len(c), "?", "?", "?", "?", "CAST(? AS bigint)", "?")+`
 			WHERE delivery_keys.tenant_id = v.column1 AND delivery_keys.endpoint_id = v.column2 AND delivery_keys.subject_id = v.column3
@@ -1136,6 +1156,24 @@ func (e *Engine) recordDelivered(tx *gorm.DB, delivered []finished, ms int64) er
 		}
 	}
 	return nil
+}
+
+// lockKeys locks the delivery keys of delivered messages in the order in which the fan-out
+// writes keys (tenant, endpoint, subject, purpose, compared byte by byte as Go sorts them,
+// whatever the database's collation), so that the two do not deadlock: the UPDATE … FROM
+// VALUES that follows would lock them in whatever order its plan reads them.
+func (e *Engine) lockKeys(tx *gorm.DB, c []finished) error {
+	if e.db.Dialect != sqldb.Postgres {
+		return nil // one writer
+	}
+	args := make([]any, 0, 4*len(c))
+	for _, f := range c {
+		args = append(args, f.d.TenantID, f.d.EndpointID, f.d.SubjectID, f.d.Purpose)
+	}
+	return tx.Exec(`SELECT 1 FROM delivery_keys WHERE (tenant_id, endpoint_id, subject_id, purpose) IN (`+
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(c)), ", ")+`)
+		ORDER BY tenant_id COLLATE "C", endpoint_id COLLATE "C", subject_id COLLATE "C", purpose COLLATE "C" FOR UPDATE`,
+		args...).Error
 }
 
 // recordErasures tells the ErasureRecorder of every acknowledged subject.erasure_approved.

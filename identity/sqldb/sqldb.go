@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -261,6 +262,17 @@ func IsUniqueViolation(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "UNIQUE constraint failed") ||
 		strings.Contains(s, "duplicate key value")
+}
+
+// IsLockConflict reports whether err is PostgreSQL ending a transaction that it chose as
+// the victim of a deadlock (40P01) or that failed to serialise (40001): the transaction
+// did nothing, and running it again is the answer.
+func IsLockConflict(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40P01" || pe.Code == "40001"
+	}
+	return false
 }
 
 // IsInfrastructure reports whether err is a failure of the database itself (connection lost,

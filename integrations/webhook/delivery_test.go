@@ -602,6 +602,18 @@ func TestIdleEngineLeavesSQLiteWriterAlone(t *testing.T) {
 	}
 }
 
+// marketingReceiverOnPostgres skips, on SQLite, a test of what only PostgreSQL's
+// concurrency brings (why says so), and gives it a receiver of marketing_email's changes.
+func marketingReceiverOnPostgres(t *testing.T, e *env, why string) *receiver {
+	t.Helper()
+	if e.db.Dialect != sqldb.Postgres {
+		t.Skip(why)
+	}
+	r := newReceiver(t)
+	_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+	return r
+}
+
 // TestFanOutWaitsForADeadBatch: an instance died in the middle of a fan-out batch, and
 // PostgreSQL has freed the loop's lock (its connection was idle) but not yet the batch's
 // transaction, which holds the grant's outbox row. The next instance must not pass that row
@@ -609,11 +621,7 @@ func TestIdleEngineLeavesSQLiteWriterAlone(t *testing.T) {
 // ends it hands out both, in order.
 func TestFanOutWaitsForADeadBatch(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if e.db.Dialect != sqldb.Postgres {
-			t.Skip("SQLite has one process and one writer")
-		}
-		r := newReceiver(t)
-		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		r := marketingReceiverOnPostgres(t, e, "SQLite has one process and one writer")
 		e.recordCustomer(t, "D-1", grant("marketing_email"))
 		e.recordCustomer(t, "D-1", withdraw("marketing_email"))
 		// The dead instance's batch: the fan-out's transaction lock, and the grant's row.
@@ -654,6 +662,48 @@ func TestFanOutWaitsForADeadBatch(t *testing.T) {
 		if err := e.db.Write.Raw("SELECT status FROM deliveries WHERE tenant_id = ? ORDER BY seq", e.tenant()).
 			Scan(&statuses).Error; err != nil || len(statuses) != 2 || statuses[1] != integrations.StatusDelivered {
 			t.Fatalf("messages %v (%v), want one per change and the withdrawal delivered", statuses, err)
+		}
+	})
+}
+
+// TestRecordSurvivesADeadlock: PostgreSQL ends the transaction that records what a sent
+// message got, as the victim of a deadlock (with another instance's fan-out, say). The
+// record is made again: the message counts as delivered at once, and is not sent a second
+// time when its lease runs out.
+func TestRecordSurvivesADeadlock(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r := marketingReceiverOnPostgres(t, e, "SQLite has one writer: nothing deadlocks")
+		e.recordCustomer(t, "V-1", grant("marketing_email"))
+		if n, err := e.engine.FanOut(context.Background()); err != nil || n != 1 {
+			t.Fatalf("fan-out: %d %v", n, err)
+		}
+		// From now on, the first change of a delivery key fails as a deadlock's victim does.
+		// A sequence, because it is not rolled back with the failed transaction.
+		for _, q := range []string{`CREATE SEQUENCE deadlock_once`,
+			`CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+				IF nextval('deadlock_once') = 1 THEN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END IF;
+				RETURN NULL; END $$`,
+			`CREATE TRIGGER deadlock_once BEFORE UPDATE ON delivery_keys FOR EACH STATEMENT EXECUTE FUNCTION deadlock_once()`} {
+			if err := e.db.Write.Exec(q).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := e.engine.DeliverDue(context.Background()); err != nil || n != 1 {
+			t.Fatalf("deliver: %d %v", n, err)
+		}
+		var status string
+		var fired int64
+		if err := e.db.Write.Raw("SELECT status FROM deliveries WHERE tenant_id = ?", e.tenant()).Scan(&status).Error; err != nil ||
+			status != integrations.StatusDelivered {
+			t.Fatalf("the message is %q (%v), want delivered", status, err)
+		}
+		if err := e.db.Write.Raw("SELECT last_value FROM deadlock_once").Scan(&fired).Error; err != nil || fired < 2 {
+			t.Fatalf("the record was not refused once and made again: %d %v", fired, err)
+		}
+		e.clock.Add(2 * time.Minute) // the lease would have run out
+		e.step(t)
+		if got := r.messages(); len(got) != 1 {
+			t.Fatalf("the receiver got %d messages, want 1", len(got))
 		}
 	})
 }
