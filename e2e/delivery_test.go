@@ -188,12 +188,12 @@ func runDeliveries(t *testing.T, sc scenario) {
 	env := map[string]string{"LUPA_DATABASE_URL": dbURL, "LUPA_MASTER_KEY": newMasterKey(), "LUPA_DATA_DIR": t.TempDir(),
 		"LUPA_ALLOW_PRIVATE_WEBHOOKS": "true", "LUPA_RATE_LIMIT": "100000", "LUPA_RATE_BURST": "100000",
 		"LUPA_SHUTDOWN_TIMEOUT": "5s"}
-	addrs := []string{freeAddr(t)}
-	procs := []*lupaProc{startLupa(t, addrs[0], env)}
+	procs := []*lupaProc{startLupaOnFreePort(t, env)}
+	addrs := []string{procs[0].Addr}
 	admin, app := demoKeys(t, procs[0])
 	for i := 1; i < sc.instances; i++ {
-		addrs = append(addrs, freeAddr(t))
-		procs = append(procs, startLupa(t, addrs[i], env))
+		procs = append(procs, startLupaOnFreePort(t, env))
+		addrs = append(addrs, procs[i].Addr)
 	}
 	var created struct {
 		ID     string `json:"id"`

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -101,6 +102,24 @@ func freeAddr(t testing.TB) string {
 // startLupa runs `lupa serve` on addr with env and waits until /healthz answers 200.
 func startLupa(t testing.TB, addr string, env map[string]string) *lupaProc {
 	t.Helper()
+	return launchLupa(t, addr, env, false)
+}
+
+// startLupaOnFreePort starts lupa serve on a free port. The port is picked before serve
+// binds it, so another connection can take it in between; serve then stops at once, before
+// it touches the database, and the start is tried again on another port.
+func startLupaOnFreePort(t testing.TB, env map[string]string) *lupaProc {
+	t.Helper()
+	for try := 1; ; try++ {
+		if p := launchLupa(t, freeAddr(t), env, try < 3); p != nil {
+			return p
+		}
+	}
+}
+
+// launchLupa is startLupa; with retryBusy it returns nil when the address was taken.
+func launchLupa(t testing.TB, addr string, env map[string]string, retryBusy bool) *lupaProc {
+	t.Helper()
 	p := &lupaProc{Addr: addr, URL: "http://" + addr, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(lupaBinary(t), "serve")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LUPA_ADDR=" + addr,
@@ -119,6 +138,9 @@ func startLupa(t testing.TB, addr string, env map[string]string) *lupaProc {
 	for {
 		select {
 		case <-p.done:
+			if retryBusy && strings.Contains(p.Stderr.String(), "address already in use") {
+				return nil
+			}
 			t.Fatalf("lupa serve exited before it was healthy:\n%s\n%s", p.Stdout, p.Stderr)
 		default:
 		}

@@ -395,8 +395,21 @@ var (
 )
 
 // startServe runs `lupa serve` with env (plus free LUPA_ADDR and LUPA_METRICS_ADDR) and
-// waits until /healthz answers.
+// waits until /healthz answers. The ports are picked before serve binds them, so another
+// connection can take one in between; serve then stops at once, before it touches the
+// database, and the start is tried again on other ports.
 func startServe(t *testing.T, env map[string]string) *served {
+	t.Helper()
+	for try := 1; ; try++ {
+		if s := tryServe(t, env, try == 3); s != nil {
+			return s
+		}
+	}
+}
+
+// tryServe is one start of startServe. It returns nil when an address was taken meanwhile,
+// unless last.
+func tryServe(t *testing.T, env map[string]string, last bool) *served {
 	t.Helper()
 	s := &served{t: t, Addr: freeAddr(t), Metrics: freeAddr(t), Stdout: &syncBuffer{}, Stderr: &syncBuffer{},
 		done: make(chan int, 1), client: &http.Client{Timeout: 30 * time.Second}}
@@ -411,15 +424,20 @@ func startServe(t *testing.T, env map[string]string) *served {
 		s.done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, s.Stdout, s.Stderr)
 	}()
 	t.Cleanup(func() { s.stop() })
+	// A short timeout per look: whatever else holds the port must not keep us waiting.
+	poll := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
 		case code := <-s.done:
 			s.exited, s.code = true, code
+			if !last && strings.Contains(s.Stderr.String(), "address already in use") {
+				return nil
+			}
 			t.Fatalf("lupa serve exited with %d before it was healthy:\n%s\n%s", code, s.Stdout, s.Stderr)
 		default:
 		}
-		if res, err := s.client.Get(s.URL + "/healthz"); err == nil {
+		if res, err := poll.Get(s.URL + "/healthz"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				break
