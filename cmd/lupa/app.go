@@ -193,12 +193,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		metricsSrv = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = metricsSrv.Serve(mln) }()
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	// The start-up text comes first: the listener was bound long ago, so a request that
+	// waits on it is answered the moment serving starts, and whoever waits for /healthz
+	// then finds the whole text.
 	log.Info("lupa is serving", "addr", ln.Addr().String(), "metrics", cfg.MetricsAddr, "database", a.db.Dialect)
 	fmt.Fprintf(stdout, "Lupa is running at %s  (API %s/v1, OpenAPI %s/v1/openapi.json, health %s/healthz, metrics http://%s/metrics)\n",
 		cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.MetricsAddr)
 	a.warnAboutMail(stdout)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 
 	select {
 	case <-ctx.Done():
