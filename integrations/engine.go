@@ -642,10 +642,10 @@ func (e *Engine) fanoutTenant(ctx context.Context, tx *gorm.DB, tenantID string,
 					}
 				}
 				if k != nil && it.seq < k.LastSeq {
-					// Older than a change of its key fanned out already: the outbox row was
-					// held by a transaction of an instance that died (SKIP LOCKED passed it
-					// by), or the clock stepped back. The newer change stands; this one is
-					// logged as superseded and never sent.
+					// Older than a change of its key fanned out already: a clock stepped
+					// back between instances (a dead instance's batch is waited for; see
+					// FanOut). The newer change stands; this one is logged as superseded and
+					// never sent.
 					d, err := newMessage(tenantID, t.ID, r.SubjectID, it, StatusSuperseded, now)
 					if err != nil {
 						return err
