@@ -24,8 +24,8 @@ func (e *env) importAt(t *testing.T, number string, at time.Time, decisions ...c
 	return out
 }
 
-// receiptTimes returns a receipt's consentTimestamp and iat.
-func receiptTimes(t *testing.T, jws string) (consented, issued int64) {
+// receiptPayload decodes a compact JWS's payload (unverified) into v.
+func receiptPayload(t *testing.T, jws string, v any) {
 	t.Helper()
 	parts := strings.Split(jws, ".")
 	if len(parts) != 3 {
@@ -35,13 +35,19 @@ func receiptTimes(t *testing.T, jws string) (consented, issued int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// receiptTimes returns a receipt's consentTimestamp and iat.
+func receiptTimes(t *testing.T, jws string) (consented, issued int64) {
+	t.Helper()
 	var p struct {
 		ConsentTimestamp int64 `json:"consentTimestamp"`
 		IAT              int64 `json:"iat"`
 	}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		t.Fatal(err)
-	}
+	receiptPayload(t, jws, &p)
 	return p.ConsentTimestamp, p.IAT
 }
 
@@ -120,6 +126,48 @@ func TestImportLeavesNewerDecisionsAlone(t *testing.T) {
 			t.Fatalf("after the newer import: %+v", s)
 		}
 	})
+}
+
+// A decision that writes nothing leaves no trace in the receipt: when an import's older
+// decision on one purpose is passed over, the receipt names only the purpose that was
+// recorded, with its own text, in the order of the events it signs.
+func TestReceiptNamesOnlyRecordedDecisions(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		now := e.clock.Now()
+		e.recordCustomer(t, "C-10", grant("marketing_email", 1))
+		e.clock.Add(time.Hour)
+		e.recordCustomer(t, "C-10", deny("marketing_email"))
+
+		out := e.importAt(t, "C-10", now.Add(30*time.Minute), grant("marketing_email", 1), grant("personalisation", 1))
+		if len(out.Events) != 1 || out.Events[0].Purpose != "personalisation" {
+			t.Fatalf("events of the import: %+v; want one, for personalisation", out.Events)
+		}
+		purposes := receiptPurposes(t, out.Receipt)
+		if len(purposes) != 1 || purposes[0].PurposeKey != "personalisation" || purposes[0].Decision != consent.Granted {
+			t.Fatalf("the receipt's purposes: %+v; want personalisation granted only", purposes)
+		}
+		var textHash string
+		if err := e.db.Read.Raw("SELECT text_hash FROM consent_events WHERE id = ?", out.Events[0].ID).Scan(&textHash).Error; err != nil {
+			t.Fatal(err)
+		}
+		if purposes[0].TextHash != textHash {
+			t.Fatalf("the receipt names text %s, the event %s", purposes[0].TextHash, textHash)
+		}
+		if s := e.customerState(t, "C-10", "marketing_email"); s.State != consent.StateWithdrawn {
+			t.Fatalf("marketing_email after the import: %+v", s)
+		}
+	})
+}
+
+// receiptPurposes returns the purposes of a receipt's one service.
+func receiptPurposes(t *testing.T, jws string) []consent.ReceiptPurpose {
+	t.Helper()
+	var r consent.Receipt
+	receiptPayload(t, jws, &r)
+	if len(r.Services) != 1 {
+		t.Fatalf("%d services in the receipt, want 1", len(r.Services))
+	}
+	return r.Services[0].Purposes
 }
 
 // An import from the future is a mistake at the source: refused, field by field, and

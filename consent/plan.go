@@ -11,8 +11,12 @@ import (
 // and the subject's stored states: the chained events, the new states, the domain event,
 // the signed receipt, the answer and the stored answer for retries.
 type iplan struct {
-	now     int64
-	events  []*Event
+	now    int64
+	events []*Event
+	// decided holds, for each of the first events, the decision that wrote it: decisions
+	// that write nothing (decided otherwise since) leave no gap, so the receipt pairs each
+	// event with its own purpose and text.
+	decided []*resolved
 	head    head
 	states  []Stored
 	domain  []any
@@ -73,6 +77,7 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 			e.PropertyID = in.property.ID
 		}
 		chain(e)
+		p.decided = append(p.decided, &d)
 		at := p.now
 		if d.decidedAt > 0 {
 			at = d.decidedAt
@@ -113,7 +118,7 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		}
 	}
 	if len(p.events) > 0 && in.receipt {
-		payload, err := buildReceipt(in, p.events, p.now)
+		payload, err := buildReceipt(in, p.events, p.decided, p.now)
 		if err != nil {
 			return nil, err
 		}

@@ -110,7 +110,7 @@ func firstNonEmpty(s ...string) string {
 }
 
 // buildReceipt makes the receipt payload of an interaction whose events are known.
-func buildReceipt(in *interaction, events []*Event, now int64) ([]byte, error) {
+func buildReceipt(in *interaction, events []*Event, decided []*resolved, now int64) ([]byte, error) {
 	c := in.catalog
 	service := ReceiptService{Service: "api", Purposes: []ReceiptPurpose{}}
 	policy := c.Tenant.PrivacyPolicyURL
@@ -120,10 +120,10 @@ func buildReceipt(in *interaction, events []*Event, now int64) ([]byte, error) {
 	refs := make([]ReceiptEvent, 0, len(events))
 	for i, e := range events {
 		refs = append(refs, ReceiptEvent{ID: e.ID, Kind: e.Kind, Seq: e.Seq, Hash: e.Hash})
-		if i >= len(in.decisions) {
-			continue
+		if i >= len(decided) {
+			continue // system events (expiry, erasure) name no text
 		}
-		d := in.decisions[i]
+		d := decided[i]
 		text, _ := d.version.TextFor(in.language, c.Tenant.DefaultLanguage)
 		if policy == "" {
 			policy = text.PolicyURL

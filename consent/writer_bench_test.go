@@ -133,7 +133,7 @@ func BenchmarkWriteReceiptPayload(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := buildReceipt(in, in.pre.events, in.pre.now); err != nil {
+		if _, err := buildReceipt(in, in.pre.events, in.pre.decided, in.pre.now); err != nil {
 			b.Fatal(err)
 		}
 	}
