@@ -335,8 +335,54 @@ func (s *Service) prepareDraft(tx *gorm.DB, p *Purpose, v *Version) error {
 		return err
 	}
 	v.Details.Recipients = refs
+	if v.Details.Controllers, err = s.controllerRefs(tx.Statement.Context, p); err != nil {
+		return err
+	}
 	v.Seal(p)
 	return nil
+}
+
+// controllerRefs lists the purpose's controllers as they are now: the tenant, and each
+// brand in the purpose's scope (every brand when it is not scoped) that is a legal entity
+// other than the tenant, by brand id.
+func (s *Service) controllerRefs(ctx context.Context, p *Purpose) ([]ControllerRef, error) {
+	t, err := s.ids.Tenant(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	brands, err := s.ids.Brands(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	propertyBrand := map[string]string{}
+	if len(p.ScopePropertyIDs) > 0 {
+		props, err := s.ids.Properties(ctx, p.TenantID)
+		if err != nil {
+			return nil, err
+		}
+		for _, pr := range props {
+			propertyBrand[pr.ID] = pr.BrandID
+		}
+	}
+	tenant := ControllerRef{LegalName: t.LegalName, BusinessID: t.BusinessID}
+	refs := []ControllerRef{tenant}
+	for _, b := range brands {
+		ref := ControllerRef{BrandID: b.ID, LegalName: b.LegalName, BusinessID: b.BusinessID}
+		if ref.entity() == tenant.entity() || !brandInScope(p, b.ID, propertyBrand) {
+			continue
+		}
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs[1:], func(a, b ControllerRef) int { return strings.Compare(a.BrandID, b.BrandID) })
+	return refs, nil
+}
+
+// brandInScope reports whether a purpose can be offered on some property of the brand.
+func brandInScope(p *Purpose, brandID string, propertyBrand map[string]string) bool {
+	if len(p.ScopePropertyIDs) > 0 {
+		return slices.ContainsFunc(p.ScopePropertyIDs, func(id string) bool { return propertyBrand[id] == brandID })
+	}
+	return len(p.ScopeBrandIDs) == 0 || slices.Contains(p.ScopeBrandIDs, brandID)
 }
 
 func (s *Service) recipientRefs(tx *gorm.DB, p *Purpose) ([]RecipientRef, error) {
@@ -487,9 +533,13 @@ func (s *Service) PublishVersion(ctx context.Context, tenantID, idOrKey string, 
 }
 
 // checkNonMaterial refuses a version marked non-material whose facts differ from the
-// previous version: new recipients, data, retention or transfers are material by law.
+// previous version: new recipients, controllers, data, retention or transfers are material
+// by law.
 func checkNonMaterial(prev, next *Version) error {
 	var v identity.Validator
+	// A version published before controllers were recorded has nothing to compare with.
+	v.Check(prev.Details.Controllers == nil || slices.Equal(controllerEntities(prev), controllerEntities(next)),
+		"material", "the controller changed: this version is material")
 	v.Check(reflect.DeepEqual(recipientIDs(prev.Details.Recipients), recipientIDs(next.Details.Recipients)),
 		"material", "the recipients changed: this version is material")
 	v.Check(slices.Equal(prev.Details.DataCategories, next.Details.DataCategories), "material", "the data categories changed: this version is material")
@@ -501,6 +551,16 @@ func checkNonMaterial(prev, next *Version) error {
 		return e
 	}
 	return nil
+}
+
+// controllerEntities lists the version's controllers as legal entities, in order.
+func controllerEntities(v *Version) []string {
+	out := make([]string, len(v.Details.Controllers))
+	for i, c := range v.Details.Controllers {
+		out[i] = c.BrandID + "|" + c.entity()
+	}
+	slices.Sort(out)
+	return out
 }
 
 func recipientIDs(refs []RecipientRef) []string {

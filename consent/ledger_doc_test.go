@@ -325,3 +325,64 @@ func TestIndependentVerifierFollowingTheDoc(t *testing.T) {
 		e.mustVerifyOK(t)
 	})
 }
+
+// docs/ledger.md's "Version and text hashes" lets anyone holding a published text prove
+// which text an event names: every demo version's hashes, recomputed from the document's
+// recipe with an independent JCS implementation, match what Lupa stored.
+func TestVersionHashesFollowTheDoc(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		checked := 0
+		for key := range e.demo.Purposes {
+			p, err := e.svc.Purpose(ctx, e.tenant(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions, err := e.svc.Versions(ctx, e.tenant(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range versions {
+				checkDocumentedHashes(t, p, v)
+				checked++
+			}
+		}
+		if checked < 6 {
+			t.Fatalf("checked %d versions; the demo publishes one for each of its purposes", checked)
+		}
+	})
+}
+
+func checkDocumentedHashes(t *testing.T, p *consent.Purpose, v *consent.Version) {
+	t.Helper()
+	texts := map[string]any{}
+	for lang, tx := range v.Texts {
+		texts[lang] = map[string]any{"title": tx.Title, "description": tx.Description, "policy_url": tx.PolicyURL}
+		_, h := jcsHash(t, map[string]any{"purpose": p.Key, "version": v.Number, "language": lang,
+			"title": tx.Title, "description": tx.Description, "policy_url": tx.PolicyURL})
+		if h != v.TextHashes[lang] {
+			t.Fatalf("%s v%d %s: the documented text hash is %s, Lupa stored %s", p.Key, v.Number, lang, h, v.TextHashes[lang])
+		}
+	}
+	recipients := []any{}
+	for _, r := range v.Details.Recipients {
+		recipients = append(recipients, map[string]any{"id": r.ID, "name": r.Name, "legal_name": r.LegalName, "kind": r.Kind, "country": r.Country})
+	}
+	controllers := []any{}
+	for _, c := range v.Details.Controllers {
+		controllers = append(controllers, map[string]any{"brand_id": c.BrandID, "legal_name": c.LegalName, "business_id": c.BusinessID})
+	}
+	if len(controllers) == 0 {
+		t.Fatalf("%s v%d names no controller", p.Key, v.Number)
+	}
+	categories := v.Details.DataCategories
+	if categories == nil {
+		categories = []string{}
+	}
+	_, h := jcsHash(t, map[string]any{"purpose": p.Key, "version": v.Number, "level": p.Level, "legal_basis": p.LegalBasis,
+		"material": v.Material, "texts": texts, "details": map[string]any{"data_categories": categories,
+			"retention": v.Details.Retention, "transfers": v.Details.Transfers, "recipients": recipients, "controllers": controllers}})
+	if h != v.ContentHash {
+		t.Fatalf("%s v%d: the documented version hash is %s, Lupa stored %s", p.Key, v.Number, h, v.ContentHash)
+	}
+}

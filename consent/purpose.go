@@ -160,6 +160,26 @@ type VersionDetails struct {
 	Retention      string         `json:"retention"`
 	Transfers      string         `json:"transfers"`
 	Recipients     []RecipientRef `json:"recipients"` // fixed when published
+	// Controllers are the legal entities that decide about the data, fixed when published
+	// like the recipients. Versions published before Lupa recorded them have none (nil).
+	Controllers []ControllerRef `json:"controllers,omitempty"`
+}
+
+// ControllerRef is a controller as a published version names it: the tenant, or one of
+// its brands that is a legal entity of its own.
+type ControllerRef struct {
+	BrandID    string `json:"brand_id,omitempty"` // empty for the tenant
+	LegalName  string `json:"legal_name"`
+	BusinessID string `json:"business_id,omitempty"`
+}
+
+// entity is what makes a controller the same legal entity: its business id, or its legal
+// name when it has none. A new name for the same company is not a new controller.
+func (c ControllerRef) entity() string {
+	if c.BusinessID != "" {
+		return "id:" + c.BusinessID
+	}
+	return "name:" + c.LegalName
 }
 
 // Version is one version of a purpose's texts and facts. Drafts can change; a published
@@ -230,11 +250,18 @@ func (ver *Version) Seal(p *Purpose) {
 	for i, r := range ver.Details.Recipients {
 		recipients[i] = Obj{"id": r.ID, "name": r.Name, "legal_name": r.LegalName, "kind": r.Kind, "country": r.Country}
 	}
+	details := Obj{"data_categories": nonNilStrings(ver.Details.DataCategories), "retention": ver.Details.Retention,
+		"transfers": ver.Details.Transfers, "recipients": recipients}
+	if ver.Details.Controllers != nil {
+		controllers := make([]Obj, len(ver.Details.Controllers))
+		for i, c := range ver.Details.Controllers {
+			controllers[i] = Obj{"brand_id": c.BrandID, "legal_name": c.LegalName, "business_id": c.BusinessID}
+		}
+		details["controllers"] = controllers
+	}
 	ver.ContentHash = sha256Hex(Canonical(Obj{
 		"purpose": p.Key, "version": ver.Number, "level": p.Level, "legal_basis": p.LegalBasis,
-		"material": ver.Material, "texts": texts,
-		"details": Obj{"data_categories": nonNilStrings(ver.Details.DataCategories), "retention": ver.Details.Retention,
-			"transfers": ver.Details.Transfers, "recipients": recipients},
+		"material": ver.Material, "texts": texts, "details": details,
 	}))
 }
 

@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,6 +248,12 @@ func TestNonMaterialVersion(t *testing.T) {
 		e.record(t, "", consent.MethodBannerCustom, grant("surveys", 1))
 
 		meta := e.demo.Recipients["Meta Platforms Ireland Ltd"].ID
+		style := e.demo.Brands[1]
+		setBusinessID := func(t *testing.T, id string) {
+			if _, err := e.ids.UpdateBrand(ctx, e.tenant(), style.ID, identity.BrandPatch{BusinessID: &id}, actor); err != nil {
+				t.Fatal(err)
+			}
+		}
 		cases := []struct {
 			name    string
 			details consent.VersionDetails
@@ -267,6 +274,10 @@ func TestNonMaterialVersion(t *testing.T) {
 						t.Fatal(err)
 					}
 				}},
+			// One of the group's brands is now another company: a new controller.
+			{name: "controller", details: base,
+				prepare: func(t *testing.T) { setBusinessID(t, "9876543-2") },
+				undo:    func(t *testing.T) { setBusinessID(t, style.BusinessID) }},
 		}
 		e.draft(t, "surveys", false, "Surveys v3", &base)
 		for _, c := range cases {
@@ -287,16 +298,35 @@ func TestNonMaterialVersion(t *testing.T) {
 				}
 			})
 		}
-		// Marked material, the same change is published and outdates the grants.
-		material := true
-		if _, err := e.svc.UpdateVersion(ctx, e.tenant(), "surveys", 3, consent.VersionInput{Material: &material, Details: &cases[0].details}, actor); err != nil {
+		// A new name for the same company (same business id) is no new controller, but the
+		// version names the controller as it is now.
+		newName := "Demo Style Group Oy"
+		if _, err := e.ids.UpdateBrand(ctx, e.tenant(), style.ID, identity.BrandPatch{LegalName: &newName}, actor); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "surveys", 3, actor); err != nil {
+		renamed, err := e.svc.PublishVersion(ctx, e.tenant(), "surveys", 3, actor)
+		if err != nil {
+			t.Fatalf("a version after a brand's new name: %v", err)
+		}
+		if got := renamed.Details.Controllers; len(got) != 3 || got[0].LegalName != e.demo.Tenant.LegalName ||
+			!slices.ContainsFunc(got, func(c consent.ControllerRef) bool { return c.BrandID == style.ID && c.LegalName == newName }) {
+			t.Fatalf("the version's controllers: %+v; want the tenant and both brands, Demo Style renamed", got)
+		}
+		if s := e.deviceState(t, out.DeviceID, "surveys"); s.State != consent.StateGranted {
+			t.Fatalf("grant after a brand's new name: %+v", s)
+		}
+		e.draft(t, "surveys", false, "Surveys v4", &base)
+
+		// Marked material, the same change is published and outdates the grants.
+		material := true
+		if _, err := e.svc.UpdateVersion(ctx, e.tenant(), "surveys", 4, consent.VersionInput{Material: &material, Details: &cases[0].details}, actor); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.PublishVersion(ctx, e.tenant(), "surveys", 4, actor); err != nil {
 			t.Fatal(err)
 		}
 		if s := e.deviceState(t, out.DeviceID, "surveys"); s.State != consent.StateOutdated {
-			t.Fatalf("after material v3: %+v", s)
+			t.Fatalf("after material v4: %+v", s)
 		}
 	})
 }

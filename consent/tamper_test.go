@@ -105,8 +105,10 @@ func TestLedgerRefusesUpdateAndDelete(t *testing.T) {
 			}
 		}
 		if e.db.Dialect == sqldb.Postgres {
-			if err := e.db.Write.Exec("TRUNCATE consent_events").Error; err == nil {
-				t.Error("TRUNCATE consent_events was allowed")
+			for _, table := range []string{"consent_events", "ledger_roots", "ledger_root_leaves"} {
+				if err := e.db.Write.Exec("TRUNCATE " + table).Error; err == nil || !strings.Contains(err.Error(), "append-only") {
+					t.Errorf("TRUNCATE %s: want the append-only refusal, got %v", table, err)
+				}
 			}
 		}
 		if n := e.count(t, "consent_events", "decision = 'denied' AND subject_id = ? AND seq = 2", f.s1); n != 1 {
