@@ -19,7 +19,9 @@ import (
 
 const idempotencyTTL = 24 * time.Hour
 
-var errIdempotencyMismatch = &identity.Error{Code: identity.EUnprocessable,
+// errIdempotencyMismatch is the admin routes' answer too (identityweb.Idempotent): one
+// problem type for one mistake, whichever route it is made on.
+var errIdempotencyMismatch = &identity.Error{Code: identity.EIdempotency,
 	Message: "this Idempotency-Key was used with a different request",
 	Fields:  []identity.FieldError{{Field: "Idempotency-Key", Message: "was used with a different request body"}}}
 

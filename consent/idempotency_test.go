@@ -49,7 +49,7 @@ func TestIdempotentRetryWritesOnce(t *testing.T) {
 		}
 		// The same key with another request is refused, and writes nothing either.
 		_, err = e.svc.Record(ctx, request(idem("k-1", "h-2"), grant("analytics", 1), grant("social_advertising", 1)))
-		wantField(t, wantCode(t, err, identity.EUnprocessable), "Idempotency-Key", "different request")
+		wantField(t, wantCode(t, err, identity.EIdempotency), "Idempotency-Key", "different request")
 		if got := e.grew(t, before); len(got) != 0 {
 			t.Fatalf("retries wrote %v", got)
 		}
@@ -133,7 +133,7 @@ func TestConflictingKeyInABatchFailsAlone(t *testing.T) {
 			if i != 0 && i != n {
 				t.Fatalf("request %d failed although its key was its own: %v", i, err)
 			}
-			wantField(t, wantCode(t, err, identity.EUnprocessable), "Idempotency-Key", "different request")
+			wantField(t, wantCode(t, err, identity.EIdempotency), "Idempotency-Key", "different request")
 		}
 		if failed != 1 {
 			t.Fatalf("%d requests failed, want exactly one of the two sharing key-0", failed)

@@ -12,6 +12,7 @@ const (
 	EUnprocessable = "unprocessable" // well-formed but refers to something that cannot be used (422)
 	ENotFound      = "not_found"     // does not exist, or belongs to another tenant (404)
 	EConflict      = "conflict"      // clashes with the current state (409)
+	EIdempotency   = "idempotency"   // an Idempotency-Key reused with another request (422)
 	EUnauthorized  = "unauthorized"  // no or unknown credentials (401)
 	EForbidden     = "forbidden"     // credentials lack the right (403)
 	ERateLimited   = "rate_limited"  // too many requests (429)

@@ -592,6 +592,11 @@ func TestHTTPUnicodeRoundTrip(t *testing.T) {
 // developer can act on.
 func TestHTTPFieldMessages(t *testing.T) {
 	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		_, read := s.newKey(t, s.demo.AdminKey, "consent:read")
+		history := func(field string, v any) *response {
+			return s.withKey(read, http.MethodPost, "/v1/subjects/history",
+				map[string]any{"identifier": map[string]any{"kind": "customer_number", "value": "C-1"}, field: v})
+		}
 		for _, c := range []struct {
 			r           *response
 			field, msg  string
@@ -604,6 +609,12 @@ func TestHTTPFieldMessages(t *testing.T) {
 			{s.admin(http.MethodPost, "/v1/admin/brands", map[string]any{"name": "Tab\tOK", "legal_name": "Bell\aOy"}), "legal_name", "control characters", ""},
 			{s.collect(with(grantAnalytics(), "method", 7)), "method", "must be a string", ""},
 			{s.collect(with(grantAnalytics(), "decisions", "all")), "decisions", "must be an array", ""},
+			// A time is a struct in Go; the message must still speak JSON.
+			{s.collect(with(grantAnalytics(), "client_time", "2026-13-45")), "client_time", "must be an RFC 3339 date-time", "object"},
+			{history("from", "yesterday"), "from", "must be an RFC 3339 date-time", "object"},
+			{history("to", 1700000000), "to", "must be an RFC 3339 date-time", "object"},
+			{history("after", "garbage"), "after", "the next of a history page", "integer"},
+			{history("after", -1), "after", "the next of a history page", "integer"},
 		} {
 			p := wantProblem(t, c.r, http.StatusBadRequest, c.field)
 			msg, _ := p.field(c.field)

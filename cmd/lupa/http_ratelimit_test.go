@@ -120,5 +120,40 @@ func TestHTTPRateLimitReadableByWidget(t *testing.T) {
 		if exp := r.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exp, "Retry-After") {
 			t.Fatalf("429 exposes %q, want Retry-After among them", exp)
 		}
+		// The widget sends credentials: without this the browser hides the whole answer.
+		if got := r.Header.Get("Access-Control-Allow-Credentials"); got != "true" {
+			t.Fatalf("429 Access-Control-Allow-Credentials = %q, want true", got)
+		}
+	})
+}
+
+// TestHTTPPublicErrorsReadableByWidget: every answer of the collection routes to a page the
+// widget may run on carries the CORS headers of a success, so that a credentialed fetch
+// can read the problem: a missing or unknown property key, a bad body, a bad device id.
+func TestHTTPPublicErrorsReadableByWidget(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		device := []string{"Origin", s.Origin, "Lupa-Device-Id", "AAAAAAAAAAAAAAAAAAAAAA"}
+		for _, c := range []struct {
+			name   string
+			r      *response
+			status int
+		}{
+			{"unknown key", s.request(http.MethodGet, "/v1/consents?property=pk_unknown", nil, device...), http.StatusNotFound},
+			{"unknown key, config", s.request(http.MethodGet, "/v1/properties/pk_unknown/config", nil, "Origin", s.Origin), http.StatusNotFound},
+			{"no key", s.request(http.MethodPost, "/v1/consents", grantAnalytics(), "Origin", s.Origin), http.StatusUnauthorized},
+			{"bad body", s.request(http.MethodPost, "/v1/consents?property="+s.demo.WebShop.PublicKey, "{not json", "Origin", s.Origin), http.StatusBadRequest},
+			{"bad device id", s.request(http.MethodGet, "/v1/consents?property="+s.demo.WebShop.PublicKey, nil, "Origin", s.Origin, "Lupa-Device-Id", "short"), http.StatusBadRequest},
+		} {
+			wantProblem(t, c.r, c.status)
+			if got := c.r.Header.Get("Access-Control-Allow-Origin"); got != s.Origin {
+				t.Errorf("%s: Access-Control-Allow-Origin = %q, want %q", c.name, got, s.Origin)
+			}
+			if got := c.r.Header.Get("Access-Control-Allow-Credentials"); got != "true" {
+				t.Errorf("%s: Access-Control-Allow-Credentials = %q, want true", c.name, got)
+			}
+			if exp := c.r.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exp, "X-Request-Id") {
+				t.Errorf("%s: exposes %q, want X-Request-Id among them", c.name, exp)
+			}
+		}
 	})
 }

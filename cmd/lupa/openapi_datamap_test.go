@@ -102,6 +102,7 @@ func (c *contractRun) dataMap() {
 	}
 	c.reject(400, get, path+"?limit=0", nil, c.admin...)
 	c.reject(400, get, path+"?limit=201", nil, c.admin...)
+	wantProblem(c.t, c.reject(400, get, path+"?before=garbage", nil, c.admin...), 400, "before")
 	c.adminErrors(get, path, nil)
 
 	one := path + "/" + id

@@ -1111,9 +1111,11 @@ func (c *contractRun) server() {
 	if next == "" {
 		c.t.Errorf("history page without next: %v", page)
 	}
-	c.call(200, post, history, map[string]any{"identifier": customer, "after": jsonNumber(next), "purpose": "marketing_email",
+	c.call(200, post, history, map[string]any{"identifier": customer, "after": next, "purpose": "marketing_email",
 		"kind": "decision", "from": time.Now().Add(-time.Hour).UTC().Format(time.RFC3339),
 		"to": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, c.read...)
+	c.call(200, post, history, map[string]any{"identifier": customer, "after": 1}, c.read...) // as clients once had to
+	c.reject(400, post, history, map[string]any{"identifier": customer, "after": "garbage"}, c.read...)
 	c.reject(400, post, history, map[string]any{"identifier": customer, "limit": 501}, c.read...)
 	c.reject(400, post, history, map[string]any{"identifier": customer, "kind": "rumour"}, c.read...)
 	c.authErrors(post, history, map[string]any{"identifier": customer}, nil, false)
@@ -1132,14 +1134,6 @@ func (c *contractRun) server() {
 	c.authErrors(post, check, map[string]any{"purpose": "analytics", "identifiers": ids}, nil, false)
 	c.call(422, post, check, map[string]any{"purpose": "no_such_purpose", "identifiers": ids}, c.read...)
 	c.bodyErrors(post, check, map[string]any{"purpose": "analytics", "identifiers": ids}, identityweb.CheckBodyLimit, c.read)
-}
-
-// jsonNumber turns a decimal cursor into a JSON number.
-func jsonNumber(s string) json.Number {
-	if s == "" {
-		return "0"
-	}
-	return json.Number(s)
 }
 
 func (c *contractRun) ledger() {
@@ -1169,6 +1163,10 @@ func (c *contractRun) ledger() {
 	c.authErrors(post, verify, nil, c.read, true)
 	c.adm(413, post, verify, tooLarge(identityweb.PublicBodyLimit), "Idempotency-Key", "verify-2")
 	c.adm(415, post, verify, "x", "Idempotency-Key", "verify-3", "Content-Type", "text/plain")
+	// A body sent without a key is checked too, and must hold nothing.
+	c.adm(400, post, verify, "{not json")
+	c.adm(200, post, verify, "{}")
+	c.adm(415, post, verify, "x", "Content-Type", "text/plain")
 }
 
 func (c *contractRun) audit() {
@@ -1182,6 +1180,7 @@ func (c *contractRun) audit() {
 	c.adm(200, get, path+"?object_id="+c.brandID, nil)
 	c.reject(400, get, path+"?limit=0", nil, c.admin...)
 	c.reject(400, get, path+"?limit=many", nil, c.admin...)
+	wantProblem(c.t, c.reject(400, get, path+"?before=garbage", nil, c.admin...), 400, "before")
 	c.adminErrors(get, path, nil)
 }
 
@@ -1328,5 +1327,6 @@ func (c *contractRun) support() {
 		c.t.Errorf("access log: %v", log)
 	}
 	c.reject(400, get, logPath+"?limit=0", nil, c.admin...)
+	wantProblem(c.t, c.reject(400, get, logPath+"?before=garbage", nil, c.admin...), 400, "before")
 	c.adminErrors(get, logPath, nil)
 }

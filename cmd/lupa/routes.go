@@ -178,6 +178,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 
 	// Admin API: the tenant's configuration, keys, audit log and ledger checks.
 	admin := r.Group("/v1/admin", auth.APIKey(identity.ScopeAdmin), idem)
+	// POSTs that take no body refuse one that is not JSON or not empty.
+	noBody := identityweb.NoBody(api)
 	admin.GET("/tenant", ident.GetTenant)
 	admin.PATCH("/tenant", ident.PatchTenant)
 	admin.GET("/brands", ident.ListBrands)
@@ -218,14 +220,14 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.POST("/purposes/:purpose/versions", cons.CreateVersion)
 	admin.GET("/purposes/:purpose/versions/:number", cons.GetVersion)
 	admin.PATCH("/purposes/:purpose/versions/:number", cons.PatchVersion)
-	admin.POST("/purposes/:purpose/versions/:number/publish", cons.PublishVersion)
+	admin.POST("/purposes/:purpose/versions/:number/publish", noBody, cons.PublishVersion)
 	admin.GET("/purposes/:purpose/inventory", cons.GetInventory)
 	admin.PUT("/purposes/:purpose/inventory", cons.PutInventory)
 	admin.GET("/interfaces/:hash", cons.GetInterface)
 	admin.GET("/widget-builds/:build", cons.GetWidgetBuild)
-	admin.POST("/ledger/verify", cons.VerifyLedger)
+	admin.POST("/ledger/verify", noBody, cons.VerifyLedger)
 	admin.GET("/ledger/roots/latest", cons.LatestRoot)
-	admin.POST("/ledger/roots", cons.SignRoot)
+	admin.POST("/ledger/roots", noBody, cons.SignRoot)
 	// The data map: the systems that hold the tenant's customers' data (docs/data-map.md).
 	admin.GET("/data-map", dataMap.GetMap)
 	admin.GET("/data-map/vocabulary", dataMap.Vocabulary)
@@ -247,13 +249,13 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.PATCH("/webhooks/:id", hooks.PatchWebhook)
 	admin.DELETE("/webhooks/:id", hooks.DeleteWebhook)
 	admin.POST("/webhooks/:id/rotate-secret", hooks.RotateSecret)
-	admin.POST("/webhooks/:id/disable", hooks.DisableWebhook)
-	admin.POST("/webhooks/:id/enable", hooks.EnableWebhook)
+	admin.POST("/webhooks/:id/disable", noBody, hooks.DisableWebhook)
+	admin.POST("/webhooks/:id/enable", noBody, hooks.EnableWebhook)
 	admin.GET("/webhooks/:id/deliveries", hooks.ListDeliveries)
 	admin.GET("/webhooks/:id/deliveries/:delivery", hooks.GetDelivery)
-	admin.POST("/webhooks/:id/deliveries/:delivery/replay", hooks.ReplayDelivery)
+	admin.POST("/webhooks/:id/deliveries/:delivery/replay", noBody, hooks.ReplayDelivery)
 	admin.GET("/webhooks/:id/dead-letters", hooks.ListDeadLetters)
-	admin.POST("/webhooks/:id/dead-letters/replay", hooks.ReplayDeadLetters)
+	admin.POST("/webhooks/:id/dead-letters/replay", noBody, hooks.ReplayDeadLetters)
 	// Connectors to Mailchimp, HubSpot and Klaviyo: per-event sync status, dead letters,
 	// replays and a reconcile on demand (docs/connectors.md).
 	admin.GET("/connectors", conns.ListConnectors)
@@ -261,15 +263,15 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	admin.GET("/connectors/:id", conns.GetConnector)
 	admin.PATCH("/connectors/:id", conns.PatchConnector)
 	admin.DELETE("/connectors/:id", conns.DeleteConnector)
-	admin.POST("/connectors/:id/disable", conns.DisableConnector)
-	admin.POST("/connectors/:id/enable", conns.EnableConnector)
-	admin.POST("/connectors/:id/reconcile", conns.ReconcileConnector)
-	admin.POST("/connectors/:id/rotate-inbound-secret", conns.RotateInboundSecret)
+	admin.POST("/connectors/:id/disable", noBody, conns.DisableConnector)
+	admin.POST("/connectors/:id/enable", noBody, conns.EnableConnector)
+	admin.POST("/connectors/:id/reconcile", noBody, conns.ReconcileConnector)
+	admin.POST("/connectors/:id/rotate-inbound-secret", noBody, conns.RotateInboundSecret)
 	admin.GET("/connectors/:id/syncs", conns.ListSyncs)
 	admin.GET("/connectors/:id/syncs/:delivery", conns.GetSync)
-	admin.POST("/connectors/:id/syncs/:delivery/replay", conns.ReplaySync)
+	admin.POST("/connectors/:id/syncs/:delivery/replay", noBody, conns.ReplaySync)
 	admin.GET("/connectors/:id/dead-letters", conns.ListDeadLetters)
-	admin.POST("/connectors/:id/dead-letters/replay", conns.ReplayDeadLetters)
+	admin.POST("/connectors/:id/dead-letters/replay", noBody, conns.ReplayDeadLetters)
 	return r, nil
 }
 

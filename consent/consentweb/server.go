@@ -1,7 +1,10 @@
 package consentweb
 
 import (
+	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -92,14 +95,41 @@ func (h *Handlers) SubjectState(c *gin.Context) {
 }
 
 type historyIn struct {
-	Identifier identifierIn `json:"identifier" validate:"required"`
-	Purpose    string       `json:"purpose" validate:"max=63"`
-	Kind       string       `json:"kind" validate:"omitempty,oneof=decision objection expiry outdated merge erasure"`
-	From       *time.Time   `json:"from"`
-	To         *time.Time   `json:"to"`
-	After      int64        `json:"after" validate:"gte=0"`
-	Limit      int          `json:"limit" validate:"gte=0,lte=500"`
+	Identifier identifierIn  `json:"identifier" validate:"required"`
+	Purpose    string        `json:"purpose" validate:"max=63"`
+	Kind       string        `json:"kind" validate:"omitempty,oneof=decision objection expiry outdated merge erasure"`
+	From       *time.Time    `json:"from"`
+	To         *time.Time    `json:"to"`
+	After      historyCursor `json:"after"`
+	Limit      int           `json:"limit" validate:"gte=0,lte=500"`
 }
+
+// historyCursor is history's `after`: the `next` of the page before, sent back as it came (a
+// string of digits). A plain integer is still taken: clients had to convert `next` before.
+type historyCursor int64
+
+// UnmarshalJSON takes the cursor as a string of digits or as a non-negative integer.
+func (h *historyCursor) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return errors.New("not a history cursor")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*h = historyCursor(n)
+	return nil
+}
+
+// JSONKind names, for a problem's field message, what `after` takes.
+func (historyCursor) JSONKind() string { return "the next of a history page" }
 
 // SubjectHistory returns a page of a subject's ledger entries, oldest first.
 func (h *Handlers) SubjectHistory(c *gin.Context) {
@@ -108,7 +138,7 @@ func (h *Handlers) SubjectHistory(c *gin.Context) {
 		return
 	}
 	hist, err := h.svc.History(c.Request.Context(), identityweb.TenantOf(c), *in.Identifier.domain(), consent.HistoryFilter{
-		Purpose: in.Purpose, Kind: in.Kind, From: clientTime(in.From), To: clientTime(in.To), After: in.After, Limit: in.Limit})
+		Purpose: in.Purpose, Kind: in.Kind, From: clientTime(in.From), To: clientTime(in.To), After: int64(in.After), Limit: in.Limit})
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -42,7 +42,11 @@ func (h *Handlers) AccessLog(c *gin.Context) {
 		}
 		limit = n
 	}
-	items, next, err := h.svc.AccessLog(c.Request.Context(), identityweb.TenantOf(c), c.Query("subject"), c.Query("before"), limit)
+	before, ok := identityweb.QueryID(c, "before")
+	if !ok {
+		return
+	}
+	items, next, err := h.svc.AccessLog(c.Request.Context(), identityweb.TenantOf(c), c.Query("subject"), before, limit)
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -253,8 +253,12 @@ func (a *Admin) RevokeAPIKey(c *gin.Context) {
 
 // Audit lists the audit log, newest first: ?object_type, ?object_id, ?action, ?before, ?limit.
 func (a *Admin) Audit(c *gin.Context) {
+	before, ok := QueryID(c, "before")
+	if !ok {
+		return
+	}
 	f := identity.AuditFilter{ObjectType: c.Query("object_type"), ObjectID: c.Query("object_id"),
-		Action: c.Query("action"), Before: c.Query("before")}
+		Action: c.Query("action"), Before: before}
 	if l := c.Query("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 500 {

@@ -114,6 +114,16 @@ const (
 	corsMaxAge  = "600"
 )
 
+// allowCORS lets the page at origin read the answer, whatever it is: a success, or a
+// problem with its Retry-After. The widget sends decisions with credentials, so that Lupa
+// served on the site's own domain can set the banner's cookie itself, and a browser shows
+// a credentialed request nothing of an answer without Allow-Credentials.
+func allowCORS(c *gin.Context, origin string) {
+	c.Header("Access-Control-Allow-Origin", origin)
+	c.Header("Access-Control-Expose-Headers", corsExpose)
+	c.Header("Access-Control-Allow-Credentials", "true")
+}
+
 // Property authenticates a public request by the property key in the path
 // (/properties/{pk}/…) or the query (?property=pk_…) and, for web properties, the
 // browser's Origin against the property's allow-list. It answers CORS pre-flight requests
@@ -123,9 +133,10 @@ func (a *Auth) Property() gin.HandlerFunc {
 		c.Header("Vary", "Origin")
 		origin := requestOrigin(c)
 		if origin != "" && c.Request.Method != http.MethodOptions {
-			// Let the page read our problem answers too, so the widget can say what is wrong;
-			// a pre-flight of a refused origin gets no such header and the browser stops there.
-			c.Header("Access-Control-Allow-Origin", origin)
+			// Let the page read our problem answers too (a missing or unknown key), so the
+			// widget can say what is wrong; they hold nothing that depends on who asks. A
+			// pre-flight of a refused origin gets no such header and the browser stops there.
+			allowCORS(c, origin)
 		}
 		pk := c.Param("pk")
 		if pk == "" {
@@ -143,6 +154,8 @@ func (a *Auth) Property() gin.HandlerFunc {
 		}
 		switch {
 		case origin != "" && !p.AllowsOrigin(origin):
+			// The refused page may read why, but never with the visitor's credentials.
+			c.Writer.Header().Del("Access-Control-Allow-Credentials")
 			WriteProblem(c, http.StatusForbidden, identity.EForbidden, "Forbidden",
 				"this origin is not allowed for the property", nil)
 			return
@@ -151,11 +164,7 @@ func (a *Auth) Property() gin.HandlerFunc {
 				"a web property is used from the browser: the request needs its Origin", nil)
 			return
 		case origin != "":
-			c.Header("Access-Control-Allow-Origin", origin)
-			c.Header("Access-Control-Expose-Headers", corsExpose)
-			// The widget sends decisions with credentials, so that Lupa served on the site's
-			// own domain can set the banner's cookie itself.
-			c.Header("Access-Control-Allow-Credentials", "true")
+			allowCORS(c, origin)
 		}
 		if c.Request.Method == http.MethodOptions {
 			c.Header("Access-Control-Allow-Methods", corsMethods)

@@ -11,12 +11,14 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-playground/validator/v10"
+	"github.com/google/uuid"
 
 	"github.com/lupa-cmp/lupa/identity"
 )
@@ -216,6 +218,52 @@ func (a *API) Bind(c *gin.Context, limit int64, dst any) bool {
 	return ok && a.Decode(c, body, dst)
 }
 
+// bodySent says whether the request came with a body: a length, or a type for it.
+func bodySent(c *gin.Context) bool {
+	return c.Request.ContentLength != 0 || c.GetHeader("Content-Type") != ""
+}
+
+// NoBody guards a POST that takes no body (publish, ledger checks, enable, replay). Some
+// clients send one anyway, often `{}`; it must still be what any body must be (JSON, else
+// 415; at most PublicBodyLimit, else 413) and hold nothing, else 400: a body that is not
+// what the client meant is refused rather than ignored. Behind Idempotent it checks the
+// body that middleware read.
+func NoBody(api *API) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var body []byte
+		if b, read := c.Get(contextBody); read {
+			body, _ = b.([]byte)
+		} else if bodySent(c) {
+			var ok bool
+			if body, ok = api.ReadBody(c, PublicBodyLimit); !ok {
+				return
+			}
+		}
+		var none struct{}
+		if len(body) > 0 && !api.Decode(c, body, &none) {
+			return
+		}
+		c.Next()
+	}
+}
+
+// QueryID reads the query parameter name as an id Lupa gave: a page cursor such as
+// ?before= is the id of the last item seen. Absent, it is "". Anything else is answered 400
+// naming the parameter and false returned: ids compare as strings, so a malformed cursor
+// would otherwise quietly start over at the first page.
+func QueryID(c *gin.Context, name string) (string, bool) {
+	v := c.Query(name)
+	if v == "" {
+		return "", true
+	}
+	if u, err := uuid.Parse(v); err != nil || u.String() != v {
+		WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed",
+			[]identity.FieldError{{Field: name, Message: "is not a cursor this API gave"}})
+		return "", false
+	}
+	return v, true
+}
+
 // strictJSON decodes request bodies: a member the endpoint does not know is an error, not
 // silently dropped. Names match exactly, and a name given twice is an error (which of two
 // values counts must not depend on the parser reading it).
@@ -299,10 +347,21 @@ func fieldType(t reflect.Type, name string) reflect.Type {
 	return nil
 }
 
+// jsonKinder is a request type that says itself what it takes, when its Go kind would
+// mislead (a cursor sent as a string, held as an integer).
+type jsonKinder interface{ JSONKind() string }
+
 // jsonKind says, in JSON's words, what a Go type takes.
 func jsonKind(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t.Implements(reflect.TypeFor[jsonKinder]()) {
+		return reflect.Zero(t).Interface().(jsonKinder).JSONKind()
+	}
+	// A time is a struct in Go but a string in JSON.
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 date-time"
 	}
 	switch k := t.Kind(); k {
 	case reflect.String:

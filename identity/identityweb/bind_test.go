@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -67,6 +68,7 @@ func TestDecodeNamesTheField(t *testing.T) {
 		Decisions []decision        `json:"decisions"`
 		Labels    map[string]string `json:"labels"`
 		Limit     *int              `json:"limit"`
+		When      *time.Time        `json:"when"`
 	}
 	a := NewAPI(slog.New(slog.DiscardHandler))
 	for _, c := range []struct {
@@ -84,6 +86,9 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{"number for map value", `{"labels":{"a":1}}`, "labels[a]", "must be a string"},
 		{"string for pointer to integer", `{"limit":"ten"}`, "limit", "must be an integer"},
 		{"array for the body", `[]`, "", "must be an object"},
+		{"no such date", `{"when":"2026-13-45"}`, "when", "must be an RFC 3339 date-time"},
+		{"words for a time", `{"when":"yesterday"}`, "when", "must be an RFC 3339 date-time"},
+		{"object for a time", `{"when":{}}`, "when", "must be an RFC 3339 date-time"},
 		{"syntax", `{"method":"api",}`, "", "syntax error at byte 15"},
 		{"trailing data", `{"method":"api"}{}`, "", "syntax error at byte 16"},
 	} {

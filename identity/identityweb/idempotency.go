@@ -91,7 +91,7 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 		}
 		// Some POSTs take no body (publish, ledger checks): only a body that is sent must be JSON.
 		var body []byte
-		if c.Request.ContentLength != 0 || c.GetHeader("Content-Type") != "" {
+		if bodySent(c) {
 			if body, ok = api.ReadBody(c, limit); !ok {
 				return
 			}

@@ -35,6 +35,7 @@ var statusOf = map[string]int{
 	identity.EUnprocessable: http.StatusUnprocessableEntity,
 	identity.ENotFound:      http.StatusNotFound,
 	identity.EConflict:      http.StatusConflict,
+	identity.EIdempotency:   http.StatusUnprocessableEntity,
 	identity.EUnauthorized:  http.StatusUnauthorized,
 	identity.EForbidden:     http.StatusForbidden,
 	identity.ERateLimited:   http.StatusTooManyRequests,

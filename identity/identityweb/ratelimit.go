@@ -101,8 +101,7 @@ func (r *RateLimiter) Middleware() gin.HandlerFunc {
 		if !ok {
 			if origin := c.GetHeader("Origin"); origin != "" {
 				// Let a widget read the 429 and its Retry-After instead of a network error.
-				c.Header("Access-Control-Allow-Origin", origin)
-				c.Header("Access-Control-Expose-Headers", corsExpose)
+				allowCORS(c, origin)
 				c.Header("Vary", "Origin")
 			}
 			RetryAfter(c, wait.Seconds())

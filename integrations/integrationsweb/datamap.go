@@ -188,7 +188,11 @@ func (h *DataMap) ListSystems(c *gin.Context) {
 		}
 		limit = n
 	}
-	items, next, err := h.svc.List(c.Request.Context(), identityweb.TenantOf(c), c.Query("before"), limit)
+	before, ok := identityweb.QueryID(c, "before")
+	if !ok {
+		return
+	}
+	items, next, err := h.svc.List(c.Request.Context(), identityweb.TenantOf(c), before, limit)
 	if err != nil {
 		h.api.Fail(c, err)
 		return
