@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,13 +61,66 @@ type app struct {
 	connectors *connector.Service
 }
 
-// open connects to the database, applies migrations when told to, and loads the keys.
+// schema says what opening Lupa does with the database schema.
+type schema int
+
+const (
+	schemaRequired schema = iota // refuse a database without the current schema: the maintenance commands
+	schemaMigrate                // apply pending migrations
+	schemaAsIs                   // take it as it is: serve with LUPA_AUTO_MIGRATE=false, whose /readyz tells
+)
+
+// errNoSchema stops a command that needs a migrated database.
+var errNoSchema = errors.New("the database has no Lupa schema (or is behind): run lupa migrate")
+
+// open connects to the database, applies migrations when told to (else requires the current
+// schema), and loads the keys.
 func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app, error) {
+	if migrate {
+		return openWith(ctx, cfg, log, schemaMigrate)
+	}
+	return openWith(ctx, cfg, log, schemaRequired)
+}
+
+// openWith is open with the schema's handling spelled out.
+func openWith(ctx context.Context, cfg config, log *slog.Logger, s schema) (*app, error) {
+	// An SQLite file that is not there has no schema: say so before opening it creates it.
+	if s == schemaRequired && (cfg.DatabaseURL == "" || strings.HasPrefix(cfg.DatabaseURL, "sqlite:")) {
+		path := filepath.Join(cfg.DataDir, "lupa.db")
+		if cfg.DatabaseURL != "" {
+			path = strings.TrimPrefix(strings.TrimPrefix(cfg.DatabaseURL, "sqlite:"), "//")
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (%s does not exist)", errNoSchema, path)
+		}
+	}
+	// A master key the operator must give is checked before anything touches the schema;
+	// only SQLite's generated key waits until the schema is known to be there.
+	postgres := strings.HasPrefix(cfg.DatabaseURL, "postgres://") || strings.HasPrefix(cfg.DatabaseURL, "postgresql://")
+	var master []byte
+	var err error
+	if postgres || cfg.MasterKey != "" || cfg.MasterKeyFile != "" {
+		if master, err = keyring.LoadMasterKey(cfg.MasterKey, cfg.MasterKeyFile, cfg.DataDir, false); err != nil {
+			return nil, err
+		}
+	}
 	db, err := sqldb.Open(ctx, cfg.DatabaseURL, cfg.DataDir, sqldb.Options{MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return nil, err
 	}
-	if migrate {
+	if s == schemaRequired {
+		if err := requireSchema(ctx, db); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	if master == nil {
+		if master, err = keyring.LoadMasterKey("", "", cfg.DataDir, db.Dialect == sqldb.SQLite); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	if s == schemaMigrate {
 		applied, err := migrations.Up(ctx, db.SQL(), db.Dialect)
 		if err != nil {
 			db.Close()
@@ -73,12 +130,9 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 			log.Info("applied migrations", "versions", applied)
 		}
 	}
-	master, err := keyring.LoadMasterKey(cfg.MasterKey, cfg.MasterKeyFile, cfg.DataDir, db.Dialect == sqldb.SQLite)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	now := func() time.Time { return time.Now().UTC() }
+	// Lupa stores times in milliseconds: a clock of that resolution makes an answer show a
+	// time exactly as a later read of the same object does.
+	now := func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 	keys, err := keyring.Open(ctx, db, master, now)
 	if err != nil {
 		db.Close()
@@ -106,6 +160,30 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 		login: newLogin(cfg, log, db, ids, keys, acc, now), dataMap: datamap.New(db, cons, now)}
 	a.newWebhooks()
 	return a, nil
+}
+
+// requireSchema returns errNoSchema unless the database has every migration this binary
+// knows. It only reads: a database without goose's version table is not given one.
+func requireSchema(ctx context.Context, db *sqldb.DB) error {
+	q := "SELECT to_regclass('goose_db_version') IS NOT NULL"
+	if db.Dialect == sqldb.SQLite {
+		q = "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'goose_db_version'"
+	}
+	var versioned bool
+	if err := db.SQL().QueryRowContext(ctx, q).Scan(&versioned); err != nil {
+		return err
+	}
+	if !versioned {
+		return fmt.Errorf("%w (%s)", errNoSchema, db.Location)
+	}
+	current, err := migrations.Current(ctx, db.SQL(), db.Dialect)
+	if err != nil {
+		return err
+	}
+	if !current {
+		return fmt.Errorf("%w (%s)", errNoSchema, db.Location)
+	}
+	return nil
 }
 
 // newMailer is the SMTP sender of LUPA_SMTP_URL, or without one the development mailbox,
@@ -147,7 +225,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	if mln != nil {
 		defer mln.Close()
 	}
-	a, err := open(ctx, cfg, log, cfg.AutoMigrate)
+	s := schemaAsIs
+	if cfg.AutoMigrate {
+		s = schemaMigrate
+	}
+	a, err := openWith(ctx, cfg, log, s)
 	if err != nil {
 		return err
 	}
@@ -196,9 +278,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	// The start-up text comes first: the listener was bound long ago, so a request that
 	// waits on it is answered the moment serving starts, and whoever waits for /healthz
 	// then finds the whole text.
-	log.Info("lupa is serving", "addr", ln.Addr().String(), "metrics", cfg.MetricsAddr, "database", a.db.Dialect)
-	fmt.Fprintf(stdout, "Lupa is running at %s  (API %s/v1, OpenAPI %s/v1/openapi.json, health %s/healthz, metrics http://%s/metrics)\n",
-		cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.MetricsAddr)
+	metricsAt := "off"
+	if mln != nil {
+		metricsAt = "http://" + cfg.MetricsAddr + "/metrics"
+	}
+	log.Info("lupa is serving", "addr", ln.Addr().String(), "metrics", metricsAt, "database", a.db.Dialect)
+	fmt.Fprintf(stdout, "Lupa is running at %s  (API %s/v1, OpenAPI %s/v1/openapi.json, health %s/healthz, metrics %s)\n",
+		cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, cfg.PublicURL, metricsAt)
 	a.warnAboutMail(stdout)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -246,10 +332,16 @@ func (a *app) warnAboutMail(stdout io.Writer) {
 }
 
 // reloadKeys picks up keys rotated by another instance or by `lupa keys rotate`.
+// Once new identifiers are hashed with a newer lookup key (keyring.LookupKeyDelay after a
+// rotation), it moves the existing ones to the newest keys.
 func (a *app) reloadKeys(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(keyring.ReloadInterval)
 	defer t.Stop()
+	moved := "" // the lookup key the identifiers were last moved to
 	for {
+		if id := a.keys.ActiveID(keyring.Lookup); id != moved && a.moveIdentifiers(ctx) == nil {
+			moved = id
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -259,6 +351,25 @@ func (a *app) reloadKeys(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// moveIdentifiers re-hashes and re-encrypts the identifiers still under older keys, one
+// instance at a time. With a single lookup key there is nothing to move.
+func (a *app) moveIdentifiers(ctx context.Context) error {
+	if a.keys.Count(keyring.Lookup) < 2 {
+		return nil
+	}
+	_, err := a.db.TryLock(ctx, "rehash_identifiers", func(ctx context.Context) error {
+		n, err := a.ids.RehashIdentifiers(ctx)
+		if n > 0 {
+			a.log.Info("identifiers moved to the new keys", "rows", n)
+		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("move identifiers to the new keys", "err", err)
+	}
+	return err
 }
 
 // seedDemo creates the demo tenant on an empty database and prints how to use it.

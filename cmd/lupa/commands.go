@@ -11,6 +11,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/migrations"
 )
 
@@ -28,17 +29,42 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer
 	return nil
 }
 
+const tenantUsage = "usage: lupa tenant create [--slug SLUG] NAME"
+
 func tenantCommand(ctx context.Context, cfg config, log *slog.Logger, args []string, stdout io.Writer) error {
-	if len(args) < 2 || args[0] != "create" {
-		return errors.New("usage: lupa tenant create NAME")
+	if len(args) < 1 || args[0] != "create" {
+		return errors.New(tenantUsage)
+	}
+	var words []string
+	slug := ""
+	for i := 1; i < len(args); i++ {
+		switch arg := args[i]; {
+		case arg == "--slug":
+			if i++; i == len(args) {
+				return fmt.Errorf("--slug needs a value; %s", tenantUsage)
+			}
+			slug = args[i]
+		case strings.HasPrefix(arg, "--slug="):
+			slug = strings.TrimPrefix(arg, "--slug=")
+		case strings.HasPrefix(arg, "-"):
+			return fmt.Errorf("unknown flag %s; %s", arg, tenantUsage)
+		default:
+			words = append(words, arg)
+		}
+	}
+	name := strings.Join(words, " ")
+	if name == "" {
+		return errors.New(tenantUsage)
+	}
+	if slug == "" && identity.SlugFrom(name) == "" {
+		return fmt.Errorf("no slug can be made from the name %q: give one with --slug SLUG (lower-case letters, digits and hyphens)", name)
 	}
 	a, err := open(ctx, cfg, log, cfg.AutoMigrate)
 	if err != nil {
 		return err
 	}
 	defer a.db.Close()
-	name := strings.Join(args[1:], " ")
-	t, key, err := a.ids.CreateTenant(ctx, identity.TenantInput{Name: name, LegalName: name}, "cli")
+	t, key, err := a.ids.CreateTenant(ctx, identity.TenantInput{Slug: slug, Name: name, LegalName: name}, "cli")
 	if err != nil {
 		return describe(err)
 	}
@@ -112,11 +138,11 @@ func keysCommand(ctx context.Context, cfg config, log *slog.Logger, args []strin
 	if err != nil {
 		return err
 	}
-	n, err := a.ids.RehashIdentifiers(ctx)
-	if err != nil {
-		return fmt.Errorf("re-hash identifiers under the new lookup key: %w", err)
-	}
-	fmt.Fprintf(stdout, "new keys: %s\nidentifiers re-hashed and re-encrypted: %d\nold keys are kept for verifying and decrypting; running instances load the new keys within a minute\n",
-		strings.Join(ids, ", "), n)
+	// The identifiers are not re-hashed here: running instances that have not loaded the
+	// new lookup key would no longer find them (keyring.LookupKeyDelay).
+	fmt.Fprintf(stdout, "new keys: %s\n"+
+		"old keys are kept for verifying, decrypting and searching; running instances load the new keys within a minute\n"+
+		"new identifiers are hashed with the new lookup key after %s; running instances then move the existing ones to the new keys (or the next start does)\n",
+		strings.Join(ids, ", "), keyring.LookupKeyDelay)
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	netmail "net/mail"
 	"net/url"
@@ -87,27 +88,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AllowPrivateWebhooks, err = boolean(getenv, "LUPA_ALLOW_PRIVATE_WEBHOOKS", false); err != nil {
 		fail("LUPA_ALLOW_PRIVATE_WEBHOOKS", err)
 	}
+	var level slog.Level
+	if level.UnmarshalText([]byte(c.LogLevel)) != nil {
+		fail("LUPA_LOG_LEVEL", fmt.Errorf("must be debug, info, warn or error"))
+	}
+	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "text") {
+		fail("LUPA_LOG_FORMAT", fmt.Errorf("must be json or text"))
+	}
 	if c.RateLimit, err = number(getenv, "LUPA_RATE_LIMIT", 30); err != nil || c.RateLimit <= 0 {
 		fail("LUPA_RATE_LIMIT", fmt.Errorf("must be a positive number of requests per second"))
 	}
+	// A bucket of burst 0 refuses every request, and a pool or batch of 0 means nothing:
+	// each has a least value; 0 workers is the dialect's default.
 	ints := []struct {
-		name string
-		dst  *int
-		def  int
+		name     string
+		dst      *int
+		def, min int
 	}{
-		{"LUPA_RATE_BURST", &c.RateBurst, 120}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32},
-		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0}, {"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256},
-		{"LUPA_CONNECTOR_INSTANCES", &c.ConnectorInstances, 1},
+		{"LUPA_RATE_BURST", &c.RateBurst, 120, 1}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32, 1},
+		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0, 0}, {"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256, 1},
+		{"LUPA_CONNECTOR_INSTANCES", &c.ConnectorInstances, 1, 1},
 	}
 	for _, i := range ints {
 		v, err := number(getenv, i.name, float64(i.def))
-		if err != nil || v < 0 || v != float64(int(v)) {
+		if err != nil || v != float64(int(v)) {
 			fail(i.name, fmt.Errorf("must be a whole number"))
+		} else if v < float64(i.min) {
+			fail(i.name, fmt.Errorf("must be at least %d", i.min))
 		}
 		*i.dst = int(v)
-	}
-	if c.ConnectorInstances < 1 {
-		fail("LUPA_CONNECTOR_INSTANCES", fmt.Errorf("must be at least 1"))
 	}
 	durations := []struct {
 		name string

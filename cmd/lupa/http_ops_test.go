@@ -435,6 +435,17 @@ func TestCommands(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "new keys:") {
 			t.Fatalf("keys rotate: exit %d\n%s\n%s", code, out, stderr)
 		}
+		// The server that was running all along, its keys not yet reloaded, still finds the
+		// customer, and their next decision joins the same person (not a second one).
+		if r := s.withKey(write, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": cust}); r.Status != http.StatusOK {
+			t.Fatalf("the running server after the rotation: %d %s", r.Status, r.Body)
+		}
+		recorded(t, s.withKey(write, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": cust, "method": "api",
+			"decisions": []map[string]any{decision("marketing_email", 1, "denied")}}))
+		var people int64
+		if err := s.app.db.Read.Raw("SELECT COUNT(*) FROM identifiers WHERE kind = 'customer_number'").Scan(&people).Error; err != nil || people != 1 {
+			t.Fatalf("%d identifiers of customers after the rotation (%v), want 1", people, err)
+		}
 		s2 := reopen(t, s)
 		kidsAfter := jwks(s2)
 		if len(kidsAfter) != len(kidsBefore)+1 {
@@ -460,8 +471,9 @@ func TestCommands(t *testing.T) {
 		if st := s2.stateOf(t, before.DeviceID); st["analytics"] != "granted" {
 			t.Fatalf("a device recorded before the rotation: %v", st)
 		}
-		if r := s2.withKey(write, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": cust}); r.Status != http.StatusOK {
-			t.Fatalf("a customer recorded before the rotation: %d %s", r.Status, r.Body)
+		if r := s2.withKey(write, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": cust}); r.Status != http.StatusOK ||
+			!strings.Contains(string(r.Body), `"withdrawn"`) {
+			t.Fatalf("a customer recorded before the rotation, who withdrew after it: %d %s", r.Status, r.Body)
 		}
 		if code, out, _ := runCmd(ctx, envOf(s), "ledger", "verify"); code != 0 {
 			t.Fatalf("ledger verify after rotation: %d %s", code, out)

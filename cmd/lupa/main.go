@@ -19,7 +19,8 @@ const usage = `usage: lupa [command]
 commands:
   serve               run the server (the default)
   migrate             apply database migrations and exit
-  tenant create NAME  create a tenant and print its first admin API key
+  tenant create [--slug SLUG] NAME
+                      create a tenant and print its first admin API key
   ledger verify       verify every tenant's ledger; exit 1 on the first broken link
   keys rotate         add new signing, encryption and lookup keys; keep the old ones
   version             print the version
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "lupa", version())
 		return 0
 	}
-	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+	if cmd == "help" || wantsHelp(append([]string{cmd}, args...)) {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -85,11 +86,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
+// wantsHelp says whether a command line asks for help anywhere (lupa tenant create --help):
+// it prints the usage and does nothing else.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" {
+			return true
+		}
+	}
+	return false
+}
+
+// newLogger logs at cfg's level and format, which loadConfig has checked.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		level = slog.LevelInfo
-	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(cfg.LogFormat, "text") {
 		return slog.New(slog.NewTextHandler(w, opts))

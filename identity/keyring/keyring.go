@@ -47,6 +47,17 @@ const (
 // Kinds lists every kind, in the order keys are created.
 var Kinds = []Kind{Signing, Encryption, Lookup}
 
+// LookupKeyDelay is how long a new lookup key is only searched with before new rows are
+// hashed with it. A running instance that has not yet loaded the new key cannot tell that
+// a row it misses was hashed with that key, so it would create the person again; every
+// instance reloads its keys at least once a minute (ReloadInterval), so after this delay
+// every instance finds rows under the new key. (Encryption and signing keys need no delay:
+// an unknown kid makes an instance reload at once.)
+const LookupKeyDelay = 2 * time.Minute
+
+// ReloadInterval is how often a running instance reads the data keys again.
+const ReloadInterval = time.Minute
+
 // Key statuses: the newest key of a kind is active; older ones stay for verifying,
 // decrypting and looking up.
 const (
@@ -153,7 +164,7 @@ func Open(ctx context.Context, db *sqldb.DB, master []byte, now func() time.Time
 		}
 	}
 	if len(missing) > 0 {
-		if err := k.create(ctx, missing); err != nil && !sqldb.IsUniqueViolation(err) {
+		if _, err := k.create(ctx, missing); err != nil && !sqldb.IsUniqueViolation(err) {
 			return nil, err
 		}
 		// Another instance may have created them at the same moment: read what won.
@@ -207,15 +218,33 @@ func (k *Keyring) Reload(ctx context.Context) error {
 		}
 	}
 	sort.Slice(lookup, func(i, j int) bool {
-		if lookup[i].status != lookup[j].status {
-			return lookup[i].status == StatusActive
+		if !lookup[i].created.Equal(lookup[j].created) {
+			return lookup[i].created.After(lookup[j].created)
 		}
-		return lookup[i].created.After(lookup[j].created)
+		return lookup[i].status == StatusActive && lookup[j].status != StatusActive
 	})
+	if len(lookup) > 0 {
+		// New rows are hashed with the newest lookup key that every instance has loaded.
+		producer := usableLookup(lookup, k.now())
+		active[Lookup] = lookup[producer]
+		lookup = append(append([]*dataKey{lookup[producer]}, lookup[:producer]...), lookup[producer+1:]...)
+	}
 	k.mu.Lock()
 	k.keys, k.active, k.lookup = keys, active, lookup
 	k.mu.Unlock()
 	return nil
+}
+
+// usableLookup returns the index, in keys sorted newest first, of the key new rows are
+// hashed with: the newest one older than LookupKeyDelay, or the oldest when none is (a new
+// database's first key is used at once).
+func usableLookup(keys []*dataKey, now time.Time) int {
+	for i, dk := range keys {
+		if !dk.created.After(now.Add(-LookupKeyDelay)) {
+			return i
+		}
+	}
+	return len(keys) - 1
 }
 
 func (k *Keyring) wrapAEAD() cipher.AEAD {
@@ -251,9 +280,11 @@ func newKeyID(kind Kind, now time.Time) string {
 
 // create inserts a new active key for each kind, demoting the previous active one, in one
 // transaction.
-func (k *Keyring) create(ctx context.Context, kinds []Kind) error {
+func (k *Keyring) create(ctx context.Context, kinds []Kind) ([]string, error) {
 	now := k.now()
-	return k.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var ids []string
+	err := k.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		ids = ids[:0]
 		for _, kind := range kinds {
 			secret := make([]byte, 32)
 			if _, err := rand.Read(secret); err != nil {
@@ -273,31 +304,45 @@ func (k *Keyring) create(ctx context.Context, kinds []Kind) error {
 				k.wrap(id, kind, secret), public, now.UnixMilli()).Error; err != nil {
 				return err
 			}
+			ids = append(ids, id)
 		}
 		return nil
 	})
+	return ids, err
 }
 
 // Rotate adds a new active key of each kind given (every kind when none is given) and keeps
-// the old ones. It returns the new key ids.
+// the old ones. It returns the new key ids. A new lookup key hashes new rows only after
+// LookupKeyDelay.
 func (k *Keyring) Rotate(ctx context.Context, kinds ...Kind) ([]string, error) {
 	if len(kinds) == 0 {
 		kinds = Kinds
 	}
-	if err := k.create(ctx, kinds); err != nil {
+	ids, err := k.create(ctx, kinds)
+	if err != nil {
 		return nil, fmt.Errorf("rotate keys: %w", err)
 	}
 	if err := k.Reload(ctx); err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(kinds))
-	for _, kind := range kinds {
-		ids = append(ids, k.ActiveID(kind))
-	}
 	return ids, nil
 }
 
-// ActiveID returns the id of the active key of a kind.
+// Count returns how many keys of a kind there are, the active one and the older ones.
+func (k *Keyring) Count(kind Kind) int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	n := 0
+	for _, dk := range k.keys {
+		if dk.kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// ActiveID returns the id of the key a kind's new data is made with: the active key, and
+// for lookups the newest key older than LookupKeyDelay.
 func (k *Keyring) ActiveID(kind Kind) string {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
@@ -369,9 +414,9 @@ type LookupHash struct {
 	Sum   []byte
 }
 
-// Lookup returns the keyed hashes of value under every lookup key, the active key first.
-// New rows store the first; searches try all, so identifiers hashed before a rotation are
-// still found.
+// Lookup returns the keyed hashes of value under every lookup key, the one new rows are
+// hashed with first (see LookupKeyDelay). New rows store the first; searches try all, so
+// identifiers hashed before a rotation, or under a key too new to hash with, are found.
 func (k *Keyring) Lookup(value []byte) []LookupHash {
 	k.mu.RLock()
 	keys := k.lookup

@@ -65,8 +65,11 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 			if err != nil || string(payload) != `{"hello":"world"}` || signedBy == kr.ActiveID(keyring.Signing) {
 				t.Fatalf("%s: old signature: %s %s %v", name, payload, signedBy, err)
 			}
+			// Searches use both lookup keys; new rows keep the old one until every running
+			// instance has loaded the new one (LookupKeyDelay).
 			hs := kr.Lookup([]byte("value"))
-			if len(hs) != 2 || hs[0].KeyID != kr.ActiveID(keyring.Lookup) || string(hs[1].Sum) != string(oldLookup[0].Sum) {
+			if len(hs) != 2 || hs[0].KeyID != kr.ActiveID(keyring.Lookup) || string(hs[0].Sum) != string(oldLookup[0].Sum) ||
+				hs[1].KeyID != newIDs[2] {
 				t.Fatalf("%s: lookups after rotation: %+v", name, hs)
 			}
 			if n := len(kr.JWKS().Keys); n != 2 {
