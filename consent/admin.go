@@ -147,18 +147,24 @@ func (s *Service) checkPurposeRefs(tx *gorm.DB, p *Purpose) error {
 	return checkExists(tx, "properties", p.TenantID, p.ScopePropertyIDs, "scope_property_ids", "names a property that does not exist")
 }
 
+// ValidateNew fills in a new purpose's defaults, drops repeated ids and checks its
+// invariants: what CreatePurpose checks before it asks the database.
+func (p *Purpose) ValidateNew() error {
+	if p.ReaskMonths == 0 {
+		p.ReaskMonths = 12
+	}
+	p.RecipientIDs, p.ScopeBrandIDs, p.ScopePropertyIDs = uniq(p.RecipientIDs), uniq(p.ScopeBrandIDs), uniq(p.ScopePropertyIDs)
+	return p.Validate()
+}
+
 // CreatePurpose adds a purpose. It is asked only once a version is published.
 func (s *Service) CreatePurpose(ctx context.Context, p Purpose, actor identity.Actor) (*Purpose, error) {
 	now := s.now()
 	p.ID, p.CreatedAt, p.UpdatedAt, p.LatestVersion, p.MaterialVersion = identity.NewID(), now, now, 0, 0
-	if p.ReaskMonths == 0 {
-		p.ReaskMonths = 12
-	}
-	p.ReaskApplied = p.ReaskMonths // no decisions yet: nothing to rewrite
-	p.RecipientIDs, p.ScopeBrandIDs, p.ScopePropertyIDs = uniq(p.RecipientIDs), uniq(p.ScopeBrandIDs), uniq(p.ScopePropertyIDs)
-	if err := p.Validate(); err != nil {
+	if err := p.ValidateNew(); err != nil {
 		return nil, err
 	}
+	p.ReaskApplied = p.ReaskMonths // no decisions yet: nothing to rewrite
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := s.checkPurposeRefs(tx, &p); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -218,18 +219,53 @@ type CheckResult struct {
 // MaxCheck is the most identifiers one check may name.
 const MaxCheck = 10_000
 
-// Check answers, for many identifiers and one purpose, which may be used right now.
-func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []identity.Identifier) ([]CheckResult, error) {
+// maxIdentifierErrors is how many field errors about identifiers a refused check names
+// before it only counts the bad identifiers left: 10,000 of them, all of a wrong kind,
+// would otherwise answer with 10,000 messages.
+const maxIdentifierErrors = 20
+
+// ValidateCheck checks a check's purpose and its identifiers (normalised first), and names
+// every field at fault in one error, up to maxIdentifierErrors of the identifiers' and then
+// how many more identifiers are bad: a client would otherwise fix them one round trip at
+// a time.
+func ValidateCheck(purposeKey string, ids []identity.Identifier) error {
 	var v identity.Validator
 	v.Check(purposeKey != "", "purpose", "is required")
 	v.Check(len(ids) >= 1 && len(ids) <= MaxCheck, "identifiers", "between 1 and 10000 identifiers")
-	if err := v.Err(); err != nil {
-		return nil, err
-	}
+	named, more := 0, 0
 	for i, id := range ids {
-		if err := id.Validate("identifiers[" + strconv.Itoa(i) + "]"); err != nil {
-			return nil, err
+		fields := identifierErrors(id, i)
+		if len(fields) == 0 {
+			continue
 		}
+		if more > 0 || named+len(fields) > maxIdentifierErrors {
+			more++ // named ones stay the first ones: the client reads them in order
+			continue
+		}
+		for _, f := range fields {
+			v.Check(false, f.Field, f.Message)
+		}
+		named += len(fields)
+	}
+	if more > 0 {
+		v.Check(false, "identifiers", fmt.Sprintf("%d more identifiers are not valid; the first %d errors are named", more, named))
+	}
+	return v.Err()
+}
+
+// identifierErrors is what is wrong with the i-th identifier of a check, field by field.
+func identifierErrors(id identity.Identifier, i int) []identity.FieldError {
+	var e *identity.Error
+	if errors.As(id.Validate("identifiers["+strconv.Itoa(i)+"]"), &e) {
+		return e.Fields
+	}
+	return nil
+}
+
+// Check answers, for many identifiers and one purpose, which may be used right now.
+func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []identity.Identifier) ([]CheckResult, error) {
+	if err := ValidateCheck(purposeKey, ids); err != nil {
+		return nil, err
 	}
 	c, err := s.Catalog(ctx, tenantID)
 	if err != nil {

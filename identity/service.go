@@ -217,6 +217,26 @@ type TenantPatch struct {
 	AgeOfConsent, MarketingAge                                                           *int
 }
 
+// Apply sets the fields the patch has on t.
+func (p TenantPatch) Apply(t *Tenant) {
+	setStr(&t.Name, p.Name)
+	setStr(&t.LegalName, p.LegalName)
+	setStr(&t.BusinessID, p.BusinessID)
+	setStr(&t.ContactEmail, p.ContactEmail)
+	setStr(&t.Phone, p.Phone)
+	setStr(&t.Address, p.Address)
+	setStr(&t.Website, p.Website)
+	setStr(&t.PrivacyPolicyURL, p.PrivacyPolicyURL)
+	setStr(&t.Jurisdiction, p.Jurisdiction)
+	setStr(&t.DefaultLanguage, p.DefaultLanguage)
+	setInt(&t.EvidenceYears, p.EvidenceYears)
+	if p.KeepClientContext != nil {
+		t.KeepClientContext = *p.KeepClientContext
+	}
+	setInt(&t.AgeOfConsent, p.AgeOfConsent)
+	setInt(&t.MarketingAge, p.MarketingAge)
+}
+
 // UpdateTenant applies a patch to the tenant.
 func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, actor Actor) (*Tenant, error) {
 	var out *Tenant
@@ -227,28 +247,7 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, ac
 		}
 		before := r.domain()
 		t := *before
-		setStr(&t.Name, p.Name)
-		setStr(&t.LegalName, p.LegalName)
-		setStr(&t.BusinessID, p.BusinessID)
-		setStr(&t.ContactEmail, p.ContactEmail)
-		setStr(&t.Phone, p.Phone)
-		setStr(&t.Address, p.Address)
-		setStr(&t.Website, p.Website)
-		setStr(&t.PrivacyPolicyURL, p.PrivacyPolicyURL)
-		setStr(&t.Jurisdiction, p.Jurisdiction)
-		setStr(&t.DefaultLanguage, p.DefaultLanguage)
-		if p.EvidenceYears != nil {
-			t.EvidenceYears = *p.EvidenceYears
-		}
-		if p.KeepClientContext != nil {
-			t.KeepClientContext = *p.KeepClientContext
-		}
-		if p.AgeOfConsent != nil {
-			t.AgeOfConsent = *p.AgeOfConsent
-		}
-		if p.MarketingAge != nil {
-			t.MarketingAge = *p.MarketingAge
-		}
+		p.Apply(&t)
 		if err := t.Validate(); err != nil {
 			return err
 		}
@@ -268,6 +267,12 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, ac
 func setStr(dst *string, v *string) {
 	if v != nil {
 		*dst = strings.TrimSpace(*v)
+	}
+}
+
+func setInt(dst *int, v *int) {
+	if v != nil {
+		*dst = *v
 	}
 }
 
@@ -331,6 +336,16 @@ type BrandPatch struct {
 	Name, LegalName, BusinessID, ContactEmail, Address, Website *string
 }
 
+// Apply sets the fields the patch has on b.
+func (p BrandPatch) Apply(b *Brand) {
+	setStr(&b.Name, p.Name)
+	setStr(&b.LegalName, p.LegalName)
+	setStr(&b.BusinessID, p.BusinessID)
+	setStr(&b.ContactEmail, p.ContactEmail)
+	setStr(&b.Address, p.Address)
+	setStr(&b.Website, p.Website)
+}
+
 // UpdateBrand applies a patch to a brand.
 func (s *Service) UpdateBrand(ctx context.Context, tenantID, id string, p BrandPatch, actor Actor) (*Brand, error) {
 	var out *Brand
@@ -341,12 +356,7 @@ func (s *Service) UpdateBrand(ctx context.Context, tenantID, id string, p BrandP
 		}
 		before := r.domain()
 		b := *before
-		setStr(&b.Name, p.Name)
-		setStr(&b.LegalName, p.LegalName)
-		setStr(&b.BusinessID, p.BusinessID)
-		setStr(&b.ContactEmail, p.ContactEmail)
-		setStr(&b.Address, p.Address)
-		setStr(&b.Website, p.Website)
+		p.Apply(&b)
 		if err := b.Validate(); err != nil {
 			return err
 		}
@@ -372,8 +382,7 @@ func (s *Service) UpdateBrand(ctx context.Context, tenantID, id string, p BrandP
 func (s *Service) CreateProperty(ctx context.Context, p Property, actor Actor) (*Property, error) {
 	now := s.now()
 	p.ID, p.PublicKey, p.Status, p.CreatedAt, p.UpdatedAt = NewID(), NewPublicKey(), "active", now, now
-	p.AllowedOrigins = normalizeOrigins(p.AllowedOrigins)
-	if err := p.Validate(); err != nil {
+	if err := p.ValidateNew(); err != nil {
 		return nil, err
 	}
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -389,6 +398,13 @@ func (s *Service) CreateProperty(ctx context.Context, p Property, actor Actor) (
 		return nil, err
 	}
 	return &p, nil
+}
+
+// ValidateNew brings a new property's origins to the form they are stored in and checks
+// the property's invariants: what CreateProperty checks before it asks the database.
+func (p *Property) ValidateNew() error {
+	p.AllowedOrigins = normalizeOrigins(p.AllowedOrigins)
+	return p.Validate()
 }
 
 func (s *Service) checkBrand(tx *gorm.DB, tenantID, brandID string) error {

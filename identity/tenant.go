@@ -118,7 +118,8 @@ func validLen(s string, min, max int) bool {
 	return n >= min && n <= max
 }
 
-// Validate checks the tenant's invariants.
+// Validate checks the tenant's invariants. Each rule reads one field, so that the fields a
+// patch sends can be checked without the stored tenant (identityweb's DomainCheck).
 func (t *Tenant) Validate() error {
 	var v Validator
 	v.Check(slugRe.MatchString(t.Slug), "slug", "must be 1–63 lower-case letters, digits or hyphens")
@@ -139,7 +140,7 @@ func (t *Tenant) Validate() error {
 	return v.Err()
 }
 
-// Validate checks the brand's invariants.
+// Validate checks the brand's invariants. Each rule reads one field, as the tenant's do.
 func (b *Brand) Validate() error {
 	var v Validator
 	v.Check(validLen(b.Name, 1, 200), "name", "is required (at most 200 characters)")

@@ -624,3 +624,72 @@ func TestHTTPFieldMessages(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTPFieldMessagesAllAtOnce: one answer names every field at fault, those the body's
+// own checks find and those the service's rules find, so a client fixing them needs one
+// round trip, not one per stage.
+func TestHTTPFieldMessagesAllAtOnce(t *testing.T) {
+	eachServer(t, roomy, func(t *testing.T, s *testServer) {
+		_, read := s.newKey(t, s.demo.AdminKey, "consent:read")
+		cust := map[string]any{"kind": "customer_number", "value": "C-1001"}
+		check := func(body map[string]any) *response {
+			return s.withKey(read, http.MethodPost, "/v1/consents/check", body)
+		}
+		for _, c := range []struct {
+			name   string
+			r      *response
+			fields []string
+		}{
+			{"patch tenant", s.admin(http.MethodPatch, "/v1/admin/tenant",
+				map[string]any{"contact_email": "notanemail", "website": "ftp://x", "jurisdiction": "ZZZ"}),
+				[]string{"contact_email", "website", "jurisdiction"}},
+			{"create brand", s.admin(http.MethodPost, "/v1/admin/brands",
+				map[string]any{"name": "", "legal_name": "", "contact_email": "x", "website": "y"}),
+				[]string{"name", "legal_name", "contact_email", "website"}},
+			{"check without purpose", check(map[string]any{"identifiers": []any{cust,
+				map[string]any{"kind": "device", "value": "short"}, cust,
+				map[string]any{"kind": "email", "value": "not an address"},
+				map[string]any{"kind": "phone", "value": "+358401234567"}}}),
+				[]string{"purpose", "identifiers[1].value", "identifiers[3].value", "identifiers[4].kind"}},
+			{"check", check(map[string]any{"purpose": "marketing_email", "identifiers": []any{
+				map[string]any{"kind": "device", "value": "short"}, cust,
+				map[string]any{"kind": "email", "value": "not an address"}}}),
+				[]string{"identifiers[0].value", "identifiers[2].value"}},
+			// The other admin creates, by the same means.
+			{"create property", s.admin(http.MethodPost, "/v1/admin/properties", map[string]any{"name": "", "brand_id": "x",
+				"kind": "web", "allowed_origins": []string{"ftp://x"}, "default_language": "Finnish!"}),
+				[]string{"name", "allowed_origins", "default_language"}},
+			{"create api key", s.admin(http.MethodPost, "/v1/admin/api-keys", map[string]any{"name": "   ", "scopes": []string{}}),
+				[]string{"name", "scopes"}},
+			{"create recipient", s.admin(http.MethodPost, "/v1/admin/recipients", map[string]any{"name": "", "legal_name": "L",
+				"kind": "partner", "privacy_policy_url": "ftp://x"}), []string{"name", "privacy_policy_url"}},
+			{"create purpose", s.admin(http.MethodPost, "/v1/admin/purposes", map[string]any{"key": "Bad Key", "level": "",
+				"legal_basis": "consent", "dpv_purpose": "not an IRI"}), []string{"key", "level", "dpv_purpose"}},
+			{"create webhook", s.admin(http.MethodPost, "/v1/admin/webhooks", map[string]any{"url": "ftp://x",
+				"event_types": []string{}, "recipient_kind": "processor"}), []string{"url", "event_types"}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				p := wantProblem(t, c.r, http.StatusBadRequest)
+				for _, f := range c.fields {
+					if _, ok := p.field(f); !ok {
+						t.Errorf("the answer does not name %s: %s", f, c.r.Body)
+					}
+				}
+			})
+		}
+
+		// A check with thousands of bad identifiers names the first 20 and counts the rest.
+		bad := make([]any, 1000)
+		for i := range bad {
+			bad[i] = map[string]any{"kind": "device", "value": "short"}
+		}
+		r := check(map[string]any{"identifiers": bad})
+		p := wantProblem(t, r, http.StatusBadRequest, "purpose", "identifiers[0].value", "identifiers[19].value")
+		if _, ok := p.field("identifiers[20].value"); ok || len(p.Errors) != 22 {
+			t.Errorf("%d field errors, want purpose, 20 identifiers and a count of the rest: %.2000s", len(p.Errors), r.Body)
+		}
+		if msg, _ := p.field("identifiers"); !strings.Contains(msg, "980 more") {
+			t.Errorf("the count of the rest says %q, want 980 more", msg)
+		}
+	})
+}

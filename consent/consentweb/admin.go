@@ -29,6 +29,17 @@ type recipientPatch struct {
 	BrandID          *string `json:"brand_id" validate:"omitempty,max=64"`
 }
 
+func (in *recipientIn) recipient(tenantID string) consent.Recipient {
+	return consent.Recipient{TenantID: tenantID, Name: in.Name, LegalName: in.LegalName, Kind: in.Kind,
+		Country: in.Country, PrivacyPolicyURL: in.PrivacyPolicyURL, BrandID: in.BrandID}
+}
+
+// DomainCheck checks the recipient by its rules (see identityweb.DomainChecker).
+func (in *recipientIn) DomainCheck() error {
+	r := in.recipient("")
+	return r.Validate()
+}
+
 // ListRecipients lists the tenant's recipients.
 func (h *Handlers) ListRecipients(c *gin.Context) {
 	rs, err := h.svc.Recipients(c.Request.Context(), identityweb.TenantOf(c))
@@ -45,9 +56,7 @@ func (h *Handlers) CreateRecipient(c *gin.Context) {
 	if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	r, err := h.svc.CreateRecipient(c.Request.Context(), consent.Recipient{TenantID: identityweb.TenantOf(c),
-		Name: in.Name, LegalName: in.LegalName, Kind: in.Kind, Country: in.Country,
-		PrivacyPolicyURL: in.PrivacyPolicyURL, BrandID: in.BrandID}, identityweb.ActorOf(c))
+	r, err := h.svc.CreateRecipient(c.Request.Context(), in.recipient(identityweb.TenantOf(c)), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -106,6 +115,21 @@ type purposePatch struct {
 	DoubleOptIn      *bool     `json:"double_opt_in"`
 }
 
+func (in *purposeIn) purpose(tenantID string) consent.Purpose {
+	return consent.Purpose{TenantID: tenantID, Key: in.Key, Level: in.Level, LegalBasis: in.LegalBasis,
+		DPVPurpose: in.DPVPurpose, RecipientIDs: in.RecipientIDs, ReaskMonths: in.ReaskMonths,
+		ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs, GPCOptOut: in.GPCOptOut,
+		DoubleOptIn: in.DoubleOptIn}
+}
+
+// DomainCheck checks the purpose by its rules (see identityweb.DomainChecker). Patches,
+// of purposes and recipients alike, are left to the service: some rules read two fields,
+// and the one not sent is only in the stored object.
+func (in *purposeIn) DomainCheck() error {
+	p := in.purpose("")
+	return p.ValidateNew()
+}
+
 // ListPurposes lists the tenant's purposes.
 func (h *Handlers) ListPurposes(c *gin.Context) {
 	ps, err := h.svc.Purposes(c.Request.Context(), identityweb.TenantOf(c))
@@ -122,10 +146,7 @@ func (h *Handlers) CreatePurpose(c *gin.Context) {
 	if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	p, err := h.svc.CreatePurpose(c.Request.Context(), consent.Purpose{TenantID: identityweb.TenantOf(c), Key: in.Key,
-		Level: in.Level, LegalBasis: in.LegalBasis, DPVPurpose: in.DPVPurpose, RecipientIDs: in.RecipientIDs,
-		ReaskMonths: in.ReaskMonths, ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs,
-		GPCOptOut: in.GPCOptOut, DoubleOptIn: in.DoubleOptIn}, identityweb.ActorOf(c))
+	p, err := h.svc.CreatePurpose(c.Request.Context(), in.purpose(identityweb.TenantOf(c)), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -154,6 +154,17 @@ type checkIn struct {
 	Identifiers []identity.Identifier `json:"identifiers" validate:"required,min=1,max=10000"`
 }
 
+// DomainCheck checks the purpose and every identifier as the service does (see
+// identityweb.DomainChecker), so a check without a purpose also hears of its bad
+// identifiers.
+func (in *checkIn) DomainCheck() error {
+	ids := make([]identity.Identifier, len(in.Identifiers))
+	for i, id := range in.Identifiers {
+		ids[i] = id.Normalized()
+	}
+	return consent.ValidateCheck(in.Purpose, ids)
+}
+
 // Check answers, for up to 10,000 identifiers and one purpose, which may be used now.
 func (h *Handlers) Check(c *gin.Context) {
 	var in checkIn

@@ -37,6 +37,21 @@ type tenantPatch struct {
 	MarketingAge      *int    `json:"marketing_age" validate:"omitempty,gte=0,lte=18"`
 }
 
+func (in *tenantPatch) patch() identity.TenantPatch {
+	return identity.TenantPatch{Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID,
+		ContactEmail: in.ContactEmail, Phone: in.Phone, Address: in.Address, Website: in.Website,
+		PrivacyPolicyURL: in.PrivacyPolicyURL, Jurisdiction: in.Jurisdiction, DefaultLanguage: in.DefaultLanguage,
+		EvidenceYears: in.EvidenceYears, KeepClientContext: in.KeepClientContext, AgeOfConsent: in.AgeOfConsent,
+		MarketingAge: in.MarketingAge}
+}
+
+// DomainCheck checks the fields sent by the tenant's rules (see DomainChecker).
+func (in *tenantPatch) DomainCheck() error {
+	var t identity.Tenant
+	in.patch().Apply(&t)
+	return sentOnly(in, t.Validate())
+}
+
 // GetTenant returns the tenant's legal details and settings.
 func (a *Admin) GetTenant(c *gin.Context) {
 	t, err := a.ids.Tenant(c.Request.Context(), TenantOf(c))
@@ -53,11 +68,7 @@ func (a *Admin) PatchTenant(c *gin.Context) {
 	if !a.api.Bind(c, PublicBodyLimit, &in) {
 		return
 	}
-	t, err := a.ids.UpdateTenant(c.Request.Context(), TenantOf(c), identity.TenantPatch{
-		Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID, ContactEmail: in.ContactEmail,
-		Phone: in.Phone, Address: in.Address, Website: in.Website, PrivacyPolicyURL: in.PrivacyPolicyURL,
-		Jurisdiction: in.Jurisdiction, DefaultLanguage: in.DefaultLanguage, EvidenceYears: in.EvidenceYears,
-		KeepClientContext: in.KeepClientContext, AgeOfConsent: in.AgeOfConsent, MarketingAge: in.MarketingAge}, ActorOf(c))
+	t, err := a.ids.UpdateTenant(c.Request.Context(), TenantOf(c), in.patch(), ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return
@@ -83,6 +94,29 @@ type brandPatch struct {
 	Website      *string `json:"website" validate:"omitempty,max=2048"`
 }
 
+func (in *brandIn) brand(tenantID string) identity.Brand {
+	return identity.Brand{TenantID: tenantID, Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID,
+		ContactEmail: in.ContactEmail, Address: in.Address, Website: in.Website}
+}
+
+// DomainCheck checks the brand by its rules (see DomainChecker).
+func (in *brandIn) DomainCheck() error {
+	b := in.brand("")
+	return b.Validate()
+}
+
+func (in *brandPatch) patch() identity.BrandPatch {
+	return identity.BrandPatch{Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID,
+		ContactEmail: in.ContactEmail, Address: in.Address, Website: in.Website}
+}
+
+// DomainCheck checks the fields sent by the brand's rules (see DomainChecker).
+func (in *brandPatch) DomainCheck() error {
+	var b identity.Brand
+	in.patch().Apply(&b)
+	return sentOnly(in, b.Validate())
+}
+
 // ListBrands lists the tenant's brands.
 func (a *Admin) ListBrands(c *gin.Context) {
 	bs, err := a.ids.Brands(c.Request.Context(), TenantOf(c))
@@ -99,9 +133,7 @@ func (a *Admin) CreateBrand(c *gin.Context) {
 	if !a.api.BindBody(c, PublicBodyLimit, &in) {
 		return
 	}
-	b, err := a.ids.CreateBrand(c.Request.Context(), identity.Brand{TenantID: TenantOf(c), Name: in.Name,
-		LegalName: in.LegalName, BusinessID: in.BusinessID, ContactEmail: in.ContactEmail, Address: in.Address,
-		Website: in.Website}, ActorOf(c))
+	b, err := a.ids.CreateBrand(c.Request.Context(), in.brand(TenantOf(c)), ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return
@@ -125,9 +157,7 @@ func (a *Admin) PatchBrand(c *gin.Context) {
 	if !a.api.Bind(c, PublicBodyLimit, &in) {
 		return
 	}
-	b, err := a.ids.UpdateBrand(c.Request.Context(), TenantOf(c), c.Param("id"), identity.BrandPatch{
-		Name: in.Name, LegalName: in.LegalName, BusinessID: in.BusinessID, ContactEmail: in.ContactEmail,
-		Address: in.Address, Website: in.Website}, ActorOf(c))
+	b, err := a.ids.UpdateBrand(c.Request.Context(), TenantOf(c), c.Param("id"), in.patch(), ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return
@@ -151,6 +181,22 @@ type propertyPatch struct {
 	Status          *string   `json:"status" validate:"omitempty,oneof=active archived"`
 }
 
+func (in *propertyIn) property(tenantID string) identity.Property {
+	p := identity.Property{TenantID: tenantID, Name: in.Name, BrandID: in.BrandID, Kind: in.Kind,
+		AllowedOrigins: in.AllowedOrigins, DefaultLanguage: in.DefaultLanguage}
+	if p.DefaultLanguage == "" {
+		p.DefaultLanguage = "fi"
+	}
+	return p
+}
+
+// DomainCheck checks the property by its rules (see DomainChecker). A patch is left to
+// the service: its origins' rules depend on the stored kind.
+func (in *propertyIn) DomainCheck() error {
+	p := in.property("")
+	return p.ValidateNew()
+}
+
 // ListProperties lists the tenant's properties.
 func (a *Admin) ListProperties(c *gin.Context) {
 	ps, err := a.ids.Properties(c.Request.Context(), TenantOf(c))
@@ -167,11 +213,7 @@ func (a *Admin) CreateProperty(c *gin.Context) {
 	if !a.api.BindBody(c, PublicBodyLimit, &in) {
 		return
 	}
-	if in.DefaultLanguage == "" {
-		in.DefaultLanguage = "fi"
-	}
-	p, err := a.ids.CreateProperty(c.Request.Context(), identity.Property{TenantID: TenantOf(c), Name: in.Name,
-		BrandID: in.BrandID, Kind: in.Kind, AllowedOrigins: in.AllowedOrigins, DefaultLanguage: in.DefaultLanguage}, ActorOf(c))
+	p, err := a.ids.CreateProperty(c.Request.Context(), in.property(TenantOf(c)), ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return
@@ -209,6 +251,9 @@ type apiKeyIn struct {
 	Name   string   `json:"name" validate:"required,max=100"`
 	Scopes []string `json:"scopes" validate:"required,min=1,max=3,dive,oneof=admin consent:read consent:write"`
 }
+
+// DomainCheck checks the key's name and scopes as the service does (see DomainChecker).
+func (in *apiKeyIn) DomainCheck() error { return identity.ValidateAPIKey(in.Name, in.Scopes) }
 
 // createdKey shows a new key with its secret, the only time the secret is shown.
 type createdKey struct {

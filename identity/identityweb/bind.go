@@ -113,23 +113,59 @@ func (a *API) Decode(c *gin.Context, body []byte, dst any) bool {
 		WriteProblem(c, http.StatusBadRequest, codeMalformed, "Bad Request", "the body is not valid JSON for this endpoint", jsonFieldErrors(dst, err))
 		return false
 	}
+	var fields []identity.FieldError
 	if err := a.validate.Struct(dst); err != nil {
 		var ve validator.ValidationErrors
-		if errors.As(err, &ve) {
-			WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fieldErrors(ve))
+		if !errors.As(err, &ve) {
+			a.Fail(c, err)
 			return false
 		}
-		a.Fail(c, err)
-		return false
+		fields = fieldErrors(ve)
 	}
-	if !mayHoldControl(body) {
+	if mayHoldControl(body) {
+		fields = mergeFields(fields, controlChars(reflect.ValueOf(dst), ""))
+	}
+	if len(fields) == 0 {
 		return true
 	}
-	if fields := controlChars(reflect.ValueOf(dst), ""); len(fields) > 0 {
-		WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fields)
-		return false
+	// The body is refused already; its service's rules would only be heard on the next try.
+	if dc, ok := dst.(DomainChecker); ok {
+		fields = mergeFields(fields, invalidFields(dc.DomainCheck()))
 	}
-	return true
+	WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "validation failed", fields)
+	return false
+}
+
+// DomainChecker is a request body that can run, without the database, the checks its
+// service runs on what the body becomes. Decode asks only for a body it refuses anyway, so
+// that one answer names every field at fault: the tags' and the service's. A valid body is
+// left to the service, which checks it once.
+type DomainChecker interface{ DomainCheck() error }
+
+// invalidFields is the field list of a validation error; other errors (a 422, a 500) are
+// the service's to answer when the body is valid.
+func invalidFields(err error) []identity.FieldError {
+	var e *identity.Error
+	if errors.As(err, &e) && e.Code == identity.EInvalid {
+		return e.Fields
+	}
+	return nil
+}
+
+// mergeFields adds to fields those of more about fields that fields does not name: the
+// earlier stage's message is the more precise one (the tags', then the control
+// characters'), and a field said twice in other words only confuses.
+func mergeFields(fields, more []identity.FieldError) []identity.FieldError {
+	named := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		named[f.Field] = true
+	}
+	for _, f := range more {
+		if !named[f.Field] {
+			fields = append(fields, f)
+		}
+	}
+	return fields
 }
 
 // mayHoldControl says whether a valid JSON body can decode to a string with a control
@@ -436,4 +472,40 @@ func message(fe validator.FieldError) string {
 	default:
 		return "is not valid (" + fe.Tag() + ")"
 	}
+}
+
+// sentOnly keeps, of a validation error's fields, those a patch sent (its non-nil pointer
+// members, by JSON name). A patch is checked on an empty object, which would otherwise be
+// told that the members it leaves alone are missing. Other errors pass unchanged.
+func sentOnly(patch any, err error) error {
+	var e *identity.Error
+	if !errors.As(err, &e) || e.Code != identity.EInvalid {
+		return err
+	}
+	sent := map[string]bool{}
+	v := reflect.Indirect(reflect.ValueOf(patch))
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+			sent[jsonName(v.Type().Field(i))] = true
+		}
+	}
+	var kept []identity.FieldError
+	for _, f := range e.Fields {
+		if sent[topField(f.Field)] {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return identity.FieldErrors(e.Message, kept...)
+}
+
+// topField is the member of the body a field path starts with: "texts" of "texts.fi.title",
+// "scopes" of "scopes[0]".
+func topField(path string) string {
+	if i := strings.IndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return path
 }

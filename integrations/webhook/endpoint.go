@@ -113,6 +113,16 @@ type Input struct {
 	RecipientID   string
 }
 
+// endpoint is the enabled endpoint in makes, as Create stores it.
+func (in Input) endpoint(tenantID, id string, now time.Time) *Endpoint {
+	return &Endpoint{TenantID: tenantID, ID: id, URL: strings.TrimSpace(in.URL), Description: strings.TrimSpace(in.Description),
+		EventTypes: normalize(in.EventTypes), Purposes: normalize(in.Purposes), RecipientKind: in.RecipientKind,
+		RecipientID: strings.TrimSpace(in.RecipientID), Status: StatusEnabled, CreatedAt: now, UpdatedAt: now}
+}
+
+// Validate checks the endpoint in makes, as Create does before it asks the database.
+func (in Input) Validate() error { return in.endpoint("", "", time.Time{}).Validate() }
+
 // Patch changes an endpoint; nil fields stay.
 type Patch struct {
 	URL           *string
@@ -215,9 +225,7 @@ func (s *Service) checkRecipient(ctx context.Context, e *Endpoint) error {
 // Create adds an endpoint and returns it with its secret, which is never shown again.
 func (s *Service) Create(ctx context.Context, tenantID string, in Input, actor identity.Actor) (*Endpoint, string, error) {
 	now := s.now().UTC()
-	e := &Endpoint{TenantID: tenantID, ID: identity.NewID(), URL: strings.TrimSpace(in.URL), Description: strings.TrimSpace(in.Description),
-		EventTypes: normalize(in.EventTypes), Purposes: normalize(in.Purposes), RecipientKind: in.RecipientKind,
-		RecipientID: strings.TrimSpace(in.RecipientID), Status: StatusEnabled, CreatedAt: now, UpdatedAt: now}
+	e := in.endpoint(tenantID, identity.NewID(), now)
 	if err := e.Validate(); err != nil {
 		return nil, "", err
 	}
