@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
@@ -53,6 +54,9 @@ type app struct {
 	login *login.Service
 	// The data map: the systems that hold each tenant's customers' data.
 	dataMap *datamap.Service
+	// demoSeeded, when set (by tests), runs inside the demo's transaction between its
+	// catalog and its data map; an error stops the seeding there.
+	demoSeeded func(*consent.Demo) error
 	// Webhook endpoints, and the engine that delivers domain events to them.
 	webhooks   *webhook.Service
 	deliveries *integrations.Engine
@@ -372,6 +376,31 @@ func (a *app) moveIdentifiers(ctx context.Context) error {
 	return err
 }
 
+// seedDemoTx creates the demo tenant, its catalog and its data map in one transaction:
+// a first start stopped half-way leaves nothing, and the next start creates the demo (and
+// prints its admin key) again, instead of skipping it because a tenant exists. The
+// services doing it are built on the transaction; their writes nest in it as savepoints.
+func (a *app) seedDemoTx(ctx context.Context, origins []string) (*consent.Demo, error) {
+	var d *consent.Demo
+	err := a.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		txdb := &sqldb.DB{Write: tx, Read: tx, Dialect: a.db.Dialect, Location: a.db.Location}
+		ids := identity.New(txdb, a.keys, a.now)
+		cons := consent.NewService(txdb, ids, a.keys, a.now, a.log)
+		var err error
+		if d, err = cons.SeedDemo(ctx, origins); err != nil {
+			return err
+		}
+		if a.demoSeeded != nil {
+			if err := a.demoSeeded(d); err != nil {
+				return err
+			}
+		}
+		_, err = datamap.New(txdb, cons, a.now).SeedDemo(ctx, d.Tenant.ID)
+		return err
+	})
+	return d, err
+}
+
 // seedDemo creates the demo tenant on an empty database and prints how to use it.
 func (a *app) seedDemo(ctx context.Context, stdout io.Writer) error {
 	if !a.cfg.Demo {
@@ -385,14 +414,11 @@ func (a *app) seedDemo(ctx context.Context, stdout io.Writer) error {
 	if u, err := url.Parse(a.cfg.PublicURL); err == nil && u.Hostname() == "localhost" {
 		origins = append(origins, identity.NormalizeOrigin("http://127.0.0.1"+portOf(a.cfg.Addr)))
 	}
-	d, err := a.consent.SeedDemo(ctx, origins)
+	d, err := a.seedDemoTx(ctx, origins)
 	if identity.IsCode(err, identity.EConflict) {
 		return nil // another instance seeded it at the same moment
 	}
 	if err != nil {
-		return err
-	}
-	if _, err := a.dataMap.SeedDemo(ctx, d.Tenant.ID); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, `

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
+	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
+)
+
+// A first start stopped while it creates the demo tenant leaves nothing half-made: the next
+// start creates the demo again and prints its admin key, instead of skipping it because a
+// tenant exists (whose key nobody ever saw).
+func TestDemoSeedingIsAllOrNothing(t *testing.T) {
+	for _, dialect := range sqldbtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			master := make([]byte, 32)
+			_, _ = rand.Read(master)
+			vars := map[string]string{"LUPA_DATABASE_URL": sqldbtest.URL(t, dialect), "LUPA_DATA_DIR": t.TempDir(),
+				"LUPA_MASTER_KEY": base64.StdEncoding.EncodeToString(master)}
+			cfg, err := loadConfig(func(k string) string { return vars[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			a, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.db.Close()
+
+			stopped := errors.New("stopped half-way")
+			a.demoSeeded = func(*consent.Demo) error { return stopped }
+			var out bytes.Buffer
+			if err := a.seedDemo(ctx, &out); !errors.Is(err, stopped) {
+				t.Fatalf("the interrupted seeding: %v", err)
+			}
+			for _, table := range []string{"tenants", "brands", "properties", "purposes", "purpose_versions", "recipients", "api_keys", "audit_log"} {
+				var n int64
+				if err := a.db.Read.Raw("SELECT COUNT(*) FROM " + table).Scan(&n).Error; err != nil || n != 0 {
+					t.Fatalf("%d rows left in %s after the interrupted seeding (%v)", n, table, err)
+				}
+			}
+
+			a.demoSeeded = nil
+			if err := a.seedDemo(ctx, &out); err != nil {
+				t.Fatalf("the next start: %v", err)
+			}
+			if !strings.Contains(out.String(), "Created the demo tenant") || !adminKeyRe.MatchString(out.String()) {
+				t.Fatalf("the next start printed no demo tenant and key:\n%s", out.String())
+			}
+			var systems int64
+			if err := a.db.Read.Raw("SELECT COUNT(*) FROM data_map_systems").Scan(&systems).Error; err != nil || systems == 0 {
+				t.Fatalf("the demo's data map: %d systems (%v)", systems, err)
+			}
+		})
+	}
+}
+
+// Two instances starting together on one empty PostgreSQL create one demo tenant between
+// them, and neither fails.
+func TestDemoSeedingByTwoInstances(t *testing.T) {
+	url := sqldbtest.URL(t, sqldb.Postgres)
+	master := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	ctx := context.Background()
+	apps := make([]*app, 2)
+	for i := range apps {
+		vars := map[string]string{"LUPA_DATABASE_URL": url, "LUPA_DATA_DIR": t.TempDir(), "LUPA_MASTER_KEY": master}
+		cfg, err := loadConfig(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if apps[i], err = open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true); err != nil {
+			t.Fatal(err)
+		}
+		defer apps[i].db.Close()
+	}
+	errs := make(chan error, len(apps))
+	outs := make([]bytes.Buffer, len(apps))
+	for i, a := range apps {
+		go func() { errs <- a.seedDemo(ctx, &outs[i]) }()
+	}
+	for range apps {
+		if err := <-errs; err != nil {
+			t.Fatalf("an instance failed to start: %v", err)
+		}
+	}
+	if n, err := apps[0].ids.CountTenants(ctx); err != nil || n != 1 {
+		t.Fatalf("%d tenants (%v), want the one demo tenant", n, err)
+	}
+	if printed := strings.Count(outs[0].String()+outs[1].String(), "Created the demo tenant"); printed != 1 {
+		t.Fatalf("%d instances printed the demo tenant, want 1", printed)
+	}
+}
