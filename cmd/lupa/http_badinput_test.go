@@ -400,6 +400,8 @@ func TestHTTPBadInputMatrix(t *testing.T) {
 				wantProblem(t, send(valid, "Content-Type", "text/plain"), http.StatusUnsupportedMediaType)
 				wantProblem(t, send(valid, "Content-Type", "application/x-www-form-urlencoded"), http.StatusUnsupportedMediaType)
 				wantProblem(t, send(valid, "Content-Type", ""), http.StatusUnsupportedMediaType)
+				wantProblem(t, send(valid, "Content-Type", "application/json; charset=latin1"), http.StatusUnsupportedMediaType)
+				wantProblem(t, send(valid, "Content-Encoding", "gzip"), http.StatusUnsupportedMediaType)
 
 				for _, tail := range []string{"x", " {}", "}", "]", ",", `{"a":1}`, "\x00"} {
 					r := send(string(valid) + tail)

@@ -69,8 +69,12 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.NoMethod(identityweb.NoMethod)
 
 	// Operations.
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	alive := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+	r.GET("/healthz", alive)
 	r.GET("/readyz", a.ready)
+	// Load balancers' health checks often use HEAD: the same answer without its body.
+	r.HEAD("/healthz", alive)
+	r.HEAD("/readyz", a.ready)
 
 	// Connectors' inbound webhooks: unsubscribes made at Mailchimp (its URL carries a
 	// secret) and HubSpot (signed) become withdrawals (docs/connectors.md).

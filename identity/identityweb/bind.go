@@ -64,10 +64,22 @@ func (a *API) Fail(c *gin.Context, err error) { Fail(c, a.Log, err) }
 // (413, 415, 400) and returns false.
 func (a *API) ReadBody(c *gin.Context, limit int64) ([]byte, bool) {
 	ct := c.GetHeader("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		WriteProblem(c, http.StatusUnsupportedMediaType, codeMediaType, "Unsupported Media Type",
 			"send the body as application/json", nil)
+		return nil, false
+	}
+	// JSON is UTF-8 (RFC 8259): a body declared in another charset would be read wrongly.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		WriteProblem(c, http.StatusUnsupportedMediaType, codeMediaType, "Unsupported Media Type",
+			"send the body as UTF-8 (charset=utf-8, or no charset)", nil)
+		return nil, false
+	}
+	// Lupa reads bodies as sent: a compressed one would be parsed as garbage (RFC 9110 15.5.16).
+	if ce := c.GetHeader("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		WriteProblem(c, http.StatusUnsupportedMediaType, codeMediaType, "Unsupported Media Type",
+			"send the body uncompressed (no Content-Encoding)", nil)
 		return nil, false
 	}
 	if c.Request.ContentLength > limit {
