@@ -383,12 +383,15 @@ func (s *Service) controllerRefs(ctx context.Context, p *Purpose) ([]ControllerR
 	return refs, nil
 }
 
-// brandInScope reports whether a purpose can be offered on some property of the brand.
+// brandInScope reports whether a purpose can be offered on some property of the brand, by
+// the purpose's own rule (InScope).
 func brandInScope(p *Purpose, brandID string, propertyBrand map[string]string) bool {
-	if len(p.ScopePropertyIDs) > 0 {
-		return slices.ContainsFunc(p.ScopePropertyIDs, func(id string) bool { return propertyBrand[id] == brandID })
+	if len(p.ScopePropertyIDs) == 0 {
+		return p.InScope("", brandID)
 	}
-	return len(p.ScopeBrandIDs) == 0 || slices.Contains(p.ScopeBrandIDs, brandID)
+	return slices.ContainsFunc(p.ScopePropertyIDs, func(id string) bool {
+		return propertyBrand[id] == brandID && p.InScope(id, brandID)
+	})
 }
 
 func (s *Service) recipientRefs(tx *gorm.DB, p *Purpose) ([]RecipientRef, error) {

@@ -12,8 +12,6 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -89,21 +87,16 @@ func open(ctx context.Context, cfg config, log *slog.Logger, migrate bool) (*app
 // openWith is open with the schema's handling spelled out.
 func openWith(ctx context.Context, cfg config, log *slog.Logger, s schema) (*app, error) {
 	// An SQLite file that is not there has no schema: say so before opening it creates it.
-	if s == schemaRequired && (cfg.DatabaseURL == "" || strings.HasPrefix(cfg.DatabaseURL, "sqlite:")) {
-		path := filepath.Join(cfg.DataDir, "lupa.db")
-		if cfg.DatabaseURL != "" {
-			path = strings.TrimPrefix(strings.TrimPrefix(cfg.DatabaseURL, "sqlite:"), "//")
-		}
+	if path, ok := sqldb.SQLiteFile(cfg.DatabaseURL, cfg.DataDir); ok && s == schemaRequired {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w (%s does not exist)", errNoSchema, path)
 		}
 	}
 	// A master key the operator must give is checked before anything touches the schema;
 	// only SQLite's generated key waits until the schema is known to be there.
-	postgres := strings.HasPrefix(cfg.DatabaseURL, "postgres://") || strings.HasPrefix(cfg.DatabaseURL, "postgresql://")
 	var master []byte
 	var err error
-	if postgres || cfg.MasterKey != "" || cfg.MasterKeyFile != "" {
+	if sqldb.IsPostgresURL(cfg.DatabaseURL) || cfg.MasterKey != "" || cfg.MasterKeyFile != "" {
 		if master, err = keyring.LoadMasterKey(cfg.MasterKey, cfg.MasterKeyFile, cfg.DataDir, false); err != nil {
 			return nil, err
 		}

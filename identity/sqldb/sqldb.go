@@ -48,25 +48,42 @@ type Options struct {
 	MaxConns int // PostgreSQL pool size; SQLite read pool size
 }
 
+// IsPostgresURL reports whether url names a PostgreSQL database (postgres:// or
+// postgresql://).
+func IsPostgresURL(rawURL string) bool {
+	return strings.HasPrefix(rawURL, "postgres://") || strings.HasPrefix(rawURL, "postgresql://")
+}
+
+// SQLiteFile returns the SQLite file url names, and false when url is not SQLite's: empty
+// means lupa.db under dataDir, sqlite:PATH names a file.
+func SQLiteFile(rawURL, dataDir string) (string, bool) {
+	switch {
+	case rawURL == "":
+		return filepath.Join(dataDir, "lupa.db"), true
+	case strings.HasPrefix(rawURL, "sqlite:"):
+		return strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//"), true
+	}
+	return "", false
+}
+
 // Open connects to url: empty means an SQLite file lupa.db under dataDir; postgres:// or
 // postgresql:// means PostgreSQL; sqlite:PATH names an SQLite file.
 func Open(ctx context.Context, rawURL, dataDir string, opt Options) (*DB, error) {
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = 16
 	}
-	switch {
-	case rawURL == "":
-		if err := os.MkdirAll(dataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
+	if path, ok := SQLiteFile(rawURL, dataDir); ok {
+		if rawURL == "" {
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return nil, fmt.Errorf("create data directory: %w", err)
+			}
 		}
-		return openSQLite(ctx, filepath.Join(dataDir, "lupa.db"), opt)
-	case strings.HasPrefix(rawURL, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//"), opt)
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		return openPostgres(ctx, rawURL, opt)
-	default:
-		return nil, errors.New("LUPA_DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+		return openSQLite(ctx, path, opt)
 	}
+	if IsPostgresURL(rawURL) {
+		return openPostgres(ctx, rawURL, opt)
+	}
+	return nil, errors.New("LUPA_DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
 }
 
 func gormConfig() *gorm.Config {
