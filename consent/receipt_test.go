@@ -244,8 +244,22 @@ func TestReceiptsSurviveKeyRotation(t *testing.T) {
 		if ids[0] == oldKid {
 			t.Fatal("rotation kept the same signing key")
 		}
-		fresh := e.record(t, "", consent.MethodBannerAcceptAll, grant("analytics", 1))
+		// The new key is published at once and signs only after SigningKeyDelay, so that
+		// key sets others cached meanwhile verify what is signed.
 		set := publishedKeys(t, e.keys)
+		if set.Len() != 2 {
+			t.Fatalf("the JWKS should publish the old and the new key at once, has %d", set.Len())
+		}
+		early := e.record(t, "", consent.MethodBannerAcceptAll, grant("analytics", 1))
+		if _, kid, err := independentVerify(t, set, early.Receipt); err != nil || kid != oldKid {
+			t.Fatalf("receipt straight after rotation: want kid %q, got %q (err %v)", oldKid, kid, err)
+		}
+		e.clock.Add(keyring.SigningKeyDelay)
+		if err := e.keys.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		fresh := e.record(t, "", consent.MethodBannerAcceptAll, grant("analytics", 1))
+		set = publishedKeys(t, e.keys)
 		if set.Len() != 2 {
 			t.Fatalf("the JWKS should publish the old and the new key, has %d", set.Len())
 		}

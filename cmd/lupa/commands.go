@@ -142,7 +142,8 @@ func keysCommand(ctx context.Context, cfg config, log *slog.Logger, args []strin
 	// new lookup key would no longer find them (keyring.LookupKeyDelay).
 	fmt.Fprintf(stdout, "new keys: %s\n"+
 		"old keys are kept for verifying, decrypting and searching; running instances load the new keys within a minute\n"+
+		"the new signing key is published at once and signs after %s, when every cached copy of the key set has it\n"+
 		"new identifiers are hashed with the new lookup key after %s; running instances then move the existing ones to the new keys (or the next start does)\n",
-		strings.Join(ids, ", "), keyring.LookupKeyDelay)
+		strings.Join(ids, ", "), keyring.SigningKeyDelay, keyring.LookupKeyDelay)
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
@@ -465,8 +466,21 @@ func TestCommands(t *testing.T) {
 			}
 			return v.Kid
 		}
-		if k1, k2 := verify(before.Receipt), verify(after.Receipt); k1 == k2 || !contains(kidsBefore, k1) || contains(kidsBefore, k2) {
-			t.Fatalf("receipt keys before and after rotation: %s, %s (old set %v)", k1, k2, kidsBefore)
+		// The new signing key is published at once but signs only after
+		// keyring.SigningKeyDelay, so that key sets others fetched and cached hold it.
+		if k1, k2 := verify(before.Receipt), verify(after.Receipt); k1 != k2 || !contains(kidsBefore, k1) {
+			t.Fatalf("receipt keys before and straight after rotation: %s, %s (old set %v)", k1, k2, kidsBefore)
+		}
+		if err := s2.app.db.Write.Exec("UPDATE data_keys SET created_at = created_at - ? WHERE kind = 'signing' AND status = 'active'",
+			keyring.SigningKeyDelay.Milliseconds()).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := s2.app.keys.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		later := recorded(t, s2.collect(grantAnalytics()))
+		if k1, k3 := verify(before.Receipt), verify(later.Receipt); k1 == k3 || contains(kidsBefore, k3) || !contains(kidsAfter, k3) {
+			t.Fatalf("receipt keys before and after the signing delay: %s, %s (old set %v, new %v)", k1, k3, kidsBefore, kidsAfter)
 		}
 		if st := s2.stateOf(t, before.DeviceID); st["analytics"] != "granted" {
 			t.Fatalf("a device recorded before the rotation: %v", st)

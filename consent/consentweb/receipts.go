@@ -1,6 +1,7 @@
 package consentweb
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -20,7 +21,7 @@ func NewReceipts(h *Handlers, keys *keyring.Keyring) *Receipts { return &Receipt
 
 // JWKS publishes every receipt and root signing key, old ones included.
 func (r *Receipts) JWKS(c *gin.Context) {
-	c.Header("Cache-Control", "public, max-age=300")
+	c.Header("Cache-Control", fmt.Sprintf("public, max-age=%d", int(keyring.JWKSMaxAge.Seconds())))
 	c.Header("Access-Control-Allow-Origin", "*")
 	c.JSON(http.StatusOK, r.keys.JWKS())
 }

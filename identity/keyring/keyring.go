@@ -51,9 +51,19 @@ var Kinds = []Kind{Signing, Encryption, Lookup}
 // hashed with it. A running instance that has not yet loaded the new key cannot tell that
 // a row it misses was hashed with that key, so it would create the person again; every
 // instance reloads its keys at least once a minute (ReloadInterval), so after this delay
-// every instance finds rows under the new key. (Encryption and signing keys need no delay:
-// an unknown kid makes an instance reload at once.)
-const LookupKeyDelay = 2 * time.Minute
+// every instance finds rows under the new key. (Encryption keys need no delay: an unknown
+// kid makes an instance reload at once.)
+const LookupKeyDelay = 2 * ReloadInterval
+
+// JWKSMaxAge is how long others may cache /.well-known/jwks.json.
+const JWKSMaxAge = 5 * time.Minute
+
+// SigningKeyDelay is how long a new signing key is only published before it signs. A
+// receipt is checked by others against the key set they fetched, perhaps from an instance
+// that has not reloaded yet (ReloadInterval) and then kept for JWKSMaxAge: a key that
+// signed at once would make fresh receipts fail there. Lupa's own verification needs no
+// delay (an unknown kid makes it reload), so this is for third parties.
+const SigningKeyDelay = 2*ReloadInterval + JWKSMaxAge
 
 // ReloadInterval is how often a running instance reads the data keys again.
 const ReloadInterval = time.Minute
@@ -85,8 +95,8 @@ type Keyring struct {
 
 	mu     sync.RWMutex
 	keys   map[string]*dataKey
-	active map[Kind]*dataKey
-	lookup []*dataKey // newest first
+	active map[Kind]*dataKey // the key each kind's new data is made with
+	lookup []*dataKey        // the active one first, then the others newest first
 }
 
 // MasterKeyID is a short fingerprint of a master key, stored beside every data key so that
@@ -194,7 +204,7 @@ func (k *Keyring) Reload(ctx context.Context) error {
 	}
 	keys := make(map[string]*dataKey, len(rows))
 	active := map[Kind]*dataKey{}
-	var lookup []*dataKey
+	var lookup, signing []*dataKey
 	for _, r := range rows {
 		if r.MasterKeyID != k.masterID {
 			return fmt.Errorf("data key %s was encrypted with master key %s, but this master key is %s: start Lupa with the master key it was set up with", r.ID, r.MasterKeyID, k.masterID)
@@ -205,29 +215,27 @@ func (k *Keyring) Reload(ctx context.Context) error {
 		}
 		dk := &dataKey{id: r.ID, kind: Kind(r.Kind), status: r.Status, secret: secret,
 			created: time.UnixMilli(r.CreatedAt).UTC()}
-		if dk.kind == Signing {
+		keys[r.ID] = dk
+		switch dk.kind {
+		case Signing:
 			dk.private = ed25519.NewKeyFromSeed(secret)
 			dk.public = dk.private.Public().(ed25519.PublicKey)
-		}
-		keys[r.ID] = dk
-		if r.Status == StatusActive {
-			active[dk.kind] = dk
-		}
-		if dk.kind == Lookup {
+			signing = append(signing, dk)
+		case Lookup:
 			lookup = append(lookup, dk)
+		default:
+			if r.Status == StatusActive {
+				active[dk.kind] = dk
+			}
 		}
 	}
-	sort.Slice(lookup, func(i, j int) bool {
-		if !lookup[i].created.Equal(lookup[j].created) {
-			return lookup[i].created.After(lookup[j].created)
-		}
-		return lookup[i].status == StatusActive && lookup[j].status != StatusActive
-	})
-	if len(lookup) > 0 {
-		// New rows are hashed with the newest lookup key that every instance has loaded.
-		producer := usableLookup(lookup, k.now())
-		active[Lookup] = lookup[producer]
-		lookup = append(append([]*dataKey{lookup[producer]}, lookup[:producer]...), lookup[producer+1:]...)
+	// New data uses the newest key every instance (and, for signing, every verifier) knows.
+	if i := usable(signing, k.now(), SigningKeyDelay); i >= 0 {
+		active[Signing] = signing[i]
+	}
+	if i := usable(lookup, k.now(), LookupKeyDelay); i >= 0 {
+		active[Lookup] = lookup[i]
+		lookup = append(append([]*dataKey{lookup[i]}, lookup[:i]...), lookup[i+1:]...)
 	}
 	k.mu.Lock()
 	k.keys, k.active, k.lookup = keys, active, lookup
@@ -235,16 +243,28 @@ func (k *Keyring) Reload(ctx context.Context) error {
 	return nil
 }
 
-// usableLookup returns the index, in keys sorted newest first, of the key new rows are
-// hashed with: the newest one older than LookupKeyDelay, or the oldest when none is (a new
-// database's first key is used at once).
-func usableLookup(keys []*dataKey, now time.Time) int {
+// usable sorts keys newest first and returns the index of the one new data is made with:
+// the newest one older than delay, or the oldest when none is (a new database's first key
+// is used at once); -1 when there are none.
+func usable(keys []*dataKey, now time.Time, delay time.Duration) int {
+	newestFirst(keys)
 	for i, dk := range keys {
-		if !dk.created.After(now.Add(-LookupKeyDelay)) {
+		if !dk.created.After(now.Add(-delay)) {
 			return i
 		}
 	}
 	return len(keys) - 1
+}
+
+// newestFirst sorts keys by creation, newest first; of two made in the same millisecond the
+// later rotation's (the active one) comes first.
+func newestFirst(keys []*dataKey) {
+	sort.Slice(keys, func(i, j int) bool {
+		if !keys[i].created.Equal(keys[j].created) {
+			return keys[i].created.After(keys[j].created)
+		}
+		return keys[i].status == StatusActive && keys[j].status != StatusActive
+	})
 }
 
 func (k *Keyring) wrapAEAD() cipher.AEAD {
@@ -313,7 +333,7 @@ func (k *Keyring) create(ctx context.Context, kinds []Kind) ([]string, error) {
 
 // Rotate adds a new active key of each kind given (every kind when none is given) and keeps
 // the old ones. It returns the new key ids. A new lookup key hashes new rows only after
-// LookupKeyDelay.
+// LookupKeyDelay, a new signing key signs only after SigningKeyDelay.
 func (k *Keyring) Rotate(ctx context.Context, kinds ...Kind) ([]string, error) {
 	if len(kinds) == 0 {
 		kinds = Kinds
@@ -342,7 +362,7 @@ func (k *Keyring) Count(kind Kind) int {
 }
 
 // ActiveID returns the id of the key a kind's new data is made with: the active key, and
-// for lookups the newest key older than LookupKeyDelay.
+// for lookups and signatures the newest key older than LookupKeyDelay or SigningKeyDelay.
 func (k *Keyring) ActiveID(kind Kind) string {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
@@ -459,7 +479,8 @@ func (l *Lookuper) Sums(value []byte) [][]byte {
 	return out
 }
 
-// Signer returns the active signing key's id and a JWS signer (EdDSA) that sets kid and typ.
+// Signer returns the id of the key that signs now (see SigningKeyDelay) and a JWS signer
+// (EdDSA) that sets kid and typ.
 func (k *Keyring) Signer(typ string) (string, jose.Signer, error) {
 	k.mu.RLock()
 	dk := k.active[Signing]
@@ -529,7 +550,8 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 	return payload, kid, nil
 }
 
-// JWKS returns the public signing keys, old ones included, as a JSON Web Key Set.
+// JWKS returns the public signing keys, newest first, as a JSON Web Key Set: old ones, for
+// what they signed, and new ones not yet signing (SigningKeyDelay).
 func (k *Keyring) JWKS() jose.JSONWebKeySet {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
@@ -540,7 +562,7 @@ func (k *Keyring) JWKS() jose.JSONWebKeySet {
 			keys = append(keys, dk)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].created.After(keys[j].created) })
+	newestFirst(keys)
 	for _, dk := range keys {
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: dk.public, KeyID: dk.id, Algorithm: string(jose.EdDSA), Use: "sig"})
 	}

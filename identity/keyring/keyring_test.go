@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -38,6 +41,7 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		oldSigner := k.ActiveID(keyring.Signing)
 		oldLookup := k.Lookup([]byte("value"))
 
 		newIDs, err := k.Rotate(ctx)
@@ -62,7 +66,7 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 				t.Fatalf("%s: a ciphertext moved to another row decrypts", name)
 			}
 			payload, signedBy, err := kr.Verify(ctx, signed)
-			if err != nil || string(payload) != `{"hello":"world"}` || signedBy == kr.ActiveID(keyring.Signing) {
+			if err != nil || string(payload) != `{"hello":"world"}` || signedBy != oldSigner {
 				t.Fatalf("%s: old signature: %s %s %v", name, payload, signedBy, err)
 			}
 			// Searches use both lookup keys; new rows keep the old one until every running
@@ -75,11 +79,6 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 			if n := len(kr.JWKS().Keys); n != 2 {
 				t.Fatalf("%s: JWKS has %d keys, want the old and the new", name, n)
 			}
-		}
-		// Signatures from the new key name it.
-		fresh, _ := k.Sign("lupa-receipt+jwt", []byte("{}"))
-		if _, by, err := k2.Verify(ctx, fresh); err != nil || by != k.ActiveID(keyring.Signing) {
-			t.Fatalf("new signature: %s %v", by, err)
 		}
 		// One changed byte and the signature fails.
 		bad := []byte(signed)
@@ -102,6 +101,91 @@ func TestWrongMasterKeyIsRefused(t *testing.T) {
 		}
 		if _, err := keyring.Open(ctx, db, []byte("short"), now); err == nil {
 			t.Fatal("a short master key was accepted")
+		}
+	})
+}
+
+// A receipt is checked by others against the key set they fetched earlier, perhaps from an
+// instance that had not reloaded its keys yet, and cached for JWKSMaxAge. So a new signing
+// key is published first and signs only when every such copy of the key set holds it.
+func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		m := master(t)
+		var mu sync.Mutex
+		at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
+		wait := func(d time.Duration) { mu.Lock(); at = at.Add(d); mu.Unlock() }
+		server, err := keyring.Open(ctx, db, m, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldKid := server.ActiveID(keyring.Signing)
+		rotator, err := keyring.Open(ctx, db, m, clock) // `lupa keys rotate`'s process
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(time.Hour)
+		ids, err := rotator.Rotate(ctx, keyring.Signing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newKid := ids[0]
+		// verifies says whether a third party holding set accepts the signature.
+		verifies := func(set jose.JSONWebKeySet, compact string) bool {
+			obj, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{jose.EdDSA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := set.Key(obj.Signatures[0].Header.KeyID)
+			if len(keys) != 1 {
+				return false
+			}
+			_, err = obj.Verify(keys[0].Key)
+			return err == nil
+		}
+		// A verifier fetched the server's key set just before the server reloaded.
+		cached := server.JWKS()
+		if len(cached.Keys) != 1 {
+			t.Fatalf("the server has not reloaded yet, but publishes %d keys", len(cached.Keys))
+		}
+		if got := rotator.JWKS(); len(got.Keys) != 2 || got.Keys[0].KeyID != newKid {
+			t.Fatalf("the new key is not published at once: %+v", got.Keys)
+		}
+		// Until SigningKeyDelay has passed, every instance signs with the old key, which the
+		// cached set holds.
+		for _, step := range []time.Duration{0, keyring.ReloadInterval, keyring.SigningKeyDelay - keyring.ReloadInterval - time.Second} {
+			wait(step)
+			for name, k := range map[string]*keyring.Keyring{"server": server, "rotator": rotator} {
+				if err := k.Reload(ctx); err != nil {
+					t.Fatal(err)
+				}
+				sig, err := k.Sign("lupa-receipt+jwt", []byte(`{"n":1}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if kid := k.ActiveID(keyring.Signing); kid != oldKid || !verifies(cached, sig) {
+					t.Fatalf("%s, before SigningKeyDelay: signs with %s, which a cached key set does not verify", name, kid)
+				}
+			}
+		}
+		refreshed := server.JWKS() // what a verifier caches after the server's reload
+		if len(refreshed.Keys) != 2 {
+			t.Fatalf("after its reload the server publishes %d keys", len(refreshed.Keys))
+		}
+		wait(2 * time.Second)
+		if err := server.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sig, err := server.Sign("lupa-receipt+jwt", []byte(`{"n":2}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kid := server.ActiveID(keyring.Signing); kid != newKid || !verifies(refreshed, sig) || verifies(cached, sig) {
+			t.Fatalf("after SigningKeyDelay: signs with %s, want the new key %s", kid, newKid)
+		}
+		if _, by, err := rotator.Verify(ctx, sig); err != nil || by != newKid {
+			t.Fatalf("another instance verifies the new signature: %s %v", by, err)
 		}
 	})
 }
