@@ -65,6 +65,16 @@ type RecipientPatch struct {
 	Name, LegalName, Kind, Country, PrivacyPolicyURL, BrandID *string
 }
 
+// Apply sets the fields the patch has on r.
+func (p RecipientPatch) Apply(r *Recipient) {
+	identity.PatchString(&r.Name, p.Name)
+	identity.PatchString(&r.LegalName, p.LegalName)
+	identity.PatchString(&r.Kind, p.Kind)
+	identity.PatchString(&r.Country, p.Country)
+	identity.PatchString(&r.PrivacyPolicyURL, p.PrivacyPolicyURL)
+	identity.PatchString(&r.BrandID, p.BrandID)
+}
+
 // UpdateRecipient applies a patch. Published versions keep the recipient as it was when
 // they were published; a new version shows the change.
 func (s *Service) UpdateRecipient(ctx context.Context, tenantID, id string, p RecipientPatch, actor identity.Actor) (*Recipient, error) {
@@ -76,12 +86,7 @@ func (s *Service) UpdateRecipient(ctx context.Context, tenantID, id string, p Re
 		}
 		before := row.domain()
 		r := *before
-		set(&r.Name, p.Name)
-		set(&r.LegalName, p.LegalName)
-		set(&r.Kind, p.Kind)
-		set(&r.Country, p.Country)
-		set(&r.PrivacyPolicyURL, p.PrivacyPolicyURL)
-		set(&r.BrandID, p.BrandID)
+		p.Apply(&r)
 		if err := r.Validate(); err != nil {
 			return err
 		}
@@ -98,12 +103,6 @@ func (s *Service) UpdateRecipient(ctx context.Context, tenantID, id string, p Re
 		return identity.WriteAudit(tx, tenantID, actor, "recipient.update", "recipient", id, before, &r, r.UpdatedAt)
 	})
 	return out, err
-}
-
-func set(dst *string, v *string) {
-	if v != nil {
-		*dst = strings.TrimSpace(*v)
-	}
 }
 
 func notFoundOr(err error, kind string) error {
@@ -220,6 +219,33 @@ type PurposePatch struct {
 	GPCOptOut, DoubleOptIn                        *bool
 }
 
+// Apply sets the fields the patch has on p, its lists without repeated ids.
+func (patch PurposePatch) Apply(p *Purpose) {
+	identity.PatchString(&p.Level, patch.Level)
+	identity.PatchString(&p.LegalBasis, patch.LegalBasis)
+	identity.PatchString(&p.DPVPurpose, patch.DPVPurpose)
+	if patch.RecipientIDs != nil {
+		p.RecipientIDs = uniq(*patch.RecipientIDs)
+	}
+	if patch.ScopeBrandIDs != nil {
+		p.ScopeBrandIDs = uniq(*patch.ScopeBrandIDs)
+	}
+	if patch.ScopePropertyIDs != nil {
+		p.ScopePropertyIDs = uniq(*patch.ScopePropertyIDs)
+	}
+	if patch.ReaskMonths != nil && *patch.ReaskMonths != p.ReaskMonths {
+		// The new interval applies to every decision at once (Effective); the sweeper
+		// moves the stored expiries, the expiry sweep's index, after it (RewriteExpiries).
+		p.ReaskMonths, p.ReaskApplied = *patch.ReaskMonths, 0
+	}
+	if patch.GPCOptOut != nil {
+		p.GPCOptOut = *patch.GPCOptOut
+	}
+	if patch.DoubleOptIn != nil {
+		p.DoubleOptIn = *patch.DoubleOptIn
+	}
+}
+
 // UpdatePurpose applies a patch.
 func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, patch PurposePatch, actor identity.Actor) (*Purpose, error) {
 	var out *Purpose
@@ -229,29 +255,7 @@ func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, p
 			return err
 		}
 		p := *before
-		set(&p.Level, patch.Level)
-		set(&p.LegalBasis, patch.LegalBasis)
-		set(&p.DPVPurpose, patch.DPVPurpose)
-		if patch.RecipientIDs != nil {
-			p.RecipientIDs = uniq(*patch.RecipientIDs)
-		}
-		if patch.ScopeBrandIDs != nil {
-			p.ScopeBrandIDs = uniq(*patch.ScopeBrandIDs)
-		}
-		if patch.ScopePropertyIDs != nil {
-			p.ScopePropertyIDs = uniq(*patch.ScopePropertyIDs)
-		}
-		if patch.ReaskMonths != nil && *patch.ReaskMonths != p.ReaskMonths {
-			// The new interval applies to every decision at once (Effective); the sweeper
-			// moves the stored expiries, the expiry sweep's index, after it (RewriteExpiries).
-			p.ReaskMonths, p.ReaskApplied = *patch.ReaskMonths, 0
-		}
-		if patch.GPCOptOut != nil {
-			p.GPCOptOut = *patch.GPCOptOut
-		}
-		if patch.DoubleOptIn != nil {
-			p.DoubleOptIn = *patch.DoubleOptIn
-		}
+		patch.Apply(&p)
 		if before.LatestVersion > 0 && (p.Level != before.Level || p.LegalBasis != before.LegalBasis) {
 			return identity.Errorf(identity.EConflict, "level and legal_basis cannot change once a version is published; create a new purpose")
 		}
@@ -286,6 +290,19 @@ type VersionInput struct {
 	Details  *VersionDetails
 }
 
+// Apply sets on v the content the input has: all of a new draft's, what a change sends.
+func (in VersionInput) Apply(v *Version) {
+	if in.Material != nil {
+		v.Material = *in.Material
+	}
+	if in.Texts != nil {
+		v.Texts = in.Texts
+	}
+	if in.Details != nil {
+		v.Details = *in.Details
+	}
+}
+
 // CreateVersion adds a draft version with the next number. A purpose has at most one draft.
 func (s *Service) CreateVersion(ctx context.Context, tenantID, idOrKey string, in VersionInput, actor identity.Actor) (*Version, error) {
 	var out *Version
@@ -306,13 +323,8 @@ func (s *Service) CreateVersion(ctx context.Context, tenantID, idOrKey string, i
 			number = last[0].Number + 1
 		}
 		v := &Version{TenantID: tenantID, PurposeID: p.ID, PurposeKey: p.Key, Number: number, Status: VersionDraft,
-			Material: true, Texts: in.Texts, CreatedAt: s.now()}
-		if in.Material != nil {
-			v.Material = *in.Material
-		}
-		if in.Details != nil {
-			v.Details = *in.Details
-		}
+			Material: true, CreatedAt: s.now()}
+		in.Apply(v)
 		if err := s.prepareDraft(tx, p, v); err != nil {
 			return err
 		}
@@ -461,15 +473,7 @@ func (s *Service) UpdateVersion(ctx context.Context, tenantID, idOrKey string, n
 			return identity.Errorf(identity.EConflict, "version %d is published and never changes; create a new version", number)
 		}
 		v := *before
-		if in.Material != nil {
-			v.Material = *in.Material
-		}
-		if in.Texts != nil {
-			v.Texts = in.Texts
-		}
-		if in.Details != nil {
-			v.Details = *in.Details
-		}
+		in.Apply(&v)
 		if err := s.prepareDraft(tx, p, &v); err != nil {
 			return err
 		}

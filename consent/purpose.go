@@ -71,7 +71,9 @@ var purposeKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}$`)
 // notNecessaryWords are DPV purposes that strictly necessary storage can never be.
 var notNecessaryWords = []string{"advertis", "analytic", "personalis", "personaliz", "marketing", "profiling", "tracking"}
 
-// Validate checks the purpose's invariants.
+// Validate checks the purpose's invariants. A rule that reads two fields never fails for
+// the other one being empty: so the fields a patch sends can be checked on an empty
+// purpose, without the stored one (consentweb's DomainCheck).
 func (p *Purpose) Validate() error {
 	var v identity.Validator
 	v.Check(purposeKeyRe.MatchString(p.Key), "key", "must be 2–63 lower-case letters, digits or underscores, starting with a letter")
@@ -93,7 +95,7 @@ func (p *Purpose) Validate() error {
 			}
 		}
 	}
-	v.Check(!p.DoubleOptIn || p.LegalBasis == BasisConsent, "double_opt_in",
+	v.Check(!p.DoubleOptIn || p.LegalBasis != BasisLegitimateInterest, "double_opt_in",
 		"double opt-in confirms a consent; a legitimate interest is not asked")
 	return v.Err()
 }
@@ -126,7 +128,8 @@ type Recipient struct {
 
 var countryRe = regexp.MustCompile(`^[A-Z]{2}$`)
 
-// Validate checks the recipient's invariants.
+// Validate checks the recipient's invariants. As the purpose's, a rule that reads two
+// fields never fails for the other one being empty.
 func (r *Recipient) Validate() error {
 	var v identity.Validator
 	v.Check(strings.TrimSpace(r.Name) != "" && len(r.Name) <= 200, "name", "is required (at most 200 characters)")
@@ -215,7 +218,7 @@ func (ver *Version) Validate() error {
 	sort.Strings(langs)
 	for _, lang := range langs {
 		t := ver.Texts[lang]
-		f := "texts." + lang
+		f := "texts[" + lang + "]"
 		v.Check(identity.ValidLanguage(lang), f, "must be keyed by a language tag such as fi")
 		v.Check(strings.TrimSpace(t.Title) != "" && len([]rune(t.Title)) <= 200, f+".title", "is required (at most 200 characters)")
 		v.Check(strings.TrimSpace(t.Description) != "" && len([]rune(t.Description)) <= 5000, f+".description", "is required (at most 5000 characters)")

@@ -219,16 +219,16 @@ type TenantPatch struct {
 
 // Apply sets the fields the patch has on t.
 func (p TenantPatch) Apply(t *Tenant) {
-	setStr(&t.Name, p.Name)
-	setStr(&t.LegalName, p.LegalName)
-	setStr(&t.BusinessID, p.BusinessID)
-	setStr(&t.ContactEmail, p.ContactEmail)
-	setStr(&t.Phone, p.Phone)
-	setStr(&t.Address, p.Address)
-	setStr(&t.Website, p.Website)
-	setStr(&t.PrivacyPolicyURL, p.PrivacyPolicyURL)
-	setStr(&t.Jurisdiction, p.Jurisdiction)
-	setStr(&t.DefaultLanguage, p.DefaultLanguage)
+	PatchString(&t.Name, p.Name)
+	PatchString(&t.LegalName, p.LegalName)
+	PatchString(&t.BusinessID, p.BusinessID)
+	PatchString(&t.ContactEmail, p.ContactEmail)
+	PatchString(&t.Phone, p.Phone)
+	PatchString(&t.Address, p.Address)
+	PatchString(&t.Website, p.Website)
+	PatchString(&t.PrivacyPolicyURL, p.PrivacyPolicyURL)
+	PatchString(&t.Jurisdiction, p.Jurisdiction)
+	PatchString(&t.DefaultLanguage, p.DefaultLanguage)
 	setInt(&t.EvidenceYears, p.EvidenceYears)
 	if p.KeepClientContext != nil {
 		t.KeepClientContext = *p.KeepClientContext
@@ -264,7 +264,8 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch, ac
 	return out, err
 }
 
-func setStr(dst *string, v *string) {
+// PatchString sets *dst to a patch's member v, trimmed, when the patch has it (v is not nil).
+func PatchString(dst *string, v *string) {
 	if v != nil {
 		*dst = strings.TrimSpace(*v)
 	}
@@ -338,12 +339,12 @@ type BrandPatch struct {
 
 // Apply sets the fields the patch has on b.
 func (p BrandPatch) Apply(b *Brand) {
-	setStr(&b.Name, p.Name)
-	setStr(&b.LegalName, p.LegalName)
-	setStr(&b.BusinessID, p.BusinessID)
-	setStr(&b.ContactEmail, p.ContactEmail)
-	setStr(&b.Address, p.Address)
-	setStr(&b.Website, p.Website)
+	PatchString(&b.Name, p.Name)
+	PatchString(&b.LegalName, p.LegalName)
+	PatchString(&b.BusinessID, p.BusinessID)
+	PatchString(&b.ContactEmail, p.ContactEmail)
+	PatchString(&b.Address, p.Address)
+	PatchString(&b.Website, p.Website)
 }
 
 // UpdateBrand applies a patch to a brand.
@@ -381,7 +382,7 @@ func (s *Service) UpdateBrand(ctx context.Context, tenantID, id string, p BrandP
 // CreateProperty adds a property with a new public key.
 func (s *Service) CreateProperty(ctx context.Context, p Property, actor Actor) (*Property, error) {
 	now := s.now()
-	p.ID, p.PublicKey, p.Status, p.CreatedAt, p.UpdatedAt = NewID(), NewPublicKey(), "active", now, now
+	p.ID, p.PublicKey, p.CreatedAt, p.UpdatedAt = NewID(), NewPublicKey(), now, now
 	if err := p.ValidateNew(); err != nil {
 		return nil, err
 	}
@@ -400,9 +401,11 @@ func (s *Service) CreateProperty(ctx context.Context, p Property, actor Actor) (
 	return &p, nil
 }
 
-// ValidateNew brings a new property's origins to the form they are stored in and checks
-// the property's invariants: what CreateProperty checks before it asks the database.
+// ValidateNew makes a new property active, brings its origins to the form they are stored
+// in and checks the property's invariants: what CreateProperty checks before it asks the
+// database.
 func (p *Property) ValidateNew() error {
+	p.Status = PropertyActive
 	p.AllowedOrigins = normalizeOrigins(p.AllowedOrigins)
 	return p.Validate()
 }
@@ -464,7 +467,7 @@ func (s *Service) PropertyByKey(ctx context.Context, publicKey string) (*Propert
 		return c.value, c.err
 	}
 	var rows []propertyRow
-	err := s.db.Read.WithContext(ctx).Where("public_key = ? AND status = ?", publicKey, "active").Limit(1).Find(&rows).Error
+	err := s.db.Read.WithContext(ctx).Where("public_key = ? AND status = ?", publicKey, PropertyActive).Limit(1).Find(&rows).Error
 	if err != nil {
 		return nil, err
 	}
@@ -489,6 +492,19 @@ type PropertyPatch struct {
 	AllowedOrigins                         *[]string
 }
 
+// Apply sets the fields the patch has on p, its origins in the form they are stored in.
+func (pp PropertyPatch) Apply(p *Property) {
+	PatchString(&p.Name, pp.Name)
+	PatchString(&p.BrandID, pp.BrandID)
+	PatchString(&p.DefaultLanguage, pp.DefaultLanguage)
+	if pp.Status != nil {
+		p.Status = *pp.Status
+	}
+	if pp.AllowedOrigins != nil {
+		p.AllowedOrigins = normalizeOrigins(*pp.AllowedOrigins)
+	}
+}
+
 // UpdateProperty applies a patch to a property.
 func (s *Service) UpdateProperty(ctx context.Context, tenantID, id string, p PropertyPatch, actor Actor) (*Property, error) {
 	var out *Property
@@ -499,18 +515,7 @@ func (s *Service) UpdateProperty(ctx context.Context, tenantID, id string, p Pro
 		}
 		before := r.domain()
 		np := *before
-		setStr(&np.Name, p.Name)
-		setStr(&np.BrandID, p.BrandID)
-		setStr(&np.DefaultLanguage, p.DefaultLanguage)
-		if p.Status != nil {
-			if *p.Status != "active" && *p.Status != "archived" {
-				return FieldErrors("validation failed", FieldError{Field: "status", Message: "must be active or archived"})
-			}
-			np.Status = *p.Status
-		}
-		if p.AllowedOrigins != nil {
-			np.AllowedOrigins = normalizeOrigins(*p.AllowedOrigins)
-		}
+		p.Apply(&np)
 		if err := np.Validate(); err != nil {
 			return err
 		}

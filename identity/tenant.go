@@ -177,7 +177,15 @@ func NormalizeOrigin(s string) string {
 	return u.Scheme + "://" + host
 }
 
-// Validate checks the property's invariants.
+// Property statuses.
+const (
+	PropertyActive   = "active"
+	PropertyArchived = "archived"
+)
+
+// Validate checks the property's invariants. Each rule reads one field, but the kind's rule
+// of the origins, which waits for a valid kind: so the fields a patch sends (never the
+// kind) can be checked without the stored property (identityweb's DomainCheck).
 func (p *Property) Validate() error {
 	var v Validator
 	v.Check(validLen(p.Name, 1, 200), "name", "is required (at most 200 characters)")
@@ -191,10 +199,12 @@ func (p *Property) Validate() error {
 			break
 		}
 	}
-	if p.Kind == PropertyWeb {
+	switch {
+	case p.Kind == PropertyWeb:
 		v.Check(len(p.AllowedOrigins) > 0, "allowed_origins", "a web property needs at least one allowed origin")
-	} else {
+	case slices.Contains(PropertyKinds, p.Kind):
 		v.Check(len(p.AllowedOrigins) == 0, "allowed_origins", "only web properties have origins")
 	}
+	v.Check(p.Status == PropertyActive || p.Status == PropertyArchived, "status", "must be active or archived")
 	return v.Err()
 }

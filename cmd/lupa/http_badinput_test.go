@@ -637,6 +637,48 @@ func TestHTTPFieldMessagesAllAtOnce(t *testing.T) {
 		check := func(body map[string]any) *response {
 			return s.withKey(read, http.MethodPost, "/v1/consents/check", body)
 		}
+		// Objects to patch: the demo's, and one of each kind it has none of.
+		create := func(path string, body map[string]any) string {
+			t.Helper()
+			r := s.admin(http.MethodPost, path, body)
+			if r.Status != http.StatusCreated {
+				t.Fatalf("POST %s: %d %s", path, r.Status, r.Body)
+			}
+			return r.Map(t)["id"].(string)
+		}
+		var recipient string
+		for _, r := range s.demo.Recipients {
+			recipient = r.ID
+			break
+		}
+		issuer := create("/v1/admin/ciam-issuers", map[string]any{"name": "CIAM", "issuer": "https://id.example", "audiences": []string{"lupa"}})
+		provider := create("/v1/admin/login-providers", map[string]any{"kind": "oidc", "label": "Kauppa ID",
+			"issuer": "https://id.example", "client_id": "lupa", "client_secret": "s3cret"})
+		system := create("/v1/admin/data-map/systems", accountingSystem("All at once"))
+		hook := create("/v1/admin/webhooks", map[string]any{"url": "https://hooks.example/lupa",
+			"event_types": []string{"consent.updated"}, "recipient_kind": "processor"})
+		conn := create("/v1/admin/connectors", map[string]any{"vendor": "mailchimp", "name": "Newsletter", "recipient_kind": "processor",
+			"mappings": []map[string]any{{"purpose": "marketing_email", "list_id": "a1b2c3"}}, "credentials": map[string]any{"api_key": "k-us6"}})
+		texts := func(title string) map[string]any {
+			return map[string]any{"texts": map[string]any{"fi": map[string]any{"title": title, "description": "Kuvaus", "policy_url": "ftp://x"}}}
+		}
+		badSystem := with(with(with(dataMapSystem("M"), "name", ""), "locations", []string{"fi"}), "retention", map[string]any{"preset": "forever"})
+		noRules := with(dataMapSystem("N"), "locations", []string{"fi"})
+		delete(noRules, "retention")
+		delete(noRules, "dsr")
+		// Fields the answer must not name: a patch's rule that reads what the patch leaves
+		// alone (that is the stored object's, which the service reads), the parts of what a
+		// create lacks or a preset gives.
+		notNamed := map[string][]string{
+			"patch property":                       {"allowed_origins"},                    // valid origins, whatever the stored kind
+			"patch purpose":                        {"double_opt_in"},                      // fine unless the stored basis is a legitimate interest
+			"patch login provider":                 {"trusted_for_email", "issuer"},        // Facebook's rules, if the stored kind is facebook
+			"patch data map system":                {"locations[1]", "dsr.method"},         // the stored transfers and connection may cover them
+			"patch webhook":                        {"recipient_id"},                       // right for a stored third party
+			"patch connector":                      {"mappings[0].list_id", "credentials"}, // the stored vendor's rules
+			"create data map system":               {"retention.anchor"},                   // the preset's to give
+			"create data map system without rules": {"retention.anchor", "dsr.method"},     // said of what is missing
+		}
 		for _, c := range []struct {
 			name   string
 			r      *response
@@ -669,6 +711,45 @@ func TestHTTPFieldMessagesAllAtOnce(t *testing.T) {
 				"legal_basis": "consent", "dpv_purpose": "not an IRI"}), []string{"key", "level", "dpv_purpose"}},
 			{"create webhook", s.admin(http.MethodPost, "/v1/admin/webhooks", map[string]any{"url": "ftp://x",
 				"event_types": []string{}, "recipient_kind": "processor"}), []string{"url", "event_types"}},
+			// Patches, checked on what they send, and the rest of the admin API's bodies. In
+			// each, the body's own checks find the first field named (the first two for the
+			// system without rules), the service's rules the others.
+			{"patch property", s.admin(http.MethodPatch, "/v1/admin/properties/"+s.demo.WebShop.ID, map[string]any{
+				"status": "deleted", "default_language": "Finnish!", "allowed_origins": []string{"https://ok.example"}}),
+				[]string{"status", "default_language"}},
+			{"patch recipient", s.admin(http.MethodPatch, "/v1/admin/recipients/"+recipient, map[string]any{
+				"kind": "friend", "privacy_policy_url": "ftp://x"}), []string{"kind", "privacy_policy_url"}},
+			{"patch purpose", s.admin(http.MethodPatch, "/v1/admin/purposes/marketing_email", map[string]any{
+				"reask_months": 61, "dpv_purpose": "not an IRI", "double_opt_in": true}), []string{"reask_months", "dpv_purpose"}},
+			{"create version", s.admin(http.MethodPost, "/v1/admin/purposes/analytics/versions", texts("")),
+				[]string{"texts[fi].title", "texts[fi].policy_url"}},
+			{"patch version", s.admin(http.MethodPatch, "/v1/admin/purposes/analytics/versions/1", texts(strings.Repeat("a", 201))),
+				[]string{"texts[fi].title", "texts[fi].policy_url"}},
+			{"create CIAM issuer", s.admin(http.MethodPost, "/v1/admin/ciam-issuers", map[string]any{"name": "",
+				"issuer": "http://id.example", "audiences": []string{"lupa"}}), []string{"name", "issuer"}},
+			{"patch CIAM issuer", s.admin(http.MethodPatch, "/v1/admin/ciam-issuers/"+issuer, map[string]any{
+				"clock_skew_seconds": 301, "jwks_url": "ftp://keys.example"}), []string{"clock_skew_seconds", "jwks_url"}},
+			{"create login provider", s.admin(http.MethodPost, "/v1/admin/login-providers", map[string]any{"kind": "oidc",
+				"label": "K", "issuer": "http://id.example", "client_id": "", "client_secret": "s"}), []string{"client_id", "issuer"}},
+			{"patch login provider", s.admin(http.MethodPatch, "/v1/admin/login-providers/"+provider, map[string]any{
+				"token_auth_method": "none", "scopes": []string{"openid email"}, "trusted_for_email": true,
+				"issuer": "https://other.example"}), []string{"token_auth_method", "scopes"}},
+			{"create data map system", s.admin(http.MethodPost, "/v1/admin/data-map/systems", badSystem),
+				[]string{"name", "locations[0]", "retention.preset"}},
+			{"create data map system without rules", s.admin(http.MethodPost, "/v1/admin/data-map/systems", noRules),
+				[]string{"retention", "dsr", "locations[0]"}},
+			{"patch data map system", s.admin(http.MethodPatch, "/v1/admin/data-map/systems/"+system, map[string]any{
+				"name": "", "locations": []string{"fi", "US"}, "dsr": map[string]any{"method": "connector"}}),
+				[]string{"name", "locations[0]"}},
+			{"patch webhook", s.admin(http.MethodPatch, "/v1/admin/webhooks/"+hook, map[string]any{
+				"description": strings.Repeat("a", 501), "url": "ftp://x", "recipient_id": "r1"}), []string{"description", "url"}},
+			{"create connector", s.admin(http.MethodPost, "/v1/admin/connectors", map[string]any{"vendor": "mailchimp", "name": "",
+				"recipient_kind": "processor", "mappings": []map[string]any{{"purpose": "marketing_email"}},
+				"credentials": map[string]any{"api_key": "nodatacentre"}}),
+				[]string{"name", "mappings[0].list_id", "credentials.api_key"}},
+			{"patch connector", s.admin(http.MethodPatch, "/v1/admin/connectors/"+conn, map[string]any{
+				"name": strings.Repeat("a", 101), "mappings": []map[string]any{{"purpose": "Not A Key"}},
+				"credentials": map[string]any{}}), []string{"name", "mappings[0].purpose"}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				p := wantProblem(t, c.r, http.StatusBadRequest)
@@ -676,6 +757,22 @@ func TestHTTPFieldMessagesAllAtOnce(t *testing.T) {
 					if _, ok := p.field(f); !ok {
 						t.Errorf("the answer does not name %s: %s", f, c.r.Body)
 					}
+				}
+				for _, f := range notNamed[c.name] {
+					for _, e := range p.Errors {
+						if e.Field == f || strings.HasPrefix(e.Field, f+".") {
+							t.Errorf("the answer names %s, which the stored object decides: %s", e.Field, c.r.Body)
+						}
+					}
+				}
+				// A field is named once, however its stages spell it ("texts[fi]", "texts.fi").
+				seen := map[string]bool{}
+				for _, e := range p.Errors {
+					f := strings.NewReplacer("[", ".", "]", "").Replace(e.Field)
+					if seen[f] {
+						t.Errorf("the answer names %s twice: %s", e.Field, c.r.Body)
+					}
+					seen[f] = true
 				}
 			})
 		}

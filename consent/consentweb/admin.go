@@ -40,6 +40,19 @@ func (in *recipientIn) DomainCheck() error {
 	return r.Validate()
 }
 
+func (in *recipientPatch) patch() consent.RecipientPatch {
+	return consent.RecipientPatch{Name: in.Name, LegalName: in.LegalName, Kind: in.Kind, Country: in.Country,
+		PrivacyPolicyURL: in.PrivacyPolicyURL, BrandID: in.BrandID}
+}
+
+// DomainCheck checks the fields sent by the recipient's rules (see
+// identityweb.DomainChecker). Whether the brand exists waits for the service.
+func (in *recipientPatch) DomainCheck() error {
+	var r consent.Recipient
+	in.patch().Apply(&r)
+	return identityweb.SentOnly(in, r.Validate())
+}
+
 // ListRecipients lists the tenant's recipients.
 func (h *Handlers) ListRecipients(c *gin.Context) {
 	rs, err := h.svc.Recipients(c.Request.Context(), identityweb.TenantOf(c))
@@ -80,9 +93,7 @@ func (h *Handlers) PatchRecipient(c *gin.Context) {
 	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	r, err := h.svc.UpdateRecipient(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), consent.RecipientPatch{
-		Name: in.Name, LegalName: in.LegalName, Kind: in.Kind, Country: in.Country,
-		PrivacyPolicyURL: in.PrivacyPolicyURL, BrandID: in.BrandID}, identityweb.ActorOf(c))
+	r, err := h.svc.UpdateRecipient(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), in.patch(), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -122,12 +133,26 @@ func (in *purposeIn) purpose(tenantID string) consent.Purpose {
 		DoubleOptIn: in.DoubleOptIn}
 }
 
-// DomainCheck checks the purpose by its rules (see identityweb.DomainChecker). Patches,
-// of purposes and recipients alike, are left to the service: some rules read two fields,
-// and the one not sent is only in the stored object.
+// DomainCheck checks the purpose by its rules (see identityweb.DomainChecker).
 func (in *purposeIn) DomainCheck() error {
 	p := in.purpose("")
 	return p.ValidateNew()
+}
+
+func (in *purposePatch) patch() consent.PurposePatch {
+	return consent.PurposePatch{Level: in.Level, LegalBasis: in.LegalBasis, DPVPurpose: in.DPVPurpose,
+		RecipientIDs: in.RecipientIDs, ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs,
+		ReaskMonths: in.ReaskMonths, GPCOptOut: in.GPCOptOut, DoubleOptIn: in.DoubleOptIn}
+}
+
+// DomainCheck checks the fields sent by the purpose's rules (see identityweb.DomainChecker).
+// A rule between a field sent and one left alone (double opt-in on a stored legitimate
+// interest), a level or basis changed after publication, and ids that name nothing wait for
+// the service.
+func (in *purposePatch) DomainCheck() error {
+	var p consent.Purpose
+	in.patch().Apply(&p)
+	return identityweb.SentOnly(in, p.Validate())
 }
 
 // ListPurposes lists the tenant's purposes.
@@ -170,10 +195,7 @@ func (h *Handlers) PatchPurpose(c *gin.Context) {
 	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	p, err := h.svc.UpdatePurpose(c.Request.Context(), identityweb.TenantOf(c), c.Param("purpose"), consent.PurposePatch{
-		Level: in.Level, LegalBasis: in.LegalBasis, DPVPurpose: in.DPVPurpose, RecipientIDs: in.RecipientIDs,
-		ScopeBrandIDs: in.ScopeBrandIDs, ScopePropertyIDs: in.ScopePropertyIDs, ReaskMonths: in.ReaskMonths,
-		GPCOptOut: in.GPCOptOut, DoubleOptIn: in.DoubleOptIn}, identityweb.ActorOf(c))
+	p, err := h.svc.UpdatePurpose(c.Request.Context(), identityweb.TenantOf(c), c.Param("purpose"), in.patch(), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -217,6 +239,22 @@ func versionInput(material *bool, texts map[string]textIn, d *detailsIn) consent
 		in.Details = &consent.VersionDetails{DataCategories: d.DataCategories, Retention: d.Retention, Transfers: d.Transfers}
 	}
 	return in
+}
+
+// DomainCheck checks the draft by the version's rules (see identityweb.DomainChecker).
+// Whether the purpose exists, and has no draft already, waits for the service.
+func (in *versionIn) DomainCheck() error {
+	v := consent.Version{Material: true}
+	versionInput(in.Material, in.Texts, in.Details).Apply(&v)
+	return v.Validate()
+}
+
+// DomainCheck checks the fields sent by the version's rules (see
+// identityweb.DomainChecker): texts and details sent replace the draft's whole.
+func (in *versionPatch) DomainCheck() error {
+	var v consent.Version
+	versionInput(in.Material, in.Texts, in.Details).Apply(&v)
+	return identityweb.SentOnly(in, v.Validate())
 }
 
 // ListVersions lists a purpose's versions, newest first.

@@ -97,7 +97,8 @@ func printable(s string, max int) bool {
 	return true
 }
 
-// Validate checks the issuer's invariants.
+// Validate checks the issuer's invariants. Each rule reads one field, so that the fields a
+// patch sends can be checked without the stored issuer (identityweb's DomainCheck).
 func (i *Issuer) Validate() error {
 	var v identity.Validator
 	n := len([]rune(strings.TrimSpace(i.Name)))
@@ -226,10 +227,9 @@ func normalizeList(in []string) []string {
 	return out
 }
 
-// Create adds an issuer with a new webhook secret, which it returns this once.
-func (s *Service) Create(ctx context.Context, tenantID string, in IssuerInput, actor identity.Actor) (*Issuer, string, error) {
-	now := s.now()
-	i := &Issuer{TenantID: tenantID, ID: identity.NewID(), Name: strings.TrimSpace(in.Name), Issuer: strings.TrimSpace(in.Issuer),
+// issuer is the issuer in makes, its defaults filled in, as Create stores it.
+func (in IssuerInput) issuer(tenantID, id string, now time.Time) *Issuer {
+	i := &Issuer{TenantID: tenantID, ID: id, Name: strings.TrimSpace(in.Name), Issuer: strings.TrimSpace(in.Issuer),
 		Audiences: normalizeList(in.Audiences), JWKSURL: strings.TrimSpace(in.JWKSURL), Algorithms: normalizeList(in.Algorithms),
 		ClockSkewSeconds: DefaultClockSkew, TrustedForEmail: in.TrustedForEmail, CreatedAt: now, UpdatedAt: now}
 	if len(i.Algorithms) == 0 {
@@ -238,6 +238,16 @@ func (s *Service) Create(ctx context.Context, tenantID string, in IssuerInput, a
 	if in.ClockSkewSeconds != nil {
 		i.ClockSkewSeconds = *in.ClockSkewSeconds
 	}
+	return i
+}
+
+// Validate checks the issuer in makes, as Create does before it asks the database.
+func (in IssuerInput) Validate() error { return in.issuer("", "", time.Time{}).Validate() }
+
+// Create adds an issuer with a new webhook secret, which it returns this once.
+func (s *Service) Create(ctx context.Context, tenantID string, in IssuerInput, actor identity.Actor) (*Issuer, string, error) {
+	now := s.now()
+	i := in.issuer(tenantID, identity.NewID(), now)
 	if err := i.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -299,6 +309,25 @@ type IssuerPatch struct {
 	RotateWebhookSecret bool
 }
 
+// Apply sets the fields the patch has on i (RotateWebhookSecret is Update's to do).
+func (p IssuerPatch) Apply(i *Issuer) {
+	identity.PatchString(&i.Name, p.Name)
+	identity.PatchString(&i.Issuer, p.Issuer)
+	identity.PatchString(&i.JWKSURL, p.JWKSURL)
+	if p.Audiences != nil {
+		i.Audiences = normalizeList(*p.Audiences)
+	}
+	if p.Algorithms != nil {
+		i.Algorithms = normalizeList(*p.Algorithms)
+	}
+	if p.ClockSkewSeconds != nil {
+		i.ClockSkewSeconds = *p.ClockSkewSeconds
+	}
+	if p.TrustedForEmail != nil {
+		i.TrustedForEmail = *p.TrustedForEmail
+	}
+}
+
 // Update applies a patch; with RotateWebhookSecret it also returns the new secret, once.
 func (s *Service) Update(ctx context.Context, tenantID, id string, p IssuerPatch, actor identity.Actor) (*Issuer, string, error) {
 	var out *Issuer
@@ -313,26 +342,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p IssuerPatch
 		}
 		before := r.domain()
 		i := *before
-		set := func(dst *string, v *string) {
-			if v != nil {
-				*dst = strings.TrimSpace(*v)
-			}
-		}
-		set(&i.Name, p.Name)
-		set(&i.Issuer, p.Issuer)
-		set(&i.JWKSURL, p.JWKSURL)
-		if p.Audiences != nil {
-			i.Audiences = normalizeList(*p.Audiences)
-		}
-		if p.Algorithms != nil {
-			i.Algorithms = normalizeList(*p.Algorithms)
-		}
-		if p.ClockSkewSeconds != nil {
-			i.ClockSkewSeconds = *p.ClockSkewSeconds
-		}
-		if p.TrustedForEmail != nil {
-			i.TrustedForEmail = *p.TrustedForEmail
-		}
+		p.Apply(&i)
 		if err := i.Validate(); err != nil {
 			return err
 		}

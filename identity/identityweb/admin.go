@@ -49,7 +49,7 @@ func (in *tenantPatch) patch() identity.TenantPatch {
 func (in *tenantPatch) DomainCheck() error {
 	var t identity.Tenant
 	in.patch().Apply(&t)
-	return sentOnly(in, t.Validate())
+	return SentOnly(in, t.Validate())
 }
 
 // GetTenant returns the tenant's legal details and settings.
@@ -114,7 +114,7 @@ func (in *brandPatch) patch() identity.BrandPatch {
 func (in *brandPatch) DomainCheck() error {
 	var b identity.Brand
 	in.patch().Apply(&b)
-	return sentOnly(in, b.Validate())
+	return SentOnly(in, b.Validate())
 }
 
 // ListBrands lists the tenant's brands.
@@ -190,11 +190,23 @@ func (in *propertyIn) property(tenantID string) identity.Property {
 	return p
 }
 
-// DomainCheck checks the property by its rules (see DomainChecker). A patch is left to
-// the service: its origins' rules depend on the stored kind.
+// DomainCheck checks the property by its rules (see DomainChecker).
 func (in *propertyIn) DomainCheck() error {
 	p := in.property("")
 	return p.ValidateNew()
+}
+
+func (in *propertyPatch) patch() identity.PropertyPatch {
+	return identity.PropertyPatch{Name: in.Name, BrandID: in.BrandID, AllowedOrigins: in.AllowedOrigins,
+		DefaultLanguage: in.DefaultLanguage, Status: in.Status}
+}
+
+// DomainCheck checks the fields sent by the property's rules (see DomainChecker). Whether
+// the origins suit the kind, and whether the brand exists, wait for the stored property.
+func (in *propertyPatch) DomainCheck() error {
+	var p identity.Property
+	in.patch().Apply(&p)
+	return SentOnly(in, p.Validate())
 }
 
 // ListProperties lists the tenant's properties.
@@ -237,9 +249,7 @@ func (a *Admin) PatchProperty(c *gin.Context) {
 	if !a.api.Bind(c, PublicBodyLimit, &in) {
 		return
 	}
-	p, err := a.ids.UpdateProperty(c.Request.Context(), TenantOf(c), c.Param("id"), identity.PropertyPatch{
-		Name: in.Name, BrandID: in.BrandID, AllowedOrigins: in.AllowedOrigins, DefaultLanguage: in.DefaultLanguage,
-		Status: in.Status}, ActorOf(c))
+	p, err := a.ids.UpdateProperty(c.Request.Context(), TenantOf(c), c.Param("id"), in.patch(), ActorOf(c))
 	if err != nil {
 		a.api.Fail(c, err)
 		return

@@ -164,20 +164,34 @@ func invalidFields(err error) []identity.FieldError {
 	return nil
 }
 
-// mergeFields adds to fields those of more about fields that fields does not name: the
-// earlier stage's message is the more precise one (the tags', then the control
-// characters'), and a field said twice in other words only confuses.
+// mergeFields adds to fields those of more about fields that fields does not name, nor a
+// member they are part of: the earlier stage's message is the more precise one (the tags',
+// then the control characters'), a field said twice in other words only confuses, and
+// "retention.anchor" says nothing more of a retention the tags found missing.
 func mergeFields(fields, more []identity.FieldError) []identity.FieldError {
 	named := make(map[string]bool, len(fields))
 	for _, f := range fields {
 		named[f.Field] = true
 	}
+next:
 	for _, f := range more {
-		if !named[f.Field] {
-			fields = append(fields, f)
+		for path := f.Field; path != ""; path = parentField(path) {
+			if named[path] {
+				continue next
+			}
 		}
+		fields = append(fields, f)
 	}
 	return fields
+}
+
+// parentField is the member a field path is part of: "texts[fi]" of "texts[fi].title",
+// "texts" of "texts[fi]", "" of "texts".
+func parentField(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return ""
 }
 
 // mayHoldControl says whether a valid JSON body can decode to a string with a control
@@ -486,10 +500,13 @@ func message(fe validator.FieldError) string {
 	}
 }
 
-// sentOnly keeps, of a validation error's fields, those a patch sent (its non-nil pointer
-// members, by JSON name). A patch is checked on an empty object, which would otherwise be
-// told that the members it leaves alone are missing. Other errors pass unchanged.
-func sentOnly(patch any, err error) error {
+// SentOnly keeps, of a validation error's fields, those a patch body sent (its non-nil
+// pointer and map members, by JSON name). A patch's DomainCheck applies it to an empty
+// object and checks that, which would otherwise be told that the members the patch leaves
+// alone are missing. For this to be right, a rule of the object that reads two fields must
+// not fail for the one it does not name being empty (that one may be stored), or must wait
+// for the service. Other errors pass unchanged.
+func SentOnly(patch any, err error) error {
 	var e *identity.Error
 	if !errors.As(err, &e) || e.Code != identity.EInvalid {
 		return err
@@ -497,8 +514,9 @@ func sentOnly(patch any, err error) error {
 	sent := map[string]bool{}
 	v := reflect.Indirect(reflect.ValueOf(patch))
 	for i := range v.NumField() {
-		if f := v.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
-			sent[jsonName(v.Type().Field(i))] = true
+		f, sf := v.Field(i), v.Type().Field(i)
+		if sf.IsExported() && (f.Kind() == reflect.Pointer || f.Kind() == reflect.Map) && !f.IsNil() {
+			sent[jsonName(sf)] = true
 		}
 	}
 	var kept []identity.FieldError

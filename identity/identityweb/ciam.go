@@ -104,6 +104,27 @@ type issuerPatch struct {
 	RotateWebhookSecret bool      `json:"rotate_webhook_secret"`
 }
 
+func (in *issuerIn) input() ciam.IssuerInput {
+	return ciam.IssuerInput{Name: in.Name, Issuer: in.Issuer, Audiences: in.Audiences, JWKSURL: in.JWKSURL,
+		Algorithms: in.Algorithms, ClockSkewSeconds: in.ClockSkewSeconds, TrustedForEmail: in.TrustedForEmail}
+}
+
+// DomainCheck checks the issuer by its rules (see DomainChecker).
+func (in *issuerIn) DomainCheck() error { return in.input().Validate() }
+
+func (in *issuerPatch) patch() ciam.IssuerPatch {
+	return ciam.IssuerPatch{Name: in.Name, Issuer: in.Issuer, Audiences: in.Audiences, JWKSURL: in.JWKSURL,
+		Algorithms: in.Algorithms, ClockSkewSeconds: in.ClockSkewSeconds, TrustedForEmail: in.TrustedForEmail,
+		RotateWebhookSecret: in.RotateWebhookSecret}
+}
+
+// DomainCheck checks the fields sent by the issuer's rules (see DomainChecker).
+func (in *issuerPatch) DomainCheck() error {
+	var i ciam.Issuer
+	in.patch().Apply(&i)
+	return SentOnly(in, i.Validate())
+}
+
 // issuerWithSecret shows an issuer with its new webhook secret, the only time it is shown.
 type issuerWithSecret struct {
 	*ciam.Issuer
@@ -126,9 +147,7 @@ func (h *CIAM) CreateIssuer(c *gin.Context) {
 	if !h.api.BindBody(c, PublicBodyLimit, &in) {
 		return
 	}
-	i, secret, err := h.svc.Create(c.Request.Context(), TenantOf(c), ciam.IssuerInput{Name: in.Name, Issuer: in.Issuer,
-		Audiences: in.Audiences, JWKSURL: in.JWKSURL, Algorithms: in.Algorithms, ClockSkewSeconds: in.ClockSkewSeconds,
-		TrustedForEmail: in.TrustedForEmail}, ActorOf(c))
+	i, secret, err := h.svc.Create(c.Request.Context(), TenantOf(c), in.input(), ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -153,10 +172,7 @@ func (h *CIAM) PatchIssuer(c *gin.Context) {
 	if !h.api.Bind(c, PublicBodyLimit, &in) {
 		return
 	}
-	i, secret, err := h.svc.Update(c.Request.Context(), TenantOf(c), c.Param("id"), ciam.IssuerPatch{Name: in.Name,
-		Issuer: in.Issuer, Audiences: in.Audiences, JWKSURL: in.JWKSURL, Algorithms: in.Algorithms,
-		ClockSkewSeconds: in.ClockSkewSeconds, TrustedForEmail: in.TrustedForEmail, RotateWebhookSecret: in.RotateWebhookSecret},
-		ActorOf(c))
+	i, secret, err := h.svc.Update(c.Request.Context(), TenantOf(c), c.Param("id"), in.patch(), ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -45,6 +45,29 @@ type loginProviderPatch struct {
 	TokenAuthMethod *string            `json:"token_auth_method" validate:"omitempty,oneof=auto client_secret_basic client_secret_post"`
 }
 
+func (in *loginProviderIn) input() login.ProviderInput {
+	return login.ProviderInput{Kind: in.Kind, Label: in.Label, Labels: in.Labels, Issuer: in.Issuer, ClientID: in.ClientID,
+		ClientSecret: in.ClientSecret, Scopes: in.Scopes, TrustedForEmail: in.TrustedForEmail, TokenAuthMethod: in.TokenAuthMethod}
+}
+
+// DomainCheck checks the provider and its client secret by their rules (see DomainChecker).
+func (in *loginProviderIn) DomainCheck() error { return in.input().Validate() }
+
+func (in *loginProviderPatch) patch() login.ProviderPatch {
+	return login.ProviderPatch{Label: in.Label, Labels: in.Labels, Issuer: in.Issuer, ClientID: in.ClientID,
+		ClientSecret: in.ClientSecret, Scopes: in.Scopes, TrustedForEmail: in.TrustedForEmail, TokenAuthMethod: in.TokenAuthMethod}
+}
+
+// DomainCheck checks the fields sent by the provider's rules (see DomainChecker). The
+// rules of a kind (an OpenID Connect issuer, Facebook's fixed one) wait for the stored
+// provider.
+func (in *loginProviderPatch) DomainCheck() error {
+	var p login.Provider
+	patch := in.patch()
+	patch.Apply(&p)
+	return SentOnly(in, patch.Validate(&p))
+}
+
 // tenant is the API key's tenant (login providers need its slug for their callback URL).
 func (h *LoginProviders) tenant(c *gin.Context) (*identity.Tenant, bool) {
 	t, err := h.ids.Tenant(c.Request.Context(), TenantOf(c))
@@ -79,9 +102,7 @@ func (h *LoginProviders) CreateLoginProvider(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.svc.Create(c.Request.Context(), t, login.ProviderInput{Kind: in.Kind, Label: in.Label, Labels: in.Labels,
-		Issuer: in.Issuer, ClientID: in.ClientID, ClientSecret: in.ClientSecret, Scopes: in.Scopes,
-		TrustedForEmail: in.TrustedForEmail, TokenAuthMethod: in.TokenAuthMethod}, ActorOf(c))
+	p, err := h.svc.Create(c.Request.Context(), t, in.input(), ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -113,9 +134,7 @@ func (h *LoginProviders) PatchLoginProvider(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := h.svc.Update(c.Request.Context(), t, c.Param("id"), login.ProviderPatch{Label: in.Label, Labels: in.Labels,
-		Issuer: in.Issuer, ClientID: in.ClientID, ClientSecret: in.ClientSecret, Scopes: in.Scopes,
-		TrustedForEmail: in.TrustedForEmail, TokenAuthMethod: in.TokenAuthMethod}, ActorOf(c))
+	p, err := h.svc.Update(c.Request.Context(), t, c.Param("id"), in.patch(), ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

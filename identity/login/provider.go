@@ -132,9 +132,17 @@ func printable(s string, max int) bool {
 // scopeRe is an OAuth scope token (RFC 6749 §3.3).
 var scopeRe = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,100}$`)
 
-// Validate checks the provider's invariants.
+// Validate checks the provider's invariants. Each rule reads one field, but the kind's
+// rules (of the issuer, the scopes and the token endpoint's authentication), which wait for
+// a valid kind: so the fields a patch sends (never the kind) can be checked without the
+// stored provider (identityweb's DomainCheck).
 func (p *Provider) Validate() error {
 	var v identity.Validator
+	p.check(&v)
+	return v.Err()
+}
+
+func (p *Provider) check(v *identity.Validator) {
 	v.Check(p.Kind == KindOIDC || p.Kind == KindFacebook, "kind", "must be oidc or facebook")
 	v.Check(printable(p.Label, 60), "label", "is required: 1–60 printable characters")
 	for lang, l := range p.Labels {
@@ -143,7 +151,7 @@ func (p *Provider) Validate() error {
 			break
 		}
 		if !printable(l, 60) {
-			v.Check(false, "labels."+lang, "1–60 printable characters")
+			v.Check(false, "labels["+lang+"]", "1–60 printable characters")
 		}
 	}
 	v.Check(printable(p.ClientID, 255), "client_id", "is required: 1–255 printable characters")
@@ -165,7 +173,6 @@ func (p *Provider) Validate() error {
 		v.Check(!p.TrustedForEmail, "trusted_for_email", "Facebook does not say whether an address is verified: it cannot be trusted for email")
 		v.Check(p.TokenAuthMethod == AuthAuto, "token_auth_method", "only for OpenID Connect providers")
 	}
-	return v.Err()
 }
 
 // Options shape the service; zero values take the defaults.
@@ -255,21 +262,13 @@ func trimLabels(in map[string]string) map[string]string {
 	return out
 }
 
-func checkSecret(secret string) error {
-	if !printable(secret, 1024) {
-		return identity.FieldErrors("validation failed", identity.FieldError{Field: "client_secret",
-			Message: "is required: 1–1024 printable characters"})
-	}
-	return nil
+func checkSecret(v *identity.Validator, secret string) {
+	v.Check(printable(secret, 1024), "client_secret", "is required: 1–1024 printable characters")
 }
 
-var errDuplicate = &identity.Error{Code: identity.EConflict, Message: "a login provider with this issuer is configured already",
-	Fields: []identity.FieldError{{Field: "issuer", Message: "is configured already"}}}
-
-// Create adds a login provider. Its client secret is stored encrypted and never shown.
-func (s *Service) Create(ctx context.Context, tenant *identity.Tenant, in ProviderInput, actor identity.Actor) (*Provider, error) {
-	now := s.now()
-	p := &Provider{TenantID: tenant.ID, ID: identity.NewID(), Kind: in.Kind, Label: strings.TrimSpace(in.Label),
+// provider is the provider in makes, its defaults filled in, as Create stores it.
+func (in ProviderInput) provider(tenantID, id string, now time.Time) *Provider {
+	p := &Provider{TenantID: tenantID, ID: id, Kind: in.Kind, Label: strings.TrimSpace(in.Label),
 		Labels: trimLabels(in.Labels), Issuer: strings.TrimSpace(in.Issuer), ClientID: strings.TrimSpace(in.ClientID),
 		Scopes: normalizeScopes(in.Scopes), TrustedForEmail: in.TrustedForEmail, TokenAuthMethod: in.TokenAuthMethod,
 		CreatedAt: now, UpdatedAt: now}
@@ -282,10 +281,28 @@ func (s *Service) Create(ctx context.Context, tenant *identity.Tenant, in Provid
 	if p.TokenAuthMethod == "" {
 		p.TokenAuthMethod = AuthAuto
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := checkSecret(in.ClientSecret); err != nil {
+	return p
+}
+
+// Validate checks the provider in makes and its client secret, as Create does before it
+// asks the database.
+func (in ProviderInput) Validate() error { return in.validate(in.provider("", "", time.Time{})) }
+
+func (in ProviderInput) validate(p *Provider) error {
+	var v identity.Validator
+	p.check(&v)
+	checkSecret(&v, in.ClientSecret)
+	return v.Err()
+}
+
+var errDuplicate = &identity.Error{Code: identity.EConflict, Message: "a login provider with this issuer is configured already",
+	Fields: []identity.FieldError{{Field: "issuer", Message: "is configured already"}}}
+
+// Create adds a login provider. Its client secret is stored encrypted and never shown.
+func (s *Service) Create(ctx context.Context, tenant *identity.Tenant, in ProviderInput, actor identity.Actor) (*Provider, error) {
+	now := s.now()
+	p := in.provider(tenant.ID, identity.NewID(), now)
+	if err := in.validate(p); err != nil {
 		return nil, err
 	}
 	kid, ct, err := s.keys.Encrypt([]byte(in.ClientSecret), secretAAD(tenant.ID, p.ID))
@@ -353,6 +370,34 @@ type ProviderPatch struct {
 	TrustedForEmail                                        *bool
 }
 
+// Apply sets the fields the patch has on p; a new client secret is Update's to store.
+func (patch ProviderPatch) Apply(p *Provider) {
+	identity.PatchString(&p.Label, patch.Label)
+	identity.PatchString(&p.Issuer, patch.Issuer)
+	identity.PatchString(&p.ClientID, patch.ClientID)
+	identity.PatchString(&p.TokenAuthMethod, patch.TokenAuthMethod)
+	if patch.Labels != nil {
+		p.Labels = trimLabels(*patch.Labels)
+	}
+	if patch.Scopes != nil {
+		p.Scopes = normalizeScopes(*patch.Scopes)
+	}
+	if patch.TrustedForEmail != nil {
+		p.TrustedForEmail = *patch.TrustedForEmail
+	}
+}
+
+// Validate checks p, a provider the patch was applied to, and the new client secret the
+// patch sends.
+func (patch ProviderPatch) Validate(p *Provider) error {
+	var v identity.Validator
+	p.check(&v)
+	if patch.ClientSecret != nil {
+		checkSecret(&v, *patch.ClientSecret)
+	}
+	return v.Err()
+}
+
 // Update applies a patch; a new client secret replaces the old one at once.
 func (s *Service) Update(ctx context.Context, tenant *identity.Tenant, id string, patch ProviderPatch, actor identity.Actor) (*Provider, error) {
 	var out *Provider
@@ -363,32 +408,12 @@ func (s *Service) Update(ctx context.Context, tenant *identity.Tenant, id string
 		}
 		before := r.domain()
 		p := *before
-		set := func(dst *string, v *string) {
-			if v != nil {
-				*dst = strings.TrimSpace(*v)
-			}
-		}
-		set(&p.Label, patch.Label)
-		set(&p.Issuer, patch.Issuer)
-		set(&p.ClientID, patch.ClientID)
-		set(&p.TokenAuthMethod, patch.TokenAuthMethod)
-		if patch.Labels != nil {
-			p.Labels = trimLabels(*patch.Labels)
-		}
-		if patch.Scopes != nil {
-			p.Scopes = normalizeScopes(*patch.Scopes)
-		}
-		if patch.TrustedForEmail != nil {
-			p.TrustedForEmail = *patch.TrustedForEmail
-		}
-		if err := p.Validate(); err != nil {
+		patch.Apply(&p)
+		if err := patch.Validate(&p); err != nil {
 			return err
 		}
 		ct, kid := r.ClientSecret, r.ClientSecretKID
 		if patch.ClientSecret != nil {
-			if err := checkSecret(*patch.ClientSecret); err != nil {
-				return err
-			}
 			if kid, ct, err = s.keys.Encrypt([]byte(*patch.ClientSecret), secretAAD(tenant.ID, id)); err != nil {
 				return err
 			}

@@ -131,7 +131,10 @@ func (c *Connector) Mapping(purpose string) (Mapping, bool) {
 	return Mapping{}, false
 }
 
-// Validate checks the connector's invariants; allowBaseURL says whether a base URL may be set.
+// Validate checks the connector's invariants; allowBaseURL says whether a base URL may be
+// set. A rule that reads two fields never fails for the other one being empty (the
+// mappings' rules wait for a vendor): so the fields a patch sends can be checked on an
+// empty connector, without the stored one (integrationsweb's DomainCheck).
 func (c *Connector) Validate(allowBaseURL bool) error {
 	var v identity.Validator
 	v.Check(slices.Contains(Vendors, c.Vendor), "vendor", "must be one of "+strings.Join(Vendors, ", "))

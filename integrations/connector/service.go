@@ -152,13 +152,31 @@ func (s *Service) unseal(ctx context.Context, r *connectorRow) (Credentials, err
 	return cr, json.Unmarshal(b, &cr)
 }
 
+// AllowBaseURL says whether a connector may name its own API base URL (Options).
+func (s *Service) AllowBaseURL() bool { return s.opt.AllowBaseURL }
+
+// connector is the enabled connector in makes, as Create stores it.
+func (in Input) connector(tenantID, id string, now time.Time) *Connector {
+	return &Connector{TenantID: tenantID, ID: id, Vendor: strings.TrimSpace(in.Vendor), Name: strings.TrimSpace(in.Name),
+		Description: strings.TrimSpace(in.Description), RecipientKind: in.RecipientKind, RecipientID: strings.TrimSpace(in.RecipientID),
+		Mappings: normalizeMappings(in.Mappings), BaseURL: strings.TrimSpace(in.BaseURL), Status: StatusEnabled, CreatedAt: now, UpdatedAt: now}
+}
+
+// Validate checks the connector in makes and its credentials, as Create does before it
+// asks the database; allowBaseURL is the service's (AllowBaseURL).
+func (in Input) Validate(allowBaseURL bool) error {
+	return in.validate(in.connector("", "", time.Time{}), allowBaseURL)
+}
+
+func (in Input) validate(c *Connector, allowBaseURL bool) error {
+	return joinValidation(c.Validate(allowBaseURL), validateCredentials(c.Vendor, in.Credentials))
+}
+
 // Create adds a connector. Its credentials are sealed; the Mailchimp webhook secret is made here.
 func (s *Service) Create(ctx context.Context, tenantID string, in Input, actor identity.Actor) (*Created, error) {
 	now := s.now().UTC()
-	c := &Connector{TenantID: tenantID, ID: IDPrefix + identity.NewID(), Vendor: strings.TrimSpace(in.Vendor), Name: strings.TrimSpace(in.Name),
-		Description: strings.TrimSpace(in.Description), RecipientKind: in.RecipientKind, RecipientID: strings.TrimSpace(in.RecipientID),
-		Mappings: normalizeMappings(in.Mappings), BaseURL: strings.TrimSpace(in.BaseURL), Status: StatusEnabled, CreatedAt: now, UpdatedAt: now}
-	if err := joinValidation(c.Validate(s.opt.AllowBaseURL), validateCredentials(c.Vendor, in.Credentials)); err != nil {
+	c := in.connector(tenantID, IDPrefix+identity.NewID(), now)
+	if err := in.validate(c, s.opt.AllowBaseURL); err != nil {
 		return nil, err
 	}
 	if err := s.checkRecipient(ctx, c); err != nil {
@@ -248,6 +266,34 @@ func (s *Service) Get(ctx context.Context, tenantID, id string) (*Connector, err
 	return r.domain(), nil
 }
 
+// Apply sets the fields the patch has on c; a processor sent without a recipient id drops
+// the one a third party had. New credentials are Update's to seal.
+func (p Patch) Apply(c *Connector) {
+	identity.PatchString(&c.Name, p.Name)
+	identity.PatchString(&c.Description, p.Description)
+	identity.PatchString(&c.BaseURL, p.BaseURL)
+	if p.RecipientKind != nil {
+		c.RecipientKind = *p.RecipientKind
+		if c.RecipientKind == "processor" && p.RecipientID == nil {
+			c.RecipientID = ""
+		}
+	}
+	identity.PatchString(&c.RecipientID, p.RecipientID)
+	if p.Mappings != nil {
+		c.Mappings = normalizeMappings(*p.Mappings)
+	}
+}
+
+// Validate checks c, a connector the patch was applied to, and the credentials the patch
+// sends, by c's vendor; allowBaseURL is the service's (AllowBaseURL).
+func (p Patch) Validate(c *Connector, allowBaseURL bool) error {
+	var credErr error
+	if p.Credentials != nil {
+		credErr = validateCredentials(c.Vendor, *p.Credentials)
+	}
+	return joinValidation(c.Validate(allowBaseURL), credErr)
+}
+
 // Update applies a patch.
 func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, actor identity.Actor) (*Connector, error) {
 	var out *Connector
@@ -257,25 +303,9 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, acto
 			return err
 		}
 		before, c := r.domain(), r.domain()
-		setStr(&c.Name, p.Name)
-		setStr(&c.Description, p.Description)
-		setStr(&c.BaseURL, p.BaseURL)
-		if p.RecipientKind != nil {
-			c.RecipientKind = *p.RecipientKind
-			if c.RecipientKind == "processor" && p.RecipientID == nil {
-				c.RecipientID = ""
-			}
-		}
-		setStr(&c.RecipientID, p.RecipientID)
-		if p.Mappings != nil {
-			c.Mappings = normalizeMappings(*p.Mappings)
-		}
+		p.Apply(c)
 		c.UpdatedAt = s.now().UTC()
-		var credErr error
-		if p.Credentials != nil {
-			credErr = validateCredentials(c.Vendor, *p.Credentials)
-		}
-		if err := joinValidation(c.Validate(s.opt.AllowBaseURL), credErr); err != nil {
+		if err := p.Validate(c, s.opt.AllowBaseURL); err != nil {
 			return err
 		}
 		if p.RecipientID != nil || p.RecipientKind != nil {
@@ -306,12 +336,6 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, acto
 		s.forget(tenantID, id)
 	}
 	return out, err
-}
-
-func setStr(dst *string, v *string) {
-	if v != nil {
-		*dst = strings.TrimSpace(*v)
-	}
 }
 
 // SetStatus enables or disables a connector. A disabled connector collects its

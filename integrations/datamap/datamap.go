@@ -7,6 +7,7 @@
 package datamap
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -302,6 +303,48 @@ func (s *System) Normalize() {
 // the service.
 func (s *System) Validate() error {
 	var v identity.Validator
+	s.check(&v, true)
+	s.Retention.check(&v, "retention")
+	return v.Err()
+}
+
+// Prepare normalises s, expands its retention preset and checks it: what Create and Update
+// check before they ask the database (for the tenant's purposes). An unknown preset, or one
+// given a period of its own, is named with the other fields at fault.
+func (s *System) Prepare() error { return s.prepare(true) }
+
+// PrepareFields is Prepare by the rules that each read one field (a list, the retention
+// rule or the DSR route counting as one): so the fields a patch sends can be checked on an
+// empty system, without the stored one (integrationsweb's DomainCheck). The rules between
+// fields wait for the stored system: a category or a purpose named in one of two lists, a
+// location outside the EEA and its transfer, a DSR method and the connection it needs.
+func (s *System) PrepareFields() error { return s.prepare(false) }
+
+func (s *System) prepare(between bool) error {
+	s.Normalize()
+	var v identity.Validator
+	s.check(&v, between)
+	r, err := s.Retention.ExpandPreset("retention")
+	var e *identity.Error
+	switch {
+	case err == nil:
+		s.Retention = r
+		s.Retention.normalize()
+		s.Retention.check(&v, "retention")
+	case errors.As(err, &e) && e.Code == identity.EInvalid:
+		// The preset's complaint is the rule's: its other checks would read a rule that is not there.
+		for _, f := range e.Fields {
+			v.Check(false, f.Field, f.Message)
+		}
+	default:
+		return err
+	}
+	return v.Err()
+}
+
+// check records in v what is wrong with s but its retention rule; without between, only by
+// the rules that each read one field.
+func (s *System) check(v *identity.Validator, between bool) {
 	v.Check(s.Name != "" && runes(s.Name) <= MaxNameLen, "name", "is required (at most 200 characters)")
 	v.Check(runes(s.Description) <= MaxTextLen, "description", "at most 2000 characters")
 	if c := s.Connection; c != nil {
@@ -309,21 +352,25 @@ func (s *System) Validate() error {
 		v.Check(printable(c.ID, MaxConnIDLen), "connection.id", "the endpoint's or connector's id: 1–200 printable characters without spaces")
 	}
 
-	v.Check(len(s.DataCategories)+len(s.OtherDataCategories) > 0, "data_categories",
-		"name at least one category of data the system holds (or describe it in other_data_categories)")
-	checkKeys(&v, "data_categories", s.DataCategories, DataCategoryKeys)
-	checkFree(&v, "other_data_categories", s.OtherDataCategories)
+	if between {
+		v.Check(len(s.DataCategories)+len(s.OtherDataCategories) > 0, "data_categories",
+			"name at least one category of data the system holds (or describe it in other_data_categories)")
+	}
+	checkKeys(v, "data_categories", s.DataCategories, DataCategoryKeys)
+	checkFree(v, "other_data_categories", s.OtherDataCategories)
 
-	v.Check(len(s.Purposes)+len(s.OtherPurposes) > 0, "purposes",
-		"name at least one of the tenant's purposes (or describe the purpose in other_purposes)")
+	if between {
+		v.Check(len(s.Purposes)+len(s.OtherPurposes) > 0, "purposes",
+			"name at least one of the tenant's purposes (or describe the purpose in other_purposes)")
+	}
 	v.Check(len(s.Purposes) <= MaxPurposes, "purposes", "at most 50 items")
 	for i, p := range s.Purposes {
 		v.Check(!slices.Contains(s.Purposes[:i], p), idx("purposes", i), "is listed twice")
 	}
-	checkFree(&v, "other_purposes", s.OtherPurposes)
+	checkFree(v, "other_purposes", s.OtherPurposes)
 
 	v.Check(len(s.LegalBases) > 0, "legal_bases", "name at least one legal basis (GDPR Art. 6(1))")
-	checkKeys(&v, "legal_bases", s.LegalBases, LegalBasisKeys)
+	checkKeys(v, "legal_bases", s.LegalBases, LegalBasisKeys)
 
 	v.Check(len(s.Recipients) <= MaxRecipients, "recipients", "at most 50 items")
 	for i, r := range s.Recipients {
@@ -331,21 +378,21 @@ func (s *System) Validate() error {
 		v.Check(r.Name != "" && runes(r.Name) <= MaxItemLen, f+".name", "is required (at most 200 characters)")
 		v.Check(slices.Contains(RecipientRoles, r.Role), f+".role", oneOf(RecipientRoles))
 		if r.Country != "" {
-			checkCountry(&v, f+".country", r.Country)
+			checkCountry(v, f+".country", r.Country)
 		}
 	}
 
 	v.Check(len(s.Locations) > 0, "locations", "name at least one country where the data is stored")
 	v.Check(len(s.Locations) <= MaxLocations, "locations", "at most 50 items")
 	for i, c := range s.Locations {
-		checkCountry(&v, idx("locations", i), c)
+		checkCountry(v, idx("locations", i), c)
 		v.Check(!slices.Contains(s.Locations[:i], c), idx("locations", i), "is listed twice")
 	}
 	v.Check(len(s.Transfers) <= MaxTransfers, "transfers", "at most 50 items")
 	covered := map[string]bool{}
 	for i, t := range s.Transfers {
 		f := idx("transfers", i)
-		if checkCountry(&v, f+".country", t.Country) {
+		if checkCountry(v, f+".country", t.Country) {
 			v.Check(!InEEA(t.Country), f+".country", t.Country+" is in the EEA: that is not a transfer (GDPR Chapter V); list it under locations")
 		}
 		v.Check(slices.Contains(TransferMechanisms, t.Mechanism), f+".mechanism", oneOf(TransferMechanisms))
@@ -354,20 +401,18 @@ func (s *System) Validate() error {
 		covered[t.Country] = true
 	}
 	for i, c := range s.Locations {
-		if ValidCountry(c) && !InEEA(c) && !covered[c] {
+		if between && ValidCountry(c) && !InEEA(c) && !covered[c] {
 			v.Check(false, idx("locations", i), "data stored in "+c+" (outside the EEA) is a transfer: add it to transfers with its mechanism")
 		}
 	}
 
-	s.Retention.check(&v, "retention")
-
 	v.Check(slices.Contains(DSRMethods, s.DSR.Method), "dsr.method", oneOf(DSRMethods))
 	switch s.DSR.Method {
 	case DSRConnector:
-		v.Check(s.Connection != nil && slices.Contains(ConnectorKinds, s.Connection.Kind), "dsr.method",
+		v.Check(!between || s.Connection != nil && slices.Contains(ConnectorKinds, s.Connection.Kind), "dsr.method",
 			"connector needs a connection of kind "+strings.Join(ConnectorKinds, ", "))
 	case DSRWebhook:
-		v.Check(s.Connection != nil && s.Connection.Kind == ConnectionWebhook, "dsr.method",
+		v.Check(!between || s.Connection != nil && s.Connection.Kind == ConnectionWebhook, "dsr.method",
 			"webhook needs a connection of kind webhook")
 	case DSRManual:
 		v.Check(s.DSR.Owner != nil, "dsr.owner", "a manual task needs an owner: name and email")
@@ -377,7 +422,6 @@ func (s *System) Validate() error {
 		v.Check(identity.ValidEmail(o.Email), "dsr.owner.email", "must be an email address")
 	}
 	v.Check(runes(s.DSR.Instructions) <= MaxTextLen, "dsr.instructions", "at most 2000 characters")
-	return v.Err()
 }
 
 func checkCountry(v *identity.Validator, field, c string) bool {
@@ -408,7 +452,8 @@ type Patch struct {
 	DSR                                            *DSRRoute
 }
 
-func (p *Patch) apply(s *System) {
+// Apply sets the fields the patch has on s.
+func (p *Patch) Apply(s *System) {
 	setS := func(dst *string, v *string) {
 		if v != nil {
 			*dst = *v

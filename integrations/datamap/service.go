@@ -42,17 +42,10 @@ func notFoundOr(err error) error {
 	return err
 }
 
-// prepare expands a preset, normalises and validates s, and checks its purposes against
-// the tenant's.
+// prepare expands a preset, normalises and validates s (Prepare), and checks its purposes
+// against the tenant's.
 func (s *Service) prepare(ctx context.Context, sys *System) error {
-	sys.Normalize()
-	r, err := sys.Retention.ExpandPreset("retention")
-	if err != nil {
-		return err
-	}
-	sys.Retention = r
-	sys.Retention.normalize()
-	if err := sys.Validate(); err != nil {
+	if err := sys.Prepare(); err != nil {
 		return err
 	}
 	if len(sys.Purposes) == 0 {
@@ -233,7 +226,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, acto
 		}
 		before := r.domain()
 		sys := *r.domain()
-		p.apply(&sys)
+		p.Apply(&sys)
 		if p.Retention == nil && sys.Retention.Preset != "" {
 			// The stored rule is the preset expanded; expanding it again needs the preset's form.
 			sys.Retention = Retention{Preset: sys.Retention.Preset, FinancialYearEnd: sys.Retention.FinancialYearEnd, Notes: sys.Retention.Notes}

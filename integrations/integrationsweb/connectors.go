@@ -50,6 +50,8 @@ type connectorIn struct {
 	Mappings      []mappingIn   `json:"mappings" validate:"required,min=1,max=50,dive"`
 	Credentials   credentialsIn `json:"credentials"`
 	BaseURL       string        `json:"base_url" validate:"max=512"`
+	// allowBaseURL is the service's setting, which DomainCheck needs (never JSON).
+	allowBaseURL bool
 }
 
 type connectorPatch struct {
@@ -60,6 +62,40 @@ type connectorPatch struct {
 	Mappings      *[]mappingIn   `json:"mappings" validate:"omitempty,min=1,max=50,dive"`
 	Credentials   *credentialsIn `json:"credentials"`
 	BaseURL       *string        `json:"base_url" validate:"omitempty,max=512"`
+	allowBaseURL  bool           // as connectorIn's
+}
+
+func (in *connectorIn) input() connector.Input {
+	return connector.Input{Vendor: in.Vendor, Name: in.Name, Description: in.Description, RecipientKind: in.RecipientKind,
+		RecipientID: in.RecipientID, Mappings: mappings(in.Mappings), Credentials: credentials(in.Credentials), BaseURL: in.BaseURL}
+}
+
+// DomainCheck checks the connector and its credentials by their rules (see
+// identityweb.DomainChecker).
+func (in *connectorIn) DomainCheck() error { return in.input().Validate(in.allowBaseURL) }
+
+func (in *connectorPatch) patch() connector.Patch {
+	p := connector.Patch{Name: in.Name, Description: in.Description, RecipientKind: in.RecipientKind, RecipientID: in.RecipientID,
+		BaseURL: in.BaseURL}
+	if in.Mappings != nil {
+		m := mappings(*in.Mappings)
+		p.Mappings = &m
+	}
+	if in.Credentials != nil {
+		cr := credentials(*in.Credentials)
+		p.Credentials = &cr
+	}
+	return p
+}
+
+// DomainCheck checks the fields sent by the connector's rules (see
+// identityweb.DomainChecker). The rules of a vendor (a Mailchimp audience, HubSpot's
+// access token) wait for the stored connector, as does the catalog's recipient.
+func (in *connectorPatch) DomainCheck() error {
+	var c connector.Connector
+	p := in.patch()
+	p.Apply(&c)
+	return identityweb.SentOnly(in, p.Validate(&c, in.allowBaseURL))
 }
 
 type mappingOut struct {
@@ -142,13 +178,11 @@ func (h *Connectors) ListConnectors(c *gin.Context) {
 
 // CreateConnector adds a connector; the answer holds its inbound URL, with Mailchimp's secret, this once.
 func (h *Connectors) CreateConnector(c *gin.Context) {
-	var in connectorIn
+	in := connectorIn{allowBaseURL: h.svc.AllowBaseURL()}
 	if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	x, err := h.svc.Create(c.Request.Context(), identityweb.TenantOf(c), connector.Input{Vendor: in.Vendor, Name: in.Name,
-		Description: in.Description, RecipientKind: in.RecipientKind, RecipientID: in.RecipientID, Mappings: mappings(in.Mappings),
-		Credentials: credentials(in.Credentials), BaseURL: in.BaseURL}, identityweb.ActorOf(c))
+	x, err := h.svc.Create(c.Request.Context(), identityweb.TenantOf(c), in.input(), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -169,21 +203,11 @@ func (h *Connectors) GetConnector(c *gin.Context) {
 
 // PatchConnector changes the fields sent; credentials sent replace the old ones whole.
 func (h *Connectors) PatchConnector(c *gin.Context) {
-	var in connectorPatch
+	in := connectorPatch{allowBaseURL: h.svc.AllowBaseURL()}
 	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	p := connector.Patch{Name: in.Name, Description: in.Description, RecipientKind: in.RecipientKind, RecipientID: in.RecipientID,
-		BaseURL: in.BaseURL}
-	if in.Mappings != nil {
-		m := mappings(*in.Mappings)
-		p.Mappings = &m
-	}
-	if in.Credentials != nil {
-		cr := credentials(*in.Credentials)
-		p.Credentials = &cr
-	}
-	x, err := h.svc.Update(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), p, identityweb.ActorOf(c))
+	x, err := h.svc.Update(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), in.patch(), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

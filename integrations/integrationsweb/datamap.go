@@ -123,11 +123,17 @@ func transfers(in []transferIn) []datamap.Transfer {
 }
 
 func (r *retentionIn) domain() datamap.Retention {
+	if r == nil { // refused already (required): DomainCheck still reads the rest
+		return datamap.Retention{}
+	}
 	return datamap.Retention{Preset: r.Preset, Years: r.Years, Months: r.Months, Days: r.Days, Anchor: r.Anchor,
 		FinancialYearEnd: r.FinancialYearEnd, LegalReference: r.LegalReference, Notes: r.Notes}
 }
 
 func (d *dsrIn) domain() datamap.DSRRoute {
+	if d == nil { // as retentionIn's
+		return datamap.DSRRoute{}
+	}
 	out := datamap.DSRRoute{Method: d.Method, Instructions: d.Instructions}
 	if d.Owner != nil {
 		out.Owner = &datamap.Owner{Name: d.Owner.Name, Email: d.Owner.Email}
@@ -140,6 +146,54 @@ func orEmpty(l []string) []string {
 		return []string{}
 	}
 	return l
+}
+
+func (in *systemIn) system(tenantID string) datamap.System {
+	return datamap.System{TenantID: tenantID, Name: in.Name, Description: in.Description, Connection: in.Connection.domain(),
+		DataCategories: orEmpty(in.DataCategories), OtherDataCategories: orEmpty(in.OtherDataCategories),
+		Purposes: orEmpty(in.Purposes), OtherPurposes: orEmpty(in.OtherPurposes), LegalBases: orEmpty(in.LegalBases),
+		Recipients: recipients(in.Recipients), Locations: orEmpty(in.Locations), Transfers: transfers(in.Transfers),
+		Retention: in.Retention.domain(), DSR: in.DSR.domain()}
+}
+
+// DomainCheck checks the system by its rules (see identityweb.DomainChecker); whether
+// the tenant has its purposes waits for the service.
+func (in *systemIn) DomainCheck() error {
+	s := in.system("")
+	return s.Prepare()
+}
+
+// patch is the patch in makes; "connection": null is the handler's to read from the body.
+func (in *systemPatch) patch() datamap.Patch {
+	p := datamap.Patch{Name: in.Name, Description: in.Description, Connection: in.Connection.domain(),
+		DataCategories: in.DataCategories, OtherDataCategories: in.OtherDataCategories, Purposes: in.Purposes,
+		OtherPurposes: in.OtherPurposes, LegalBases: in.LegalBases, Locations: in.Locations}
+	if in.Recipients != nil {
+		rs := recipients(*in.Recipients)
+		p.Recipients = &rs
+	}
+	if in.Transfers != nil {
+		ts := transfers(*in.Transfers)
+		p.Transfers = &ts
+	}
+	if in.Retention != nil {
+		r := in.Retention.domain()
+		p.Retention = &r
+	}
+	if in.DSR != nil {
+		d := in.DSR.domain()
+		p.DSR = &d
+	}
+	return p
+}
+
+// DomainCheck checks the fields sent by the system's rules that read one field (see
+// identityweb.DomainChecker and datamap's PrepareFields).
+func (in *systemPatch) DomainCheck() error {
+	var s datamap.System
+	p := in.patch()
+	p.Apply(&s)
+	return identityweb.SentOnly(in, s.PrepareFields())
 }
 
 // GetMap returns the tenant's whole data map.
@@ -206,12 +260,7 @@ func (h *DataMap) CreateSystem(c *gin.Context) {
 	if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	s, err := h.svc.Create(c.Request.Context(), datamap.System{TenantID: identityweb.TenantOf(c), Name: in.Name,
-		Description: in.Description, Connection: in.Connection.domain(), DataCategories: orEmpty(in.DataCategories),
-		OtherDataCategories: orEmpty(in.OtherDataCategories), Purposes: orEmpty(in.Purposes),
-		OtherPurposes: orEmpty(in.OtherPurposes), LegalBases: orEmpty(in.LegalBases), Recipients: recipients(in.Recipients),
-		Locations: orEmpty(in.Locations), Transfers: transfers(in.Transfers), Retention: in.Retention.domain(),
-		DSR: in.DSR.domain()}, identityweb.ActorOf(c))
+	s, err := h.svc.Create(c.Request.Context(), in.system(identityweb.TenantOf(c)), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return
@@ -239,30 +288,12 @@ func (h *DataMap) PatchSystem(c *gin.Context) {
 	if !h.api.Decode(c, body, &in) {
 		return
 	}
-	p := datamap.Patch{Name: in.Name, Description: in.Description, Connection: in.Connection.domain(),
-		DataCategories: in.DataCategories, OtherDataCategories: in.OtherDataCategories, Purposes: in.Purposes,
-		OtherPurposes: in.OtherPurposes, LegalBases: in.LegalBases, Locations: in.Locations}
+	p := in.patch()
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(body, &raw) == nil {
 		if v, sent := raw["connection"]; sent && string(v) == "null" {
 			p.ClearConnection = true
 		}
-	}
-	if in.Recipients != nil {
-		rs := recipients(*in.Recipients)
-		p.Recipients = &rs
-	}
-	if in.Transfers != nil {
-		ts := transfers(*in.Transfers)
-		p.Transfers = &ts
-	}
-	if in.Retention != nil {
-		r := in.Retention.domain()
-		p.Retention = &r
-	}
-	if in.DSR != nil {
-		d := in.DSR.domain()
-		p.DSR = &d
 	}
 	s, err := h.svc.Update(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), p, identityweb.ActorOf(c))
 	if err != nil {

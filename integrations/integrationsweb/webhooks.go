@@ -44,8 +44,7 @@ func (in *endpointIn) input() webhook.Input {
 		RecipientKind: in.RecipientKind, RecipientID: in.RecipientID}
 }
 
-// DomainCheck checks the endpoint by its rules (see identityweb.DomainChecker). A patch is
-// left to the service: its recipient rules read the stored recipient kind.
+// DomainCheck checks the endpoint by its rules (see identityweb.DomainChecker).
 func (in *endpointIn) DomainCheck() error { return in.input().Validate() }
 
 type endpointPatch struct {
@@ -55,6 +54,20 @@ type endpointPatch struct {
 	Purposes      *[]string `json:"purposes" validate:"omitempty,max=100,dive,required,max=63"`
 	RecipientKind *string   `json:"recipient_kind" validate:"omitempty,oneof=processor third_party"`
 	RecipientID   *string   `json:"recipient_id" validate:"omitempty,max=64"`
+}
+
+func (in *endpointPatch) patch() webhook.Patch {
+	return webhook.Patch{URL: in.URL, Description: in.Description, EventTypes: in.EventTypes, Purposes: in.Purposes,
+		RecipientKind: in.RecipientKind, RecipientID: in.RecipientID}
+}
+
+// DomainCheck checks the fields sent by the endpoint's rules (see
+// identityweb.DomainChecker). A recipient id sent alone is checked against the stored
+// recipient kind, and a third party's against the catalog, by the service.
+func (in *endpointPatch) DomainCheck() error {
+	var e webhook.Endpoint
+	in.patch().Apply(&e)
+	return identityweb.SentOnly(in, e.Validate())
 }
 
 type rotateIn struct {
@@ -186,9 +199,7 @@ func (h *Webhooks) PatchWebhook(c *gin.Context) {
 	if !h.api.Bind(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
-	e, err := h.hooks.Update(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), webhook.Patch{URL: in.URL,
-		Description: in.Description, EventTypes: in.EventTypes, Purposes: in.Purposes, RecipientKind: in.RecipientKind,
-		RecipientID: in.RecipientID}, identityweb.ActorOf(c))
+	e, err := h.hooks.Update(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), in.patch(), identityweb.ActorOf(c))
 	if err != nil {
 		h.api.Fail(c, err)
 		return

@@ -75,7 +75,9 @@ type Endpoint struct {
 
 var purposeKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}$`)
 
-// Validate checks the endpoint's invariants.
+// Validate checks the endpoint's invariants. A rule that reads two fields never fails for
+// the other one being empty: so the fields a patch sends can be checked on an empty
+// endpoint, without the stored one (integrationsweb's DomainCheck).
 func (e *Endpoint) Validate() error {
 	var v identity.Validator
 	u, err := url.Parse(e.URL)
@@ -314,30 +316,36 @@ func (s *Service) update(ctx context.Context, tenantID, id, action string, actor
 	return out, err
 }
 
+// Apply sets the fields the patch has on e; a processor sent without a recipient id
+// drops the one a third party had.
+func (p Patch) Apply(e *Endpoint) {
+	if p.URL != nil {
+		e.URL = strings.TrimSpace(*p.URL)
+	}
+	if p.Description != nil {
+		e.Description = strings.TrimSpace(*p.Description)
+	}
+	if p.EventTypes != nil {
+		e.EventTypes = normalize(*p.EventTypes)
+	}
+	if p.Purposes != nil {
+		e.Purposes = normalize(*p.Purposes)
+	}
+	if p.RecipientKind != nil {
+		e.RecipientKind = *p.RecipientKind
+		if e.RecipientKind == Processor && p.RecipientID == nil {
+			e.RecipientID = ""
+		}
+	}
+	if p.RecipientID != nil {
+		e.RecipientID = strings.TrimSpace(*p.RecipientID)
+	}
+}
+
 // Update applies a patch.
 func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch, actor identity.Actor) (*Endpoint, error) {
 	return s.update(ctx, tenantID, id, "webhook.update", actor, func(e *Endpoint, _ *endpointRow) error {
-		if p.URL != nil {
-			e.URL = strings.TrimSpace(*p.URL)
-		}
-		if p.Description != nil {
-			e.Description = strings.TrimSpace(*p.Description)
-		}
-		if p.EventTypes != nil {
-			e.EventTypes = normalize(*p.EventTypes)
-		}
-		if p.Purposes != nil {
-			e.Purposes = normalize(*p.Purposes)
-		}
-		if p.RecipientKind != nil {
-			e.RecipientKind = *p.RecipientKind
-			if e.RecipientKind == Processor && p.RecipientID == nil {
-				e.RecipientID = ""
-			}
-		}
-		if p.RecipientID != nil {
-			e.RecipientID = strings.TrimSpace(*p.RecipientID)
-		}
+		p.Apply(e)
 		if err := e.Validate(); err != nil {
 			return err
 		}
