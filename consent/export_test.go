@@ -86,3 +86,13 @@ func (s *Service) RewriteExpiriesThen(ctx context.Context, tenantID, purposeKey 
 	}
 	return s.rewriteExpiries(ctx, p, between)
 }
+
+// ReplayTakenKey answers req as the writer answers a request whose Idempotency-Key another
+// request took: from the answer stored under the key, read now.
+func (s *Service) ReplayTakenKey(ctx context.Context, req *RecordRequest) (*Outcome, error) {
+	in, err := s.interactionFor(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.replayAfterConflict(in)
+}

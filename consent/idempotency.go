@@ -27,6 +27,9 @@ var errIdempotencyMismatch = &identity.Error{Code: identity.EIdempotency,
 
 type storedAnswer struct {
 	RequestHash string
+	// Status is 0 while the key is only claimed (identity.ClaimIdempotency): its first
+	// request is still running, and there is no answer to give yet.
+	Status      int
 	Response    []byte
 	ResponseKID string `gorm:"column:response_kid"`
 }
@@ -34,7 +37,7 @@ type storedAnswer struct {
 // storedAnswer reads the stored answer of a key, decrypted.
 func (s *Service) storedAnswer(ctx context.Context, db *gorm.DB, tenantID string, k *IdempotencyKey) (*storedAnswer, error) {
 	var rows []storedAnswer
-	if err := db.WithContext(ctx).Raw(`SELECT request_hash, response, COALESCE(response_kid, '') AS response_kid
+	if err := db.WithContext(ctx).Raw(`SELECT request_hash, status, response, COALESCE(response_kid, '') AS response_kid
 		FROM idempotency_keys WHERE tenant_id = ? AND route = ? AND key = ?`, tenantID, k.Route, k.Key).Scan(&rows).Error; err != nil {
 		return nil, err
 	}
@@ -42,6 +45,9 @@ func (s *Service) storedAnswer(ctx context.Context, db *gorm.DB, tenantID string
 		return nil, identity.NotFound("idempotency key")
 	}
 	a := &rows[0]
+	if a.Status == 0 {
+		return a, nil
+	}
 	_, body, err := s.ids.OpenAnswer(ctx, tenantID, k.Route, k.Key, a.ResponseKID, a.Response)
 	if err != nil {
 		return nil, err
@@ -55,6 +61,9 @@ func (s *Service) storedAnswer(ctx context.Context, db *gorm.DB, tenantID string
 func (s *Service) answer(ctx context.Context, db *gorm.DB, tenantID string, a *storedAnswer, k *IdempotencyKey) (*Outcome, error) {
 	if a.RequestHash != k.RequestHash {
 		return nil, errIdempotencyMismatch
+	}
+	if a.Status == 0 {
+		return nil, identity.ErrIdempotencyInProgress
 	}
 	var out Outcome
 	if err := json.Unmarshal(a.Response, &out); err != nil {
@@ -73,13 +82,14 @@ func (s *Service) answer(ctx context.Context, db *gorm.DB, tenantID string, a *s
 }
 
 // replayAfterConflict answers a job whose key another request took, before or while it
-// was in flight.
+// was in flight. A key taken but without an answer (yet, or any more) is in progress:
+// the same answer, 409 with Retry-After, as the admin routes give.
 func (s *Service) replayAfterConflict(in *interaction) (*Outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := s.storedAnswer(ctx, s.db.Write, in.tenantID, in.idem)
 	if identity.IsCode(err, identity.ENotFound) {
-		return nil, identity.Errorf(identity.EConflict, "a request with this Idempotency-Key is in progress; retry")
+		return nil, identity.ErrIdempotencyInProgress
 	}
 	if err != nil {
 		return nil, err

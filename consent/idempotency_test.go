@@ -210,3 +210,37 @@ func (e *env) keyedRequest(key, body string) *consent.RecordRequest {
 	r.Idempotency = idem(key, body)
 	return r
 }
+
+// TestKeyInProgress: a retry that arrives while the first request with its key is still
+// being processed (its claim holds no answer yet) is told so — the admin routes' answer,
+// identity.ErrIdempotencyInProgress, not a conflict with the data — and writes nothing; a
+// key taken a moment ago whose row has gone again is in progress too. The same key with
+// another body is still the mismatch, and once the first request has failed and let its
+// key go, the retry is processed.
+func TestKeyInProgress(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		route := idem("", "").Route
+		claim, stored, err := e.ids.ClaimIdempotency(ctx, e.tenant(), route, "k-busy", "h-1")
+		if err != nil || stored != nil {
+			t.Fatalf("claim: %v %v", stored, err)
+		}
+		before := e.tableCounts(t)
+		_, err = e.svc.Record(ctx, e.keyedRequest("k-busy", "h-1"))
+		wantCode(t, err, identity.EIdempotencyInProgress)
+		_, err = e.svc.Record(ctx, e.keyedRequest("k-busy", "h-2"))
+		wantField(t, wantCode(t, err, identity.EIdempotency), "Idempotency-Key", "different request")
+		if got := e.grew(t, before); len(got) != 0 {
+			t.Fatalf("retries of a key in progress wrote %v", got)
+		}
+		_, err = e.svc.ReplayTakenKey(ctx, e.keyedRequest("k-gone", "h-1"))
+		wantCode(t, err, identity.EIdempotencyInProgress)
+
+		if err := e.ids.ReleaseIdempotency(ctx, claim); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := e.svc.Record(ctx, e.keyedRequest("k-busy", "h-1")); err != nil || out.Replayed {
+			t.Fatalf("retry after the first request failed: %+v %v", out, err)
+		}
+	})
+}

@@ -19,7 +19,17 @@ const (
 	EUnavailable   = "unavailable"   // shutting down or overloaded (503)
 	EUpstream      = "bad_gateway"   // a vendor's API failed or refused a call made for the request (502)
 	EInternal      = "internal"      // everything else (500)
+
+	// EIdempotencyInProgress: the first request with this Idempotency-Key is still running
+	// (409 with Retry-After). Its problem type is EIdempotency's: one family for the key's
+	// problems, told apart by the status.
+	EIdempotencyInProgress = "idempotency_in_progress"
 )
+
+// ErrIdempotencyInProgress answers a retry that arrives while the first request with its
+// Idempotency-Key is still being processed, on every route that takes a key.
+var ErrIdempotencyInProgress = &Error{Code: EIdempotencyInProgress,
+	Message: "a request with this Idempotency-Key is still in progress; retry shortly"}
 
 // FieldError names one field of a request and what is wrong with it.
 type FieldError struct {

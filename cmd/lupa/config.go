@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	netmail "net/mail"
 	"net/url"
@@ -58,6 +59,36 @@ type config struct {
 	FacebookDialogURL, FacebookGraphURL string
 }
 
+// The greatest values of the numeric settings. Above each, the setting buys nothing and
+// costs memory, connections or correctness, so it is refused at start like a value below
+// its least.
+const (
+	// maxRate bounds LUPA_RATE_LIMIT and LUPA_RATE_BURST: see loadConfig.
+	maxRate = 1_000_000
+	// maxDBConns bounds LUPA_DB_MAX_CONNS. Every PostgreSQL connection is a server process
+	// (max_connections is 100 by default and rarely more than a few thousand), and the pool
+	// keeps as many idle: 1,000 per instance is more than nearly any server accepts from all
+	// instances together, and past it a connection pooler (PgBouncer) is the tool. On SQLite
+	// these are read connections, which help no further than the cores.
+	maxDBConns = 1000
+	// maxWriterWorkers bounds LUPA_WRITER_WORKERS. Each worker holds a connection of the
+	// pool in a write transaction; a few let one batch's commit overlap the next batch's
+	// statements, more only wait on the same chain-head locks and take connections from
+	// readers.
+	maxWriterWorkers = 32
+	// maxWriterBatch bounds LUPA_WRITER_MAX_BATCH. Every request of a batch waits for the
+	// whole batch's commit, the writer's queue holds twice a batch, and a batch locks its
+	// subjects' chain heads with one list of bound parameters, which SQLite caps at 32,766
+	// per statement (PostgreSQL at 65,535): 10,000 stays well under both, and far above the
+	// default of 256 and the batches the benchmarks measure (tens, bench/README.md).
+	maxWriterBatch = 10_000
+	// maxConnectorInstances bounds LUPA_CONNECTOR_INSTANCES. Each instance keeps to its
+	// share of a vendor's documented limits, at least one call; by 750 instances every share
+	// (the largest limit is Klaviyo's 750 a minute) is that one call, so larger numbers
+	// change nothing and can only be a mistake.
+	maxConnectorInstances = 1000
+)
+
 // loadConfig reads the environment through getenv (os.Getenv in main, a map in tests).
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
@@ -95,28 +126,39 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "text") {
 		fail("LUPA_LOG_FORMAT", fmt.Errorf("must be json or text"))
 	}
-	if c.RateLimit, err = number(getenv, "LUPA_RATE_LIMIT", 30); err != nil || c.RateLimit <= 0 {
+	// The per-IP limiter bounds abuse. One instance serves far fewer than a million requests
+	// a second, so a larger rate or burst limits nothing: it is a slip of the keyboard that
+	// would turn the limit off unnoticed (and NaN or Inf are no number of requests).
+	if c.RateLimit, err = number(getenv, "LUPA_RATE_LIMIT", 30); err != nil || math.IsNaN(c.RateLimit) || c.RateLimit <= 0 {
 		fail("LUPA_RATE_LIMIT", fmt.Errorf("must be a positive number of requests per second"))
+	} else if c.RateLimit > maxRate {
+		fail("LUPA_RATE_LIMIT", fmt.Errorf("must be at most %d requests per second", maxRate))
 	}
 	// A bucket of burst 0 refuses every request, and a pool or batch of 0 means nothing:
-	// each has a least value; 0 workers is the dialect's default.
+	// each has a least value; 0 workers is the dialect's default. Each also has a greatest
+	// value, past which it only costs (the reasons are at the maxima).
 	ints := []struct {
-		name     string
-		dst      *int
-		def, min int
+		name          string
+		dst           *int
+		def, min, max int
 	}{
-		{"LUPA_RATE_BURST", &c.RateBurst, 120, 1}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32, 1},
-		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0, 0}, {"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256, 1},
-		{"LUPA_CONNECTOR_INSTANCES", &c.ConnectorInstances, 1, 1},
+		{"LUPA_RATE_BURST", &c.RateBurst, 120, 1, maxRate}, {"LUPA_DB_MAX_CONNS", &c.DBMaxConns, 32, 1, maxDBConns},
+		{"LUPA_WRITER_WORKERS", &c.WriterWorkers, 0, 0, maxWriterWorkers},
+		{"LUPA_WRITER_MAX_BATCH", &c.WriterMaxBatch, 256, 1, maxWriterBatch},
+		{"LUPA_CONNECTOR_INSTANCES", &c.ConnectorInstances, 1, 1, maxConnectorInstances},
 	}
 	for _, i := range ints {
 		v, err := number(getenv, i.name, float64(i.def))
-		if err != nil || v != float64(int(v)) {
+		switch {
+		case err != nil || v != math.Trunc(v): // NaN and ±Inf too
 			fail(i.name, fmt.Errorf("must be a whole number"))
-		} else if v < float64(i.min) {
+		case v < float64(i.min):
 			fail(i.name, fmt.Errorf("must be at least %d", i.min))
+		case v > float64(i.max):
+			fail(i.name, fmt.Errorf("must be at most %d", i.max))
+		default:
+			*i.dst = int(v)
 		}
-		*i.dst = int(v)
 	}
 	durations := []struct {
 		name string

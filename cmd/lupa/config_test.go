@@ -8,7 +8,8 @@ import (
 )
 
 // TestConfigRefusesUnusableValues: a value Lupa cannot work with — a burst of 0 that answers
-// every public request 429, a pool or a batch of 0, a log level or format it does not know —
+// every public request 429, a pool or a batch of 0 or past its greatest value, a log level
+// or format it does not know —
 // stops every command with exit code 2 and the variable's name, instead of being used or
 // silently replaced.
 func TestConfigRefusesUnusableValues(t *testing.T) {
@@ -19,6 +20,14 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 		{"LUPA_WRITER_MAX_BATCH", "0", "at least 1"},
 		{"LUPA_WRITER_WORKERS", "-2", "at least 0"},
 		{"LUPA_CONNECTOR_INSTANCES", "0", "at least 1"},
+		// Past its greatest value a setting only costs: memory, connections, a limit that
+		// no longer limits.
+		{"LUPA_WRITER_MAX_BATCH", "10001", "at most 10000"},
+		{"LUPA_WRITER_WORKERS", "33", "at most 32"},
+		{"LUPA_DB_MAX_CONNS", "1001", "at most 1000"},
+		{"LUPA_RATE_BURST", "1000001", "at most 1000000"},
+		{"LUPA_RATE_LIMIT", "1000001", "at most 1000000"},
+		{"LUPA_CONNECTOR_INSTANCES", "1001", "at most 1000"},
 		{"LUPA_LOG_LEVEL", "verbose", "debug, info, warn or error"},
 		{"LUPA_LOG_FORMAT", "xml", "json or text"},
 	} {
@@ -35,6 +44,28 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 				t.Errorf("%s %s=%q touched the data directory before refusing", cmd, c.name, c.value)
 			}
 		}
+	}
+	// Values no machine could hold are refused by loadConfig before anything is sized by
+	// them (a batch of 1e18 would make a queue of 2e18 slots), and so are NaN and Inf.
+	for _, c := range []struct{ name, value, want string }{
+		{"LUPA_WRITER_MAX_BATCH", "1e18", "at most 10000"},
+		{"LUPA_WRITER_MAX_BATCH", "Inf", "at most 10000"},
+		{"LUPA_WRITER_MAX_BATCH", "NaN", "whole number"},
+		{"LUPA_DB_MAX_CONNS", "9223372036854775807", "at most 1000"},
+		{"LUPA_RATE_LIMIT", "Inf", "at most 1000000"},
+		{"LUPA_RATE_LIMIT", "NaN", "positive number"},
+	} {
+		if _, err := loadConfig(func(k string) string { return map[string]string{c.name: c.value}[k] }); err == nil ||
+			!strings.Contains(err.Error(), c.name) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s=%s: %v", c.name, c.value, err)
+		}
+	}
+	// Each greatest value is still taken.
+	most := map[string]string{"LUPA_WRITER_MAX_BATCH": "10000", "LUPA_WRITER_WORKERS": "32", "LUPA_DB_MAX_CONNS": "1000",
+		"LUPA_RATE_BURST": "1000000", "LUPA_RATE_LIMIT": "1e6", "LUPA_CONNECTOR_INSTANCES": "1000"}
+	if cfg, err := loadConfig(func(k string) string { return most[k] }); err != nil || cfg.WriterMaxBatch != 10000 ||
+		cfg.WriterWorkers != 32 || cfg.DBMaxConns != 1000 || cfg.RateBurst != 1_000_000 || cfg.RateLimit != 1e6 || cfg.ConnectorInstances != 1000 {
+		t.Fatalf("the greatest values: %+v, %v", cfg, err)
 	}
 	// What works is still taken, in any case.
 	env := map[string]string{"LUPA_LOG_LEVEL": "WARN", "LUPA_LOG_FORMAT": "Text", "LUPA_WRITER_WORKERS": "0", "LUPA_RATE_BURST": "1"}

@@ -55,7 +55,7 @@ func (m *metrics) middleware() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		method := methodLabel(c.Request.Method)
+		method := methodLabel(requestMethod(c))
 		m.requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
 		m.latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	}

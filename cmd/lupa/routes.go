@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -64,7 +65,8 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 		}
 	}
 
-	r.Use(requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders(), cleanURL())
+	// headAsGet first: every GET route answers HEAD too, and the rest runs once, for the GET.
+	r.Use(headAsGet(r), requestID(), recovery(api), m.middleware(), accessLog(a), securityHeaders(), cleanURL())
 	r.NoRoute(identityweb.NoRoute)
 	r.NoMethod(identityweb.NoMethod)
 
@@ -72,7 +74,9 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	alive := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 	r.GET("/healthz", alive)
 	r.GET("/readyz", a.ready)
-	// Load balancers' health checks often use HEAD: the same answer without its body.
+	// Load balancers' health checks often use HEAD: the same answer without its body. (Every
+	// GET route answers HEAD through headAsGet; these two are routed, and documented, as
+	// HEAD routes of their own.)
 	r.HEAD("/healthz", alive)
 	r.HEAD("/readyz", a.ready)
 
@@ -163,6 +167,7 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 
 	// Collection API for widgets and apps: property key (+ Origin), rate limited per IP; a
 	// customer's CIAM access token (Authorization: Bearer) makes the request that person's.
+	// A call centre's key is refused here (auth.Property): its agents use the server API below.
 	public := r.Group("/v1", limit.Middleware(), auth.Property())
 	public.OPTIONS("/consents", func(*gin.Context) {}) // answered by auth.Property
 	public.POST("/consents", ciamWeb.Bearer(), cons.PostConsents)
@@ -295,6 +300,60 @@ func (a *app) ready(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
+// headAsGet answers HEAD wherever GET is routed (RFC 9110, section 9.3.2): GET's handlers,
+// with their middleware, give the status and headers, and net/http sends no body for a
+// HEAD request, as it does for Go's own ServeMux. A path without a HEAD route of its own
+// reaches gin's 405 handlers, whose Allow header lists the methods it has: there, when GET
+// is one, the request goes through the router again as a GET. It must be the first
+// middleware, so that the others run once, for the GET; they see the method as
+// requestMethod gives it. A 405 of any other method lists HEAD in Allow beside GET.
+func headAsGet(r *gin.Engine) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		allow := h.Get("Allow") // set by gin on its way to a 405 only
+		if c.FullPath() != "" || allow == "" || !methodIn(allow, http.MethodGet) {
+			c.Next()
+			return
+		}
+		if c.Request.Method != http.MethodHead {
+			if !methodIn(allow, http.MethodHead) {
+				h.Set("Allow", allow+", "+http.MethodHead)
+			}
+			c.Next()
+			return
+		}
+		h.Del("Allow")
+		c.Writer.WriteHeader(http.StatusOK) // gin had set the 405 it was about to answer
+		// A copy: net/http keeps the request it read, a HEAD, and so sends no body.
+		get := c.Request.WithContext(context.WithValue(c.Request.Context(), headRequest{}, true))
+		get.Method = http.MethodGet
+		c.Request = get
+		r.HandleContext(c)
+		c.Abort()
+	}
+}
+
+type headRequest struct{}
+
+// requestMethod is the request's method as the client sent it: HEAD for a HEAD that
+// headAsGet serves as a GET.
+func requestMethod(c *gin.Context) string {
+	if c.Request.Context().Value(headRequest{}) != nil {
+		return http.MethodHead
+	}
+	return c.Request.Method
+}
+
+// methodIn reports whether an Allow header's list holds method.
+func methodIn(allow, method string) bool {
+	for _, m := range strings.Split(allow, ",") {
+		if strings.TrimSpace(m) == method {
+			return true
+		}
+	}
+	return false
+}
+
 const ctxRequestID = "lupa.request_id"
 
 // requestID gives every request an id, echoed in X-Request-Id and in problem bodies.
@@ -340,7 +399,7 @@ func accessLog(a *app) gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		a.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
+		a.log.Debug("request", "method", requestMethod(c), "route", route, "status", c.Writer.Status(),
 			"ms", float64(time.Since(start).Microseconds())/1000, "request_id", c.GetString(ctxRequestID))
 	}
 }

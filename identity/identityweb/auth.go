@@ -2,6 +2,7 @@ package identityweb
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -124,10 +125,20 @@ func allowCORS(c *gin.Context, origin string) {
 	c.Header("Access-Control-Allow-Credentials", "true")
 }
 
+// publicKinds are the property kinds whose public key the public routes take (the
+// collection API and the banner's configuration): each is a device people use themselves
+// — a web site, an app, a store's own device, a self-service kiosk — so its key lives on
+// that device, in public. A call centre has no device and no banner: its agents record
+// what callers say through the server API with an API key (consent:write), naming the
+// channel and the agent, and its property key is not meant to be public. A kind added
+// later is refused until it is listed here.
+var publicKinds = []string{identity.PropertyWeb, identity.PropertyApp, identity.PropertyStore, identity.PropertyKiosk}
+
 // Property authenticates a public request by the property key in the path
 // (/properties/{pk}/…) or the query (?property=pk_…) and, for web properties, the
 // browser's Origin against the property's allow-list. It answers CORS pre-flight requests
-// itself. Apps and stores send no Origin.
+// itself. Apps, stores and kiosks send no Origin. A call centre's key is refused with 403
+// (the key is known, but not for these routes), before any pre-flight is answered.
 func (a *Auth) Property() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Header("Vary", "Origin")
@@ -150,6 +161,16 @@ func (a *Auth) Property() gin.HandlerFunc {
 		p, err := a.ids.PropertyByKey(c.Request.Context(), pk)
 		if err != nil {
 			a.api.Fail(c, err)
+			return
+		}
+		if !slices.Contains(publicKinds, p.Kind) {
+			// Such a property allows no origin either: like a refused origin's, the answer
+			// goes without the visitor's credentials.
+			c.Writer.Header().Del("Access-Control-Allow-Credentials")
+			WriteProblem(c, http.StatusForbidden, identity.EForbidden, "Forbidden",
+				"the public API takes the keys of web, app, store and kiosk properties: a call centre records "+
+					"its callers' decisions through the server API (POST /v1/subjects/consents) with an API key of scope consent:write",
+				[]identity.FieldError{{Field: "property", Message: "is the key of a " + p.Kind + " property"}})
 			return
 		}
 		switch {

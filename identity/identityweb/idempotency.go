@@ -113,7 +113,7 @@ func Idempotent(ids *identity.Service, api *API, limit int64) gin.HandlerFunc {
 			return
 		}
 		if stored != nil {
-			replay(c, stored, hash)
+			replay(c, api, stored, hash)
 			return
 		}
 		rec := &recorder{ResponseWriter: c.Writer}
@@ -157,16 +157,14 @@ func kept(h http.Header) map[string]string {
 	return out
 }
 
-func replay(c *gin.Context, stored *identity.StoredAnswer, hash string) {
+func replay(c *gin.Context, api *API, stored *identity.StoredAnswer, hash string) {
 	switch {
 	case stored.RequestHash != hash:
 		WriteProblem(c, http.StatusUnprocessableEntity, codeIdempotency, "Unprocessable Content",
 			"this Idempotency-Key was used with a different request",
 			[]identity.FieldError{{Field: HeaderIdempotencyKey, Message: "was used with a different request body or path"}})
 	case stored.Pending():
-		c.Header("Retry-After", "1")
-		WriteProblem(c, http.StatusConflict, codeIdempotency, "Conflict",
-			"a request with this Idempotency-Key is still in progress; retry shortly", nil)
+		api.Fail(c, identity.ErrIdempotencyInProgress) // the consent routes' answer too
 	default:
 		contentType := "application/json; charset=utf-8" // answers stored before headers were kept
 		for name, value := range stored.Header {

@@ -42,7 +42,14 @@ var statusOf = map[string]int{
 	identity.EUnavailable:   http.StatusServiceUnavailable,
 	identity.EUpstream:      http.StatusBadGateway,
 	identity.EInternal:      http.StatusInternalServerError,
+
+	// A key still in progress: same problem type as EIdempotency (typeOf), and Retry-After.
+	identity.EIdempotencyInProgress: http.StatusConflict,
 }
+
+// typeOf names the problem type of the codes whose type is another code's: the problems of
+// an Idempotency-Key are one family, urn:lupa:problem:idempotency, whatever the status.
+var typeOf = map[string]string{identity.EIdempotencyInProgress: identity.EIdempotency}
 
 // Web-only problem codes.
 const (
@@ -97,6 +104,13 @@ func Fail(c *gin.Context, log *slog.Logger, err error) {
 	}
 	title := Title(status)
 	detail := e.Message
+	code := e.Code
+	if t, ok := typeOf[code]; ok {
+		code = t
+	}
+	if e.Code == identity.EIdempotencyInProgress {
+		c.Header("Retry-After", "1") // the first request answers within moments, or fails and frees its key
+	}
 	if status >= 500 {
 		log.ErrorContext(c.Request.Context(), "request failed", "route", c.FullPath(), "err", err,
 			"request_id", c.GetString(contextRequestID))
@@ -104,7 +118,7 @@ func Fail(c *gin.Context, log *slog.Logger, err error) {
 			detail = "something went wrong on our side; the request id helps us find it"
 		}
 	}
-	WriteProblem(c, status, e.Code, title, detail, e.Fields)
+	WriteProblem(c, status, code, title, detail, e.Fields)
 }
 
 // NoRoute answers unknown paths.
