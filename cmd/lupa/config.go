@@ -160,18 +160,39 @@ func loadConfig(getenv func(string) string) (config, error) {
 			*i.dst = int(v)
 		}
 	}
+	// Each interval has a least value, below which its job would run in a loop and take the
+	// one SQLite writer or a vendor's rate limit, and a greatest, past which it would hardly
+	// run at all; a retention, past which it keeps pseudonyms for no purpose.
 	durations := []struct {
-		name string
-		dst  *time.Duration
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
 	}{
-		{"LUPA_SWEEP_INTERVAL", &c.SweepInterval}, {"LUPA_ROOT_INTERVAL", &c.RootInterval}, {"LUPA_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout},
-		{"LUPA_RECONCILE_INTERVAL", &c.ReconcileInterval}, {"LUPA_DELIVERY_LOG_RETENTION", &c.DeliveryLogRetention},
+		// Expiry, outdated and end-of-evidence events are late by up to one interval.
+		{"LUPA_SWEEP_INTERVAL", &c.SweepInterval, time.Second, 24 * time.Hour},
+		// The newest events of a chain are proven by a signed root only once one is made.
+		{"LUPA_ROOT_INTERVAL", &c.RootInterval, time.Second, 24 * time.Hour},
+		// Requests in flight need some time; a load balancer waits no hour.
+		{"LUPA_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, time.Second, time.Hour},
+		// Each reconcile reads the vendors' lists, at a cost to their rate limits; an
+		// unsubscribe made at a vendor must come back at least daily.
+		{"LUPA_RECONCILE_INTERVAL", &c.ReconcileInterval, time.Minute, 24 * time.Hour},
+		// The log holds pseudonyms: ten years is more than any evidence period asks.
+		{"LUPA_DELIVERY_LOG_RETENTION", &c.DeliveryLogRetention, time.Hour, 10 * 8760 * time.Hour},
 	}
 	for _, d := range durations {
-		if v := getenv(d.name); v != "" {
-			if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
-				fail(d.name, fmt.Errorf("must be a duration such as 30s or 10m"))
-			}
+		v := getenv(d.name)
+		if v == "" {
+			continue
+		}
+		dur, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			fail(d.name, fmt.Errorf("must be a duration such as 30s or 10m"))
+		case dur < d.min || dur > d.max:
+			fail(d.name, fmt.Errorf("must be between %s and %s", d.min, d.max))
+		default:
+			*d.dst = dur
 		}
 	}
 	for _, p := range c.TrustedProxies {

@@ -5,11 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigRefusesUnusableValues: a value Lupa cannot work with — a burst of 0 that answers
-// every public request 429, a pool or a batch of 0 or past its greatest value, a log level
-// or format it does not know —
+// every public request 429, a pool or a batch of 0 or past its greatest value, an interval
+// that would run its job in a loop or hardly ever, a log level or format it does not know —
 // stops every command with exit code 2 and the variable's name, instead of being used or
 // silently replaced.
 func TestConfigRefusesUnusableValues(t *testing.T) {
@@ -28,6 +29,14 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 		{"LUPA_RATE_BURST", "1000001", "at most 1000000"},
 		{"LUPA_RATE_LIMIT", "1000001", "at most 1000000"},
 		{"LUPA_CONNECTOR_INSTANCES", "1001", "at most 1000"},
+		// An interval of a nanosecond runs its job in a loop; one of years never runs it.
+		{"LUPA_SWEEP_INTERVAL", "1ns", "between 1s and 24h0m0s"},
+		{"LUPA_SWEEP_INTERVAL", "0s", "between 1s and 24h0m0s"},
+		{"LUPA_SWEEP_INTERVAL", "-1m", "between 1s and 24h0m0s"},
+		{"LUPA_ROOT_INTERVAL", "25h", "between 1s and 24h0m0s"},
+		{"LUPA_SHUTDOWN_TIMEOUT", "2h", "between 1s and 1h0m0s"},
+		{"LUPA_RECONCILE_INTERVAL", "10s", "between 1m0s and 24h0m0s"},
+		{"LUPA_DELIVERY_LOG_RETENTION", "1m", "between 1h0m0s and 87600h0m0s"},
 		{"LUPA_LOG_LEVEL", "verbose", "debug, info, warn or error"},
 		{"LUPA_LOG_FORMAT", "xml", "json or text"},
 	} {
@@ -62,10 +71,22 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 	}
 	// Each greatest value is still taken.
 	most := map[string]string{"LUPA_WRITER_MAX_BATCH": "10000", "LUPA_WRITER_WORKERS": "32", "LUPA_DB_MAX_CONNS": "1000",
-		"LUPA_RATE_BURST": "1000000", "LUPA_RATE_LIMIT": "1e6", "LUPA_CONNECTOR_INSTANCES": "1000"}
+		"LUPA_RATE_BURST": "1000000", "LUPA_RATE_LIMIT": "1e6", "LUPA_CONNECTOR_INSTANCES": "1000",
+		"LUPA_SWEEP_INTERVAL": "24h", "LUPA_ROOT_INTERVAL": "24h", "LUPA_SHUTDOWN_TIMEOUT": "1h", "LUPA_RECONCILE_INTERVAL": "24h",
+		"LUPA_DELIVERY_LOG_RETENTION": "87600h"}
 	if cfg, err := loadConfig(func(k string) string { return most[k] }); err != nil || cfg.WriterMaxBatch != 10000 ||
-		cfg.WriterWorkers != 32 || cfg.DBMaxConns != 1000 || cfg.RateBurst != 1_000_000 || cfg.RateLimit != 1e6 || cfg.ConnectorInstances != 1000 {
+		cfg.WriterWorkers != 32 || cfg.DBMaxConns != 1000 || cfg.RateBurst != 1_000_000 || cfg.RateLimit != 1e6 || cfg.ConnectorInstances != 1000 ||
+		cfg.SweepInterval != 24*time.Hour || cfg.RootInterval != 24*time.Hour || cfg.ShutdownTimeout != time.Hour ||
+		cfg.ReconcileInterval != 24*time.Hour || cfg.DeliveryLogRetention != 87600*time.Hour {
 		t.Fatalf("the greatest values: %+v, %v", cfg, err)
+	}
+	// And each least value.
+	least := map[string]string{"LUPA_SWEEP_INTERVAL": "1s", "LUPA_ROOT_INTERVAL": "1s", "LUPA_SHUTDOWN_TIMEOUT": "1s",
+		"LUPA_RECONCILE_INTERVAL": "1m", "LUPA_DELIVERY_LOG_RETENTION": "1h"}
+	if cfg, err := loadConfig(func(k string) string { return least[k] }); err != nil || cfg.SweepInterval != time.Second ||
+		cfg.RootInterval != time.Second || cfg.ShutdownTimeout != time.Second || cfg.ReconcileInterval != time.Minute ||
+		cfg.DeliveryLogRetention != time.Hour {
+		t.Fatalf("the least durations: %+v, %v", cfg, err)
 	}
 	// What works is still taken, in any case.
 	env := map[string]string{"LUPA_LOG_LEVEL": "WARN", "LUPA_LOG_FORMAT": "Text", "LUPA_WRITER_WORKERS": "0", "LUPA_RATE_BURST": "1"}
