@@ -141,10 +141,10 @@ func (s *Service) signRoot(ctx context.Context, tenantID string, actor identity.
 	}
 	payload, _ := json.Marshal(rootPayload{Tenant: tenantID, Number: r.Number, CreatedAt: r.CreatedAt.UnixMilli(),
 		HeadCount: r.HeadCount, Root: r.Root, PrevRoot: r.PrevRoot, Tree: treeName})
-	if r.JWS, err = s.keys.Sign(RootType, payload); err != nil {
+	// The kid comes from the signature: a reload may change the signing key at any moment.
+	if r.KeyID, r.JWS, err = s.keys.Sign(RootType, payload); err != nil {
 		return nil, false, err
 	}
-	r.KeyID = s.keys.ActiveID("signing")
 	for _, d := range delta {
 		d[1] = r.Number
 	}

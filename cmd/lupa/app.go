@@ -55,6 +55,11 @@ type app struct {
 	// demoSeeded, when set (by tests), runs inside the demo's transaction between its
 	// catalog and its data map; an error stops the seeding there.
 	demoSeeded func(*consent.Demo) error
+	// reloadEvery is how often reloadKeys reads the keys again: keyring.ReloadInterval
+	// when zero (tests shorten it). moveStarted, when set (by tests), runs as a move of the
+	// identifiers to new keys starts.
+	reloadEvery time.Duration
+	moveStarted func()
 	// Webhook endpoints, and the engine that delivers domain events to them.
 	webhooks   *webhook.Service
 	deliveries *integrations.Engine
@@ -330,19 +335,44 @@ func (a *app) warnAboutMail(stdout io.Writer) {
 
 // reloadKeys picks up keys rotated by another instance or by `lupa keys rotate`.
 // Once new identifiers are hashed with a newer lookup key (keyring.LookupKeyDelay after a
-// rotation), it moves the existing ones to the newest keys.
+// rotation), it moves the existing ones to the newest keys. The move runs beside the
+// reloads, not between them: re-hashing a large table takes long, and the delays of new
+// lookup and signing keys count on every instance reloading each ReloadInterval.
 func (a *app) reloadKeys(ctx context.Context) {
-	t := time.NewTicker(keyring.ReloadInterval)
+	every := a.reloadEvery
+	if every == 0 {
+		every = keyring.ReloadInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
-	moved := "" // the lookup key the identifiers were last moved to
+	moved := ""           // the lookup key the identifiers were last moved to
+	var moving chan error // the move in progress, nil when none
+	movingTo := ""        // the lookup key it moves them to
+	try := true           // at the start and after each tick: a failed move waits for the next
 	for {
-		if id := a.keys.ActiveID(keyring.Lookup); id != moved && a.moveIdentifiers(ctx) == nil {
-			moved = id
+		if id := a.keys.ActiveID(keyring.Lookup); try && moving == nil && id != moved {
+			moving, movingTo = make(chan error, 1), id
+			go func(done chan<- error) {
+				if a.moveStarted != nil {
+					a.moveStarted()
+				}
+				done <- a.moveIdentifiers(ctx)
+			}(moving)
 		}
+		try = false
 		select {
 		case <-ctx.Done():
+			if moving != nil {
+				<-moving // it stops with the context; let it, before the database closes
+			}
 			return
+		case err := <-moving:
+			if err == nil {
+				moved = movingTo
+			}
+			moving = nil
 		case <-t.C:
+			try = true
 			if err := a.keys.Reload(ctx); err != nil {
 				a.log.Error("reload keys", "err", err)
 			}

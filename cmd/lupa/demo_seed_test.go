@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -22,20 +20,8 @@ import (
 func TestDemoSeedingIsAllOrNothing(t *testing.T) {
 	for _, dialect := range sqldbtest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			master := make([]byte, 32)
-			_, _ = rand.Read(master)
-			vars := map[string]string{"LUPA_DATABASE_URL": sqldbtest.URL(t, dialect), "LUPA_DATA_DIR": t.TempDir(),
-				"LUPA_MASTER_KEY": base64.StdEncoding.EncodeToString(master)}
-			cfg, err := loadConfig(func(k string) string { return vars[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
 			ctx := context.Background()
-			a, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.db.Close()
+			a := openApp(t, sqldbtest.URL(t, dialect), newMasterKey())
 
 			stopped := errors.New("stopped half-way")
 			a.demoSeeded = func(*consent.Demo) error { return stopped }
@@ -69,19 +55,11 @@ func TestDemoSeedingIsAllOrNothing(t *testing.T) {
 // them, and neither fails.
 func TestDemoSeedingByTwoInstances(t *testing.T) {
 	url := sqldbtest.URL(t, sqldb.Postgres)
-	master := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	master := newMasterKey()
 	ctx := context.Background()
 	apps := make([]*app, 2)
 	for i := range apps {
-		vars := map[string]string{"LUPA_DATABASE_URL": url, "LUPA_DATA_DIR": t.TempDir(), "LUPA_MASTER_KEY": master}
-		cfg, err := loadConfig(func(k string) string { return vars[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if apps[i], err = open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true); err != nil {
-			t.Fatal(err)
-		}
-		defer apps[i].db.Close()
+		apps[i] = openApp(t, url, master)
 	}
 	errs := make(chan error, len(apps))
 	outs := make([]bytes.Buffer, len(apps))
@@ -99,4 +77,21 @@ func TestDemoSeedingByTwoInstances(t *testing.T) {
 	if printed := strings.Count(outs[0].String()+outs[1].String(), "Created the demo tenant"); printed != 1 {
 		t.Fatalf("%d instances printed the demo tenant, want 1", printed)
 	}
+}
+
+// openApp opens Lupa as `lupa serve` does before it listens (migrations applied), on the
+// database url names, with a base64 master key; it closes when the test ends.
+func openApp(t *testing.T, url, master string) *app {
+	t.Helper()
+	vars := map[string]string{"LUPA_DATABASE_URL": url, "LUPA_DATA_DIR": t.TempDir(), "LUPA_MASTER_KEY": master}
+	cfg, err := loadConfig(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.db.Close() })
+	return a
 }

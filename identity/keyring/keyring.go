@@ -174,7 +174,9 @@ func Open(ctx context.Context, db *sqldb.DB, master []byte, now func() time.Time
 		}
 	}
 	if len(missing) > 0 {
-		if _, err := k.create(ctx, missing); err != nil && !sqldb.IsUniqueViolation(err) {
+		// First keys only add: an instance creating them at the same moment makes this
+		// insert fail on the one active key of a kind, instead of being replaced by it.
+		if _, err := k.create(ctx, missing, false); err != nil && !sqldb.IsUniqueViolation(err) {
 			return nil, err
 		}
 		// Another instance may have created them at the same moment: read what won.
@@ -298,9 +300,9 @@ func newKeyID(kind Kind, now time.Time) string {
 	return fmt.Sprintf("%s-%s-%s", kind, now.UTC().Format("20060102"), hex.EncodeToString(b))
 }
 
-// create inserts a new active key for each kind, demoting the previous active one, in one
-// transaction.
-func (k *Keyring) create(ctx context.Context, kinds []Kind) ([]string, error) {
+// create inserts a new active key for each kind in one transaction; with demote, the
+// previous active one of the kind becomes a previous key (a rotation).
+func (k *Keyring) create(ctx context.Context, kinds []Kind, demote bool) ([]string, error) {
 	now := k.now()
 	var ids []string
 	err := k.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -315,9 +317,11 @@ func (k *Keyring) create(ctx context.Context, kinds []Kind) ([]string, error) {
 			if kind == Signing {
 				public = ed25519.NewKeyFromSeed(secret).Public().(ed25519.PublicKey)
 			}
-			if err := tx.Exec("UPDATE data_keys SET status = ? WHERE kind = ? AND status = ?",
-				StatusPrevious, string(kind), StatusActive).Error; err != nil {
-				return err
+			if demote {
+				if err := tx.Exec("UPDATE data_keys SET status = ? WHERE kind = ? AND status = ?",
+					StatusPrevious, string(kind), StatusActive).Error; err != nil {
+					return err
+				}
 			}
 			if err := tx.Exec(`INSERT INTO data_keys (id, kind, status, master_key_id, wrapped, public, created_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?)`, id, string(kind), StatusActive, k.masterID,
@@ -338,7 +342,7 @@ func (k *Keyring) Rotate(ctx context.Context, kinds ...Kind) ([]string, error) {
 	if len(kinds) == 0 {
 		kinds = Kinds
 	}
-	ids, err := k.create(ctx, kinds)
+	ids, err := k.create(ctx, kinds, true)
 	if err != nil {
 		return nil, fmt.Errorf("rotate keys: %w", err)
 	}
@@ -500,17 +504,19 @@ func (k *Keyring) Signer(typ string) (string, jose.Signer, error) {
 	return dk.id, s, nil
 }
 
-// Sign returns the compact JWS of payload, signed with the active signing key.
-func (k *Keyring) Sign(typ string, payload []byte) (string, error) {
-	_, s, err := k.Signer(typ)
+// Sign returns the compact JWS of payload and the id of the key that signed it (the key
+// that signs now: a reload may change it at any moment, so ask no one else).
+func (k *Keyring) Sign(typ string, payload []byte) (kid, compact string, err error) {
+	kid, s, err := k.Signer(typ)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	obj, err := s.Sign(payload)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return obj.CompactSerialize()
+	compact, err = obj.CompactSerialize()
+	return kid, compact, err
 }
 
 // SignFunc returns a function that signs with the active key (its signer is built once).

@@ -3,6 +3,7 @@ package keyring_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
+	"github.com/lupa-cmp/lupa/migrations"
 )
 
 func now() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }
@@ -37,7 +39,7 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		signed, err := k.Sign("lupa-receipt+jwt", []byte(`{"hello":"world"}`))
+		_, signed, err := k.Sign("lupa-receipt+jwt", []byte(`{"hello":"world"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +162,7 @@ func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
 				if err := k.Reload(ctx); err != nil {
 					t.Fatal(err)
 				}
-				sig, err := k.Sign("lupa-receipt+jwt", []byte(`{"n":1}`))
+				_, sig, err := k.Sign("lupa-receipt+jwt", []byte(`{"n":1}`))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -177,7 +179,7 @@ func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
 		if err := server.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}
-		sig, err := server.Sign("lupa-receipt+jwt", []byte(`{"n":2}`))
+		_, sig, err := server.Sign("lupa-receipt+jwt", []byte(`{"n":2}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,4 +190,51 @@ func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
 			t.Fatalf("another instance verifies the new signature: %s %v", by, err)
 		}
 	})
+}
+
+// Instances started together on an empty database must end with one key of each kind,
+// the same for all: a second set would make one instance hash identifiers with a key the
+// other does not search with until it reloads, and sign with a key its JWKS lacks.
+func TestInstancesStartingTogetherShareTheFirstKeys(t *testing.T) {
+	for _, dialect := range sqldbtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			m := master(t)
+			for round := range 10 {
+				url := sqldbtest.URL(t, dialect)
+				var dbs [2]*sqldb.DB
+				for i := range dbs {
+					db, err := sqldb.Open(ctx, url, t.TempDir(), sqldb.Options{MaxConns: 4})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { _ = db.Close() })
+					dbs[i] = db
+				}
+				if dialect == sqldb.SQLite {
+					if _, err := migrations.Up(ctx, dbs[0].SQL(), dialect); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// The second host's clock is a little behind: the older key must not win there.
+				clocks := [2]func() time.Time{now, func() time.Time { return now().Add(-50 * time.Millisecond) }}
+				var keys [2]*keyring.Keyring
+				var wg sync.WaitGroup
+				errs := make([]error, 2)
+				for i := range keys {
+					wg.Go(func() { keys[i], errs[i] = keyring.Open(ctx, dbs[i], m, clocks[i]) })
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				for _, kind := range keyring.Kinds {
+					if keys[0].ActiveID(kind) != keys[1].ActiveID(kind) || keys[0].Count(kind) != 1 || keys[1].Count(kind) != 1 {
+						t.Fatalf("round %d, %s keys: %s (of %d) and %s (of %d)", round, kind,
+							keys[0].ActiveID(kind), keys[0].Count(kind), keys[1].ActiveID(kind), keys[1].Count(kind))
+					}
+				}
+			}
+		})
+	}
 }
