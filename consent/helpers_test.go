@@ -7,12 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
@@ -21,28 +21,7 @@ import (
 )
 
 // clock is the tests' injected time: it moves only when a test moves it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *clock) AddDate(y, m, d int) {
-	c.mu.Lock()
-	c.t = c.t.AddDate(y, m, d)
-	c.mu.Unlock()
-}
+type clock = clocktest.Clock
 
 type env struct {
 	db     *sqldb.DB
@@ -59,7 +38,7 @@ func newEnv(t *testing.T, db *sqldb.DB) *env {
 	ctx := context.Background()
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	clk := &clock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
 	keys, ids, svc := newStack(t, db, master, clk)
 	demo, err := svc.SeedDemo(ctx, []string{"https://shop.example"})
 	if err != nil {

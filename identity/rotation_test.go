@@ -3,35 +3,17 @@ package identity_test
 import (
 	"context"
 	"crypto/rand"
-	"sync"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
-
-// movingClock is a clock the test moves forward.
-type movingClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *movingClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *movingClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // `lupa keys rotate` runs while servers run: a server that has not yet reloaded its keys
 // must still find every person, including those added after the rotation by instances that
@@ -41,15 +23,15 @@ func (c *movingClock) add(d time.Duration) {
 func TestLookupKeyRotationWhileInstancesRun(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		clk := &movingClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+		clk := clocktest.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 		master := make([]byte, 32)
 		_, _ = rand.Read(master)
 		open := func() (*identity.Service, *keyring.Keyring) {
-			keys, err := keyring.Open(ctx, db, master, clk.now)
+			keys, err := keyring.Open(ctx, db, master, clk.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return identity.New(db, keys, clk.now), keys
+			return identity.New(db, keys, clk.Now), keys
 		}
 		server, serverKeys := open() // a running instance
 		tenant, _, err := server.CreateTenant(ctx, identity.TenantInput{Name: "Kierto Oy"}, identity.ActorSystem)
@@ -75,7 +57,7 @@ func TestLookupKeyRotationWhileInstancesRun(t *testing.T) {
 			}
 		}
 		c1 := person(server, "C-1")
-		clk.add(time.Hour)
+		clk.Add(time.Hour)
 
 		// lupa keys rotate, from another process.
 		cli, cliKeys := open()
@@ -91,11 +73,11 @@ func TestLookupKeyRotationWhileInstancesRun(t *testing.T) {
 		c2 := person(cli, "C-2")
 		mustFind("a person added by an instance with the new key", server, c2, "C-2")
 
-		clk.add(keyring.ReloadInterval) // the server's minute: it loads the new key
+		clk.Add(keyring.ReloadInterval) // the server's minute: it loads the new key
 		if err := serverKeys.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}
-		clk.add(keyring.LookupKeyDelay - keyring.ReloadInterval + time.Second)
+		clk.Add(keyring.LookupKeyDelay - keyring.ReloadInterval + time.Second)
 		if err := cliKeys.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}

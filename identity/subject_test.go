@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
@@ -20,14 +21,14 @@ import (
 func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		clk := &movingClock{t: now()}
+		clk := clocktest.New(now())
 		m := make([]byte, 32)
 		_, _ = rand.Read(m)
-		keys, err := keyring.Open(ctx, db, m, clk.now)
+		keys, err := keyring.Open(ctx, db, m, clk.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := identity.New(db, keys, clk.now)
+		ids := identity.New(db, keys, clk.Now)
 		tenant, _, err := ids.CreateTenant(ctx, identity.TenantInput{Name: "Testi Oy"}, identity.ActorSystem)
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +70,7 @@ func TestIdentifiersAcrossKeyRotationAndErasure(t *testing.T) {
 		}
 		find("after rotation, still under the old key")
 		// Every instance has loaded the new lookup key by now: rows move to it.
-		clk.add(keyring.LookupKeyDelay)
+		clk.Add(keyring.LookupKeyDelay)
 		if err := keys.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}

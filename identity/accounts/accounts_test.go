@@ -10,12 +10,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/identity/mail/mailtest"
@@ -24,17 +24,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = clocktest.Clock
 
 type env struct {
 	svc    *accounts.Service
@@ -51,7 +41,7 @@ var cheap = password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen
 func newEnv(t *testing.T, db *sqldb.DB) *env {
 	t.Helper()
 	ctx := context.Background()
-	clk := &clock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
 	keys, err := keyring.Open(ctx, db, master, clk.Now)

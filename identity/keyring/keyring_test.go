@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
@@ -114,10 +115,8 @@ func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		m := master(t)
-		var mu sync.Mutex
-		at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
-		wait := func(d time.Duration) { mu.Lock(); at = at.Add(d); mu.Unlock() }
+		clk := clocktest.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+		clock, wait := clk.Now, clk.Add
 		server, err := keyring.Open(ctx, db, m, clock)
 		if err != nil {
 			t.Fatal(err)

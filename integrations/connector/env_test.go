@@ -5,12 +5,12 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/clocktest"
 	"github.com/lupa-cmp/lupa/identity/keyring"
 	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
@@ -21,22 +21,7 @@ import (
 )
 
 // clock is the tests' injected time: it moves only when a test moves it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = clocktest.Clock
 
 // env is Lupa's consent service, webhooks and connectors on one database, with the
 // delivery engine driven step by step.
@@ -57,7 +42,7 @@ func newEnv(t *testing.T, db *sqldb.DB) *env {
 	ctx := context.Background()
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().UTC().Truncate(time.Second))
 	keys, err := keyring.Open(ctx, db, master, clk.Now)
 	if err != nil {
 		t.Fatal(err)
