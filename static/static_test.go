@@ -225,7 +225,7 @@ func TestStrings(t *testing.T) {
 	}
 	used := regexp.MustCompile(`\bT\.(\w+)`).FindAllStringSubmatch(string(ui), -1)
 	// Buttons take their label from T[action]; storage kinds from T[kind].
-	for _, k := range []string{"accept", "reject", "settings", "save", "cookie", "local_storage", "pixel"} {
+	for _, k := range []string{"accept", "reject", "settings", "save", "cookie", "local_storage", "session_storage", "pixel"} {
 		used = append(used, []string{"", k})
 	}
 	for _, u := range used {

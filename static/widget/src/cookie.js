@@ -21,10 +21,13 @@ export const writeCookie = (s, v) => {
     (location.protocol == 'https:' ? '; Secure' : '')
 }
 
-// wipe deletes the first-party cookies and localStorage items that the purposes' inventories
-// list. A name ending in "*" matches by prefix (e.g. "_ga_*"). A cookie is expired for every
-// domain it could have been set on: host-only, the host and each parent domain, the
-// configured cookie_domain and the item's own domain.
+// wipe deletes the first-party cookies, localStorage and sessionStorage items that the
+// purposes' inventories list. A name ending in "*" matches by prefix (e.g. "_ga_*"). A cookie
+// is expired for every domain it could have been set on: host-only, the host and each parent
+// domain, the configured cookie_domain and the item's own domain. sessionStorage outlives the
+// reload that follows a withdrawal (it lasts as long as the tab), so it is wiped too. Only the
+// store an item names is touched: reading one the browser blocks throws, and must not keep
+// the other kinds from being deleted.
 export const wipe = (ps, s) => {
   const parts = location.hostname.split('.'), doms = ['', s.cookie_domain]
   for (let i = 0; i < parts.length - 1; i++) doms.push('.' + parts.slice(i).join('.'))
@@ -36,7 +39,8 @@ export const wipe = (ps, s) => {
         if (it.kind == 'cookie')
           d.cookie.split('; ').map(c => c.split('=')[0]).filter(match).forEach(k =>
             doms.concat(it.domain).forEach(x => (d.cookie = k + '=; Path=/; Max-Age=0' + (x ? '; Domain=' + x : ''))))
-        if (it.kind == 'local_storage') Object.keys(localStorage).filter(match).forEach(k => localStorage.removeItem(k))
+        const st = it.kind == 'local_storage' ? localStorage : it.kind == 'session_storage' && sessionStorage
+        if (st) Object.keys(st).filter(match).forEach(k => st.removeItem(k))
       } catch (e) {}
     }
 }
