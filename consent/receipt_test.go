@@ -107,6 +107,25 @@ func flip(t *testing.T, compact string, segment, at int) string {
 	return strings.Join(parts, ".")
 }
 
+// respell writes one segment of a compact JWS another way that Go's lenient decoder reads as
+// the same bytes: its last character with an unused low bit set, or a line break inside. It
+// returns "" when the segment's last character has no unused bits.
+func respell(compact string, segment int, lineBreak bool) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	parts := strings.Split(compact, ".")
+	p := parts[segment]
+	switch {
+	case lineBreak:
+		parts[segment] = p[:len(p)/2] + "\n" + p[len(p)/2:]
+	case len(p)%4 == 0:
+		return ""
+	default:
+		i := strings.IndexByte(alphabet, p[len(p)-1])
+		parts[segment] = p[:len(p)-1] + string(alphabet[i^1])
+	}
+	return strings.Join(parts, ".")
+}
+
 func TestReceiptVerifiesWithPublishedKeys(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
@@ -175,6 +194,23 @@ func TestReceiptVerifiesWithPublishedKeys(t *testing.T) {
 					}
 					if check.Valid {
 						t.Errorf("%s changed: VerifyReceipt says valid", c.name)
+					}
+				}
+				// A receipt is the exact string Lupa signed: another spelling of the same
+				// bytes is not that receipt, so a changed character never verifies.
+				for segment, name := range []string{"header", "payload", "signature"} {
+					for _, lineBreak := range []bool{false, true} {
+						bad := respell(out.Receipt, segment, lineBreak)
+						if bad == "" {
+							continue
+						}
+						check, err := e.svc.VerifyReceipt(ctx, bad)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if check.Valid {
+							t.Errorf("%s spelled another way (line break %v): VerifyReceipt says valid", name, lineBreak)
+						}
 					}
 				}
 			})

@@ -93,11 +93,20 @@ type Keyring struct {
 	masterID string
 	now      func() time.Time
 
-	mu     sync.RWMutex
-	keys   map[string]*dataKey
-	active map[Kind]*dataKey // the key each kind's new data is made with
-	lookup []*dataKey        // the active one first, then the others newest first
+	mu       sync.RWMutex
+	keys     map[string]*dataKey
+	active   map[Kind]*dataKey // the key each kind's new data is made with
+	lookup   []*dataKey        // the active one first, then the others newest first
+	loadedAt time.Time         // when Reload last read the keys
+
+	missMu sync.Mutex // one reload at a time for a JWS naming a key not known here
 }
+
+// verifyReloadEvery bounds the reloads that a JWS naming an unknown key causes. Anyone may
+// send such a JWS to the public receipt check, and each reload reads and unwraps every key;
+// a genuine new key is known here long before it signs (SigningKeyDelay), so a reload a
+// second is more than any real receipt needs.
+const verifyReloadEvery = time.Second
 
 // MasterKeyID is a short fingerprint of a master key, stored beside every data key so that
 // starting with the wrong master key fails with a clear message instead of garbage.
@@ -240,7 +249,7 @@ func (k *Keyring) Reload(ctx context.Context) error {
 		lookup = append(append([]*dataKey{lookup[i]}, lookup[:i]...), lookup[i+1:]...)
 	}
 	k.mu.Lock()
-	k.keys, k.active, k.lookup = keys, active, lookup
+	k.keys, k.active, k.lookup, k.loadedAt = keys, active, lookup, k.now()
 	k.mu.Unlock()
 	return nil
 }
@@ -537,6 +546,9 @@ func (k *Keyring) SignFunc(typ string) (func(payload []byte) (string, error), er
 // Verify checks a compact JWS against every signing key, old ones included, and returns the
 // payload and the kid that signed it.
 func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, kid string, err error) {
+	if !canonicalCompact(compact) {
+		return nil, "", errors.New("not a compact JWS in canonical base64url")
+	}
 	obj, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		return nil, "", fmt.Errorf("not a compact JWS signed with EdDSA: %w", err)
@@ -545,7 +557,7 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 		return nil, "", errors.New("expected exactly one signature")
 	}
 	kid = obj.Signatures[0].Header.KeyID
-	dk, err := k.get(ctx, kid)
+	dk, err := k.signingKey(ctx, kid)
 	if err != nil || dk.kind != Signing {
 		return nil, kid, fmt.Errorf("unknown signing key %q", kid)
 	}
@@ -554,6 +566,49 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 		return nil, kid, errors.New("signature does not verify")
 	}
 	return payload, kid, nil
+}
+
+// signingKey is get for a key id that came from outside: an unknown id reads the keys again
+// only when they were read more than verifyReloadEvery ago, one reader at a time.
+func (k *Keyring) signingKey(ctx context.Context, id string) (*dataKey, error) {
+	k.mu.RLock()
+	dk := k.keys[id]
+	k.mu.RUnlock()
+	if dk != nil {
+		return dk, nil
+	}
+	k.missMu.Lock()
+	defer k.missMu.Unlock()
+	k.mu.RLock()
+	dk, stale := k.keys[id], k.now().Sub(k.loadedAt) >= verifyReloadEvery
+	k.mu.RUnlock()
+	if dk == nil && stale {
+		return k.get(ctx, id)
+	}
+	if dk == nil {
+		return nil, fmt.Errorf("unknown data key %q", id)
+	}
+	return dk, nil
+}
+
+// canonicalCompact reports whether compact is three base64url segments, each spelled the one
+// way its bytes encode. Go's decoder (and so go-jose's) skips CR and LF and ignores the unused
+// low bits of a segment's last character, so without this check several spellings of one
+// receipt would all verify, and a changed character would not always be a broken receipt.
+func canonicalCompact(compact string) bool {
+	parts := strings.Split(compact, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if strings.ContainsAny(p, "\r\n") {
+			return false
+		}
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(p); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // JWKS returns the public signing keys, newest first, as a JSON Web Key Set: old ones, for

@@ -3,6 +3,7 @@ package keyring_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"sync"
@@ -236,4 +237,55 @@ func TestInstancesStartingTogetherShareTheFirstKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnknownKeyIdReloadsAtMostOnceASecond: anyone may send the public receipt check a JWS
+// naming a key id this instance does not know, and each look in the database reads and
+// unwraps every key. Such a JWS makes the instance read the keys again only when it last
+// read them a second or more ago; a key made meanwhile by another instance is found then.
+func TestUnknownKeyIdReloadsAtMostOnceASecond(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		m := master(t)
+		clk := clocktest.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+		server, err := keyring.Open(ctx, db, m, clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotator, err := keyring.Open(ctx, db, m, clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := rotator.Rotate(ctx, keyring.Signing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		naming := func(kid string) string {
+			b64 := base64.RawURLEncoding.EncodeToString
+			return b64([]byte(`{"alg":"EdDSA","kid":"`+kid+`"}`)) + "." + b64([]byte(`{}`)) + "." + b64(make([]byte, 64))
+		}
+		published := func() bool {
+			for _, k := range server.JWKS().Keys {
+				if k.KeyID == ids[0] {
+					return true
+				}
+			}
+			return false
+		}
+		for i := 0; i < 50; i++ {
+			if _, _, err := server.Verify(ctx, naming(ids[0])); err == nil {
+				t.Fatal("a JWS with no real signature verified")
+			}
+		}
+		if published() {
+			t.Fatal("JWSs naming an unknown key made the server read its keys within the second it read them")
+		}
+		clk.Add(time.Second)
+		if _, _, err := server.Verify(ctx, naming(ids[0])); err == nil {
+			t.Fatal("a JWS with no real signature verified")
+		}
+		if !published() {
+			t.Fatal("a second later the unknown key id did not make the server read its keys")
+		}
+	})
 }
