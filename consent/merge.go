@@ -89,7 +89,7 @@ func (s *Service) LinkDevice(ctx context.Context, p *identity.Property, device, 
 		return &MergeOutcome{Subject: into.Pseudonym, AlreadyLinked: true, Carried: []string{}, State: []PurposeState{}}, nil
 	}
 	if from.Kind != identity.SubjectDevice {
-		return nil, identity.Errorf(identity.EConflict, "the device belongs to another person: sign out on it first, which gives it a new anonymous id")
+		return nil, errDeviceOfAnother()
 	}
 	in := &interaction{tenantID: p.TenantID, id: identity.NewID(), catalog: c, property: p, subjectID: into.ID,
 		pseudonym: into.Pseudonym, channel: p.Channel(), method: MethodSystem, actor: string(actor),
@@ -466,18 +466,47 @@ func (s *Service) redirectMerged(ctx context.Context, jobs []*job) error {
 }
 
 // LinkTokenDevice links the device an app names to the person its CIAM token proves, at the
-// person's first request with both: the person is created when new. A device Lupa does not
-// know is nothing to link (nil); one already another person's is a conflict (the app signs
-// out first, which gives the device a new id).
-func (s *Service) LinkTokenDevice(ctx context.Context, p *identity.Property, device, person identity.Identifier) error {
-	if _, err := s.PersonState(ctx, p, person); err != nil { // creates the person when new
+// person's first request with both: the person is created when new and the device is an
+// anonymous one to link. A device Lupa does not know is nothing to link (nil); one already
+// another person's is a conflict (the app signs out first, which gives the device a new id). actor is the token's (ciam:<issuer id>), the
+// one the request's decisions carry: the person's identifier names the issuer by its URL,
+// which is configuration that can change, not the actor.
+func (s *Service) LinkTokenDevice(ctx context.Context, p *identity.Property, device, person identity.Identifier, actor identity.Actor) error {
+	if err := device.Validate("device"); err != nil {
 		return err
 	}
-	_, err := s.LinkDevice(ctx, p, device, person, MergeCIAM, identity.Actor("ciam:"+person.Namespace))
+	// The person is made only for a device that can join them: a request refused because
+	// the device is unknown or another person's leaves no subject behind.
+	from, err := s.ids.FindSubject(ctx, p.TenantID, device)
+	switch {
+	case identity.IsCode(err, identity.ENotFound):
+		return nil
+	case err != nil:
+		return err
+	case from.Kind == identity.SubjectDevice:
+		if _, err := s.PersonState(ctx, p, person); err != nil { // creates the person when new
+			return err
+		}
+	default: // a person's already: this one's, or another's
+		into, err := s.ids.FindSubject(ctx, p.TenantID, person)
+		if err != nil && !identity.IsCode(err, identity.ENotFound) {
+			return err
+		}
+		if into == nil || into.ID != from.ID {
+			return errDeviceOfAnother()
+		}
+		return nil
+	}
+	_, err = s.LinkDevice(ctx, p, device, person, MergeCIAM, actor)
 	if identity.IsCode(err, identity.ENotFound) {
 		return nil
 	}
 	return err
+}
+
+// errDeviceOfAnother refuses to link a device that another person's sign-in linked before.
+func errDeviceOfAnother() error {
+	return identity.Errorf(identity.EConflict, "the device belongs to another person: sign out on it first, which gives it a new anonymous id")
 }
 
 // MergePersons joins one person into another, when the company's CIAM merged two user

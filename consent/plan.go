@@ -195,6 +195,10 @@ type DomainChange struct {
 	Purpose  string `json:"purpose,omitempty"`
 	Version  int    `json:"version,omitempty"`
 	Decision string `json:"decision,omitempty"`
+	// Reason is the ledger event's reason, when it has one: on a decision Lupa recorded by
+	// itself it names the cause (WithdrawUserDeleted, a vendor's unsubscribe …), which the
+	// integrations pass on instead of calling it the person's decision.
+	Reason string `json:"reason,omitempty"`
 }
 
 func domainEventRow(in *interaction, events []*Event, now int64) []any {
@@ -209,7 +213,7 @@ func domainEventRow(in *interaction, events []*Event, now int64) []any {
 	}
 	for i, e := range events {
 		d.Changes[i] = DomainChange{EventID: e.ID, Seq: e.Seq, Kind: e.Kind, Purpose: e.PurposeKey,
-			Version: e.PurposeVersion, Decision: e.Decision}
+			Version: e.PurposeVersion, Decision: e.Decision, Reason: e.Reason}
 	}
 	body, _ := json.Marshal(d)
 	last := events[len(events)-1]

@@ -105,6 +105,9 @@ type AuthenticatedPerson struct {
 	Identifier identity.Identifier
 	// Via says what proved it: "ciam_token".
 	Via string
+	// Device is the device id an app sent with the token, if any: its anonymous history joins
+	// the person (LinkTokenDevice) when the request records.
+	Device *identity.Identifier
 }
 
 // anonymous says whether the request comes from an anonymous device: the collection API
@@ -314,6 +317,28 @@ func (s *Service) Record(ctx context.Context, req *RecordRequest) (*Outcome, err
 	if err != nil {
 		return nil, err
 	}
+	if p := req.Person; p != nil && p.Device != nil {
+		// The device joins the person only once the request is known to record: a merge is
+		// in the ledger for good, and a refused request must leave nothing behind. The link
+		// moves the person's chain (and may make the person), so the interaction is prepared
+		// again on top of it. A key used before is answered as the writer would, without
+		// a link: the retry's device joined at the first try, another request's joins no one.
+		if k := req.Idempotency; k != nil {
+			a, err := s.storedAnswer(ctx, s.db.Read, req.TenantID, k)
+			if err == nil {
+				return s.answer(ctx, s.db.Read, req.TenantID, a, k)
+			}
+			if !identity.IsCode(err, identity.ENotFound) {
+				return nil, err
+			}
+		}
+		if err := s.LinkTokenDevice(ctx, req.Property, *p.Device, p.Identifier, req.Actor); err != nil {
+			return nil, err
+		}
+		if in, err = s.interactionFor(ctx, req); err != nil {
+			return nil, err
+		}
+	}
 	return s.writer.Submit(ctx, in)
 }
 
@@ -394,7 +419,9 @@ func (s *Service) prepare(ctx context.Context, req *RecordRequest, c *Catalog) (
 	}
 	in.view = c.Asked(req.Property, level)
 	if c.Tenant.KeepClientContext && (req.ClientIP != "" || req.UserAgent != "") {
-		in.context = &clientContext{ipPrefix: truncateIP(req.ClientIP), userAgent: truncate(req.UserAgent, 512),
+		// A header may hold any byte from 0x80 on; PostgreSQL takes text in UTF-8 only.
+		ua := strings.ToValidUTF8(req.UserAgent, "\uFFFD")
+		in.context = &clientContext{ipPrefix: truncateIP(req.ClientIP), userAgent: truncate(ua, 512),
 			expiresAt: now.AddDate(0, 0, contextMaxDays).UnixMilli()}
 	}
 	// Plan here, in the request's goroutine, on top of the head just read; the writer

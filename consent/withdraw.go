@@ -9,6 +9,14 @@ import (
 	"github.com/lupa-cmp/lupa/identity"
 )
 
+// Reasons WithdrawAll's withdrawals are recorded with. The callers are under identity/,
+// which cannot import consent, and pass the same strings; the integrations tell downstream
+// systems the cause from them (reason account_deleted, not a decision of the person's).
+const (
+	WithdrawUserDeleted    = "idp_user_deleted" // the company's CIAM deleted the user (user.deleted)
+	WithdrawAccountDeleted = "account_deleted"  // the person deleted their Lupa account
+)
+
 // WithdrawAll records `withdrawn` for every consent-based purpose the subject named by id
 // currently grants, as one interaction (channel system, the given method, actor system),
 // through the writer like any decision: the withdrawals are chained ledger events, change
@@ -17,7 +25,8 @@ import (
 // withdrew (none when nothing was granted: then nothing is written). Refusals,
 // objections and legitimate-interest purposes are left as they are.
 //
-// reason says why (idp_user_deleted, account_deleted); the withdrawal events carry it.
+// reason says why (WithdrawUserDeleted, WithdrawAccountDeleted); the withdrawal events and
+// the domain event's changes carry it.
 func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.Identifier, method, reason string) (int, error) {
 	if !slices.Contains(Methods, method) {
 		return 0, identity.FieldErrors("validation failed", identity.FieldError{Field: "method", Message: "unknown method"})

@@ -761,8 +761,11 @@ func (e *Engine) items(ctx context.Context, tx *gorm.DB, tenantID string, r outb
 			decision, reason := c.Decision, ReasonDecision
 			switch c.Kind {
 			case consent.KindDecision, consent.KindObjection:
-				if p.Method == consent.MethodGPCSignal {
+				switch {
+				case p.Method == consent.MethodGPCSignal:
 					reason = ReasonGPC
+				case c.Reason == consent.WithdrawUserDeleted || c.Reason == consent.WithdrawAccountDeleted:
+					reason = ReasonAccountDeleted
 				}
 			case consent.KindExpiry:
 				decision, reason = consent.StateExpired, ReasonExpiry

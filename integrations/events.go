@@ -40,6 +40,10 @@ const (
 	ReasonOutdated = "outdated"
 	ReasonMerge    = "merge"
 	ReasonGPC      = "gpc"
+	// ReasonAccountDeleted: the person's account was deleted (the company's CIAM sent
+	// user.deleted, or the person deleted their Lupa account) and every grant was withdrawn
+	// with it; the person decided nothing about the purpose itself.
+	ReasonAccountDeleted = "account_deleted"
 )
 
 // Envelope is the JSON body of every webhook (the shape Standard Webhooks recommends).
@@ -113,4 +117,5 @@ type domainChange struct {
 	Purpose  string `json:"purpose"`
 	Version  int    `json:"version"`
 	Decision string `json:"decision"`
+	Reason   string `json:"reason"` // the ledger event's
 }

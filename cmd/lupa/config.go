@@ -209,9 +209,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.FacebookDialogURL = str(getenv, "LUPA_FACEBOOK_DIALOG_URL", login.FacebookDialogURL)
 	c.FacebookGraphURL = strings.TrimRight(str(getenv, "LUPA_FACEBOOK_GRAPH_URL", login.FacebookGraphURL), "/")
+	// The Graph API gets the app's proof and the person's codes and tokens: https, as every
+	// identity provider's URL, with plain http only on localhost or 127.0.0.1, where a
+	// test's fake Facebook listens.
 	for name, v := range map[string]string{"LUPA_FACEBOOK_DIALOG_URL": c.FacebookDialogURL, "LUPA_FACEBOOK_GRAPH_URL": c.FacebookGraphURL} {
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-			fail(name, fmt.Errorf("must be an absolute https URL"))
+		if !login.ValidURL(v) {
+			fail(name, fmt.Errorf("must be an https URL without query or fragment (plain http only on localhost or 127.0.0.1, for tests)"))
 		}
 	}
 	c.MailFrom = str(getenv, "LUPA_MAIL_FROM", defaultMailFrom(c.PublicURL))

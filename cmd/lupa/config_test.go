@@ -39,6 +39,12 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 		{"LUPA_DELIVERY_LOG_RETENTION", "1m", "between 1h0m0s and 87600h0m0s"},
 		{"LUPA_LOG_LEVEL", "verbose", "debug, info, warn or error"},
 		{"LUPA_LOG_FORMAT", "xml", "json or text"},
+		// Facebook's endpoints get the app's proof and the person's tokens: https, or plain
+		// http only on the loopback host a test's fake Facebook listens on.
+		{"LUPA_FACEBOOK_GRAPH_URL", "http://graph.facebook.com/v19.0", "https URL"},
+		{"LUPA_FACEBOOK_DIALOG_URL", "http://www.facebook.com/v19.0/dialog/oauth", "https URL"},
+		{"LUPA_FACEBOOK_DIALOG_URL", "ftp://www.facebook.com/dialog/oauth", "https URL"},
+		{"LUPA_FACEBOOK_GRAPH_URL", "https://graph.facebook.com/v19.0#x", "https URL"},
 	} {
 		for _, cmd := range []string{"serve", "migrate"} {
 			dataDir := t.TempDir()
@@ -87,6 +93,12 @@ func TestConfigRefusesUnusableValues(t *testing.T) {
 		cfg.RootInterval != time.Second || cfg.ShutdownTimeout != time.Second || cfg.ReconcileInterval != time.Minute ||
 		cfg.DeliveryLogRetention != time.Hour {
 		t.Fatalf("the least durations: %+v, %v", cfg, err)
+	}
+	// A fake Facebook on loopback, as the login tests run one, is taken.
+	fake := map[string]string{"LUPA_FACEBOOK_DIALOG_URL": "http://127.0.0.1:4711/dialog/oauth", "LUPA_FACEBOOK_GRAPH_URL": "http://localhost:4711/"}
+	if cfg, err := loadConfig(func(k string) string { return fake[k] }); err != nil || cfg.FacebookDialogURL != fake["LUPA_FACEBOOK_DIALOG_URL"] ||
+		cfg.FacebookGraphURL != "http://localhost:4711" {
+		t.Fatalf("a fake Facebook on loopback: %+v, %v", cfg, err)
 	}
 	// What works is still taken, in any case.
 	env := map[string]string{"LUPA_LOG_LEVEL": "WARN", "LUPA_LOG_FORMAT": "Text", "LUPA_WRITER_WORKERS": "0", "LUPA_RATE_BURST": "1"}

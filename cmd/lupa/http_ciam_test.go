@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/ciam/ciamtest"
 )
@@ -301,6 +302,11 @@ func TestHTTPIdentityEvents(t *testing.T) {
 		if strings.Count(last, `"decision":"withdrawn"`) != 3 || !strings.Contains(last, `"method":"system"`) {
 			t.Fatalf("the last domain event is not the withdrawal: %s", last)
 		}
+		// Each change names its cause, which the integrations tell downstream systems
+		// (reason account_deleted): identity/ciam spells it as consent does.
+		if strings.Count(last, `"reason":"`+consent.WithdrawUserDeleted+`"`) != 3 {
+			t.Fatalf("the withdrawal's changes do not carry the cause %s: %s", consent.WithdrawUserDeleted, last)
+		}
 		var dsr []struct{ ID, Kind, Status, Source string }
 		s.app.db.Read.Raw(`SELECT id, kind, status, source FROM dsr_requests WHERE tenant_id = ? AND subject_id = ?`,
 			s.demo.Tenant.ID, subj.ID).Scan(&dsr)
@@ -349,10 +355,55 @@ func TestHTTPIdentityEventMerged(t *testing.T) {
 		if old := s.request(http.MethodGet, app, nil, bearerTo(p.Token("old-account", "lupa"))...).Map(t); old["subject"] != survivor.Subject {
 			t.Fatalf("the merged user's token names %v, want the survivor %s", old["subject"], survivor.Subject)
 		}
+		// Nothing to join still names the remaining person, as every answer names the person
+		// it is about; only when Lupa knows neither user is there no subject.
 		none := s.postEvent(issuerID, secret, "msg_merge2", time.Now(), event("user.merged", "kept-account", map[string]any{"merged_sub": "never-seen"}))
-		if none.Status != http.StatusOK || !strings.Contains(string(none.Body), `"merged":"none"`) {
-			t.Fatalf("an unknown merged user: %d %s", none.Status, none.Body)
+		if none.Status != http.StatusOK || !strings.Contains(string(none.Body), `"merged":"none"`) || none.Map(t)["subject"] != survivor.Subject {
+			t.Fatalf("an unknown merged user: %d %s, want subject %s", none.Status, none.Body, survivor.Subject)
+		}
+		neither := s.postEvent(issuerID, secret, "msg_merge3", time.Now(), event("user.merged", "also-unknown", map[string]any{"merged_sub": "never-seen"}))
+		if neither.Status != http.StatusOK || !strings.Contains(string(neither.Body), `"merged":"none"`) || strings.Contains(string(neither.Body), `"subject"`) {
+			t.Fatalf("two unknown users: %d %s", neither.Status, neither.Body)
 		}
 		s.ledger(t, s.demo.AdminKey) // fails the test unless every chain verifies
+	})
+}
+
+// TestHTTPCIAMDeviceMergeActor: the merge that an app's GET or POST with a customer's token
+// and its device id makes names the issuer as the decisions that follow do, ciam:<issuer id>: one
+// request, one actor; the issuer's URL is configuration, not an actor.
+func TestHTTPCIAMDeviceMergeActor(t *testing.T) {
+	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
+		p := ciamtest.New(t)
+		issuerID, _ := s.newIssuer(t, s.demo.AdminKey, p, nil)
+		_, read := s.newKey(t, s.demo.AdminKey, "consent:read")
+		app := "/v1/consents?property=" + s.demo.App.PublicKey
+		anon := recorded(t, s.request(http.MethodPost, app, map[string]any{"method": "checkbox",
+			"decisions": []map[string]any{decision("analytics", 1, "denied")}}))
+		g := s.request(http.MethodGet, app, nil, append(bearerTo(p.Token("cust-merge", "lupa")), "Lupa-Device-Id", anon.DeviceID)...)
+		if g.Status != http.StatusOK {
+			t.Fatalf("GET with the token and the device id: %d %s", g.Status, g.Body)
+		}
+		// A POST with the token and another device of the person's links that one the same way.
+		other := recorded(t, s.request(http.MethodPost, app, map[string]any{"method": "checkbox",
+			"decisions": []map[string]any{decision("analytics", 1, "granted")}}))
+		recorded(t, s.request(http.MethodPost, app, map[string]any{"method": "checkbox",
+			"identifier": map[string]any{"kind": "device", "value": other.DeviceID},
+			"decisions":  []map[string]any{decision("marketing_email", 1, "granted")}}, bearerTo(p.Token("cust-merge", "lupa"))...))
+		var hist struct {
+			Events []struct{ Kind, Actor string } `json:"events"`
+		}
+		s.withKey(read, http.MethodPost, "/v1/subjects/history", map[string]any{"identifier": idpOf(p, "cust-merge")}).JSON(t, &hist)
+		kinds := map[string]int{}
+		for _, e := range hist.Events {
+			if e.Actor == "ciam:"+issuerID {
+				kinds[e.Kind]++
+			} else if e.Kind == "merge" {
+				t.Errorf("merge event by %q, want ciam:%s", e.Actor, issuerID)
+			}
+		}
+		if kinds["merge"] < 2 || kinds["decision"] == 0 { // at least one merge event per link
+			t.Fatalf("history lacks the merge or the decision by ciam:%s: %+v", issuerID, hist.Events)
+		}
 	})
 }

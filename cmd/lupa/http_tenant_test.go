@@ -21,7 +21,7 @@ type otherTenant struct {
 
 // newOtherTenant creates a second tenant ("Other Group Oy") the way an operator would, and
 // configures it through its own admin API.
-func newOtherTenant(t *testing.T, s *testServer) *otherTenant {
+func newOtherTenant(t testing.TB, s *testServer) *otherTenant {
 	t.Helper()
 	tn, key, err := s.app.ids.CreateTenant(context.Background(), identity.TenantInput{Name: "Other Group", LegalName: "Other Group Oy"}, identity.ActorSystem)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"time"
 
@@ -93,6 +94,14 @@ func (c *contractRun) ciam() {
 	c.call(200, post, events, ev, signed...)
 	if r := c.call(200, post, events, ev, signed...); r.Header.Get("Idempotent-Replayed") != "true" {
 		c.t.Errorf("replayed event: %v", r.Header)
+	}
+	// user.merged joins a person Lupa knows into the remaining user's; a merged user Lupa never
+	// met leaves nothing to join, and the answer still names the remaining person.
+	gone := event("user.created", "contract-gone", nil)
+	c.call(200, post, events, gone, ciamtest.WebhookHeaders(secret, "contract-merge-0", now, gone)...)
+	for i, sub := range []string{"contract-gone", "contract-never-met"} {
+		merged := event("user.merged", "contract-cust", map[string]any{"merged_sub": sub})
+		c.call(200, post, events, merged, ciamtest.WebhookHeaders(secret, fmt.Sprintf("contract-merge-%d", i+1), now, merged)...)
 	}
 	changed := event("user.updated", "contract-cust", nil)
 	c.call(422, post, events, changed, ciamtest.WebhookHeaders(secret, "contract-1", now, changed)...)

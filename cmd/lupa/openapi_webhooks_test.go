@@ -69,6 +69,10 @@ func (c *contractRun) webhooks() {
 	if s, _ := rotated["secret"].(string); !strings.HasPrefix(s, "whsec_") || rotated["previous_secret_expires_at"] == nil {
 		c.t.Errorf("rotated: %v", rotated)
 	}
+	// Every field is optional: no body at all rotates with the defaults.
+	if r := c.adm(200, post, rotate, nil).Map(c.t); r["secret"] == rotated["secret"] {
+		c.t.Errorf("a bodyless rotation made no new secret: %v", r)
+	}
 	c.reject(400, post, rotate, map[string]any{"overlap_seconds": -1}, c.admin...)
 	c.adm(404, post, path+"/"+identity.NewID()+"/rotate-secret", map[string]any{})
 	c.adminErrors(post, rotate, map[string]any{})

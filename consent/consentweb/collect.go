@@ -104,15 +104,12 @@ func (h *Handlers) PostConsents(c *gin.Context) {
 	parts := [][]byte{[]byte(p.ID)}
 	if person := identityweb.PersonOf(c); person != nil {
 		// A verified customer token: the decisions are that person's, person-level ones too.
-		// A device id sent with it is the app's device: its anonymous history joins the person.
-		if id := req.Identifier; id != nil && id.Kind == identity.IDDevice {
-			if err := h.svc.LinkTokenDevice(c.Request.Context(), p, *id, person.Identifier); err != nil {
-				h.api.Fail(c, err)
-				return
-			}
-			req.Identifier = nil
-		}
+		// A device id sent with it is the app's device: its anonymous history joins the
+		// person when the decisions are recorded (never for a request refused).
 		req.Person = &consent.AuthenticatedPerson{Identifier: person.Identifier, Via: "ciam_token"}
+		if id := req.Identifier; id != nil && id.Kind == identity.IDDevice {
+			req.Person.Device, req.Identifier = id, nil
+		}
 		req.Actor = person.Actor()
 		// Another person's retry with the same key and body must not get this answer.
 		parts = append(parts, []byte(person.Identifier.Namespace+"\x00"+person.Identifier.Value))
@@ -179,7 +176,7 @@ func (h *Handlers) GetConsents(c *gin.Context) {
 				return
 			}
 			dev := identity.Identifier{Kind: identity.IDDevice, Value: device}
-			if err := h.svc.LinkTokenDevice(c.Request.Context(), identityweb.PropertyOf(c), dev, person.Identifier); err != nil {
+			if err := h.svc.LinkTokenDevice(c.Request.Context(), identityweb.PropertyOf(c), dev, person.Identifier, person.Actor()); err != nil {
 				h.api.Fail(c, err)
 				return
 			}

@@ -47,7 +47,9 @@ const (
 	// claimTakeover is when a delivery still marked in progress is taken to have died.
 	claimTakeover = 2 * time.Minute
 	// MethodSystem and the reason are what the withdrawal of a deleted user's consents is
-	// recorded with.
+	// recorded with. The reason is consent.WithdrawUserDeleted (identity cannot import
+	// consent): the integrations read it to tell downstream systems that the account was
+	// deleted, not that the person decided.
 	withdrawMethod = "system"
 	withdrawReason = "idp_user_deleted"
 )
@@ -329,7 +331,8 @@ func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string
 
 // userMerged joins the merged user's person (with its decisions, identifiers and chain)
 // into the remaining user's, through the consent writer: of two decisions on one purpose the
-// newer stands. A merged user Lupa never met leaves nothing to join.
+// newer stands. A merged user Lupa never met leaves nothing to join (merged none; the answer
+// still names the remaining person if Lupa knows them).
 func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData, ans *EventAnswer) ([]byte, error) {
 	if s.mg == nil {
 		return nil, errors.New("ciam: no merger configured")
@@ -354,6 +357,16 @@ func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string,
 		ans.Subject, ans.Merged = subject, "merged"
 	} else if !identity.IsCode(err, identity.ENotFound) {
 		return nil, err
+	} else {
+		// Nothing to join, but the answer still names the remaining person when Lupa knows
+		// them, as every other answer names the person it is about.
+		survivor, err := s.ids.FindSubject(ctx, iss.TenantID, idp)
+		switch {
+		case err == nil:
+			ans.Subject = survivor.Pseudonym
+		case !identity.IsCode(err, identity.ENotFound):
+			return nil, err
+		}
 	}
 	var body []byte
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

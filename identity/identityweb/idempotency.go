@@ -189,3 +189,14 @@ func (a *API) BindBody(c *gin.Context, limit int64, dst any) bool {
 	}
 	return a.Bind(c, limit, dst)
 }
+
+// BindOptional is BindBody for a POST whose fields are all optional (a webhook secret's
+// rotation, an erasure's confirmation): a request without a body (no Content-Type, no
+// length) leaves dst as it is, as {} would. A body that is sent is any body: JSON (else
+// 415), within limit (else 413), and valid (else 400; an empty one is not JSON).
+func (a *API) BindOptional(c *gin.Context, limit int64, dst any) bool {
+	if !bodySent(c) {
+		return true
+	}
+	return a.BindBody(c, limit, dst)
+}

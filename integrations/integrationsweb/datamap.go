@@ -363,10 +363,8 @@ type erasureConfirmIn struct {
 func (h *DataMap) ConfirmErasure(c *gin.Context) {
 	var in erasureConfirmIn
 	// The body is optional: only a body that is sent must be JSON.
-	if c.Request.ContentLength != 0 || c.GetHeader("Content-Type") != "" {
-		if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
-			return
-		}
+	if !h.api.BindOptional(c, identityweb.PublicBodyLimit, &in) {
+		return
 	}
 	p, err := h.svc.ConfirmErasure(c.Request.Context(), identityweb.TenantOf(c), c.Param("id"), c.Param("request_id"), in.Note,
 		identityweb.ActorOf(c))

@@ -217,10 +217,10 @@ func (h *Webhooks) DeleteWebhook(c *gin.Context) {
 }
 
 // RotateSecret makes a new secret (shown this once); the old one keeps signing beside it
-// for overlap_seconds (default one day).
+// for overlap_seconds (default one day). Every field is optional, so no body means {}.
 func (h *Webhooks) RotateSecret(c *gin.Context) {
 	var in rotateIn
-	if !h.api.BindBody(c, identityweb.PublicBodyLimit, &in) {
+	if !h.api.BindOptional(c, identityweb.PublicBodyLimit, &in) {
 		return
 	}
 	overlap := webhook.DefaultOverlap

@@ -541,14 +541,39 @@ func TestNotifyWakes(t *testing.T) {
 }
 
 // TestReasons: a Global Privacy Control signal says gpc; the expiry sweep says expiry, with
-// decision expired.
+// decision expired; the withdrawals of a deleted account (a CIAM's user.deleted, an account
+// deleted in Lupa) say account_deleted, not decision: the person chose nothing about the
+// purpose. A person's own withdrawal still says decision.
 func TestReasons(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		r := newReceiver(t)
-		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"analytics", "social_advertising"}})
+		_, r.secret = e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"analytics", "social_advertising", "marketing_email", "personalisation"}})
 		e.recordDevice(t, "", consent.MethodBannerCustom, grant("analytics"))
 		e.recordDevice(t, "", consent.MethodGPCSignal, deny("social_advertising"))
+		ctx := context.Background()
+		for _, c := range []struct{ number, reason string }{{"D-1", consent.WithdrawUserDeleted}, {"D-2", consent.WithdrawAccountDeleted}} {
+			e.recordCustomer(t, c.number, grant("marketing_email"))
+			if _, err := e.svc.WithdrawAll(ctx, e.tenant(), identity.Identifier{Kind: identity.IDCustomerNumber, Value: c.number},
+				consent.MethodSystem, c.reason); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.recordCustomer(t, "D-3", grant("personalisation"))
+		e.recordCustomer(t, "D-3", withdraw("personalisation"))
 		e.step(t)
+		// Supersession leaves the newest change of each subject: the withdrawals.
+		deleted := updates(r.messages(), "marketing_email")
+		if len(deleted) != 2 {
+			t.Fatalf("marketing_email: %+v, want the two withdrawals", deleted)
+		}
+		for _, u := range deleted {
+			if u.Decision != consent.Withdrawn || u.Reason != integrations.ReasonAccountDeleted || u.Channel != "system" {
+				t.Errorf("a deleted account's withdrawal: %+v, want reason %s", u, integrations.ReasonAccountDeleted)
+			}
+		}
+		if own := updates(r.messages(), "personalisation"); len(own) != 1 || own[0].Decision != consent.Withdrawn || own[0].Reason != integrations.ReasonDecision {
+			t.Fatalf("the person's own withdrawal: %+v", own)
+		}
 		e.clock.Add(13 * 31 * 24 * time.Hour)
 		if _, err := e.svc.SweepExpiry(context.Background()); err != nil {
 			t.Fatal(err)
