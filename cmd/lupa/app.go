@@ -304,7 +304,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
-	writer.Close() // after the last handler: everything acknowledged is committed
+	a.accounts.Wait(shutdownCtx) // links mailed after their answers, before the database closes
+	writer.Close()               // after the last handler: everything acknowledged is committed
 	stopSweeps()
 	<-sweepsDone
 	<-deliveriesDone // attempts in flight are abandoned; their leases run out and they are sent again

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // TestAccountDeletion: deleting an account needs a ticked confirmation; it then ends every
@@ -61,7 +63,8 @@ func TestAccountDeletion(t *testing.T) {
 		var open int64
 		s.app.db.Read.Raw("SELECT count(*) FROM dsr_requests WHERE subject_id = ? AND kind = 'erasure' AND status = 'open' AND source = 'account'", subj.ID).Scan(&open)
 		var withdrawn int64
-		s.app.db.Read.Raw("SELECT count(*) FROM domain_events WHERE subject_id = ? AND payload LIKE '%withdrawn%'", subj.ID).Scan(&withdrawn)
+		s.app.db.Read.Raw(`SELECT count(*) FROM domain_events WHERE subject_id = ? AND payload LIKE '%withdrawn%'
+			AND payload LIKE '%"reason":"`+consent.WithdrawAccountDeleted+`"%'`, subj.ID).Scan(&withdrawn)
 		if open != 1 || withdrawn == 0 {
 			t.Fatalf("erasure requests %d, withdrawal domain events %d", open, withdrawn)
 		}
@@ -91,6 +94,68 @@ func TestAccountRegisterAsksBirthYear(t *testing.T) {
 		s.app.db.Read.Raw("SELECT birth_year FROM accounts").Scan(&year)
 		if year != 2001 {
 			t.Fatalf("birth year stored %d", year)
+		}
+	})
+}
+
+// TestAccountDeletionWithdrawsFirst: when the withdrawal of the person's consents fails (here
+// the database refuses the events), the account is left as it was: the person is still
+// signed in, can sign in again, and a second try, once the database takes the events, deletes
+// the account and withdraws. Never an account gone with its consents still given.
+func TestAccountDeletionWithdrawsFirst(t *testing.T) {
+	eachAccountServer(t, nil, func(t *testing.T, s *accountServer) {
+		const email = "yrittaja@esimerkki.fi"
+		a := s.customer(t)
+		a.register(demoSlug, email)
+		_, writeKey := s.newKey(t, s.demo.AdminKey, "consent:write")
+		id := map[string]any{"kind": "email", "value": email}
+		if r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/consents", map[string]any{"identifier": id, "method": "checkbox",
+			"decisions": []map[string]any{{"purpose": "marketing_email", "version": 1, "decision": "granted"}}}); r.Status != http.StatusCreated {
+			t.Fatalf("record: %d %s", r.Status, r.Body)
+		}
+		marketing := func() any {
+			for _, p := range s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": id}).Map(t)["state"].([]any) {
+				if st := p.(map[string]any); st["purpose"] == "marketing_email" {
+					return st["state"]
+				}
+			}
+			return nil
+		}
+
+		refuse, allow := []string{`CREATE TRIGGER refuse_withdrawals BEFORE INSERT ON consent_events
+			WHEN NEW.reason = 'account_deleted' BEGIN SELECT RAISE(ABORT, 'the disk is full'); END`}, []string{`DROP TRIGGER refuse_withdrawals`}
+		if s.app.db.Dialect == sqldb.Postgres {
+			refuse = []string{`CREATE FUNCTION refuse_withdrawals() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN IF NEW.reason = 'account_deleted' THEN RAISE EXCEPTION 'the disk is full'; END IF; RETURN NEW; END $$`,
+				`CREATE TRIGGER refuse_withdrawals BEFORE INSERT ON consent_events FOR EACH ROW EXECUTE FUNCTION refuse_withdrawals()`}
+			allow = []string{`DROP TRIGGER refuse_withdrawals ON consent_events`, `DROP FUNCTION refuse_withdrawals()`}
+		}
+		for _, q := range refuse {
+			if err := s.app.db.Write.Exec(q).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := a.post("/account/delete", form("confirm", "yes", "lang", "en")); r.Status < 500 {
+			t.Fatalf("the deletion did not fail: %d", r.Status)
+		}
+		if a.signedInAs() != email || marketing() != "granted" {
+			t.Fatalf("after a failed deletion: signed in as %q, marketing %v", a.signedInAs(), marketing())
+		}
+		b := s.customer(t)
+		if b.signIn(demoSlug, email); b.signedInAs() != email {
+			t.Fatal("after a failed deletion the account no longer signs in")
+		}
+
+		for _, q := range allow {
+			if err := s.app.db.Write.Exec(q).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if page := wantPage(t, a.post("/account/delete", form("confirm", "yes", "lang", "en")), http.StatusOK); !strings.Contains(page, "Account deleted") {
+			t.Fatalf("the second try: %s", page)
+		}
+		if a.signedInAs() != "" || marketing() != "withdrawn" {
+			t.Fatalf("after the second try: signed in as %q, marketing %v", a.signedInAs(), marketing())
 		}
 	})
 }

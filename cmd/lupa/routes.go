@@ -109,7 +109,9 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	reg.SetPages(pages)
 	pages.SetWidgetLogin(reg)
 	r.GET("/register", reg.Form)
-	r.POST("/register", limit.Middleware(), reg.Submit)
+	// It mails the address it is given, as the account pages' registration does: the same
+	// per-client limit of forms that send email.
+	r.POST("/register", limit.Middleware(), pages.MailLimit(), reg.Submit)
 	// Its "Continue with …" buttons: the form goes along to the provider (target _top), and
 	// comes back through the tenant's callback below.
 	r.POST("/register/login/:provider", limit.Middleware(), reg.BeginLogin)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity/sqldb/sqldbtest"
@@ -68,6 +69,10 @@ func newTestServer(t testing.TB, dialect string, env map[string]string) *testSer
 	s := &testServer{Server: httptest.NewServer(router), t: t, app: a, demo: demo, writer: w, Origin: testOrigin}
 	t.Cleanup(func() {
 		s.Close()
+		// Links mailed after their answers finish before the database closes.
+		wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		a.accounts.Wait(wait)
+		cancel()
 		w.Close()
 		a.db.Close()
 	})

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -60,8 +61,36 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 	opt    Options
-	ips    *throttle // failed sign-ins per client address
-	mailTo *throttle // emails per recipient (messages.go)
+	ips    *throttle      // failed sign-ins per client address
+	mailTo *throttle      // emails per recipient (messages.go)
+	bg     sync.WaitGroup // work begun after answers (later)
+}
+
+// laterTimeout bounds work done after a request was answered (mailing a link).
+const laterTimeout = time.Minute
+
+// later runs fn after the request's answer, in its own goroutine, with the request's
+// values but not its end. Wait waits for it.
+func (s *Service) later(ctx context.Context, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), laterTimeout)
+	s.bg.Go(func() {
+		defer cancel()
+		fn(ctx)
+	})
+}
+
+// Wait waits until the work begun after answers (links being mailed) is done, or ctx ends:
+// a server shutting down lets it finish before the database closes.
+func (s *Service) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // New returns the accounts service.

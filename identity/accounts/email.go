@@ -75,12 +75,8 @@ func (s *Service) RequestEmailChange(ctx context.Context, sess *Session, slug, n
 		return err
 	}
 	if a.PasswordHash != nil {
-		ok, _, err := s.hasher.Verify(ctx, currentPassword, *a.PasswordHash)
-		if err != nil {
-			return busyOr(err)
-		}
-		if !ok {
-			return identity.FieldErrors("validation failed", identity.FieldError{Field: "current_password", Message: "is not right"})
+		if err := s.checkPassword(ctx, a, currentPassword); err != nil {
+			return err
 		}
 	} else if sess.CreatedAt.Before(s.now().Add(-s.opt.RecentSignIn)) {
 		return ErrSignInRecently

@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"crypto/sha256"
+	"net/url"
 	"strings"
 
 	"golang.org/x/time/rate"
@@ -83,6 +84,9 @@ func (s *Service) sendText(ctx context.Context, to, kind, lang string, vars map[
 	t := emails[kind][lang]
 	text := t.body
 	for k, v := range vars {
+		if k == "{link}" {
+			v = withLang(v, lang)
+		}
 		text = strings.ReplaceAll(text, k, v)
 	}
 	err := s.mail.Send(ctx, mail.Message{To: to, Subject: t.subject, Text: text, Language: lang})
@@ -97,6 +101,21 @@ const (
 	mailRate  = rate.Limit(1.0 / 600)
 	mailBurst = 5
 )
+
+// withLang adds the email's language to a link into the account pages, so the page opens in
+// the language the email was written in, whatever the browser that opens it prefers.
+func withLang(link, lang string) string {
+	u, err := url.Parse(link)
+	if err != nil || u.Query().Has("lang") {
+		return link
+	}
+	// Appended, so the token stays first in the link as it was.
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += "lang=" + url.QueryEscape(lang)
+	return u.String()
+}
 
 // link is the absolute URL of one of the account pages.
 func (s *Service) link(path string) string { return strings.TrimSuffix(s.opt.LinkBase, "/") + path }

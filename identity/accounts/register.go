@@ -121,6 +121,19 @@ func (s *Service) requestLink(ctx context.Context, tenantID, email, lang, purpos
 	if !identity.ValidEmail(email) {
 		return identity.FieldErrors("validation failed", identity.FieldError{Field: "email", Message: "must be an email address"})
 	}
+	// The link is made and mailed after the answer: an address with an account would
+	// otherwise answer as late as the database and the mail server take, and one without at
+	// once, and the time would tell who has an account however alike the pages read.
+	s.later(ctx, func(ctx context.Context) {
+		if err := s.sendLink(ctx, tenantID, email, lang, purpose, kind, path); err != nil {
+			s.log.ErrorContext(ctx, "one-time link not sent", "kind", kind, "err", err)
+		}
+	})
+	return nil
+}
+
+// sendLink mails a one-time link to the address when its account may have one.
+func (s *Service) sendLink(ctx context.Context, tenantID, email, lang, purpose, kind, path string) error {
 	a, err := s.accountByEmail(ctx, s.db.Read, tenantID, email)
 	if err != nil || a == nil || (purpose == LinkSignIn && a.EmailVerifiedAt == nil) {
 		return err
@@ -164,8 +177,10 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 	if err := password.Policy(newPassword); err != nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "password", Message: err.Error()})
 	}
-	if _, _, ok := SplitToken(link); !ok {
-		return nil, ErrLink
+	// The link is checked before the costly hash (and used after it): the form is not
+	// limited per client, so made-up links must not be able to keep the hashing pool busy.
+	if err := s.CheckLink(ctx, link, LinkReset); err != nil {
+		return nil, err
 	}
 	hash, err := s.hasher.Hash(ctx, newPassword)
 	if err != nil {
@@ -188,8 +203,7 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 		}
 		// A change of address asked for in a session that may not have been the owner's
 		// stops too: the email telling the old address of it points here.
-		if err := tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND purpose = ? AND used_at IS NULL",
-			a.TenantID, a.ID, LinkEmailChange).Update("used_at", now).Error; err != nil {
+		if err := endEmailChanges(tx, a.TenantID, a.ID, now); err != nil {
 			return err
 		}
 		sess, err = s.startSession(tx, a)
@@ -198,39 +212,76 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 	return sess, err
 }
 
-// ChangePassword sets a new password for a signed-in person who knows the current one;
-// the account's other sessions end.
-func (s *Service) ChangePassword(ctx context.Context, sess *Session, current, next string) error {
+// endEmailChanges stops the changes of address of the account that wait for their links.
+// Whoever ends the account's other sessions (a reset, a password change, signing out
+// everywhere) may be getting rid of an intruder, and a change the intruder asked for would
+// otherwise still hand them the account when they confirm it from their own mailbox.
+func endEmailChanges(tx *gorm.DB, tenantID, accountID string, now int64) error {
+	return tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND purpose = ? AND used_at IS NULL",
+		tenantID, accountID, LinkEmailChange).Update("used_at", now).Error
+}
+
+// ChangePassword sets a new password for a signed-in person who knows the current one.
+// Every session of the account ends, this one too, and so does a change of address waiting
+// for its link: the person may be changing the password to shut someone out, who may hold
+// a copy of this very session's cookie. The browser goes on in the new session returned.
+func (s *Service) ChangePassword(ctx context.Context, sess *Session, current, next string) (*Session, error) {
 	if err := password.Policy(next); err != nil {
-		return identity.FieldErrors("validation failed", identity.FieldError{Field: "new_password", Message: err.Error()})
+		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "new_password", Message: err.Error()})
 	}
 	a, err := s.account(ctx, sess.TenantID, sess.AccountID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ok := false
-	if a.PasswordHash != nil {
-		ok, _, err = s.hasher.Verify(ctx, current, *a.PasswordHash)
-		if err != nil {
-			return busyOr(err)
-		}
-	}
-	if !ok {
-		return identity.FieldErrors("validation failed", identity.FieldError{Field: "current_password", Message: "is not right"})
+	if err := s.checkPassword(ctx, a, current); err != nil {
+		return nil, err
 	}
 	hash, err := s.hasher.Hash(ctx, next)
 	if err != nil {
-		return busyOr(err)
+		return nil, busyOr(err)
 	}
-	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var fresh *Session
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		now := s.now().UnixMilli()
 		if err := tx.Model(&accountRow{}).Where("tenant_id = ? AND id = ?", a.TenantID, a.ID).
 			Updates(map[string]any{"password_hash": hash, "updated_at": now}).Error; err != nil {
 			return err
 		}
-		return tx.Model(&sessionRow{}).Where("tenant_id = ? AND account_id = ? AND token_hash <> ? AND revoked_at IS NULL",
-			a.TenantID, a.ID, sess.tokenHash).Update("revoked_at", now).Error
+		if err := revokeAll(tx, a.TenantID, a.ID, now); err != nil {
+			return err
+		}
+		if err := endEmailChanges(tx, a.TenantID, a.ID, now); err != nil {
+			return err
+		}
+		fresh, err = s.startSession(tx, a)
+		return err
 	})
+	return fresh, err
+}
+
+// errCurrentPassword refuses a wrong current password on the account page's forms.
+var errCurrentPassword = identity.FieldErrors("validation failed", identity.FieldError{Field: "current_password", Message: "is not right"})
+
+// checkPassword checks the current password that a signed-in person gives to change the
+// password or the address. Failures count with the failed sign-ins and the lock holds here
+// too (answering as a wrong password does): whoever holds a session — a stolen cookie, a
+// computer left signed in — could otherwise guess the password as fast as the server
+// hashes, and then change the address and the password.
+func (s *Service) checkPassword(ctx context.Context, a *accountRow, current string) error {
+	if a.PasswordHash == nil || (a.LockedUntil != nil && *a.LockedUntil > s.now().UnixMilli()) {
+		return errCurrentPassword
+	}
+	ok, _, err := s.hasher.Verify(ctx, current, *a.PasswordHash)
+	if err != nil {
+		return busyOr(err)
+	}
+	if !ok {
+		if err := s.recordFailure(ctx, a); err != nil {
+			return err
+		}
+		return errCurrentPassword
+	}
+	return s.clearFailures(s.db.Write.WithContext(ctx), a)
 }
 
 // Prepared is a registration checked and its password hashed, waiting to be written in

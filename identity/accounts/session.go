@@ -92,9 +92,16 @@ func (s *Service) SignOut(ctx context.Context, sess *Session) error {
 		Update("revoked_at", s.now().UnixMilli()).Error
 }
 
-// SignOutEverywhere ends every session of the account.
+// SignOutEverywhere ends every session of the account, and the changes of address waiting
+// for their links (endEmailChanges).
 func (s *Service) SignOutEverywhere(ctx context.Context, sess *Session) error {
-	return revokeAll(s.db.Write.WithContext(ctx), sess.TenantID, sess.AccountID, s.now().UnixMilli())
+	now := s.now().UnixMilli()
+	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := revokeAll(tx, sess.TenantID, sess.AccountID, now); err != nil {
+			return err
+		}
+		return endEmailChanges(tx, sess.TenantID, sess.AccountID, now)
+	})
 }
 
 func revokeAll(tx *gorm.DB, tenantID, accountID string, now int64) error {

@@ -612,7 +612,8 @@ func (p *Pages) SignIn(c *gin.Context) {
 	t := pageTenant(c)
 	v := p.signInView(c, t)
 	v.Email = formValue(c, "email")
-	sess, err := p.acc.SignIn(c.Request.Context(), t.ID, v.Email, formValue(c, "password"), c.ClientIP())
+	// Counted per clientKey, as the other limits are: one IPv6 subscriber holds a whole /64.
+	sess, err := p.acc.SignIn(c.Request.Context(), t.ID, v.Email, formValue(c, "password"), clientKey(c.ClientIP()))
 	if errors.Is(err, accounts.ErrSignIn) {
 		v.Error = v.T.SignInFailed
 		p.render(c, http.StatusUnprocessableEntity, templates.SignInPage(v))
@@ -828,14 +829,16 @@ func (p *Pages) Account(c *gin.Context) {
 	p.render(c, http.StatusOK, templates.AccountPage(v))
 }
 
-// ChangePassword is POST /account/password; the account's other sessions end.
+// ChangePassword is POST /account/password: every session of the account ends, and this
+// browser goes on in a new one (a copy of its old cookie is worth nothing).
 func (p *Pages) ChangePassword(c *gin.Context) {
 	sess, t, ok := p.signedInTenant(c)
 	if !ok {
 		return
 	}
-	err := p.acc.ChangePassword(c.Request.Context(), sess, formValue(c, "current_password"), formValue(c, "new_password"))
+	fresh, err := p.acc.ChangePassword(c.Request.Context(), sess, formValue(c, "current_password"), formValue(c, "new_password"))
 	if err == nil {
+		p.startSession(c, fresh)
 		c.Redirect(http.StatusSeeOther, "/account?done=password")
 		return
 	}
@@ -874,12 +877,19 @@ func (p *Pages) DeleteAccount(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	email, err := p.acc.Delete(ctx, sess)
+	// The consents are withdrawn before the account goes: a withdrawal that fails leaves
+	// the account as it was, so the person, still signed in, can try again; the other way
+	// round they would be signed out of an account that no longer exists, with their
+	// consents still given.
+	a, err := p.acc.Get(ctx, sess.TenantID, sess.AccountID)
 	if err == nil && p.withdraw != nil {
 		var person *identity.Identifier
-		if person, err = p.personIdentifier(ctx, t, sess.SubjectID, email); err == nil && person != nil {
+		if person, err = p.personIdentifier(ctx, t, sess.SubjectID, a.Email); err == nil && person != nil {
 			_, err = p.withdraw.WithdrawAll(ctx, t.ID, *person, "dashboard", "account_deleted")
 		}
+	}
+	if err == nil {
+		_, err = p.acc.Delete(ctx, sess)
 	}
 	if err != nil {
 		p.fail(c, p.view(c, t, lang), err)

@@ -49,12 +49,22 @@ func AppSecretProof(secret, accessToken string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// withoutURL is err without the URL a *url.Error quotes: the query of the token exchange
+// holds the app secret and the code, and these errors end up in the log.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // graphGet calls the Graph API and decodes its JSON answer into v. A 4xx answer is the
 // Graph API refusing (a bad code, a bad proof); anything else unexpected is unavailability.
 func (s *Service) graphGet(ctx context.Context, path string, q url.Values, bearer string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, withQuery(s.opt.FacebookGraphURL+path, q), nil)
 	if err != nil {
-		return unavailable(err)
+		return unavailable(fmt.Errorf("graph API %s: %w", path, withoutURL(err)))
 	}
 	req.Header.Set("Accept", "application/json")
 	if bearer != "" {
@@ -62,7 +72,7 @@ func (s *Service) graphGet(ctx context.Context, path string, q url.Values, beare
 	}
 	res, err := s.opt.Client.Do(req)
 	if err != nil {
-		return unavailable(fmt.Errorf("graph API %s: %w", path, err))
+		return unavailable(fmt.Errorf("graph API %s: %w", path, withoutURL(err)))
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, 64<<10))
