@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/login/logintest"
 )
@@ -129,11 +131,20 @@ func TestRegistrationWidgetWithProvider(t *testing.T) {
 		// the grant stands, and the way back is the property's origin.
 		m.QueueUser(&mockoidc.MockUser{Subject: "widget-1", Email: "widget@esimerkki.fi"})
 		w := s.customer(t)
-		again := w.get(w.authorize(mustLocation(t, w.post(act[1], widgetForm("page", "https://evil.example/phish")))))
+		second := s.newDevice(t, grantAnalytics())
+		again := w.get(w.authorize(mustLocation(t, w.post(act[1], widgetForm("page", "https://evil.example/phish", "device", second)))))
 		wantRedirect(t, again, s.Origin+"/#lupa-registered")
 		st, _ = s.app.consent.SubjectState(ctx, s.demo.Tenant.ID, person, nil)
 		if got := stateOf(st.State, "personalisation"); got != "granted" {
 			t.Fatalf("an unticked box of a returning customer refused their grant: %s", got)
+		}
+		// The ledger says how each device joined: the first with a registration, the second
+		// with a sign-in of a person the provider had already brought.
+		var reasons []string
+		s.app.db.Read.Raw(`SELECT reason FROM consent_events WHERE tenant_id = ? AND subject_id = ? AND kind = 'merge' AND reason IN (?, ?) ORDER BY seq`,
+			s.demo.Tenant.ID, s.person(t, person), consent.MergeRegistration, consent.MergeSignIn).Scan(&reasons)
+		if want := []string{consent.MergeRegistration, consent.MergeSignIn}; !slices.Equal(reasons, want) {
+			t.Errorf("the person's merges say %q, want %q", reasons, want)
 		}
 
 		// Deleting the account withdraws the person's consents: the person has no address,

@@ -107,7 +107,8 @@ func (r *Registration) Submit(c *gin.Context) {
 		}
 		if prep.Account != nil {
 			prep.Done(ctx)
-			r.joinDevice(ctx, p, c.PostForm("device"), identity.Identifier{Kind: identity.IDEmail, Value: prep.Email()})
+			r.joinDevice(ctx, p, c.PostForm("device"), identity.Identifier{Kind: identity.IDEmail, Value: prep.Email()},
+				consent.MergeRegistration)
 		}
 	}
 	// The same page whether or not the address had an account: the form reveals nothing.
@@ -197,14 +198,15 @@ func (r *Registration) render(c *gin.Context, status int, v templates.RegisterVi
 }
 
 // joinDevice joins the anonymous history of the browser's device (its id came with the
-// form, from the consent cookie of the site) to the person who registered. A device that is
-// unknown or already someone's is left as it is: the registration stands either way.
-func (r *Registration) joinDevice(ctx context.Context, p *identity.Property, device string, person identity.Identifier) {
+// form, from the consent cookie of the site) to the person who registered or, through a
+// provider that knew them already, signed in (reason says which). A device that is unknown
+// or already someone's is left as it is: the registration stands either way.
+func (r *Registration) joinDevice(ctx context.Context, p *identity.Property, device string, person identity.Identifier, reason string) {
 	if !identity.ValidDeviceID(device) {
 		return
 	}
 	_, err := r.h.svc.LinkDevice(ctx, p, identity.Identifier{Kind: identity.IDDevice, Value: device}, person,
-		consent.MergeRegistration, "subject")
+		reason, "subject")
 	if err != nil && !identity.IsCode(err, identity.ENotFound) && !identity.IsCode(err, identity.EConflict) {
 		r.h.api.Log.Warn("link the registering device", "err", err)
 	}

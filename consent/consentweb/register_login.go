@@ -179,7 +179,13 @@ func (r *Registration) FinishLogin(ctx context.Context, t *identity.Tenant, out 
 		}
 		return "", err
 	}
-	r.joinDevice(ctx, p, flow.Device, out.Identity)
+	// A provider that signed in a person Lupa knew already did not register anyone: the
+	// ledger says so, as the person would.
+	reason := consent.MergeRegistration
+	if !out.Created {
+		reason = consent.MergeSignIn
+	}
+	r.joinDevice(ctx, p, flow.Device, out.Identity, reason)
 	return back + RegisteredFragment, nil
 }
 
