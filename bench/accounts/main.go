@@ -37,7 +37,7 @@ type inbox struct {
 	links map[string]string
 }
 
-var linkRe = regexp.MustCompile(`/account/verify\?t=(\S+)`)
+var linkRe = regexp.MustCompile(`/account/verify\?t=([^\s&]+)`)
 
 func (b *inbox) Send(_ context.Context, m mail.Message) error {
 	found := linkRe.FindStringSubmatch(m.Text)
