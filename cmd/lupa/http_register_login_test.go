@@ -167,3 +167,43 @@ func mustLocation(t *testing.T, r *response) *url.URL {
 	}
 	return u
 }
+
+// TestRegistrationWidgetLoginLimit: each press of a "Continue with …" button in the
+// registration widget starts a sign-in flow (state kept, a provider's discovery fetched), as
+// the sign-in page's buttons do, so one client address may start as many as there: a burst of
+// 30, then one a second, answered 429 with Retry-After beyond that. It had only the public
+// API's limit (120, then 30 a second).
+func TestRegistrationWidgetLoginLimit(t *testing.T) {
+	env := map[string]string{"LUPA_ALLOW_PRIVATE_WEBHOOKS": "true", "LUPA_TRUSTED_PROXIES": "127.0.0.1"}
+	eachAccountServer(t, env, func(t *testing.T, s *accountServer) {
+		m, err := mockoidc.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		id := s.addProvider(t, map[string]any{"kind": "oidc", "label": "Kauppa ID", "issuer": m.Issuer(), "client_id": m.ClientID,
+			"client_secret": m.ClientSecret, "token_auth_method": "client_secret_post"})
+		pk := s.demo.WebShop.PublicKey
+		v := s.customer(t, "X-Forwarded-For", "198.51.100.30")
+		page := string(v.get("/register?property=" + pk + "&lang=en&origin=" + url.QueryEscape(s.Origin)).Body)
+		ui := uiRe.FindStringSubmatch(page)
+		if ui == nil {
+			t.Fatalf("no form:\n%s", page)
+		}
+		f := form("property", pk, "origin", s.Origin, "lang", "en", "ui", ui[1], "page", s.Origin+"/join")
+		for i := 0; i < 40; i++ {
+			r := v.post("/register/login/"+id, f)
+			switch r.Status {
+			case http.StatusSeeOther:
+			case http.StatusTooManyRequests:
+				if i < 30 || r.Header.Get("Retry-After") == "" {
+					t.Fatalf("limited after %d starts (the burst is 30), Retry-After %q", i, r.Header.Get("Retry-After"))
+				}
+				return
+			default:
+				t.Fatalf("start %d: %d %.300s", i, r.Status, r.Body)
+			}
+		}
+		t.Fatal("40 sign-ins started from one address in a moment were never limited")
+	})
+}

@@ -113,8 +113,9 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	// per-client limit of forms that send email.
 	r.POST("/register", limit.Middleware(), pages.MailLimit(), reg.Submit)
 	// Its "Continue with …" buttons: the form goes along to the provider (target _top), and
-	// comes back through the tenant's callback below.
-	r.POST("/register/login/:provider", limit.Middleware(), reg.BeginLogin)
+	// comes back through the tenant's callback below. Each starts a sign-in flow, as the
+	// sign-in page's buttons do, under the same per-client limit.
+	r.POST("/register/login/:provider", limit.Middleware(), pages.LoginLimit(), reg.BeginLogin)
 	// Double opt-in: the link of the confirmation email shows a button, the button confirms.
 	r.GET("/optin", cons.OptIn)
 	r.POST("/optin", cons.ConfirmOptIn)
