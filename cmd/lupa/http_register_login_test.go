@@ -33,13 +33,7 @@ func TestRegistrationWidgetWithProvider(t *testing.T) {
 	g := logintest.NewGraph(t)
 	eachAccountServer(t, loginEnv(g), func(t *testing.T, s *accountServer) {
 		ctx := context.Background()
-		m, err := mockoidc.Run()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Shutdown() })
-		id := s.addProvider(t, map[string]any{"kind": "oidc", "label": "Kauppa ID", "issuer": m.Issuer(), "client_id": m.ClientID,
-			"client_secret": m.ClientSecret, "token_auth_method": "client_secret_post"})
+		m, id := s.kauppaID(t)
 		pk := s.demo.WebShop.PublicKey
 		device := s.newDevice(t, grantAnalytics())
 
@@ -159,6 +153,19 @@ func TestRegistrationWidgetWithProvider(t *testing.T) {
 	})
 }
 
+// kauppaID starts a mock OpenID Connect provider and adds it as the tenant's "Kauppa ID"
+// login provider; it returns the provider and the login provider's id.
+func (s *accountServer) kauppaID(t *testing.T) (*mockoidc.MockOIDC, string) {
+	t.Helper()
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	return m, s.addProvider(t, map[string]any{"kind": "oidc", "label": "Kauppa ID", "issuer": m.Issuer(), "client_id": m.ClientID,
+		"client_secret": m.ClientSecret, "token_auth_method": "client_secret_post"})
+}
+
 func mustLocation(t *testing.T, r *response) *url.URL {
 	t.Helper()
 	u, err := url.Parse(r.Header.Get("Location"))
@@ -176,13 +183,7 @@ func mustLocation(t *testing.T, r *response) *url.URL {
 func TestRegistrationWidgetLoginLimit(t *testing.T) {
 	env := map[string]string{"LUPA_ALLOW_PRIVATE_WEBHOOKS": "true", "LUPA_TRUSTED_PROXIES": "127.0.0.1"}
 	eachAccountServer(t, env, func(t *testing.T, s *accountServer) {
-		m, err := mockoidc.Run()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Shutdown() })
-		id := s.addProvider(t, map[string]any{"kind": "oidc", "label": "Kauppa ID", "issuer": m.Issuer(), "client_id": m.ClientID,
-			"client_secret": m.ClientSecret, "token_auth_method": "client_secret_post"})
+		_, id := s.kauppaID(t)
 		pk := s.demo.WebShop.PublicKey
 		v := s.customer(t, "X-Forwarded-For", "198.51.100.30")
 		page := string(v.get("/register?property=" + pk + "&lang=en&origin=" + url.QueryEscape(s.Origin)).Body)

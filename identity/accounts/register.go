@@ -198,12 +198,9 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 			"email_verified_at": gorm.Expr("COALESCE(email_verified_at, ?)", now)}).Error; err != nil {
 			return err
 		}
-		if err := revokeAll(tx, a.TenantID, a.ID, now); err != nil {
-			return err
-		}
 		// A change of address asked for in a session that may not have been the owner's
 		// stops too: the email telling the old address of it points here.
-		if err := endEmailChanges(tx, a.TenantID, a.ID, now); err != nil {
+		if err := shutOut(tx, a.TenantID, a.ID, now); err != nil {
 			return err
 		}
 		sess, err = s.startSession(tx, a)
@@ -212,11 +209,14 @@ func (s *Service) Reset(ctx context.Context, link, newPassword string) (*Session
 	return sess, err
 }
 
-// endEmailChanges stops the changes of address of the account that wait for their links.
-// Whoever ends the account's other sessions (a reset, a password change, signing out
-// everywhere) may be getting rid of an intruder, and a change the intruder asked for would
-// otherwise still hand them the account when they confirm it from their own mailbox.
-func endEmailChanges(tx *gorm.DB, tenantID, accountID string, now int64) error {
+// shutOut ends every session of the account and the changes of address that wait for their
+// links. Whoever does that (a reset, a password change, signing out everywhere) may be
+// getting rid of an intruder, and a change the intruder asked for would otherwise still hand
+// them the account when they confirm it from their own mailbox.
+func shutOut(tx *gorm.DB, tenantID, accountID string, now int64) error {
+	if err := revokeAll(tx, tenantID, accountID, now); err != nil {
+		return err
+	}
 	return tx.Model(&tokenRow{}).Where("tenant_id = ? AND account_id = ? AND purpose = ? AND used_at IS NULL",
 		tenantID, accountID, LinkEmailChange).Update("used_at", now).Error
 }
@@ -247,10 +247,7 @@ func (s *Service) ChangePassword(ctx context.Context, sess *Session, current, ne
 			Updates(map[string]any{"password_hash": hash, "updated_at": now}).Error; err != nil {
 			return err
 		}
-		if err := revokeAll(tx, a.TenantID, a.ID, now); err != nil {
-			return err
-		}
-		if err := endEmailChanges(tx, a.TenantID, a.ID, now); err != nil {
+		if err := shutOut(tx, a.TenantID, a.ID, now); err != nil {
 			return err
 		}
 		fresh, err = s.startSession(tx, a)

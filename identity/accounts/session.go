@@ -93,14 +93,11 @@ func (s *Service) SignOut(ctx context.Context, sess *Session) error {
 }
 
 // SignOutEverywhere ends every session of the account, and the changes of address waiting
-// for their links (endEmailChanges).
+// for their links (shutOut).
 func (s *Service) SignOutEverywhere(ctx context.Context, sess *Session) error {
 	now := s.now().UnixMilli()
 	return s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := revokeAll(tx, sess.TenantID, sess.AccountID, now); err != nil {
-			return err
-		}
-		return endEmailChanges(tx, sess.TenantID, sess.AccountID, now)
+		return shutOut(tx, sess.TenantID, sess.AccountID, now)
 	})
 }
 

@@ -385,20 +385,22 @@ func (k *Keyring) ActiveID(kind Kind) string {
 	return ""
 }
 
-func (k *Keyring) get(ctx context.Context, id string) (*dataKey, error) {
+// known returns the key with the id if this instance has read it, else nil.
+func (k *Keyring) known(id string) *dataKey {
 	k.mu.RLock()
-	dk := k.keys[id]
-	k.mu.RUnlock()
-	if dk != nil {
+	defer k.mu.RUnlock()
+	return k.keys[id]
+}
+
+func (k *Keyring) get(ctx context.Context, id string) (*dataKey, error) {
+	if dk := k.known(id); dk != nil {
 		return dk, nil
 	}
 	// Another instance may have rotated: look again once.
 	if err := k.Reload(ctx); err != nil {
 		return nil, err
 	}
-	k.mu.RLock()
-	dk = k.keys[id]
-	k.mu.RUnlock()
+	dk := k.known(id)
 	if dk == nil {
 		return nil, fmt.Errorf("unknown data key %q", id)
 	}
@@ -571,24 +573,21 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 // signingKey is get for a key id that came from outside: an unknown id reads the keys again
 // only when they were read more than verifyReloadEvery ago, one reader at a time.
 func (k *Keyring) signingKey(ctx context.Context, id string) (*dataKey, error) {
-	k.mu.RLock()
-	dk := k.keys[id]
-	k.mu.RUnlock()
-	if dk != nil {
+	if dk := k.known(id); dk != nil {
 		return dk, nil
 	}
 	k.missMu.Lock()
 	defer k.missMu.Unlock()
-	k.mu.RLock()
-	dk, stale := k.keys[id], k.now().Sub(k.loadedAt) >= verifyReloadEvery
-	k.mu.RUnlock()
-	if dk == nil && stale {
-		return k.get(ctx, id)
+	if dk := k.known(id); dk != nil { // read by the reload another miss made meanwhile
+		return dk, nil
 	}
-	if dk == nil {
+	k.mu.RLock()
+	stale := k.now().Sub(k.loadedAt) >= verifyReloadEvery
+	k.mu.RUnlock()
+	if !stale {
 		return nil, fmt.Errorf("unknown data key %q", id)
 	}
-	return dk, nil
+	return k.get(ctx, id)
 }
 
 // canonicalCompact reports whether compact is three base64url segments, each spelled the one
