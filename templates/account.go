@@ -143,9 +143,9 @@ type AccountText struct {
 	DeleteAccount, DeleteText, DeleteConfirm, Deleted, DeletedText           string
 
 	// Messages of forms and fields.
-	RegisterSent, FixErrors, SignInFailed, BadEmail, BadPassword, PasswordShort string
-	PasswordLong, PasswordRepeated, PasswordInvalid, CurrentWrong, BadBirthYear string
-	SignedOut, SignedOutAll, Status, BackToSignIn, NewSignInLink, NewResetLink  string
+	FieldTexts
+	RegisterSent, FixErrors, SignInFailed, CurrentWrong                        string
+	SignedOut, SignedOutAll, Status, BackToSignIn, NewSignInLink, NewResetLink string
 	// Pages that say something went wrong: a heading and a text each.
 	BadLink, BadLinkText, Throttled, ThrottledText, Busy, BusyText                 string
 	NotFound, NotFoundText, SignInFirst, SignInFirstText, CrossSite, CrossSiteText string
@@ -186,18 +186,12 @@ var AccountTexts = map[string]AccountText{
 		ChangePassword: "Vaihda salasana", SignOut: "Kirjaudu ulos", SignOutAll: "Kirjaudu ulos kaikilta laitteilta",
 		PasswordChanged: "Salasana vaihdettu. Muut kirjautumiset päättyivät.", Privacy: "Rekisterinpitäjä", Language: "Kieli",
 
-		RegisterSent:     "Lähetimme viestin antamaasi osoitteeseen. Vahvista osoite viestissä olevalla linkillä: se on voimassa 48 tuntia. Jos viestiä ei kuulu, tarkista roskaposti.",
-		FixErrors:        "Korjaa merkityt kohdat",
-		SignInFailed:     "Sähköpostiosoite tai salasana ei ole oikein.",
-		BadEmail:         "Kirjoita sähköpostiosoite muodossa nimi@esimerkki.fi.",
-		BadPassword:      "Valitse toinen salasana.",
-		PasswordShort:    "Salasanassa pitää olla vähintään 12 merkkiä.",
-		PasswordLong:     "Salasana on liian pitkä.",
-		PasswordRepeated: "Salasana ei voi olla yhtä merkkiä toistettuna.",
-		PasswordInvalid:  "Salasanassa on merkkejä, joita ei voi käyttää.",
-		CurrentWrong:     "Nykyinen salasana ei ole oikein.",
-		BadBirthYear:     "Kirjoita syntymävuosi neljällä numerolla.",
-		SignedOut:        "Olet kirjautunut ulos.", SignedOutAll: "Olet kirjautunut ulos kaikilta laitteilta.",
+		RegisterSent: "Lähetimme viestin antamaasi osoitteeseen. Vahvista osoite viestissä olevalla linkillä: se on voimassa 48 tuntia. Jos viestiä ei kuulu, tarkista roskaposti.",
+		FixErrors:    "Korjaa merkityt kohdat",
+		SignInFailed: "Sähköpostiosoite tai salasana ei ole oikein.",
+		FieldTexts:   fieldTexts["fi"],
+		CurrentWrong: "Nykyinen salasana ei ole oikein.",
+		SignedOut:    "Olet kirjautunut ulos.", SignedOutAll: "Olet kirjautunut ulos kaikilta laitteilta.",
 		Status: "Tila", BackToSignIn: "Takaisin kirjautumiseen",
 		NewSignInLink: "Pyydä uusi kirjautumislinkki", NewResetLink: "Pyydä linkki uuden salasanan valintaan",
 		BadLink:     "Linkki ei toimi",
@@ -270,18 +264,12 @@ var AccountTexts = map[string]AccountText{
 		ChangePassword: "Byt lösenord", SignOut: "Logga ut", SignOutAll: "Logga ut från alla enheter",
 		PasswordChanged: "Lösenordet har bytts. Andra inloggningar avslutades.", Privacy: "Personuppgiftsansvarig", Language: "Språk",
 
-		RegisterSent:     "Vi har skickat ett meddelande till adressen du angav. Bekräfta adressen med länken i meddelandet: den gäller i 48 timmar. Om inget meddelande kommer, kolla skräpposten.",
-		FixErrors:        "Rätta de markerade fälten",
-		SignInFailed:     "E-postadressen eller lösenordet är inte rätt.",
-		BadEmail:         "Skriv e-postadressen i formen namn@exempel.fi.",
-		BadPassword:      "Välj ett annat lösenord.",
-		PasswordShort:    "Lösenordet ska ha minst 12 tecken.",
-		PasswordLong:     "Lösenordet är för långt.",
-		PasswordRepeated: "Lösenordet får inte vara ett och samma tecken upprepat.",
-		PasswordInvalid:  "Lösenordet innehåller tecken som inte kan användas.",
-		CurrentWrong:     "Det nuvarande lösenordet är inte rätt.",
-		BadBirthYear:     "Skriv födelseåret med fyra siffror.",
-		SignedOut:        "Du har loggat ut.", SignedOutAll: "Du har loggat ut från alla enheter.",
+		RegisterSent: "Vi har skickat ett meddelande till adressen du angav. Bekräfta adressen med länken i meddelandet: den gäller i 48 timmar. Om inget meddelande kommer, kolla skräpposten.",
+		FixErrors:    "Rätta de markerade fälten",
+		SignInFailed: "E-postadressen eller lösenordet är inte rätt.",
+		FieldTexts:   fieldTexts["sv"],
+		CurrentWrong: "Det nuvarande lösenordet är inte rätt.",
+		SignedOut:    "Du har loggat ut.", SignedOutAll: "Du har loggat ut från alla enheter.",
 		Status: "Status", BackToSignIn: "Tillbaka till inloggningen",
 		NewSignInLink: "Be om en ny inloggningslänk", NewResetLink: "Be om en länk för att välja ett nytt lösenord",
 		BadLink:     "Länken fungerar inte",
@@ -354,18 +342,12 @@ var AccountTexts = map[string]AccountText{
 		ChangePassword: "Change password", SignOut: "Sign out", SignOutAll: "Sign out on every device",
 		PasswordChanged: "Your password was changed. Other sign-ins ended.", Privacy: "Controller", Language: "Language",
 
-		RegisterSent:     "We have sent a message to the address you gave. Confirm the address with the link in it: the link works for 48 hours. If nothing arrives, check your spam folder.",
-		FixErrors:        "Please correct the marked fields",
-		SignInFailed:     "The email address or the password is not right.",
-		BadEmail:         "Enter an email address, such as name@example.com.",
-		BadPassword:      "Choose another password.",
-		PasswordShort:    "The password must be at least 12 characters long.",
-		PasswordLong:     "The password is too long.",
-		PasswordRepeated: "The password must not be one character repeated.",
-		PasswordInvalid:  "The password holds characters that cannot be used.",
-		CurrentWrong:     "The current password is not right.",
-		BadBirthYear:     "Enter your year of birth in four digits.",
-		SignedOut:        "You have signed out.", SignedOutAll: "You have signed out on every device.",
+		RegisterSent: "We have sent a message to the address you gave. Confirm the address with the link in it: the link works for 48 hours. If nothing arrives, check your spam folder.",
+		FixErrors:    "Please correct the marked fields",
+		SignInFailed: "The email address or the password is not right.",
+		FieldTexts:   fieldTexts["en"],
+		CurrentWrong: "The current password is not right.",
+		SignedOut:    "You have signed out.", SignedOutAll: "You have signed out on every device.",
 		Status: "Status", BackToSignIn: "Back to sign in",
 		NewSignInLink: "Ask for a new sign-in link", NewResetLink: "Ask for a link to choose a new password",
 		BadLink:     "This link does not work",

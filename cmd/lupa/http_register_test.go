@@ -34,22 +34,20 @@ func TestHTTPRegistrationForm(t *testing.T) {
 			return s.request(http.MethodPost, "/register", v.Encode(), append([]string{"Content-Type", "application/x-www-form-urlencoded"}, headers...)...)
 		}
 		base := url.Values{"property": {pk}, "origin": {s.Origin}, "lang": {"sv"}, "ui": {ui[1]}}
-		with := func(kv ...string) url.Values {
-			v := url.Values{}
-			for k, vs := range base {
-				v[k] = vs
-			}
-			for i := 0; i+1 < len(kv); i += 2 {
-				v.Set(kv[i], kv[i+1])
-			}
-			return v
-		}
+		with := func(kv ...string) url.Values { return withForm(base, kv...) }
+		// The form says what is wrong in its own language, not in the services' English.
 		if r := post(with("email", "not an address", "password", "short")); r.Status != http.StatusUnprocessableEntity ||
-			!strings.Contains(string(r.Body), `aria-invalid="true"`) {
+			!strings.Contains(string(r.Body), `aria-invalid="true"`) ||
+			!strings.Contains(string(r.Body), "Skriv e-postadressen i formen namn@exempel.fi.") {
 			t.Fatalf("bad input: %d %s", r.Status, r.Body)
 		}
-		if r := post(with("email", "x@esimerkki.fi", "password", "a fine long password", "ui", strings.Repeat("0", 64))); r.Status != http.StatusConflict {
-			t.Fatalf("a changed form: %d", r.Status)
+		if r := post(with("email", "x@esimerkki.fi", "password", "short")); r.Status != http.StatusUnprocessableEntity ||
+			!strings.Contains(string(r.Body), "Lösenordet ska ha minst 12 tecken.") {
+			t.Fatalf("a short password: %d %s", r.Status, r.Body)
+		}
+		if r := post(with("email", "x@esimerkki.fi", "password", "a fine long password", "ui", strings.Repeat("0", 64))); r.Status != http.StatusConflict ||
+			!strings.Contains(string(r.Body), "Formuläret ändrades medan det var öppet.") {
+			t.Fatalf("a changed form: %d %s", r.Status, r.Body)
 		}
 		if r := post(with("email", "x@esimerkki.fi", "password", "a fine long password"), "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"); r.Status != http.StatusForbidden {
 			t.Fatalf("a cross-site post: %d", r.Status)

@@ -111,11 +111,12 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.GET("/register", reg.Form)
 	// It mails the address it is given, as the account pages' registration does: the same
 	// per-client limit of forms that send email.
-	r.POST("/register", limit.Middleware(), pages.MailLimit(), reg.Submit)
+	// Over a limit, the form itself says so: the frame would not show another page.
+	r.POST("/register", reg.Limit(limit.AllowClient, pages.MailAllowed), reg.Submit)
 	// Its "Continue with …" buttons: the form goes along to the provider (target _top), and
 	// comes back through the tenant's callback below. Each starts a sign-in flow, as the
 	// sign-in page's buttons do, under the same per-client limit.
-	r.POST("/register/login/:provider", limit.Middleware(), pages.LoginLimit(), reg.BeginLogin)
+	r.POST("/register/login/:provider", reg.Limit(limit.AllowClient, pages.LoginAllowed), reg.BeginLogin)
 	// Double opt-in: the link of the confirmation email shows a button, the button confirms.
 	r.GET("/optin", cons.OptIn)
 	r.POST("/optin", cons.ConfirmOptIn)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -59,14 +60,8 @@ func (r *Registration) Submit(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	v.Email = strings.TrimSpace(c.PostForm("email"))
-	v.BirthYear = strings.TrimSpace(c.PostForm("birth_year"))
+	checked := keep(c, &v)
 	birthYear, _ := strconv.Atoi(v.BirthYear)
-	checked := map[string]bool{}
-	for i := range v.Purposes {
-		v.Purposes[i].Checked = c.PostForm("purpose_"+v.Purposes[i].Key) == "on"
-		checked[v.Purposes[i].Key] = v.Purposes[i].Checked
-	}
 	form, err := r.h.svc.RegistrationForm(ctx, p, v.Lang)
 	if err != nil {
 		r.h.api.Fail(c, err)
@@ -74,7 +69,7 @@ func (r *Registration) Submit(c *gin.Context) {
 	}
 	if c.PostForm("ui") != form.UIHash {
 		// The texts changed while the form was open: show the new ones and ask again.
-		v.Error = "The form changed while it was open. Check your choices and send it again."
+		v.Error = v.T.FormChanged
 		r.render(c, http.StatusConflict, v, p)
 		return
 	}
@@ -116,6 +111,52 @@ func (r *Registration) Submit(c *gin.Context) {
 	r.render(c, http.StatusOK, v, p)
 }
 
+// keep puts back into the form what the person entered, the password aside, and returns the
+// boxes ticked by purpose.
+func keep(c *gin.Context, v *templates.RegisterView) map[string]bool {
+	v.Email = strings.TrimSpace(c.PostForm("email"))
+	v.BirthYear = strings.TrimSpace(c.PostForm("birth_year"))
+	checked := map[string]bool{}
+	for i := range v.Purposes {
+		v.Purposes[i].Checked = c.PostForm("purpose_"+v.Purposes[i].Key) == "on"
+		checked[v.Purposes[i].Key] = v.Purposes[i].Checked
+	}
+	return checked
+}
+
+// Limit refuses a client over any of limits with the form itself, saying so in the form's
+// language and keeping what was entered. The limits' own 429 pages would not show: the
+// form is in an iframe, and they may not be framed (X-Frame-Options), so the person would
+// see the frame go blank.
+func (r *Registration) Limit(limits ...func(*gin.Context) (bool, time.Duration)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		for _, allow := range limits {
+			if ok, wait := allow(c); !ok {
+				c.Abort()
+				r.throttled(c, wait)
+				return
+			}
+		}
+		c.Next()
+	}
+}
+
+// throttled answers 429 with the form, framed as it is everywhere else.
+func (r *Registration) throttled(c *gin.Context, wait time.Duration) {
+	if !r.readForm(c) {
+		return
+	}
+	identityweb.RetryAfter(c, wait.Seconds())
+	v, p, status := r.view(c, c.PostForm("property"), c.PostForm("origin"), c.PostForm("lang"))
+	if p == nil {
+		r.render(c, status, v, nil)
+		return
+	}
+	keep(c, &v)
+	v.Error = v.T.Throttled
+	r.render(c, http.StatusTooManyRequests, v, p)
+}
+
 // formError shows a form error and says whether there was one.
 func (r *Registration) formError(c *gin.Context, v *templates.RegisterView, p *identity.Property, err error) bool {
 	if err == nil {
@@ -125,19 +166,28 @@ func (r *Registration) formError(c *gin.Context, v *templates.RegisterView, p *i
 	if errors.As(err, &ie) && (ie.Code == identity.EInvalid || ie.Code == identity.EUnprocessable) && len(ie.Fields) > 0 {
 		v.Fields = map[string]string{}
 		for _, f := range ie.Fields {
-			v.Fields[f.Field] = f.Message
+			v.Fields[f.Field] = fieldText(v.T, f)
 		}
 		r.render(c, http.StatusUnprocessableEntity, *v, p)
 		return true
 	}
 	if identity.IsCode(err, identity.EUnavailable) {
 		c.Header("Retry-After", "2")
-		v.Error = "too many people are registering right now: try again in a moment"
+		v.Error = v.T.Busy
 		r.render(c, http.StatusServiceUnavailable, *v, p)
 		return true
 	}
 	r.h.api.Fail(c, err)
 	return true
+}
+
+// fieldText is what the form says of a refused field, in the form's language: the services'
+// own messages are English, for the API.
+func fieldText(t templates.RegisterText, f identity.FieldError) string {
+	if strings.HasPrefix(f.Field, "purpose_") {
+		return t.TooYoung // the age rule is the one rule on a box
+	}
+	return identityweb.FieldText(t.FieldTexts, f)
 }
 
 // view builds the form for a property and an embedding origin; p is nil (with the status
@@ -148,21 +198,21 @@ func (r *Registration) view(c *gin.Context, pk, origin, lang string) (templates.
 	}
 	v := templates.RegisterView{Lang: lang, T: templates.RegisterTexts[lang], Property: pk}
 	if !strings.HasPrefix(pk, "pk_") || len(pk) > 64 {
-		v.Error = "unknown property"
+		v.Error = v.T.UnknownProperty
 		return v, nil, http.StatusNotFound
 	}
 	p, err := r.h.ids.PropertyByKey(c.Request.Context(), pk)
 	if err != nil {
-		v.Error = "unknown property"
+		v.Error = v.T.UnknownProperty
 		return v, nil, http.StatusNotFound
 	}
 	if p.Kind != identity.PropertyWeb || !p.AllowsOrigin(origin) {
-		v.Error = "this site may not show the form"
+		v.Error = v.T.NotAllowed
 		return v, nil, http.StatusForbidden
 	}
 	form, err := r.h.svc.RegistrationForm(c.Request.Context(), p, lang)
 	if err != nil {
-		v.Error = "the form could not be made"
+		v.Error = v.T.FormUnavailable
 		return v, nil, http.StatusInternalServerError
 	}
 	v.Origin, v.Controller, v.PolicyURL, v.UIHash = identity.NormalizeOrigin(origin), form.Controller, form.PolicyURL, form.UIHash

@@ -79,7 +79,7 @@ func (r *Registration) BeginLogin(c *gin.Context) {
 		boxes = append(boxes, d)
 	}
 	if c.PostForm("ui") != v.UIHash {
-		v.Error = "The form changed while it was open. Check your choices and send it again."
+		v.Error = v.T.FormChanged
 		r.render(c, http.StatusConflict, v, p)
 		return
 	}

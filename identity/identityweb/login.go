@@ -70,7 +70,7 @@ func (p *Pages) providerButtons(c *gin.Context, t *identity.Tenant, v *templates
 // LoginLimit limits the sign-ins begun with identity providers per client address.
 func (p *Pages) LoginLimit() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if ok, wait := p.loginLim.Allow(clientKey(c.ClientIP())); !ok {
+		if ok, wait := p.LoginAllowed(c); !ok {
 			RetryAfter(c, wait.Seconds())
 			v := p.view(c, pageTenant(c), p.lang(c, tenantLang(pageTenant(c))))
 			p.message(c, http.StatusTooManyRequests, v, v.T.Throttled, v.T.ThrottledText)
@@ -79,6 +79,9 @@ func (p *Pages) LoginLimit() gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// LoginAllowed is LoginLimit's check, for a page that answers a refusal its own way.
+func (p *Pages) LoginAllowed(c *gin.Context) (bool, time.Duration) { return p.loginLim.AllowClient(c) }
 
 // loginFailed is the one page every refused sign-in shows: it says nothing of why. The
 // reason goes to the log, without personal data.

@@ -233,7 +233,7 @@ func (p *Pages) PageTenant() gin.HandlerFunc {
 // would let anyone fill a stranger's mailbox.
 func (p *Pages) MailLimit() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if ok, wait := p.mailLim.Allow(clientKey(c.ClientIP())); !ok {
+		if ok, wait := p.MailAllowed(c); !ok {
 			RetryAfter(c, wait.Seconds())
 			v := p.view(c, pageTenant(c), p.lang(c, tenantLang(pageTenant(c))))
 			p.message(c, http.StatusTooManyRequests, v, v.T.Throttled, v.T.ThrottledText)
@@ -242,6 +242,9 @@ func (p *Pages) MailLimit() gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// MailAllowed is MailLimit's check, for a page that answers a refusal its own way.
+func (p *Pages) MailAllowed(c *gin.Context) (bool, time.Duration) { return p.mailLim.AllowClient(c) }
 
 func pageTenant(c *gin.Context) *identity.Tenant {
 	t, _ := c.Get(ctxTenant)
@@ -407,34 +410,39 @@ func pageFieldErrors(v templates.AccountView, err error) (map[string]string, boo
 	}
 	out := map[string]string{}
 	for _, f := range e.Fields {
-		msg := v.T.BadPassword
-		switch f.Field {
-		case "email":
-			msg = v.T.BadEmail
-		case "new_email":
-			msg = v.T.BadEmail
-			if f.Message == accounts.SameEmailMessage {
-				msg = v.T.SameEmail
-			}
-		case "current_password":
-			msg = v.T.CurrentWrong
-		case "birth_year":
-			msg = v.T.BadBirthYear
-		case "password", "new_password":
-			switch f.Message {
-			case password.ErrTooShort.Error():
-				msg = v.T.PasswordShort
-			case password.ErrTooLong.Error():
-				msg = v.T.PasswordLong
-			case password.ErrRepeated.Error():
-				msg = v.T.PasswordRepeated
-			case password.ErrInvalidText.Error():
-				msg = v.T.PasswordInvalid
-			}
+		switch {
+		case f.Field == "new_email" && f.Message == accounts.SameEmailMessage:
+			out[f.Field] = v.T.SameEmail
+		case f.Field == "current_password":
+			out[f.Field] = v.T.CurrentWrong
+		default:
+			out[f.Field] = FieldText(v.T.FieldTexts, f)
 		}
-		out[f.Field] = msg
 	}
 	return out, true
+}
+
+// FieldText is what the account forms say of a field the accounts service refused, in the
+// language of texts. The service's own messages are English, for the API.
+func FieldText(texts templates.FieldTexts, f identity.FieldError) string {
+	switch f.Field {
+	case "email", "new_email":
+		return texts.BadEmail
+	case "birth_year":
+		return texts.BadBirthYear
+	case "password", "new_password":
+		switch f.Message {
+		case password.ErrTooShort.Error():
+			return texts.PasswordShort
+		case password.ErrTooLong.Error():
+			return texts.PasswordLong
+		case password.ErrRepeated.Error():
+			return texts.PasswordRepeated
+		case password.ErrInvalidText.Error():
+			return texts.PasswordInvalid
+		}
+	}
+	return texts.BadPassword
 }
 
 // Links between the tenant's pages.

@@ -94,10 +94,15 @@ func clientKey(ip string) string {
 	return p.String()
 }
 
+// AllowClient is Allow for the request's client: its address, or its /64 for IPv6.
+func (r *RateLimiter) AllowClient(c *gin.Context) (bool, time.Duration) {
+	return r.Allow(clientKey(c.ClientIP()))
+}
+
 // Middleware answers 429 with Retry-After when the client is over its limit.
 func (r *RateLimiter) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ok, wait := r.Allow(clientKey(c.ClientIP()))
+		ok, wait := r.AllowClient(c)
 		if !ok {
 			if origin := c.GetHeader("Origin"); origin != "" {
 				// Let a widget read the 429 and its Retry-After instead of a network error.
