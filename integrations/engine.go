@@ -83,7 +83,7 @@ type Result struct {
 	Latency    time.Duration
 	Response   string // at most 1 KiB of the answer or the error
 	Err        error
-	RetryAfter time.Duration // asked for by a 429 or 503
+	RetryAfter time.Duration // asked for by a 429, 502, 503 or 504
 	Gone       bool          // the endpoint no longer exists
 	// Skipped, with a 2xx Status, says the target handled the delivery without sending it,
 	// and why (recorded as status skipped).
@@ -121,8 +121,10 @@ type Options struct {
 	PerTarget int
 	Batch     int           // events or deliveries per transaction (200)
 	Poll      time.Duration // how often to look for work without a wake-up (1 s)
-	Lease     time.Duration // how long a claimed delivery is its engine's (1 min: an attempt takes at most about 47 s)
-	Schedule  []time.Duration
+	// Lease is how long a claimed delivery is its engine's (1 min). An attempt is cut off
+	// shortly before its lease ends (attemptBudget): a webhook's takes at most about 47 s.
+	Lease    time.Duration
+	Schedule []time.Duration
 	// Jitter spreads a retry's wait (default: ±20 %).
 	Jitter  func(time.Duration) time.Duration
 	Log     *slog.Logger
@@ -1019,8 +1021,14 @@ func (e *Engine) attempt(ctx context.Context, d *claimedRow) (finished, bool) {
 	if err != nil {
 		r = Result{Err: err, Response: "unreadable payload"}
 	} else {
-		r = e.sender.Send(ctx, Message{TenantID: d.TenantID, EndpointID: d.EndpointID, ID: d.ID, Type: d.EventType, Body: b, Attempt: d.Attempts,
+		// The attempt ends before its lease does. Past the lease another claim may take the
+		// delivery, or the fan-out supersede it and send a newer change of its key: a call
+		// still made after that (a connector waiting on its vendor's rate limit, an in-call
+		// retry) would reach the receiver after the newer state and undo it.
+		sctx, cancel := context.WithTimeout(ctx, e.attemptBudget())
+		r = e.sender.Send(sctx, Message{TenantID: d.TenantID, EndpointID: d.EndpointID, ID: d.ID, Type: d.EventType, Body: b, Attempt: d.Attempts,
 			SubjectID: d.SubjectID, Purpose: d.Purpose, Seq: d.Seq})
+		cancel()
 	}
 	if ctx.Err() != nil {
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -1034,6 +1042,12 @@ func (e *Engine) attempt(ctx context.Context, d *claimedRow) (finished, bool) {
 		e.opt.Metrics.Attempted(d.EndpointID, outcome, r.Latency)
 	}
 	return finished{d: d, r: r, outcome: outcome}, true
+}
+
+// attemptBudget is how long one attempt may take: its lease, less a margin for claiming,
+// recording, and clocks that differ a little between instances.
+func (e *Engine) attemptBudget() time.Duration {
+	return e.opt.Lease - min(e.opt.Lease/10, 5*time.Second)
 }
 
 // record writes what a batch of attempts got, in one transaction: a log row each, the
@@ -1232,10 +1246,11 @@ func (e *Engine) recordFailure(tx *gorm.DB, f finished, now time.Time) error {
 	if made >= e.MaxAttempts() {
 		return set(StatusDead, ms)
 	}
+	// A Retry-After lengthens the schedule's wait, up to its longest step, and never
+	// shortens it: a receiver that keeps answering "again in a second" would otherwise use
+	// up every attempt within seconds, and the message be dead instead of tried for days.
 	wait := e.opt.Jitter(e.opt.Schedule[min(max(made-1, 0), len(e.opt.Schedule)-1)])
-	if r.RetryAfter > 0 {
-		wait = min(r.RetryAfter, e.opt.Schedule[len(e.opt.Schedule)-1])
-	}
+	wait = max(wait, min(r.RetryAfter, e.opt.Schedule[len(e.opt.Schedule)-1]))
 	return set(StatusPending, now.Add(wait).UnixMilli())
 }
 

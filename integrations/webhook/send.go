@@ -60,7 +60,7 @@ func (s *Service) Send(ctx context.Context, m integrations.Message) integrations
 		RetryWaitMax: s.opt.InCallWait,
 		RetryMax:     s.opt.InCallRetries,
 		CheckRetry:   s.checkRetry,
-		Backoff:      retryablehttp.LinearJitterBackoff,
+		Backoff:      s.backoff,
 		// Each retry is a new attempt at the receiver: a new timestamp, signed again.
 		PrepareRetry: func(req *http.Request) error { sign(req); return nil },
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
@@ -74,7 +74,7 @@ func (s *Service) Send(ctx context.Context, m integrations.Message) integrations
 	body, _ := io.ReadAll(io.LimitReader(res.Body, maxExcerpt))
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20)) // let the connection be reused
 	out := integrations.Result{Status: res.StatusCode, Latency: latency, Response: excerpt(body)}
-	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
+	if throttled(res.StatusCode) {
 		out.RetryAfter = retryAfter(res.Header.Get("Retry-After"), s.now())
 	}
 	return out
@@ -98,7 +98,7 @@ func (s *Service) httpClient() *http.Client {
 
 // checkRetry retries in the call only what is likely gone in a second: a connection that
 // failed (but not one refused as internal, nor a cancelled context) and a 502, 503 or 504
-// that does not ask for a longer wait.
+// that does not ask for a longer wait than InCallWait.
 func (s *Service) checkRetry(ctx context.Context, res *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
@@ -110,15 +110,33 @@ func (s *Service) checkRetry(ctx context.Context, res *http.Response, err error)
 		return true, nil
 	}
 	switch res.StatusCode {
-	case http.StatusBadGateway, http.StatusGatewayTimeout:
-		return true, nil
-	case http.StatusServiceUnavailable:
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		if d := retryAfter(res.Header.Get("Retry-After"), s.now()); d > s.opt.InCallWait {
 			return false, nil // the engine's schedule waits as long as asked
 		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// backoff is the wait before an in-call retry: a linear jitter, but never less than the
+// receiver's Retry-After (checkRetry has made sure that one fits InCallWait).
+func (s *Service) backoff(least, most time.Duration, n int, res *http.Response) time.Duration {
+	d := retryablehttp.LinearJitterBackoff(least, most, n, res)
+	if res != nil && throttled(res.StatusCode) {
+		d = max(d, retryAfter(res.Header.Get("Retry-After"), s.now()))
+	}
+	return d
+}
+
+// throttled says whether a status asks the sender to slow down, so that its Retry-After
+// counts: Standard Webhooks names 429, 502 and 504; 503 is HTTP's own case for it.
+func throttled(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // retryAfter parses Retry-After (seconds or an HTTP date); 0 when absent or malformed.
