@@ -218,9 +218,13 @@ func (e *Engine) Replay(ctx context.Context, tenantID, endpointID, id string, ac
 			}
 		}
 		for _, r := range rows {
+			// Any newer message of the key overtakes this one, whatever its status: a newer
+			// one that failed too is the state to replay, and this one sent after it was
+			// given up on would leave the receiver with the older state (a grant after its
+			// withdrawal).
 			var newer int64
 			if err := tx.Raw(`SELECT COUNT(*) FROM deliveries WHERE tenant_id = ? AND endpoint_id = ? AND subject_id = ? AND purpose = ?
-				AND seq > ? AND status IN ('pending', 'delivered', 'skipped')`, tenantID, endpointID, r.SubjectID, r.Purpose, r.Seq).
+				AND seq > ?`, tenantID, endpointID, r.SubjectID, r.Purpose, r.Seq).
 				Scan(&newer).Error; err != nil {
 				return err
 			}

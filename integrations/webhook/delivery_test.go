@@ -775,3 +775,46 @@ func TestOlderChangeFannedOutLate(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayNeverGoesBackToAFailedNewer: a grant and the withdrawal that followed both
+// failed for good. Replaying the grant alone would leave the receiver believing the person
+// grants: it is superseded instead, and replaying everything sends the withdrawal only.
+func TestReplayNeverGoesBackToAFailedNewer(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		r := newReceiver(t)
+		ep, secret := e.endpoint(t, r.srv.URL, webhook.Input{Purposes: []string{"marketing_email"}})
+		r.secret = secret
+		r.setAnswer(func(int) (int, http.Header) { return 400, nil }) // final: failed
+		e.recordCustomer(t, "F-1", grant("marketing_email"))
+		e.step(t)
+		e.recordCustomer(t, "F-1", withdraw("marketing_email"))
+		e.step(t)
+		failed, err := e.engine.Deliveries(ctx, e.tenant(), ep.ID, integrations.DeliveryFilter{DeadLetters: true})
+		if err != nil || len(failed.Items) != 2 || failed.Items[0].Status != integrations.StatusFailed {
+			t.Fatalf("dead letters %+v, %v", failed.Items, err)
+		}
+		older := failed.Items[1] // newest first
+		if older.Sequence >= failed.Items[0].Sequence {
+			t.Fatalf("not newest first: %+v", failed.Items)
+		}
+		r.setAnswer(nil)
+		if n, err := e.engine.Replay(ctx, e.tenant(), ep.ID, older.ID, "test"); err != nil || n != 0 {
+			t.Fatalf("replaying the older message queued %d, %v", n, err)
+		}
+		e.step(t)
+		if len(r.messages()) != 0 {
+			t.Fatalf("the older state was sent after a newer one: %+v", r.messages()[0].Updated)
+		}
+		if d, err := e.engine.Delivery(ctx, e.tenant(), ep.ID, older.ID); err != nil || d.Status != integrations.StatusSuperseded {
+			t.Fatalf("the older message is %+v, %v", d, err)
+		}
+		if n, err := e.engine.Replay(ctx, e.tenant(), ep.ID, "", "test"); err != nil || n != 1 {
+			t.Fatalf("replay all: %d, %v", n, err)
+		}
+		e.step(t)
+		if got := r.messages(); len(got) != 1 || got[0].Updated.Decision != consent.Withdrawn {
+			t.Fatalf("after replaying all, the receiver got %d messages: %+v", len(got), got)
+		}
+	})
+}
