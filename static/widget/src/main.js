@@ -82,12 +82,16 @@ if (!w.lupa && script) {
       return cfg && who()
     },
     // forget: call it when the person signs out on the site. The browser starts afresh: a
-    // new anonymous device, asked again, since someone else may use it next.
-    forget() {
+    // new anonymous device, asked again, since someone else may use it next. Decisions still
+    // queued go first, while they are still the leaving person's; whatever cannot go is
+    // dropped, since sent later it would make the next person's device (or decide for them).
+    async forget() {
       if (!s) return
+      await soon(box.flush())
       d.cookie = (s.cookie_name || 'lupa_consent') + '=; Path=/; Max-Age=0' + (s.cookie_domain ? '; Domain=' + s.cookie_domain : '')
       try {
         localStorage.removeItem('lupa_receipt')
+        localStorage.removeItem('lupa_queue')
       } catch (e) {}
       location.reload()
     },
@@ -107,7 +111,9 @@ if (!w.lupa && script) {
 
   // decide records one interaction: items are [purpose, on] pairs. A refusal is "objected" on
   // legitimate interest, "withdrawn" when it turns off a standing grant, else "denied". It
-  // returns the purposes whose grant was withdrawn (or objected to).
+  // returns the refused purposes that this browser had granted, lapsed grants too (a new
+  // material version, the re-ask interval): their scripts no longer run, but what they stored
+  // is still here. gone.r says a grant stood on this page view, so its scripts may be running.
   const decide = (method, items, gpcConfirmed) => {
     const t = Math.floor(Date.now() / 1e3), gone = [],
       body = { method, language: cfg.language, ui_hash: cfg.ui_hash, client_time: new Date().toISOString(), decisions: [] }
@@ -115,7 +121,7 @@ if (!w.lupa && script) {
     for (const [p, on] of items) {
       const was = (current(p) || [])[0] == 'g',
         dec = on ? 'granted' : p.legal_basis == 'legitimate_interest' ? 'objected' : was ? 'withdrawn' : 'denied'
-      if (was && !on) gone.push(p)
+      if (!on && (state.p[p.key] || [])[0] == 'g') gone.push(p), (gone.r = gone.r || was)
       state.p[p.key] = method == 'gpc_signal' ? [dec[0], p.version, t, 1] : [dec[0], p.version, t]
       body.decisions.push({ purpose: p.key, version: p.version, decision: dec, text_hash: p.text_hash })
     }
@@ -125,18 +131,30 @@ if (!w.lupa && script) {
     return gone
   }
 
-  // choose is a decision made in the interface. A withdrawal deletes the purpose's storage
-  // and reloads the page (once the request is sent or safely queued) so running scripts stop.
+  // soon waits for a round of sending, at most 2 s: a reload must not wait on a slow network.
+  const soon = sent => Promise.race([sent, new Promise(r => setTimeout(r, 2e3))])
+
+  // choose is a decision made in the interface. Refusing a purpose this browser had granted
+  // deletes the purpose's storage; a withdrawal also reloads the page (once the request is
+  // sent or safely queued) so running scripts stop. The GPC signal (signal) deletes nothing.
   const choose = async (method, items) => {
     const gone = decide(method, items, gpc && items.some(([p, on]) => on && p.gpc_opt_out))
     view.done()
     fire('change')
     const sent = box.flush()
-    if (gone[0]) {
-      wipe(gone, s)
-      await Promise.race([sent, new Promise(r => setTimeout(r, 2e3))])
+    wipe(gone, s)
+    if (gone.r) {
+      await soon(sent)
       location.reload()
     }
+  }
+
+  // signal applies the browser's Global Privacy Control: it refuses the opt-out purposes that
+  // have no standing decision (person-level ones too, once the person is identified), else
+  // applies the state as it is.
+  const signal = () => {
+    const sig = P.filter(p => gpc && p.gpc_opt_out && !current(p))
+    sig[0] ? decide('gpc_signal', sig.map(p => [p, 0])) : apply()
   }
 
   const init = async () => {
@@ -182,10 +200,8 @@ if (!w.lupa && script) {
       if (more || (readCookie(s) || {}).r != state.r) writeCookie(s, saved)
     }, () => token)
 
-    // Global Privacy Control: refuse the opt-out purposes that have no standing decision,
-    // before any script, callback or event sees the state.
-    const sig = P.filter(p => gpc && p.gpc_opt_out && !current(p))
-    sig[0] ? decide('gpc_signal', sig.map(p => [p, 0])) : apply()
+    // Global Privacy Control, before any script, callback or event sees the state.
+    signal()
     ready = 1
     fire('ready')
     box.flush()
@@ -213,12 +229,23 @@ if (!w.lupa && script) {
       j = r && r.ok && (await r.json()),
       all = P.concat(cfg.person_purposes || [])
     if (!j) return console.warn('Lupa: the customer token was not accepted' + (r ? ' (' + r.status + ')' : ''))
+    // The grants that ran their scripts on this page: one the person's own state does not
+    // hold (withdrawn on another device, or never theirs) is cleaned up as a withdrawal here.
+    const ran = P.filter(p => (current(p) || [])[0] == 'g')
     P = all.filter((p, i) => all.findIndex(q => q.key == p.key) == i)
     for (const x of j.state) {
       const l = Object.keys(WORD).find(k => WORD[k] == x.state)
       l && x.decided_at ? (state.p[x.purpose] = [l, x.version, (Date.parse(x.decided_at) / 1e3) | 0]) : delete state.p[x.purpose]
     }
-    apply()
+    // The signal refuses the person-level opt-out purposes (sharing, selling) the person has
+    // not decided, as it did the device's; sent with the token, the refusals are the person's.
+    signal()
+    const sent = box.flush(), gone = ran.filter(p => (state.p[p.key] || [])[0] != 'g')
+    if (gone[0]) {
+      wipe(gone, s)
+      await soon(sent)
+      return location.reload()
+    }
     // Before the first render (the stylesheet still loading) that render shows this state;
     // rendering here too would replace the banner under the visitor's pointer.
     view && render()
