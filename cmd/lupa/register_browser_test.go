@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,6 +93,45 @@ func TestBrowserRegistrationWidget(t *testing.T) {
 		v.waitJS(`location.pathname === "/account"`)
 		if body := evalJS[string](v.browser, `document.body.textContent`); !strings.Contains(body, email) {
 			t.Fatalf("the account page after verification: %q", body)
+		}
+	})
+}
+
+// TestBrowserRegistrationWidgetNamedCookie: with the consent cookie renamed in the banner's
+// settings, the registration form still finds the browser's device and joins its
+// anonymous history to the person who registers. (The loader read the default name only.)
+func TestBrowserRegistrationWidgetNamedCookie(t *testing.T) {
+	chromium(t)
+	eachServer(t, nil, func(t *testing.T, s *testServer) {
+		if r := s.admin(http.MethodPut, "/v1/admin/properties/"+s.demo.WebShop.ID+"/banner", map[string]any{"cookie_name": "kauppa_valinnat"}); r.Status != http.StatusOK {
+			t.Fatalf("banner settings: %d %s", r.Status, r.Body)
+		}
+		shop := newSite(t, s)
+		v := newVisitor(t, shop)
+		v.firstVisit(shop.shop("/", "fi"))
+		v.click(`#lupa-banner [data-lupa-action="accept"]`)
+		s.waitDecisions(t, 2)
+		const id = `JSON.parse(decodeURIComponent(document.cookie.match(/kauppa_valinnat=([^;]*)/)[1])).id`
+		v.waitJS(id)
+		device := evalJS[string](v.browser, id)
+		v.do(chromedp.Navigate(shop.page("/join", registerPage)))
+		frame := v.registrationFrame()
+		email := "nimetty-" + strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:]) + "@esimerkki.fi"
+		err := chromedp.Do(frame,
+			chromedp.WaitVisible(chromedp.CSS(`#email`)),
+			chromedp.SendKeys(chromedp.CSS(`#email`), email),
+			chromedp.SendKeys(chromedp.CSS(`#password`), "pitkä ja hyvä salasana"),
+			chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`p[role=status]`)))
+		if err != nil {
+			t.Fatalf("fill the form: %v", err)
+		}
+		v.waitJS(`window.__registered === true`)
+		ctx := context.Background()
+		ds, err := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: "device", Value: device})
+		ps, err2 := s.app.ids.FindSubject(ctx, s.demo.Tenant.ID, identity.Identifier{Kind: "email", Value: email})
+		if err != nil || err2 != nil || ds.ID != ps.ID {
+			t.Fatalf("the device was not linked to the person: %v %v", err, err2)
 		}
 	})
 }

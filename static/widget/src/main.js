@@ -162,9 +162,6 @@ if (!w.lupa && script) {
       pk = script.dataset.property,
       lang = (script.dataset.lang || d.documentElement.lang.split('-')[0] || navigator.language.split('-')[0] || '').toLowerCase()
     if (!pk) return console.warn('Lupa: the widget script needs data-property="pk_…"')
-    // The registration form is a chunk of its own, fetched only by pages with a place for it.
-    const reg = () => d.querySelector('[data-lupa-register]') && d.head.append(h('script', { src: base + '/v1/static/' + REG, 'data-pk': pk, 'data-lang': lang }))
-    d.readyState == 'loading' ? d.addEventListener('DOMContentLoaded', reg) : reg()
     const css = new Promise(r => {
       const l = h('link', { rel: 'stylesheet', href: base + '/v1/static/' + CSS })
       l.onload = l.onerror = r
@@ -187,6 +184,12 @@ if (!w.lupa && script) {
     P = c.purposes || []
     N = c.necessary || []
     state = Object.assign({ v: 1, id: '', t: 0, p: {}, g: [], r: '' }, readCookie(s))
+    // The registration form is a chunk of its own, fetched only by pages with a place for it.
+    // It reads the device from the consent cookie, whose name the settings may change.
+    const reg = () =>
+      d.querySelector('[data-lupa-register]') &&
+      d.head.append(h('script', { src: base + '/v1/static/' + REG, 'data-pk': pk, 'data-lang': lang, 'data-cookie': s.cookie_name || '' }))
+    d.readyState == 'loading' ? d.addEventListener('DOMContentLoaded', reg) : reg()
     saved = JSON.stringify(state)
     box = outbox(() => (token ? '' : state.id), (j, more) => {
       state.id = j.device_id || state.id

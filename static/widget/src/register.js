@@ -8,12 +8,14 @@ const d = document,
   me = d.currentScript,
   base = new URL(me.src).origin,
   frames = [],
-  // The device this browser has (the consent cookie's id): the form joins its anonymous
-  // history to the new account. It travels in the URL's fragment, which is never sent to a
-  // server or written to a log.
+  // The device this browser has (the consent cookie's id, under the name the widget says):
+  // the form joins its anonymous history to the new account. It travels in the URL's
+  // fragment, which is never sent to a server or written to a log.
+  name = (me.dataset.cookie || 'lupa_consent') + '=',
   device = (() => {
     try {
-      return JSON.parse(decodeURIComponent(d.cookie.match(/(^|; )lupa_consent=([^;]*)/)[2])).id || ''
+      const c = d.cookie.split('; ').find(c => c.startsWith(name))
+      return JSON.parse(decodeURIComponent(c.slice(name.length))).id || ''
     } catch (e) {
       return ''
     }
