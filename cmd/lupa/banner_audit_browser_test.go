@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lupa-cmp/lupa/consent"
@@ -186,6 +187,42 @@ func TestBrowserSignedInWithdrawnElsewhere(t *testing.T) {
 		}
 		if evalJS[bool](v.browser, `lupa.decisions().analytics === "withdrawn"`) != true {
 			t.Fatal("the page does not see the withdrawal")
+		}
+	})
+}
+
+// TestBrowserRefusedGrantNotKept: a grant the server refuses is not kept in the browser. Here
+// the browser sends Sec-GPC: 1 without telling its scripts (navigator.globalPrivacyControl is
+// not set, as with some extensions), so the server refuses Accept all, which grants a
+// purpose the signal opts out of without the confirmation. The widget used to keep the
+// grants in its cookie and go on running the purposes' scripts on every page, with no
+// consent on record; now the purposes are undecided again and the banner asks.
+func TestBrowserRefusedGrantNotKept(t *testing.T) {
+	chromium(t)
+	eachServer(t, nil, func(t *testing.T, s *testServer) {
+		shop := newSite(t, s)
+		v := newVisitor(t, shop)
+		if _, err := chromedp.Call(v.ctx, network.Enable, network.EnableParams{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chromedp.Call(v.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Sec-GPC": "1"}}); err != nil {
+			t.Fatal(err)
+		}
+		url := shop.shop("/", "en")
+		v.firstVisit(url)
+		v.click(`#lupa-banner [data-lupa-action="accept"]`)
+		// The answer has come (the queue is empty) and the grants are gone from the page.
+		v.waitJS(`!localStorage.getItem("lupa_queue") && Object.values(lupa.decisions()).indexOf("granted") < 0`)
+		if d := s.decisions(t); len(d) != 0 {
+			t.Fatalf("the server recorded %v", d)
+		}
+		v.open(url)
+		v.waitBanner()
+		if ran := v.ran(); len(ran) != 0 {
+			t.Fatalf("the next page ran %v without a recorded consent", ran)
+		}
+		if c := v.cookie(); strings.Contains(c, "analytics_storage") {
+			t.Fatalf("the cookie still grants: %q", c)
 		}
 	})
 }

@@ -201,7 +201,14 @@ if (!w.lupa && script) {
       // domain), keep that one: a cookie set by script may be capped to 7 days (Safari).
       saved = JSON.stringify(state)
       if (more || (readCookie(s) || {}).r != state.r) writeCookie(s, saved)
-    }, () => token)
+    }, () => token, b => {
+      // A grant the server refused (its text replaced meanwhile, a privacy signal the page
+      // did not see) is not kept: the page would go on acting on a consent nobody can show.
+      // The purpose is asked again; scripts already running stop with the next page.
+      for (const x of b.decisions) x.decision == 'granted' && (state.p[x.purpose] || [])[1] == x.version && delete state.p[x.purpose]
+      apply()
+      fire('change')
+    })
 
     // Global Privacy Control, before any script, callback or event sees the state.
     signal()

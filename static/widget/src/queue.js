@@ -2,7 +2,8 @@
 // (persisted in localStorage "lupa_queue"); the queue is sent in order, one request at a
 // time, each with its own Idempotency-Key so that a resend is never recorded twice.
 // A network error, 5xx, 429 or an idempotency key still in progress (409) keeps the item
-// for a later try (a later page view, or the "online" event); any other answer removes it.
+// for a later try (a later page view, or the "online" event); any other answer removes it,
+// and a refusal is told to refused(body).
 
 const KEY = 'lupa_queue'
 
@@ -11,7 +12,7 @@ const hex = () => crypto.getRandomValues(new Uint8Array(16)).reduce((s, b) => s 
 
 // outbox returns {add, flush}. deviceId() gives the device id known now; recorded(answer,
 // more) is called with each 201 answer (more: further items wait behind it).
-export const outbox = (deviceId, recorded, token) => {
+export const outbox = (deviceId, recorded, token, refused) => {
   let q = [], busy
   try {
     q = JSON.parse(localStorage[KEY]) || []
@@ -46,7 +47,7 @@ export const outbox = (deviceId, recorded, token) => {
         if (r.status > 499 || r.status == 429 || (r.status == 409 && /idempotency/.test(j.type))) return
         r.ok
           ? recorded(j, q[1])
-          : console.warn('Lupa: a decision was not recorded (' + r.status + ')' + (j.detail ? ': ' + j.detail : ''), j.errors || '')
+          : (console.warn('Lupa: a decision was not recorded (' + r.status + ')' + (j.detail ? ': ' + j.detail : ''), j.errors || ''), refused(it.b))
         q.shift()
         save()
       }
