@@ -42,6 +42,7 @@ type bannerPurpose struct {
 	LegalBasis      string   `json:"legal_basis"`
 	ReaskMonths     int      `json:"reask_months"`
 	Title           string   `json:"title"`
+	Lang            string   `json:"lang"`
 	GPCOptOut       bool     `json:"gpc_opt_out"`
 	ConsentMode     []string `json:"consent_mode"`
 	Vendors         []struct {
@@ -138,6 +139,38 @@ func TestBannerConfigLanguageFallback(t *testing.T) {
 		p, _ := e.ids.PropertyByKey(context.Background(), e.demo.WebShop.PublicKey)
 		_, err := e.svc.BannerConfig(context.Background(), p, "<script>", "")
 		wantField(t, wantCode(t, err, identity.EInvalid), "lang", "language tag")
+	})
+}
+
+// TestPurposeTextLanguage: a purpose without a text in the language asked for is shown in
+// a fallback, and says which, so that the banner and the registration form can mark it
+// (lang) and a screen reader reads it in its own language (WCAG 3.1.2). The others say
+// nothing: they are in the page's language.
+func TestPurposeTextLanguage(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.newPurpose(t, consent.Purpose{Key: "store_wifi", Level: consent.LevelDevice, LegalBasis: consent.BasisConsent}, consent.VersionDetails{})
+		e.newPurpose(t, consent.Purpose{Key: "club_news", Level: consent.LevelPerson, LegalBasis: consent.BasisConsent}, consent.VersionDetails{})
+		for _, lang := range []string{"sv", "en"} {
+			_, doc := e.bannerConfig(t, e.svc, lang)
+			for _, p := range doc.Purposes {
+				want := ""
+				if p.Key == "store_wifi" && lang == "sv" {
+					want = "fi" // the property's default language; it has no Swedish text
+				}
+				if p.Lang != want {
+					t.Errorf("%s in %s: lang %q, want %q (title %q)", p.Key, lang, p.Lang, want, p.Title)
+				}
+			}
+		}
+		form, err := e.svc.RegistrationForm(context.Background(), e.demo.WebShop, "sv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range form.Purposes {
+			if want := map[bool]string{true: "fi"}[p.Key == "club_news"]; p.Lang != want {
+				t.Errorf("registration form, %s: lang %q, want %q", p.Key, p.Lang, want)
+			}
+		}
 	})
 }
 

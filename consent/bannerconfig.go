@@ -68,19 +68,21 @@ type settingsDoc struct {
 }
 
 type purposeDoc struct {
-	Key             string       `json:"key"`
-	Version         int          `json:"version,omitempty"`
-	MaterialVersion int          `json:"material_version,omitempty"`
-	TextHash        string       `json:"text_hash,omitempty"`
-	LegalBasis      string       `json:"legal_basis,omitempty"`
-	GPCOptOut       bool         `json:"gpc_opt_out"`
-	ReaskMonths     int          `json:"reask_months,omitempty"`
-	Title           string       `json:"title"`
-	Description     string       `json:"description"`
-	PolicyURL       string       `json:"policy_url"`
-	ConsentMode     []string     `json:"consent_mode"`
-	Vendors         []Vendor     `json:"vendors"`
-	Storage         []storageDoc `json:"storage"`
+	Key             string `json:"key"`
+	Version         int    `json:"version,omitempty"`
+	MaterialVersion int    `json:"material_version,omitempty"`
+	TextHash        string `json:"text_hash,omitempty"`
+	LegalBasis      string `json:"legal_basis,omitempty"`
+	GPCOptOut       bool   `json:"gpc_opt_out"`
+	ReaskMonths     int    `json:"reask_months,omitempty"`
+	Title           string `json:"title"`
+	Description     string `json:"description"`
+	// Lang is the language of Title and Description when the one asked for has no text.
+	Lang        string       `json:"lang,omitempty"`
+	PolicyURL   string       `json:"policy_url"`
+	ConsentMode []string     `json:"consent_mode"`
+	Vendors     []Vendor     `json:"vendors"`
+	Storage     []storageDoc `json:"storage"`
 }
 
 type storageDoc struct {
@@ -237,6 +239,9 @@ func purposeEntry(cp *CatalogPurpose, b *BannerSettings, lang, fallback string, 
 	text, textLang := cp.Latest.TextFor(lang, fallback)
 	d := purposeDoc{Key: cp.Key, Title: text.Title, Description: text.Description, PolicyURL: text.PolicyURL,
 		ConsentMode: consentModeOf(b, cp.Purpose), Vendors: cp.Inventory.Vendors, Storage: []storageDoc{}}
+	if textLang != lang {
+		d.Lang = textLang // so that a screen reader reads it in its own language
+	}
 	for _, it := range cp.Inventory.Storage {
 		d.Storage = append(d.Storage, storageDoc{Name: it.Name, Kind: it.Kind, Duration: duration(it, lang), Domain: it.Domain})
 	}

@@ -152,6 +152,7 @@ type RegistrationForm struct {
 // FormPurpose is one box of the registration form.
 type FormPurpose struct {
 	Key, Title, Description, PolicyURL string
+	Lang                               string // of Title and Description, when not the form's
 	Version                            int
 	TextHash                           string
 	Recipients                         []string
@@ -177,6 +178,9 @@ func (s *Service) RegistrationForm(ctx context.Context, p *identity.Property, la
 		text, textLang := cp.Latest.TextFor(lang, p.DefaultLanguage)
 		fp := FormPurpose{Key: cp.Key, Title: text.Title, Description: text.Description, PolicyURL: text.PolicyURL,
 			Version: cp.Latest.Number, TextHash: cp.Latest.TextHashes[textLang], DoubleOptIn: cp.DoubleOptIn, Recipients: []string{}}
+		if textLang != lang {
+			fp.Lang = textLang
+		}
 		for _, r := range cp.Latest.Details.Recipients {
 			fp.Recipients = append(fp.Recipients, r.LegalName)
 		}

@@ -3,7 +3,7 @@
 package static
 
 // WidgetJS is the file name of the widget bundle in Files (served under /v1/static/).
-const WidgetJS = "widget.e9953269.js"
+const WidgetJS = "widget.3ba7deeb.js"
 
 // WidgetCSS is the file name of the widget stylesheet in Files (served under /v1/static/).
 const WidgetCSS = "widget.9e6284d3.css"
@@ -14,7 +14,7 @@ const RegisterJS = "register.a31ce586.js"
 // Build identifies this build of the widget: a hash over everything shipped (the bundle
 // with its interface strings, the stylesheet and the stub). The widget sends it as
 // ?build= when it fetches its configuration.
-const Build = "5c6d7c1e4cebb71d"
+const Build = "daafb12118c0d1ce"
 
 // StubJS is the minified Consent Mode stub that site owners paste inline before gtag.js.
 const StubJS = "(function(a){var o=a.dataLayer=a.dataLayer||[],r=a.gtag=a.gtag||function(){o.push(arguments)},e={security_storage:\"granted\",wait_for_update:500},n=[];try{n=JSON.parse(decodeURIComponent(document.cookie.match(/(^|; )lupa_consent=([^;]*)/)[2])).g||[]}catch(t){}\"ad_storage ad_user_data ad_personalization analytics_storage functionality_storage personalization_storage\".split(\" \").forEach(function(t){e[t]=n.indexOf(t)<0?\"denied\":\"granted\"}),r(\"consent\",\"default\",e)})(window);"

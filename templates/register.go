@@ -29,6 +29,7 @@ type RegisterView struct {
 // RegisterPurpose is one unticked box of the form.
 type RegisterPurpose struct {
 	Key, Title, Description, PolicyURL string
+	Lang                               string // of Title and Description, when not the form's
 	Recipients                         []string
 	Checked                            bool
 	DoubleOptIn                        bool

@@ -226,3 +226,46 @@ func TestBrowserRefusedGrantNotKept(t *testing.T) {
 		}
 	})
 }
+
+// TestBrowserFallbackTextsSayTheirLanguage: a purpose with no text in the page's language is
+// shown in the property's default one, and its title and description say so (lang), in the
+// banner's settings and in the registration form, so that a screen reader reads them in
+// their own language (WCAG 3.1.2). The interface's own words stay in the page's language.
+func TestBrowserFallbackTextsSayTheirLanguage(t *testing.T) {
+	chromium(t)
+	eachServer(t, nil, func(t *testing.T, s *testServer) {
+		for _, p := range []map[string]any{{"key": "store_wifi", "level": "device"}, {"key": "club_news", "level": "person"}} {
+			p["legal_basis"] = "consent"
+			if r := s.admin(http.MethodPost, "/v1/admin/purposes", p); r.Status != http.StatusCreated {
+				t.Fatalf("create %v: %d %s", p["key"], r.Status, r.Body)
+			}
+			r := s.admin(http.MethodPost, "/v1/admin/purposes/"+p["key"].(string)+"/versions", map[string]any{"material": true,
+				"texts": map[string]any{"fi": map[string]any{"title": "Myymälän Wi-Fi", "description": "Vain suomeksi."}}})
+			if r.Status != http.StatusCreated {
+				t.Fatalf("version: %d %s", r.Status, r.Body)
+			}
+			s.publishVersion(t, p["key"].(string), 1)
+		}
+		shop := newSite(t, s)
+		v := newVisitor(t, shop)
+		v.firstVisit(shop.shop("/", "en"))
+		v.settings()
+		got := evalJS[[]string](v.browser, `Array.prototype.map.call(document.querySelectorAll("#lupa-settings [lang]"), function (e) { return e.getAttribute("lang") + ":" + e.textContent; })`)
+		if !slices.Equal(got, []string{"fi:Myymälän Wi-Fi", "fi:Vain suomeksi."}) {
+			t.Fatalf("marked in the settings layer: %q", got)
+		}
+		v.do(chromedp.Navigate(shop.page("/join", strings.Replace(registerPage, `<html lang="fi">`, `<html lang="en">`, 1))))
+		frame := v.registrationFrame()
+		if err := chromedp.Do(frame, chromedp.WaitVisible(chromedp.CSS(`#email`))); err != nil {
+			t.Fatal(err)
+		}
+		marked, err := chromedp.Run(frame, chromedp.Evaluate[[]string](
+			`Array.prototype.map.call(document.querySelectorAll("form [lang]"), function (e) { return e.getAttribute("lang") + ":" + e.textContent.trim(); })`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(marked, []string{"fi:Myymälän Wi-Fi", "fi:Vain suomeksi."}) {
+			t.Fatalf("marked in the registration form: %q", marked)
+		}
+	})
+}

@@ -220,7 +220,7 @@ func (r *Registration) view(c *gin.Context, pk, origin, lang string) (templates.
 	r.providerButtons(c, p, &v)
 	for _, fp := range form.Purposes {
 		v.Purposes = append(v.Purposes, templates.RegisterPurpose{Key: fp.Key, Title: fp.Title, Description: fp.Description,
-			PolicyURL: fp.PolicyURL, Recipients: fp.Recipients, DoubleOptIn: fp.DoubleOptIn})
+			Lang: fp.Lang, PolicyURL: fp.PolicyURL, Recipients: fp.Recipients, DoubleOptIn: fp.DoubleOptIn})
 	}
 	return v, p, http.StatusOK
 }

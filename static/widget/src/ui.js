@@ -32,11 +32,11 @@ export function ui(c) {
   const block = (p, id, sw) =>
     h('div', { class: 'lupa-p' },
       sw
-        ? h('label', { class: 'lupa-ph' }, h('span', {}, p.title),
+        ? h('label', { class: 'lupa-ph' }, h('span', { lang: p.lang }, p.title),
             h('input', { type: 'checkbox', role: 'switch', 'data-lupa-purpose-switch': p.key, 'aria-describedby': id,
               checked: (current(p) || [])[0] == 'g' }))
-        : h('div', { class: 'lupa-ph' }, h('span', {}, p.title), h('span', {}, T.always)),
-      h('p', { id }, p.description),
+        : h('div', { class: 'lupa-ph' }, h('span', { lang: p.lang }, p.title), h('span', {}, T.always)),
+      h('p', { id, lang: p.lang }, p.description),
       p.legal_basis == 'legitimate_interest' && h('p', {}, T.li),
       ((p.vendors || [])[0] || (p.storage || [])[0] || p.policy_url) &&
         h('details', {}, h('summary', {}, T.more),
