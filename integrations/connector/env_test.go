@@ -50,6 +50,7 @@ func newEnv(t *testing.T, db *sqldb.DB) *env {
 	ids := identity.New(db, keys, clk.Now)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := consent.NewService(db, ids, keys, clk.Now, log)
+	svc.OnErase(connector.EraseStatements) // as cmd/lupa wires it
 	w := svc.StartWriter(consent.WriterOptions{})
 	t.Cleanup(w.Close)
 	demo, err := svc.SeedDemo(ctx, []string{"https://shop.example"})

@@ -417,24 +417,22 @@ func (s *Service) emailChanged(ctx context.Context, c *clients, m integrations.M
 	return synced("the record moved to the person's new address")
 }
 
-// erase deletes the person at the vendor under every address the connector knows of them.
+// erase deletes the person at the vendor under every address the connector knows of them:
+// every email address of the person in Lupa and every address the connector wrote for them
+// — under the subject the delivery names and under each subject merged with it, whose
+// records at the vendor are the same person's (PersonSubjects). The delivery's success is
+// the data map's confirmation that the vendor holds nothing more of the person.
 func (s *Service) erase(ctx context.Context, c *clients, m integrations.Message) integrations.Result {
-	email, err := s.email(ctx, m.TenantID, m.SubjectID)
+	subjects, err := PersonSubjects(s.db.Write.WithContext(ctx), m.TenantID, m.SubjectID)
 	if err != nil {
 		return failure(err)
 	}
-	old, err := s.held(ctx, c, m.SubjectID)
+	addrs, err := s.addressesOf(ctx, c, subjects)
 	if err != nil {
 		return failure(err)
-	}
-	var addrs []string
-	for _, a := range []string{old, email} {
-		if a != "" && !slices.Contains(addrs, a) {
-			addrs = append(addrs, a)
-		}
 	}
 	if len(addrs) == 0 {
-		return skipped("Lupa holds no address of the person: nothing to erase")
+		return s.nothingToErase(ctx, m.TenantID, subjects)
 	}
 	gone := func(err error) bool { return err == nil || errors.Is(err, vendorhttp.ErrNotFound) }
 	for _, a := range addrs {
@@ -455,8 +453,57 @@ func (s *Service) erase(ctx context.Context, c *clients, m integrations.Message)
 			}
 		}
 	}
-	if err := s.release(ctx, c, m.SubjectID); err != nil {
-		return failure(err)
+	for _, subject := range subjects {
+		if err := s.release(ctx, c, subject); err != nil {
+			return failure(err)
+		}
 	}
 	return synced("erased at " + c.conn.Vendor)
+}
+
+// nothingToErase answers an erasure for which Lupa holds no address of the person. A
+// person Lupa never had an address for was never written to the vendor: skipped, and the
+// acknowledgement confirms the erasure in the data map. A person already erased in Lupa
+// (the evidence sweep, or an erasure that ran before this delivery) has lost the addresses,
+// and with them the connector's record of what it wrote: the vendor may still hold them,
+// so the delivery fails for good and the system stays unconfirmed until an admin erases
+// the person at the vendor by hand and confirms it.
+func (s *Service) nothingToErase(ctx context.Context, tenantID string, subjects []string) integrations.Result {
+	var erased int64
+	if err := s.db.Write.WithContext(ctx).Raw(`SELECT COUNT(*) FROM subjects WHERE tenant_id = ? AND id IN ? AND erased_at IS NOT NULL`,
+		tenantID, subjects).Scan(&erased).Error; err != nil {
+		return failure(err)
+	}
+	if erased == 0 {
+		return skipped("Lupa holds no address of the person: nothing to erase")
+	}
+	const msg = "the person was erased in Lupa before this erasure reached the vendor: Lupa no longer knows the address; " +
+		"erase them at the vendor by hand and confirm it in the data map"
+	return integrations.Result{Err: errors.New("connector: " + msg), Outcome: integrations.OutcomeFinal, Response: msg}
+}
+
+// addressesOf lists, once each, the email addresses of the subjects in Lupa and those the
+// connector last wrote for them.
+func (s *Service) addressesOf(ctx context.Context, c *clients, subjects []string) ([]string, error) {
+	var out, seen []string
+	add := func(a string) {
+		if n := identity.NormalizeEmail(a); n != "" && !slices.Contains(seen, n) {
+			seen, out = append(seen, n), append(out, a)
+		}
+	}
+	for _, subject := range subjects {
+		ids, err := s.ids.IdentifierValues(ctx, c.conn.TenantID, subject, identity.IDEmail)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			add(id.Value)
+		}
+		held, err := s.held(ctx, c, subject)
+		if err != nil {
+			return nil, err
+		}
+		add(held)
+	}
+	return out, nil
 }

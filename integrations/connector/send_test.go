@@ -356,19 +356,7 @@ func TestErasureAtVendors(t *testing.T) {
 		if n := e.count(t, "connector_members", "tenant_id = ? AND subject_id = ?", e.tenant(), sid); n != 3 {
 			t.Fatalf("%d connector members, want 3", n)
 		}
-		var pseudonym string
-		var seq int64
-		if err := e.db.Write.Raw("SELECT pseudonym FROM subjects WHERE tenant_id = ? AND id = ?", e.tenant(), sid).Scan(&pseudonym).Error; err != nil {
-			t.Fatal(err)
-		}
-		if err := e.db.Write.Raw("SELECT max(subject_seq) FROM domain_events WHERE tenant_id = ? AND subject_id = ?", e.tenant(), sid).Scan(&seq).Error; err != nil {
-			t.Fatal(err)
-		}
-		if err := e.db.Write.Exec(`INSERT INTO domain_events (tenant_id, id, type, schema_version, subject_id, subject_seq, payload, created_at)
-			VALUES (?, ?, 'subject.erasure_approved', 1, ?, ?, ?, ?)`, e.tenant(), identity.NewID(), sid, seq+1,
-			`{"subject":"`+pseudonym+`","subject_id":"`+sid+`","at":"2026-11-26T10:00:00Z","request_id":"dsr-1"}`, e.clock.Now().UnixMilli()).Error; err != nil {
-			t.Fatal(err)
-		}
+		e.approveErasure(t, sid)
 		e.step(t)
 		if !mc.Deleted("aud1", "anna@example.com") || !hs.Deleted("anna@example.com") || !kv.Deleted("anna@example.com") {
 			t.Fatalf("erased: mailchimp %v hubspot %v klaviyo %v", mc.Deleted("aud1", "anna@example.com"),
@@ -379,6 +367,105 @@ func TestErasureAtVendors(t *testing.T) {
 		}
 		if got := statuses(e.deliveries(t, mcc.ID), integrations.TypeSubjectErasureApproved); len(got) != 1 || got[0] != integrations.StatusDelivered {
 			t.Fatalf("erasure delivery %v", got)
+		}
+	})
+}
+
+// approveErasure writes the event the request queue writes when it approves the erasure
+// of the subject.
+func (e *env) approveErasure(t *testing.T, sid string) {
+	t.Helper()
+	var pseudonym string
+	var seq int64
+	if err := e.db.Write.Raw("SELECT COALESCE(pseudonym, '') FROM subjects WHERE tenant_id = ? AND id = ?", e.tenant(), sid).Scan(&pseudonym).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Write.Raw("SELECT max(subject_seq) FROM domain_events WHERE tenant_id = ? AND subject_id = ?", e.tenant(), sid).Scan(&seq).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Write.Exec(`INSERT INTO domain_events (tenant_id, id, type, schema_version, subject_id, subject_seq, payload, created_at)
+		VALUES (?, ?, 'subject.erasure_approved', 1, ?, ?, ?, ?)`, e.tenant(), identity.NewID(), sid, seq+1,
+		`{"subject":"`+pseudonym+`","subject_id":"`+sid+`","at":"2026-11-26T10:00:00Z","request_id":"dsr-1"}`, e.clock.Now().UnixMilli()).Error; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestErasureReachesMergedPersons: a CIAM merged Anna's account into Bob's after the
+// connector had written each under their own subject. The erasure of the survivor is the
+// erasure of both: it deletes both records at the vendor, and the connector forgets the
+// address it wrote under the merged subject too, before its acknowledgement confirms the
+// erasure.
+func TestErasureReachesMergedPersons(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		mc := mailchimptest.New(t, mailchimptest.Options{})
+		mcc := mailchimpConnector(t, e, mc)
+		e.record(t, "bob@example.com", grant("marketing_email"))
+		e.step(t)
+		e.clock.Add(time.Second)
+		e.record(t, "anna@example.com", grant("marketing_email"))
+		e.step(t)
+		anna, bob := e.subject(t, "anna@example.com"), e.subject(t, "bob@example.com")
+		if _, err := e.svc.MergePersons(context.Background(), e.tenant(), identity.Identifier{Kind: identity.IDEmail, Value: "anna@example.com"},
+			identity.Identifier{Kind: identity.IDEmail, Value: "bob@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+		e.step(t)
+		if n := e.count(t, "connector_members", "tenant_id = ? AND subject_id = ?", e.tenant(), anna); n != 1 {
+			t.Fatalf("%d addresses under the merged subject before the erasure, want 1", n)
+		}
+
+		e.approveErasure(t, bob)
+		e.step(t)
+		for _, a := range []string{"anna@example.com", "bob@example.com"} {
+			if !mc.Deleted("aud1", a) {
+				t.Errorf("%s is still at mailchimp after the erasure was acknowledged", a)
+			}
+		}
+		if n := e.count(t, "connector_members", "tenant_id = ? AND subject_id IN ?", e.tenant(), []string{anna, bob}); n != 0 {
+			t.Errorf("%d addresses kept after the erasure", n)
+		}
+		if got := statuses(e.deliveries(t, mcc.ID), integrations.TypeSubjectErasureApproved); len(got) != 1 || got[0] != integrations.StatusDelivered {
+			t.Fatalf("erasure delivery %v", got)
+		}
+	})
+}
+
+// TestErasureAfterLupaErased: the person was erased in Lupa (the evidence sweep, say)
+// before the approved erasure reached the connector, taking the addresses with it. The
+// connector cannot erase at the vendor, and must not acknowledge as if it had: the
+// acknowledgement would be the data map's confirmation that the vendor holds nothing.
+func TestErasureAfterLupaErased(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		mc := mailchimptest.New(t, mailchimptest.Options{})
+		mcc := mailchimpConnector(t, e, mc)
+		e.record(t, "anna@example.com", grant("marketing_email"))
+		e.step(t)
+		sid := e.subject(t, "anna@example.com")
+		e.approveErasure(t, sid)
+		if err := e.svc.EraseSubject(context.Background(), e.tenant(), sid, "evidence period ended", identity.ActorSystem); err != nil {
+			t.Fatal(err)
+		}
+		e.step(t)
+		if mc.Deleted("aud1", "anna@example.com") {
+			t.Fatal("deleted without an address?")
+		}
+		got := statuses(e.deliveries(t, mcc.ID), integrations.TypeSubjectErasureApproved)
+		if len(got) != 1 || got[0] != integrations.StatusFailed {
+			t.Fatalf("erasure delivery %v, want failed: the vendor was never told", got)
+		}
+
+		// A person Lupa never had an address for was never written there: skipped.
+		e.recordCustomer(t, "C-9", grant("marketing_email"))
+		e.step(t)
+		var nobody string
+		if err := e.db.Write.Raw(`SELECT subject_id FROM identifiers WHERE tenant_id = ? AND kind = ?`, e.tenant(),
+			identity.IDCustomerNumber).Scan(&nobody).Error; err != nil || nobody == "" {
+			t.Fatalf("the customer: %q %v", nobody, err)
+		}
+		e.approveErasure(t, nobody)
+		e.step(t)
+		if got := statuses(e.deliveries(t, mcc.ID), integrations.TypeSubjectErasureApproved); len(got) != 2 || got[1] != integrations.StatusSkipped {
+			t.Fatalf("erasure deliveries %v, want the second skipped", got)
 		}
 	})
 }

@@ -124,7 +124,8 @@ func insertConfirmation(tx *gorm.DB, row confirmationRow) (bool, error) {
 
 // ErasureDelivered records, in the delivery engine's transaction, that the webhook endpoint
 // or connector connectionID acknowledged subject.erasure_approved for the request: it is the
-// confirmation of the data-map system that names that connection (of either kind), once
+// confirmation of the data-map system that names that connection (of either kind) and
+// whose requests go through it (dsr method webhook or connector), once
 // (a repeated acknowledgement changes nothing). A connection no system names confirms
 // nothing; a request id that is not one of the tenant's erasure requests is ignored (the
 // engine must not fail on an event it cannot place). Either way the request's completeness
@@ -144,9 +145,12 @@ func (s *Service) ErasureDelivered(tx *gorm.DB, tenantID, subjectID, requestID, 
 	if req.Kind != identity.DSRErasure {
 		return nil
 	}
+	// Only a system whose requests go through the connection: for one whose erasures a
+	// person carries out (dsr method manual), the endpoint's 2xx says the event arrived,
+	// not that the owner's task is done.
 	var systems []string
-	if err := tx.Raw(`SELECT id FROM data_map_systems WHERE tenant_id = ? AND connection_id = ? ORDER BY id`,
-		tenantID, connectionID).Scan(&systems).Error; err != nil {
+	if err := tx.Raw(`SELECT id FROM data_map_systems WHERE tenant_id = ? AND connection_id = ? AND dsr_method IN ? ORDER BY id`,
+		tenantID, connectionID, []string{DSRWebhook, DSRConnector}).Scan(&systems).Error; err != nil {
 		return err
 	}
 	ms := at.UnixMilli()
@@ -248,8 +252,10 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 	}
 	// Lupa's copies of the address: the email identifiers (the sealed address and its
 	// lookup hash) and the address each connector last wrote for the subject — and for the
-	// subject it was merged into since, which holds its identifiers now (the same person).
-	subjects, err := mergedChain(tx, tenantID, req.SubjectID)
+	// person it was merged into since, which holds its identifiers now, and every subject
+	// merged into that person, under which a connector may still hold an address (the
+	// same person: connector.PersonSubjects).
+	subjects, err := connector.PersonSubjects(tx, tenantID, req.SubjectID)
 	if err != nil {
 		return false, err
 	}
@@ -272,24 +278,6 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 	req.EmailErasedAt = &ms
 	return true, identity.WriteAudit(tx, tenantID, actor, ActionEmailErased, erasureObjectType, req.ID, nil,
 		map[string]any{"subject_id": req.SubjectID, "email_identifiers": identifiers}, at)
-}
-
-// mergedChain is the subject and those it was merged into, in turn (at most ten: merges
-// point one way, but a bad row must not loop forever).
-func mergedChain(tx *gorm.DB, tenantID, subjectID string) ([]string, error) {
-	out := []string{subjectID}
-	for range 10 {
-		var next []struct{ MergedInto *string }
-		if err := tx.Raw(`SELECT merged_into FROM subjects WHERE tenant_id = ? AND id = ?`, tenantID, out[len(out)-1]).
-			Scan(&next).Error; err != nil {
-			return nil, err
-		}
-		if len(next) == 0 || next[0].MergedInto == nil || *next[0].MergedInto == "" || slices.Contains(out, *next[0].MergedInto) {
-			break
-		}
-		out = append(out, *next[0].MergedInto)
-	}
-	return out, nil
 }
 
 // recheckErasures runs the completeness check of every erasure request of the tenant whose

@@ -389,3 +389,75 @@ func TestErasureFollowsMerges(t *testing.T) {
 		}
 	})
 }
+
+// TestErasureReachesSubjectsMergedIn: the request names the surviving person; another
+// person merged into it since still has the address a connector wrote under its own
+// subject (a merge moves identifiers, not connector_members). Lupa's copy of that address
+// goes too, and so does one under a subject merged into that one in turn.
+func TestErasureReachesSubjectsMergedIn(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e, _ := newEnv(t, db)
+		tenant := e.other // an empty map: the first check completes the request
+		into, request := e.person(t, tenant, "S-1", "survivor@example.fi")
+		from, _ := e.person(t, tenant, "S-2", "merged@example.fi")
+		device, _ := e.person(t, tenant, "S-3")
+		for _, m := range [][2]string{{from, into}, {device, from}} {
+			for _, q := range []string{`UPDATE identifiers SET subject_id = ? WHERE tenant_id = ? AND subject_id = ?`,
+				`UPDATE subjects SET merged_into = ? WHERE tenant_id = ? AND id = ?`} {
+				if err := e.db.Write.Exec(q, m[1], tenant, m[0]).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, s := range []string{into, from, device} {
+			if err := e.db.Write.Exec(`INSERT INTO connector_members (tenant_id, connector_id, subject_id, email_ct, email_kid, updated_at)
+				VALUES (?, 'con_1', ?, ?, 'test', 0)`, tenant, s, []byte("sealed address")).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.delivered(t, tenant, into, request, "wh-anything", time.Now())
+		if n := e.identifiers(t, tenant, into, identity.IDEmail); n != 0 {
+			t.Fatalf("%d email identifiers left", n)
+		}
+		var left int64
+		if err := e.db.Read.Raw(`SELECT COUNT(*) FROM connector_members WHERE tenant_id = ?`, tenant).Scan(&left).Error; err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Fatalf("%d addresses a connector wrote are still kept after the erasure", left)
+		}
+	})
+}
+
+// TestDeliveryConfirmsOnlyItsRoute: a system the tenant's webhook endpoint informs of
+// consent changes, but whose erasures a person carries out (dsr method manual), is not
+// confirmed by the endpoint's acknowledgement: a 2xx says the event arrived, not that the
+// owner's task is done. Only its owner's confirmation counts, and the email stays until then.
+func TestDeliveryConfirmsOnlyItsRoute(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e, _ := newEnv(t, db)
+		ctx := context.Background()
+		tenant := e.other // an empty map but this system
+		e.endpoint(t, tenant, "wh-1")
+		s := tills(tenant)
+		s.Name, s.Connection = "CRM", &datamap.Connection{Kind: datamap.ConnectionWebhook, ID: "wh-1"}
+		crm, err := e.svc.Create(ctx, s, identity.ActorSystem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject, request := e.person(t, tenant, "R-1", "rita@example.fi")
+		e.delivered(t, tenant, subject, request, "wh-1", time.Now())
+		if n := e.confirmations(t, tenant, request); n != 0 {
+			t.Fatalf("the endpoint's acknowledgement confirmed a manual task (%d confirmations)", n)
+		}
+		if n := e.identifiers(t, tenant, subject, identity.IDEmail); n != 1 {
+			t.Fatalf("the email went before the owner confirmed (%d left)", n)
+		}
+		if _, err := e.svc.ConfirmErasure(ctx, tenant, crm.ID, request, "deleted in the CRM", identity.ActorAPIKey("k1")); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.identifiers(t, tenant, subject, identity.IDEmail); n != 0 {
+			t.Fatalf("%d email identifiers after the owner confirmed", n)
+		}
+	})
+}
