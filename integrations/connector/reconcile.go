@@ -35,7 +35,9 @@ import (
 //
 // Recording goes through RecordFromSystem like the webhooks: only what is granted now and
 // was decided in Lupa before the vendor's time, so a re-read, an overlap with a webhook or
-// the echo of Lupa's own unsubscribe records nothing.
+// the echo of Lupa's own unsubscribe records nothing. Mailchimp's walk relies on that: when
+// members change under it, it reads a page again rather than skip one (Client.Changed); if
+// they keep changing it fails, and the audience's cursor stays where it was.
 //
 // The cursor (connectors.reconcile_cursor) is a JSON object from a source to the newest
 // vendor-side time applied from it, RFC 3339 in UTC:

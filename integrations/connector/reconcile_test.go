@@ -130,6 +130,45 @@ func TestReconcileMailchimp(t *testing.T) {
 	})
 }
 
+// TestReconcileMailchimpMembersChangeDuringWalk: a member already read resubscribes at
+// Mailchimp between two pages of the walk. The member then at the page boundary (anna)
+// must still be read and recorded, not passed over by the cursor; a second run records
+// nothing more.
+func TestReconcileMailchimpMembersChangeDuringWalk(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		mc, c := inboundMailchimp(t, e)
+		e.record(t, "anna@example.com", grant("marketing_email"))
+		e.record(t, "bert@example.com", grant("marketing_email"))
+		e.step(t)
+		base := e.clock.Now().Add(time.Minute)
+		const n = 1200 // more than a page (1000); the others are unknown to Lupa
+		for i := range n {
+			email := fmt.Sprintf("m%04d@example.com", i)
+			switch i {
+			case 5:
+				email = "bert@example.com" // on the first page
+			case 1000:
+				email = "anna@example.com" // first of the second page
+			}
+			mc.PutMember("aud1", email, "unsubscribed", base.Add(time.Duration(i)*time.Second))
+		}
+		e.clock.Add(time.Hour)
+		mc.OnList(func(k int) {
+			if k == 1 { // before the second page bert, read already, resubscribes
+				mc.PutMember("aud1", "bert@example.com", "subscribed", e.clock.Now())
+			}
+		})
+		e.reconcile(t, c.ID, 2)
+		for _, p := range []string{"anna@example.com", "bert@example.com"} {
+			if s := e.state(t, p, "marketing_email"); s != consent.StateWithdrawn {
+				t.Fatalf("%s: %s", p, s)
+			}
+		}
+		mc.OnList(nil)
+		e.reconcile(t, c.ID, 0)
+	})
+}
+
 // TestReconcileHubSpot: the statuses of the addresses the connector wrote are read back;
 // UNSUBSCRIBED on a mapped subscription withdraws that purpose only.
 func TestReconcileHubSpot(t *testing.T) {

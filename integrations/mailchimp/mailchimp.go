@@ -257,49 +257,119 @@ func (c *Client) Get(ctx context.Context, listID, email string) (*Member, error)
 const PageSize = 1000
 
 type membersPage struct {
-	Members    []Member `json:"members"`
-	TotalItems int      `json:"total_items"`
+	Members []Member `json:"members"`
 }
 
 // Changed calls fn for every member of the list whose status is one of statuses
 // (default unsubscribed and cleaned) and whose record changed at or after since, oldest
 // change first, page by page. fn returning an error stops the walk with that error.
+// fn may see a member more than once (a walk that lost its place reads a page again, see
+// walkStatus), so it must be idempotent. A walk that loses its place too often in a row
+// fails with ErrRetryable.
 // The engine stores the newest LastChanged it has applied and passes it as the next since.
 func (c *Client) Changed(ctx context.Context, listID string, since time.Time, statuses []string, fn func(Member) error) error {
 	if len(statuses) == 0 {
 		statuses = []string{StatusUnsubscribed, StatusCleaned}
 	}
 	for _, st := range statuses {
-		for offset := 0; ; {
-			q := url.Values{}
-			q.Set("status", st)
-			if !since.IsZero() {
-				q.Set("since_last_changed", since.UTC().Format(time.RFC3339))
-			}
-			q.Set("sort_field", "last_changed")
-			q.Set("sort_dir", "ASC")
-			q.Set("count", strconv.Itoa(PageSize))
-			q.Set("offset", strconv.Itoa(offset))
-			var page membersPage
-			err := c.do(ctx, vendorhttp.Call{
-				Op: "list changed members", Method: http.MethodGet,
-				URL: c.base + "/lists/" + url.PathEscape(listID) + "/members?" + q.Encode(), Out: &page,
-			})
-			if err != nil {
-				return err
-			}
-			for _, m := range page.Members {
-				if err := fn(m); err != nil {
-					return err
-				}
-			}
-			offset += len(page.Members)
-			if len(page.Members) == 0 || offset >= page.TotalItems {
-				break
-			}
+		if err := c.walkStatus(ctx, listID, since, st, fn); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// maxShifts is how many times in a row a walk may find its place lost before it gives up.
+const maxShifts = 5
+
+// walkStatus calls fn for the members of one status changed since, oldest change first.
+//
+// Plain offset paging skips a member whenever one already read leaves the set during the
+// walk (it resubscribed, or changed again and moved to the end): everything after it
+// shifts one place left, and the member at the next page boundary is never read, while
+// the caller's cursor moves past it. So every page after the first starts one place early,
+// at the last member read (the anchor), and the walk goes on only if the anchor is still
+// there. That proves nothing was skipped: members only leave, or change and are stamped
+// with Mailchimp's current time, which sorts them after the anchor; so nothing can enter
+// before the anchor, and if it kept its place nothing before it left either. (Members of
+// one second are assumed to keep their order between two reads, as offset paging needs
+// anyway, and a change made within the anchor's own second to sort after it.)
+//
+// When the anchor moved, the walk reads again from a second before its last_changed, at
+// offset 0: every member changed before that second was read already (a member cannot
+// move back in time), and the second of overlap covers a filter that may be exclusive.
+// Members of that second are passed to fn again. This is not keyset paging alone because
+// more members than a page can share one second (an import, a bulk unsubscribe) and the
+// filter cannot get past them; and it is not a restart from since, which on a large
+// audience that keeps changing could re-read thousands of pages and never finish.
+func (c *Client) walkStatus(ctx context.Context, listID string, since time.Time, status string, fn func(Member) error) error {
+	offset, shifts := 0, 0
+	var anchor *Member
+	for {
+		page, err := c.changedPage(ctx, listID, status, since, offset)
+		if err != nil {
+			return err
+		}
+		ms := page.Members
+		if anchor != nil {
+			if len(ms) == 0 || !sameMember(ms[0], *anchor) {
+				if shifts++; shifts > maxShifts {
+					return &Error{Vendor: "mailchimp", Op: "list changed members", Kind: ErrRetryable,
+						Err: errors.New("the members kept changing during the walk")}
+				}
+				since, offset, anchor = reanchor(since, *anchor), 0, nil
+				continue
+			}
+			shifts, ms = 0, ms[1:]
+		}
+		for _, m := range ms {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		if len(page.Members) < PageSize {
+			return nil // the end of the set as it was at this read
+		}
+		offset += len(page.Members) - 1
+		anchor = &page.Members[len(page.Members)-1]
+	}
+}
+
+// changedPage reads up to PageSize members of the status changed since, from offset.
+func (c *Client) changedPage(ctx context.Context, listID, status string, since time.Time, offset int) (*membersPage, error) {
+	q := url.Values{}
+	q.Set("status", status)
+	if !since.IsZero() {
+		q.Set("since_last_changed", since.UTC().Format(time.RFC3339))
+	}
+	q.Set("sort_field", "last_changed")
+	q.Set("sort_dir", "ASC")
+	q.Set("count", strconv.Itoa(PageSize))
+	q.Set("offset", strconv.Itoa(offset))
+	var page membersPage
+	err := c.do(ctx, vendorhttp.Call{
+		Op: "list changed members", Method: http.MethodGet,
+		URL: c.base + "/lists/" + url.PathEscape(listID) + "/members?" + q.Encode(), Out: &page,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &page, nil
+}
+
+// sameMember reports whether two reads found the same member with the same change.
+func sameMember(a, b Member) bool {
+	return a.ID == b.ID && a.EmailAddress == b.EmailAddress && a.LastChanged == b.LastChanged
+}
+
+// reanchor is where a walk that lost its place reads again from: a second before the
+// anchor's change, or since if that is later or the change has no readable time.
+func reanchor(since time.Time, anchor Member) time.Time {
+	t := anchor.LastChangedTime().Add(-time.Second)
+	if anchor.LastChangedTime().IsZero() || !t.After(since) {
+		return since
+	}
+	return t
 }
 
 func (c *Client) memberURL(listID, hash string) string {

@@ -240,6 +240,69 @@ func TestChangedPaging(t *testing.T) {
 	}
 }
 
+// TestChangedWhileMembersChange: members that change between two pages of a walk — one
+// already read resubscribes, or changes again and moves to the end — must not make the
+// walk skip the member at the next page boundary, also when more members than a page
+// share one second. Members read twice are fine (the caller records nothing twice).
+func TestChangedWhileMembersChange(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	later := t0.Add(24 * time.Hour)
+	cases := []struct {
+		name   string
+		step   time.Duration // between the members' last_changed; 0: all in one second
+		change func(f fixture, email string)
+	}{
+		{"resubscribes", time.Second, func(f fixture, e string) { f.fake.PutMember(list, e, "subscribed", later) }},
+		{"moves to the end", time.Second, func(f fixture, e string) { f.fake.PutMember(list, e, "unsubscribed", later) }},
+		{"resubscribes, one second", 0, func(f fixture, e string) { f.fake.PutMember(list, e, "subscribed", later) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, mailchimp.Options{})
+			const n = 2500
+			for i := range n {
+				f.fake.PutMember(list, fmt.Sprintf("u%04d@example.fi", i), "unsubscribed", t0.Add(time.Duration(i)*tc.step))
+			}
+			f.fake.OnList(func(k int) {
+				if k == 1 || k == 3 { // before the second and the fourth page: one already read changes
+					tc.change(f, fmt.Sprintf("u%04d@example.fi", 10*k))
+				}
+			})
+			seen := map[string]bool{}
+			err := f.c.Changed(context.Background(), list, time.Time{}, []string{mailchimp.StatusUnsubscribed}, func(m mailchimp.Member) error {
+				seen[m.EmailAddress] = true
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if e := fmt.Sprintf("u%04d@example.fi", i); !seen[e] {
+					t.Fatalf("%s was never read (%d of %d read)", e, len(seen), n)
+				}
+			}
+		})
+	}
+	t.Run("keeps changing", func(t *testing.T) {
+		f := setup(t, mailchimp.Options{})
+		for i := range 1500 { // all in one second: reading again from it is reading from the start
+			f.fake.PutMember(list, fmt.Sprintf("u%04d@example.fi", i), "unsubscribed", t0)
+		}
+		f.fake.OnList(func(k int) { // before every page but the first, one already read moves to the end
+			if k > 0 {
+				f.fake.PutMember(list, fmt.Sprintf("u%04d@example.fi", k), "unsubscribed", later.Add(time.Duration(k)*time.Second))
+			}
+		})
+		err := f.c.Changed(context.Background(), list, time.Time{}, []string{mailchimp.StatusUnsubscribed}, func(mailchimp.Member) error { return nil })
+		if !errors.Is(err, mailchimp.ErrRetryable) {
+			t.Fatalf("a walk that never keeps its place: %v, want ErrRetryable", err)
+		}
+		if k := f.fake.Count(mailchimptest.OpList); k > 20 {
+			t.Fatalf("%d list requests: the walk is not bounded", k)
+		}
+	})
+}
+
 func TestFailures(t *testing.T) {
 	email := "fail@example.fi"
 	t.Run("429 with Retry-After", func(t *testing.T) {

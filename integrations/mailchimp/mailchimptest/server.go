@@ -92,8 +92,10 @@ type Server struct {
 	key string
 	now func() time.Time
 
-	mu    sync.Mutex
-	lists map[string]*audience
+	mu     sync.Mutex
+	lists  map[string]*audience
+	onList func(n int)
+	listed int // list requests answered, for onList
 }
 
 // DefaultKey is the API key the fake accepts unless told otherwise.
@@ -199,6 +201,15 @@ func (s *Server) PersonUnsubscribes(listID, email string) {
 			m.LastChanged = s.now().UTC()
 		}
 	}
+}
+
+// OnList makes fn run before the fake answers each members list request, with the number
+// of list requests it answered before (0 for the first). Tests use it to change members
+// between two pages of a walk, as people do while Lupa reads. fn may call the fake.
+func (s *Server) OnList(fn func(n int)) {
+	s.mu.Lock()
+	s.onList = fn
+	s.mu.Unlock()
 }
 
 func copyMember(m *Member) Member {
@@ -582,6 +593,13 @@ func (s *Server) deletePermanent(w http.ResponseWriter, r *http.Request) {
 var listParams = []string{"status", "since_last_changed", "count", "offset", "sort_field", "sort_dir", "fields", "exclude_fields"}
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	hook, n := s.onList, s.listed
+	s.listed++
+	s.mu.Unlock()
+	if hook != nil {
+		hook(n) // outside the lock: it changes members through the fake
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.lists[r.PathValue("list")]
