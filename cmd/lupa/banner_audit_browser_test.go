@@ -66,8 +66,7 @@ func TestBrowserGPCSignedInPerson(t *testing.T) {
 		s.newIssuer(t, s.demo.AdminKey, p, nil)
 		v := newVisitor(t, shop)
 		v.gpc()
-		page := strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
-			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-gpc", "lupa")+`").then(function () { window.__identified = true; }); });</script></body>`, 1)
+		page := identifyPage(p.Token("cust-gpc", "lupa"))
 		v.open(shop.page("/signed-in", page))
 		v.waitJS(`window.__identified === true`)
 
@@ -159,8 +158,7 @@ func TestBrowserSignedInWithdrawnElsewhere(t *testing.T) {
 		s.waitDecisions(t, 2)
 		v.waitJS(`JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
 
-		page := shop.page("/signed-in", strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
-			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-w", "lupa")+`").then(function () { window.__identified = true; }); });</script></body>`, 1))
+		page := shop.page("/signed-in", identifyPage(p.Token("cust-w", "lupa")))
 		v.open(page)
 		v.waitJS(`window.__identified === true`)
 		if c := v.cookie(); !strings.Contains(c, "_demo_analytics=1") || !strings.Contains(c, "_fbp") {

@@ -710,6 +710,15 @@ func TestBrowserForget(t *testing.T) {
 	})
 }
 
+// identifyPage is the shop's page in English that hands the widget a customer's CIAM token
+// once it is ready (lupa.identify), and sets window.__identified when the widget has the
+// person's state.
+func identifyPage(token string) string {
+	return strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
+		`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+token+
+			`").then(function () { window.__identified = true; }); });</script></body>`, 1)
+}
+
 // TestBrowserSignedInPerson: a site that signs its customer in hands the widget the CIAM
 // token (lupa.identify): the anonymous device joins the person, and the banner asks the
 // person-level purposes the person has not decided; the answers are the person's.
@@ -728,8 +737,7 @@ func TestBrowserSignedInPerson(t *testing.T) {
 		device := evalJS[string](v.browser, idOf)
 
 		// Signed in on the site: the page identifies the customer.
-		page := strings.Replace(strings.ReplaceAll(strings.ReplaceAll(shopPage, "{{lang}}", "en"), "{{stub}}", ""),
-			`</body>`, `<script>document.addEventListener("lupa:ready", function () { lupa.identify("`+p.Token("cust-1", "lupa")+`").then(function () { window.__identified = true; }); });</script></body>`, 1)
+		page := identifyPage(p.Token("cust-1", "lupa"))
 		// Count the widget's reads of the person's state: identify in the ready handler asks
 		// once; a second read would re-render the banner under the visitor's pointer.
 		page = strings.Replace(page, `<head>`, `<head><script>(function (f) { window.__personReads = 0; window.fetch = function (u, o) {
