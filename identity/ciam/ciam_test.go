@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -457,6 +458,48 @@ func TestIdentityEvents(t *testing.T) {
 		e.clock.advance(25 * time.Hour)
 		if n, err := e.svc.Housekeeping(ctx); err != nil || n == 0 {
 			t.Fatalf("housekeeping: %d %v", n, err)
+		}
+	})
+}
+
+// TestKeysRedirectNoDowngrade: an https key URL that redirects to plain http is refused —
+// keys that crossed the network in clear could have been swapped — while a redirect that
+// stays on https is followed.
+func TestKeysRedirectNoDowngrade(t *testing.T) {
+	p := ciamtest.New(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /to-http", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, p.URL+"/jwks", http.StatusFound)
+	})
+	mux.HandleFunc("GET /to-https", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/keys", http.StatusFound)
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"keys":[` + string(p.Current().PublicJSON()) + `]}`))
+	})
+	tls := httptest.NewTLSServer(mux)
+	t.Cleanup(tls.Close)
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db, tls.Client())
+		ctx := context.Background()
+		verify := func(jwksPath string) error {
+			in := ciam.IssuerInput{Name: "TLS IdP", Issuer: tls.URL + jwksPath, JWKSURL: tls.URL + jwksPath, Audiences: []string{"lupa"}}
+			if _, _, err := e.svc.Create(ctx, e.tenant, in, identity.ActorSystem); err != nil {
+				t.Fatal(err)
+			}
+			claims := p.Claims("u", "lupa", e.clock.now())
+			claims["iss"] = in.Issuer
+			_, err := e.svc.VerifyToken(ctx, e.tenant, p.Sign(p.Current(), claims))
+			return err
+		}
+		before := p.JWKSHits.Load()
+		wantCode(t, verify("/to-http"), identity.EUnavailable)
+		if p.JWKSHits.Load() != before {
+			t.Fatal("the keys were fetched over plain http after a redirect")
+		}
+		if err := verify("/to-https"); err != nil {
+			t.Fatalf("a redirect within https: %v", err)
 		}
 	})
 }

@@ -187,7 +187,7 @@ func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() 
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{db: db, ids: ids, keys: keys, now: now, log: opt.Log, wd: opt.Withdrawer, mg: opt.Merger,
-		jwks:     &keyCache{client: opt.Client, now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, log: opt.Log, entries: map[string]*jwksEntry{}},
+		jwks:     &keyCache{client: noDowngrade(opt.Client), now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, log: opt.Log, entries: map[string]*jwksEntry{}},
 		byTenant: map[string]cachedIssuers{}}
 }
 
