@@ -344,11 +344,15 @@ func TestHTTPIdentityEventMerged(t *testing.T) {
 		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"merged":"merged"`) || !strings.Contains(string(r.Body), survivor.Subject) {
 			t.Fatalf("user.merged: %d %s", r.Status, r.Body)
 		}
-		state := s.request(http.MethodGet, app, nil, bearerTo(p.Token("kept-account", "lupa"))...).Map(t)
-		got := map[string]string{}
-		for _, st := range state["state"].([]any) {
-			got[st.(map[string]any)["purpose"].(string)] = st.(map[string]any)["state"].(string)
+		stateOf := func(sub string) map[string]string {
+			state := s.request(http.MethodGet, app, nil, bearerTo(p.Token(sub, "lupa"))...).Map(t)
+			got := map[string]string{}
+			for _, st := range state["state"].([]any) {
+				got[st.(map[string]any)["purpose"].(string)] = st.(map[string]any)["state"].(string)
+			}
+			return got
 		}
+		got := stateOf("kept-account")
 		if got["marketing_email"] != "denied" || got["personalisation"] != "granted" || got["partner_sharing"] != "granted" {
 			t.Fatalf("state after the merge: %v", got)
 		}
@@ -364,6 +368,33 @@ func TestHTTPIdentityEventMerged(t *testing.T) {
 		neither := s.postEvent(issuerID, secret, "msg_merge3", time.Now(), event("user.merged", "also-unknown", map[string]any{"merged_sub": "never-seen"}))
 		if neither.Status != http.StatusOK || !strings.Contains(string(neither.Body), `"merged":"none"`) || strings.Contains(string(neither.Body), `"subject"`) {
 			t.Fatalf("two unknown users: %d %s", neither.Status, neither.Body)
+		}
+
+		// Many CIAMs delete the merged user next. That ends the alias, not the person who
+		// stays: nothing is withdrawn and no erasure is asked for.
+		ledgerBefore := s.ledger(t, s.demo.AdminKey)
+		del := s.postEvent(issuerID, secret, "msg_delete_old", time.Now(), event("user.deleted", "old-account", nil)).Map(t)
+		if del["merged_away"] != true || del["subject"] != survivor.Subject || del["withdrawn"] != float64(0) || del["erasure_request"] != nil {
+			t.Fatalf("user.deleted of the merged user: %v", del)
+		}
+		if l := s.ledger(t, s.demo.AdminKey); l.Events != ledgerBefore.Events {
+			t.Fatalf("deleting the merged user wrote %d events", l.Events-ledgerBefore.Events)
+		}
+		var requests int64
+		if err := s.app.db.Read.Raw("SELECT count(*) FROM dsr_requests WHERE tenant_id = ?", s.demo.Tenant.ID).Scan(&requests).Error; err != nil || requests != 0 {
+			t.Fatalf("%d erasure requests for the person who stays (%v)", requests, err)
+		}
+		if got := stateOf("kept-account"); got["personalisation"] != "granted" || got["partner_sharing"] != "granted" {
+			t.Fatalf("the remaining person's consents after the merged user's deletion: %v", got)
+		}
+		// Deleted again, the merged user is unknown; the remaining user's own deletion still
+		// withdraws and opens the erasure request.
+		if again := s.postEvent(issuerID, secret, "msg_delete_old2", time.Now(), event("user.deleted", "old-account", nil)).Map(t); again["subject"] != nil || again["withdrawn"] != float64(0) {
+			t.Fatalf("the merged user deleted again: %v", again)
+		}
+		kept := s.postEvent(issuerID, secret, "msg_delete_kept", time.Now(), event("user.deleted", "kept-account", nil)).Map(t)
+		if kept["merged_away"] != nil || kept["subject"] != survivor.Subject || kept["withdrawn"] != float64(2) || kept["erasure_request"] == nil {
+			t.Fatalf("user.deleted of the remaining user: %v", kept)
 		}
 		s.ledger(t, s.demo.AdminKey) // fails the test unless every chain verifies
 	})

@@ -83,6 +83,9 @@ type EventAnswer struct {
 	// Withdrawn counts the consents withdrawn for user.deleted.
 	Withdrawn      int    `json:"withdrawn"`
 	ErasureRequest string `json:"erasure_request,omitempty"`
+	// MergedAway, on user.deleted: the user had been merged into another (Subject), whose
+	// person stays as it is; only the merged user's identifier is gone.
+	MergedAway bool `json:"merged_away,omitempty"`
 }
 
 var (
@@ -303,6 +306,9 @@ func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string
 		return nil, err
 	}
 	if subj != nil {
+		if body, done, err := s.mergedAwayDeleted(ctx, iss, webhookID, idp, subj, ans); done || err != nil {
+			return body, err
+		}
 		if s.wd == nil {
 			return nil, errors.New("ciam: no withdrawer configured")
 		}
@@ -327,6 +333,24 @@ func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string
 		return s.complete(tx, iss, webhookID, body)
 	})
 	return body, err
+}
+
+// mergedAwayDeleted handles the deletion of a user the CIAM had merged into another: the
+// identifier now names the remaining person, who must keep their consents and data. Only the
+// identifier goes. done says whether the user was such a one.
+func (s *Service) mergedAwayDeleted(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier,
+	survivor *identity.Subject, ans *EventAnswer) (body []byte, done bool, err error) {
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if done, err = s.ids.DropMergedAway(tx, iss.TenantID, idp); err != nil || !done {
+			return err
+		}
+		ans.Subject, ans.MergedAway = survivor.Pseudonym, true
+		if body, err = json.Marshal(ans); err != nil {
+			return err
+		}
+		return s.complete(tx, iss, webhookID, body)
+	})
+	return body, done && err == nil, err
 }
 
 // userMerged joins the merged user's person (with its decisions, identifiers and chain)
@@ -370,6 +394,13 @@ func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string,
 	}
 	var body []byte
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if ans.Merged == "merged" {
+			// A deletion of the merged user, which CIAMs often send next, must not reach the
+			// person who stays (mergedAwayDeleted).
+			if err := s.ids.MarkMergedAway(tx, iss.TenantID, merged, s.now()); err != nil {
+				return err
+			}
+		}
 		var err error
 		if body, err = json.Marshal(ans); err != nil {
 			return err
