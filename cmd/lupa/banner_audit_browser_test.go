@@ -13,7 +13,6 @@ import (
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
-	"github.com/lupa-cmp/lupa/identity/ciam/ciamtest"
 )
 
 // TestBrowserRefuseLapsedGrant: a grant that a material version has outdated no longer runs
@@ -61,9 +60,7 @@ func TestBrowserRefuseLapsedGrant(t *testing.T) {
 func TestBrowserGPCSignedInPerson(t *testing.T) {
 	chromium(t)
 	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
-		shop := newSite(t, s)
-		p := ciamtest.New(t)
-		s.newIssuer(t, s.demo.AdminKey, p, nil)
+		shop, p := ciamShop(t, s)
 		v := newVisitor(t, shop)
 		v.gpc()
 		page := identifyPage(p.Token("cust-gpc", "lupa"))
@@ -148,15 +145,13 @@ func TestBrowserForgetQueued(t *testing.T) {
 func TestBrowserSignedInWithdrawnElsewhere(t *testing.T) {
 	chromium(t)
 	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
-		shop := newSite(t, s)
-		p := ciamtest.New(t)
-		s.newIssuer(t, s.demo.AdminKey, p, nil)
+		shop, p := ciamShop(t, s)
 		v := newVisitor(t, shop)
 		v.firstVisit(shop.shop("/", "en"))
 		v.click(`#lupa-banner [data-lupa-action="accept"]`)
 		v.waitJS(`(window.ran || []).length >= 4`)
 		s.waitDecisions(t, 2)
-		v.waitJS(`JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
+		v.deviceID()
 
 		page := shop.page("/signed-in", identifyPage(p.Token("cust-w", "lupa")))
 		v.open(page)

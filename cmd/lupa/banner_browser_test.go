@@ -694,20 +694,35 @@ func TestBrowserForget(t *testing.T) {
 		v.firstVisit(url)
 		v.click(`#lupa-banner [data-lupa-action="accept"]`)
 		s.waitDecisions(t, 2)
-		idOf := `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`
-		v.waitJS(idOf)
-		first := evalJS[string](v.browser, idOf)
+		first := v.deviceID()
 		evalJS[bool](v.browser, `window.__old = true`)
 		evalJS[any](v.browser, `lupa.forget()`)
 		v.waitJS(`!window.__old && window.__ready === true`)
 		v.waitBanner()
 		v.click(`#lupa-banner [data-lupa-action="reject"]`)
 		s.waitDecisions(t, 4)
-		v.waitJS(idOf)
-		if second := evalJS[string](v.browser, idOf); second == "" || second == first {
+		if second := v.deviceID(); second == "" || second == first {
 			t.Fatalf("the device after forget: %q (before %q)", second, first)
 		}
 	})
+}
+
+// deviceID waits until the consent cookie names the browser's device, and returns it.
+func (v *visitor) deviceID() string {
+	v.t.Helper()
+	const id = `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`
+	v.waitJS(id)
+	return evalJS[string](v.browser, id)
+}
+
+// ciamShop is the web shop with a mock CIAM configured as one of the tenant's issuers, whose
+// tokens the shop's pages hand the widget (identifyPage).
+func ciamShop(t *testing.T, s *testServer) (*site, *ciamtest.Provider) {
+	t.Helper()
+	shop := newSite(t, s)
+	p := ciamtest.New(t)
+	s.newIssuer(t, s.demo.AdminKey, p, nil)
+	return shop, p
 }
 
 // identifyPage is the shop's page in English that hands the widget a customer's CIAM token
@@ -725,16 +740,12 @@ func identifyPage(token string) string {
 func TestBrowserSignedInPerson(t *testing.T) {
 	chromium(t)
 	eachServer(t, ciamEnv, func(t *testing.T, s *testServer) {
-		shop := newSite(t, s)
-		p := ciamtest.New(t)
-		s.newIssuer(t, s.demo.AdminKey, p, nil)
+		shop, p := ciamShop(t, s)
 		v := newVisitor(t, shop)
 		v.firstVisit(shop.shop("/", "en"))
 		v.click(`#lupa-banner [data-lupa-action="accept"]`)
 		s.waitDecisions(t, 2)
-		idOf := `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`
-		v.waitJS(idOf)
-		device := evalJS[string](v.browser, idOf)
+		device := v.deviceID()
 
 		// Signed in on the site: the page identifies the customer.
 		page := identifyPage(p.Token("cust-1", "lupa"))

@@ -22,6 +22,17 @@ func emailID(email string) identity.Identifier {
 	return identity.Identifier{Kind: identity.IDEmail, Value: email}
 }
 
+// stolenSession registers an account for email and returns its owner's browser and a
+// thief's browser holding a copy of the owner's session cookie.
+func (s *accountServer) stolenSession(t *testing.T, email string) (owner, thief *customer) {
+	t.Helper()
+	owner = s.customer(t)
+	owner.register(demoSlug, email)
+	thief = s.customer(t)
+	thief.setCookie(owner.cookie())
+	return owner, thief
+}
+
 // TestSecurityPasswordChangeRotatesSession: a copy of the session cookie (stolen, or left
 // in another browser) does not outlive the owner's password change. The change ended every
 // other session but kept the changing browser's token, so a thief holding that same token
@@ -29,10 +40,7 @@ func emailID(email string) identity.Identifier {
 func TestSecurityPasswordChangeRotatesSession(t *testing.T) {
 	eachAccountServer(t, nil, func(t *testing.T, s *accountServer) {
 		const email = "varastettu@esimerkki.fi"
-		owner := s.customer(t)
-		owner.register(demoSlug, email)
-		thief := s.customer(t)
-		thief.setCookie(owner.cookie())
+		owner, thief := s.stolenSession(t, email)
 		if thief.signedInAs() != email {
 			t.Fatal("the copied cookie does not sign in")
 		}
@@ -241,10 +249,7 @@ func TestSecurityLinkRequestTiming(t *testing.T) {
 func TestSecurityCurrentPasswordGuesses(t *testing.T) {
 	eachAccountServer(t, nil, func(t *testing.T, s *accountServer) {
 		const email = "arvattava@esimerkki.fi"
-		owner := s.customer(t)
-		owner.register(demoSlug, email)
-		thief := s.customer(t)
-		thief.setCookie(owner.cookie())
+		owner, thief := s.stolenSession(t, email)
 		for i := 0; i < 5; i++ {
 			path, f := "/account/password", form("current_password", fmt.Sprintf("arvaus numero %d", i), "new_password", "varkaan salasana tässä")
 			if i%2 == 1 {

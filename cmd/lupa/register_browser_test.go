@@ -39,8 +39,7 @@ func TestBrowserRegistrationWidget(t *testing.T) {
 		v.firstVisit(shop.shop("/", "fi"))
 		v.click(`#lupa-banner [data-lupa-action="accept"]`)
 		s.waitDecisions(t, 2)
-		v.waitJS(`JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
-		device := evalJS[string](v.browser, `JSON.parse(decodeURIComponent(document.cookie.match(/lupa_consent=([^;]*)/)[1])).id`)
+		device := v.deviceID()
 		v.do(chromedp.Navigate(shop.page("/join", registerPage)))
 		// The form tells its height, and the iframe follows.
 		v.waitJS(`document.querySelector("#reg iframe") && /^\d+px$/.test(document.querySelector("#reg iframe").style.height)`)
