@@ -26,7 +26,8 @@ func newCIAM(cfg config, log *slog.Logger, db *sqldb.DB, ids *identity.Service, 
 	})
 }
 
-// ciamHousekeeping forgets identity events' webhook ids past their day.
+// ciamHousekeeping forgets identity events' webhook ids past their day, and CIAM users'
+// deletions past their retention (ciam.DeletedUserRetention).
 func (a *app) ciamHousekeeping(ctx context.Context) {
 	t := time.NewTicker(a.cfg.SweepInterval)
 	defer t.Stop()
@@ -36,7 +37,7 @@ func (a *app) ciamHousekeeping(ctx context.Context) {
 			return
 		case <-t.C:
 			if _, err := a.ciam.Housekeeping(ctx); err != nil && ctx.Err() == nil {
-				a.log.Error("forget old webhook ids", "err", err)
+				a.log.Error("forget old webhook ids and deleted CIAM users", "err", err)
 			}
 		}
 	}

@@ -55,6 +55,9 @@ func (c *contractRun) ciam() {
 	c.adm(404, patch, path+"/"+identity.NewID(), map[string]any{"name": "x"})
 	other, _ := c.adm(201, post, path, map[string]any{"name": "Doomed", "issuer": "https://doomed.example", "audiences": []string{"x"}}).Map(c.t)["id"].(string)
 	c.adm(409, patch, path+"/"+other, map[string]any{"issuer": p.Issuer()})
+	// The same issuer written another way is one issuer: configured once.
+	c.adm(422, patch, path+"/"+other, map[string]any{"issuer": p.Issuer() + "/"})
+	c.adm(422, post, path, map[string]any{"name": "Slash", "issuer": p.Issuer() + "/", "audiences": []string{"x"}})
 	c.adminErrors(patch, one, map[string]any{"name": "x"})
 	doomed := path + "/" + other
 	c.call(401, del, doomed, nil)

@@ -86,7 +86,14 @@ type EventAnswer struct {
 	// MergedAway, on user.deleted: the user had been merged into another (Subject), whose
 	// person stays as it is; only the merged user's identifier is gone.
 	MergedAway bool `json:"merged_away,omitempty"`
+	// Ignored says why nothing was done: user_deleted — the CIAM deleted the user (or, on
+	// user.merged, one of the two) at or after the time this event was sent, or the event has
+	// no timestamp to show it is newer; a late or retried event does not bring them back.
+	Ignored string `json:"ignored,omitempty"`
 }
+
+// IgnoredUserDeleted is EventAnswer.Ignored for an event older than the user's deletion.
+const IgnoredUserDeleted = "user_deleted"
 
 var (
 	errSignature = errors.New("signature")
@@ -238,11 +245,11 @@ func (s *Service) HandleEvent(ctx context.Context, issuerID string, r WebhookReq
 	var body []byte
 	switch ev.Type {
 	case EventUserDeleted:
-		body, err = s.userDeleted(ctx, iss, r.ID, idp, ans)
+		body, err = s.userDeleted(ctx, iss, r.ID, idp, s.deletionTime(ev), ans)
 	case EventUserMerged:
-		body, err = s.userMerged(ctx, iss, r.ID, idp, data, ans)
+		body, err = s.userMerged(ctx, iss, r.ID, idp, data, ev.Timestamp, ans)
 	default:
-		body, err = s.userUpserted(ctx, iss, r.ID, idp, data, ans)
+		body, err = s.userUpserted(ctx, iss, r.ID, idp, data, ev.Timestamp, ans)
 	}
 	if err != nil {
 		if rerr := s.release(context.WithoutCancel(ctx), iss, r.ID); rerr != nil {
@@ -253,14 +260,44 @@ func (s *Service) HandleEvent(ctx context.Context, issuerID string, r WebhookReq
 	return &EventResult{Status: 200, Body: body}, nil
 }
 
+// deletionTime is when the CIAM deleted the user: the event's timestamp, or when Lupa got
+// the event if it has none (later than the deletion, so never too early).
+func (s *Service) deletionTime(ev *eventEnvelope) time.Time {
+	if ev.Timestamp != nil {
+		return ev.Timestamp.UTC()
+	}
+	return s.now()
+}
+
+// ignored answers an event that must not act (see EventAnswer.Ignored), completing its
+// webhook id.
+func (s *Service) ignored(tx *gorm.DB, iss *Issuer, webhookID string, ans *EventAnswer) ([]byte, error) {
+	*ans = EventAnswer{WebhookID: ans.WebhookID, Type: ans.Type, Ignored: IgnoredUserDeleted}
+	body, err := json.Marshal(ans)
+	if err != nil {
+		return nil, err
+	}
+	return body, s.complete(tx, iss, webhookID, body)
+}
+
 // userUpserted makes sure the person (issuer, sub) exists and adds a verified email
 // address to it — unless the address already names another subject: never linking by email
-// alone, Lupa leaves it there.
-func (s *Service) userUpserted(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData, ans *EventAnswer) ([]byte, error) {
+// alone, Lupa leaves it there. An event sent before the CIAM deleted the user does nothing.
+func (s *Service) userUpserted(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData,
+	sentAt *time.Time, ans *EventAnswer) ([]byte, error) {
 	var body []byte
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := s.lockUser(tx, iss.TenantID, idp); err != nil {
+				return err
+			}
+			if stale, err := s.staleForDeleted(ctx, tx, iss.TenantID, idp, sentAt); err != nil || stale {
+				if err == nil {
+					body, err = s.ignored(tx, iss, webhookID, ans)
+				}
+				return err
+			}
 			subj, created, err := s.ids.EnsurePerson(ctx, tx, iss.TenantID, idp)
 			if err != nil {
 				return err
@@ -299,8 +336,19 @@ func (s *Service) userUpserted(ctx context.Context, iss *Issuer, webhookID strin
 
 // userDeleted withdraws every consent of the person at once (through the consent writer,
 // so the withdrawals are ledger events and reach downstream systems) and opens an erasure
-// request, to be assessed against legal retention.
-func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, ans *EventAnswer) ([]byte, error) {
+// request, to be assessed against legal retention. First of all it records the deletion,
+// deleted at the CIAM at at: from then on the user's tokens issued until then are refused
+// and the events sent until then do nothing, so no grant or person can come back after the
+// withdrawal.
+func (s *Service) userDeleted(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, at time.Time, ans *EventAnswer) ([]byte, error) {
+	if err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.lockUser(tx, iss.TenantID, idp); err != nil {
+			return err
+		}
+		return s.markDeleted(tx, iss.TenantID, idp, at)
+	}); err != nil {
+		return nil, err
+	}
 	subj, err := s.ids.FindSubject(ctx, iss.TenantID, idp)
 	if err != nil && !identity.IsCode(err, identity.ENotFound) {
 		return nil, err
@@ -356,14 +404,32 @@ func (s *Service) mergedAwayDeleted(ctx context.Context, iss *Issuer, webhookID 
 // userMerged joins the merged user's person (with its decisions, identifiers and chain)
 // into the remaining user's, through the consent writer: of two decisions on one purpose the
 // newer stands. A merged user Lupa never met leaves nothing to join (merged none; the answer
-// still names the remaining person if Lupa knows them).
-func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData, ans *EventAnswer) ([]byte, error) {
-	if s.mg == nil {
-		return nil, errors.New("ciam: no merger configured")
-	}
+// still names the remaining person if Lupa knows them). A merge sent before the CIAM deleted
+// either user does nothing: it would bring the remaining user back, or hand the deleted
+// user's withdrawals to the person who stays.
+func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string, idp identity.Identifier, d *UserData,
+	sentAt *time.Time, ans *EventAnswer) ([]byte, error) {
 	merged := identity.Identifier{Kind: identity.IDIdP, Namespace: iss.Issuer, Value: d.MergedSub}.Normalized()
 	if err := merged.Validate("data"); err != nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "data.merged_sub", Message: "1–255 printable characters"})
+	}
+	for _, id := range []identity.Identifier{idp, merged} {
+		stale, err := s.staleForDeleted(ctx, s.db.Read, iss.TenantID, id, sentAt)
+		if err != nil {
+			return nil, err
+		}
+		if stale {
+			var body []byte
+			err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				var err error
+				body, err = s.ignored(tx, iss, webhookID, ans)
+				return err
+			})
+			return body, err
+		}
+	}
+	if s.mg == nil {
+		return nil, errors.New("ciam: no merger configured")
 	}
 	ans.Merged = "none"
 	if _, err := s.ids.FindSubject(ctx, iss.TenantID, merged); err == nil {
@@ -469,18 +535,25 @@ func (s *Service) release(ctx context.Context, iss *Issuer, webhookID string) er
 		WHERE tenant_id = ? AND issuer_id = ? AND webhook_id = ? AND status = 0`, iss.TenantID, iss.ID, webhookID).Error
 }
 
-// Housekeeping forgets webhook ids past their day, and returns how many.
+// Housekeeping forgets webhook ids past their day and deleted users past
+// DeletedUserRetention, and returns how many rows it removed.
 func (s *Service) Housekeeping(ctx context.Context) (int64, error) {
 	var total int64
-	for range 10000 {
-		res := s.db.Write.WithContext(ctx).Exec(`DELETE FROM ciam_webhook_ids WHERE (tenant_id, issuer_id, webhook_id) IN
-			(SELECT tenant_id, issuer_id, webhook_id FROM ciam_webhook_ids WHERE expires_at < ? LIMIT 1000)`, s.now().UnixMilli())
-		if res.Error != nil {
-			return total, res.Error
-		}
-		total += res.RowsAffected
-		if res.RowsAffected < 1000 {
-			break
+	for _, q := range []string{
+		`DELETE FROM ciam_webhook_ids WHERE (tenant_id, issuer_id, webhook_id) IN
+			(SELECT tenant_id, issuer_id, webhook_id FROM ciam_webhook_ids WHERE expires_at < ? LIMIT 1000)`,
+		`DELETE FROM ciam_deleted_users WHERE (tenant_id, user_hash) IN
+			(SELECT tenant_id, user_hash FROM ciam_deleted_users WHERE expires_at < ? LIMIT 1000)`,
+	} {
+		for range 10000 {
+			res := s.db.Write.WithContext(ctx).Exec(q, s.now().UnixMilli())
+			if res.Error != nil {
+				return total, res.Error
+			}
+			total += res.RowsAffected
+			if res.RowsAffected < 1000 {
+				break
+			}
 		}
 	}
 	return total, nil

@@ -85,6 +85,55 @@ func ValidURL(s string) bool {
 	return false
 }
 
+// sameIssuer is an issuer URL reduced to what tells issuers apart: scheme and host in lower
+// case, without the default port, and the path without its trailing slashes. Tokens name
+// their issuer exactly (iss is compared as a string), but https://id.example/ and
+// https://id.example are one identity provider: a tenant has at most one issuer of each
+// such URL, so that the people it names have one namespace.
+func sameIssuer(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	switch {
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = strings.TrimSuffix(host, ":443")
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = strings.TrimSuffix(host, ":80")
+	}
+	return scheme + "://" + host + strings.TrimRight(u.EscapedPath(), "/")
+}
+
+// checkSameIssuer refuses, in tx, an issuer URL that another issuer of the tenant has
+// already, or has written another way (sameIssuer). It locks the tenant's row first, so
+// two concurrent creations cannot both pass.
+func (s *Service) checkSameIssuer(tx *gorm.DB, tenantID, id, issuer string) error {
+	var locked []string
+	if err := tx.Raw("SELECT id FROM tenants WHERE id = ?"+s.db.ForUpdate(), tenantID).Scan(&locked).Error; err != nil {
+		return err
+	}
+	var others []struct{ ID, Issuer string }
+	if err := tx.Raw("SELECT id, issuer FROM ciam_issuers WHERE tenant_id = ? AND id <> ?", tenantID, id).Scan(&others).Error; err != nil {
+		return err
+	}
+	for _, o := range others {
+		switch {
+		case o.Issuer == issuer:
+			return errIssuerConfigured()
+		case sameIssuer(o.Issuer) == sameIssuer(issuer):
+			return identity.Unprocessable("issuer", "another issuer of this tenant is the same URL written another way ("+o.Issuer+
+				"): the people an issuer names are kept under its exact URL, so configure each issuer once, with the iss of its tokens")
+		}
+	}
+	return nil
+}
+
+func errIssuerConfigured() error {
+	return &identity.Error{Code: identity.EConflict, Message: "this issuer is configured already",
+		Fields: []identity.FieldError{{Field: "issuer", Message: "is configured already"}}}
+}
+
 func printable(s string, max int) bool {
 	if s == "" || len(s) > max || strings.TrimSpace(s) != s {
 		return false
@@ -141,9 +190,12 @@ type Options struct {
 	Client *http.Client
 	// KeysTTL is how long fetched keys are used before they are fetched again (10 min).
 	KeysTTL time.Duration
-	// MinRefresh is the least time between two fetches of one issuer's keys, however many
-	// tokens name a key Lupa does not know (30 s).
+	// MinRefresh is the least time between two fetches of one tenant's issuer's keys,
+	// however many tokens name a key Lupa does not know (30 s).
 	MinRefresh time.Duration
+	// KeyWait is the longest a request waits for a fetch of keys (3 s); the fetch itself goes
+	// on, up to 15 s, for the requests after it.
+	KeyWait    time.Duration
 	Withdrawer Withdrawer
 	Merger     Merger
 	Log        *slog.Logger
@@ -183,11 +235,15 @@ func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() 
 	if opt.MinRefresh <= 0 {
 		opt.MinRefresh = 30 * time.Second
 	}
+	if opt.KeyWait <= 0 {
+		opt.KeyWait = 3 * time.Second
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{db: db, ids: ids, keys: keys, now: now, log: opt.Log, wd: opt.Withdrawer, mg: opt.Merger,
-		jwks:     &keyCache{client: noDowngrade(opt.Client), now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, log: opt.Log, entries: map[string]*jwksEntry{}},
+		jwks: &keyCache{client: noDowngrade(opt.Client), now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, wait: opt.KeyWait,
+			log: opt.Log, entries: map[string]*jwksEntry{}},
 		byTenant: map[string]cachedIssuers{}}
 }
 
@@ -258,10 +314,12 @@ func (s *Service) Create(ctx context.Context, tenantID string, in IssuerInput, a
 	}
 	i.WebhookSecretPrefix = secret[:10]
 	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.checkSameIssuer(tx, tenantID, i.ID, i.Issuer); err != nil {
+			return err
+		}
 		if err := tx.Create(issuerToRow(i, ct, kid)).Error; err != nil {
 			if sqldb.IsUniqueViolation(err) {
-				return &identity.Error{Code: identity.EConflict, Message: "this issuer is configured already",
-					Fields: []identity.FieldError{{Field: "issuer", Message: "is configured already"}}}
+				return errIssuerConfigured()
 			}
 			return err
 		}
@@ -346,6 +404,11 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p IssuerPatch
 		if err := i.Validate(); err != nil {
 			return err
 		}
+		if i.Issuer != before.Issuer {
+			if err := s.checkSameIssuer(tx, tenantID, id, i.Issuer); err != nil {
+				return err
+			}
+		}
 		i.UpdatedAt = s.now()
 		ct, kid := r.WebhookSecret, r.WebhookSecretKID
 		if p.RotateWebhookSecret {
@@ -359,8 +422,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p IssuerPatch
 		}
 		if err := tx.Save(issuerToRow(&i, ct, kid)).Error; err != nil {
 			if sqldb.IsUniqueViolation(err) {
-				return &identity.Error{Code: identity.EConflict, Message: "this issuer is configured already",
-					Fields: []identity.FieldError{{Field: "issuer", Message: "is configured already"}}}
+				return errIssuerConfigured()
 			}
 			return err
 		}

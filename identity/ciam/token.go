@@ -34,6 +34,13 @@ func (p *Person) Actor() identity.Actor { return identity.Actor("ciam:" + p.Issu
 // maxTokenBytes bounds a token before any parsing.
 const maxTokenBytes = 16 << 10
 
+// MaxTokenLifetime bounds an access token's lifetime, exp - iat. Access tokens live minutes
+// to an hour at every CIAM Lupa knows; a token that claims a day or more was made for
+// something else (a long-lived ID or service token) or by a misconfigured issuer, and a
+// stolen one would stay usable for that long. The bound also bounds how long a deleted
+// user's tokens must be remembered (DeletedUserRetention is far longer).
+const MaxTokenLifetime = 24 * time.Hour
+
 // invalidToken is the one error a client sees for every bad token; why stays in Err, for
 // the logs at debug level and for tests, never in the answer.
 func invalidToken(why string) error {
@@ -44,11 +51,65 @@ func keysUnavailable(err error) error {
 	return &identity.Error{Code: identity.EUnavailable, Message: "the identity provider's keys cannot be fetched; retry", Err: err}
 }
 
+// accessTokenTyp says whether a JWS typ header may be an access token's: none, at+jwt
+// (RFC 9068) or JWT (what most CIAMs put on every token), compared as media types are —
+// case-insensitively, "application/" optional (RFC 7515 §4.1.9). Anything else (an ID
+// token's "id_token+jwt" at some providers, logout+jwt, secevent+jwt, dpop+jwt …) is a token
+// of another kind, whoever signed it.
+func accessTokenTyp(typ string) bool {
+	t := strings.TrimPrefix(strings.ToLower(typ), "application/")
+	return t == "" || t == "at+jwt" || t == "jwt"
+}
+
+// tokenClaims are the claims read before and after the signature check: iss to find the
+// issuer; the others tell an access token from an ID or refresh token.
+type tokenClaims struct {
+	Iss string `json:"iss"`
+	// TokenUse is Amazon Cognito's token kind: "access" or "id".
+	TokenUse json.RawMessage `json:"token_use"`
+	// Typ is Keycloak's (and its forks') token kind: "Bearer" for access tokens, "ID",
+	// "Refresh", "Logout" … for others.
+	Typ json.RawMessage `json:"typ"`
+	// AtHash, CHash and SHash are defined for ID tokens only (OpenID Connect Core 3.1.3.6,
+	// 3.3.2.11; FAPI): hashes of the access token, code and state the ID token came with.
+	AtHash json.RawMessage `json:"at_hash"`
+	CHash  json.RawMessage `json:"c_hash"`
+	SHash  json.RawMessage `json:"s_hash"`
+}
+
+// notAccessToken names why the claims are those of another kind of token, or "".
+func (c *tokenClaims) notAccessToken() string {
+	str := func(raw json.RawMessage) (string, bool) {
+		var s string
+		if len(raw) == 0 || string(raw) == "null" {
+			return "", false
+		}
+		if json.Unmarshal(raw, &s) != nil {
+			return "\x00", true // present but not a string: not a kind Lupa knows
+		}
+		return s, true
+	}
+	if v, ok := str(c.TokenUse); ok && v != "access" {
+		return "token_use is not access"
+	}
+	if v, ok := str(c.Typ); ok && !strings.EqualFold(v, "Bearer") && !accessTokenTyp(v) {
+		return "typ claim is not Bearer"
+	}
+	for _, h := range []json.RawMessage{c.AtHash, c.CHash, c.SHash} {
+		if len(h) > 0 && string(h) != "null" {
+			return "an ID token's hash claim"
+		}
+	}
+	return ""
+}
+
 // VerifyToken checks a bearer token against the tenant's issuers: a compact JWS whose
-// algorithm the issuer allows (never none, never HMAC), signed by a key of the issuer's key
-// set, whose iss is the issuer's exactly, whose aud holds one of its audiences, with exp
-// (required), nbf and iat checked with the issuer's clock skew, and a sub. It returns the
-// person the token names.
+// algorithm the issuer allows (never none, never HMAC), whose typ header (when set) is an
+// access token's, signed by a key of the issuer's key set, whose iss is the issuer's
+// exactly, whose aud holds one of its audiences, with exp and iat (both required; at most
+// MaxTokenLifetime apart), nbf and iat checked with the issuer's clock skew, none of the
+// claims that mark an ID or refresh token, and a sub. A token of a user the CIAM deleted,
+// issued at or before the deletion, is refused too. It returns the person the token names.
 func (s *Service) VerifyToken(ctx context.Context, tenantID, raw string) (*Person, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, invalidToken("too long")
@@ -60,15 +121,19 @@ func (s *Service) VerifyToken(ctx context.Context, tenantID, raw string) (*Perso
 	var hdr struct {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
+		Typ string `json:"typ"`
 	}
-	var claims struct {
-		Iss string `json:"iss"`
-	}
+	var claims tokenClaims
 	if err := decodeSegment(parts[0], &hdr); err != nil {
 		return nil, invalidToken("header: " + err.Error())
 	}
 	if err := decodeSegment(parts[1], &claims); err != nil {
 		return nil, invalidToken("payload: " + err.Error())
+	}
+	// An ID token, a logout token or a DPoP proof is not an access token, even when its aud
+	// is a configured audience (a client id configured as one): refused before any key.
+	if !accessTokenTyp(hdr.Typ) {
+		return nil, invalidToken("typ is not an access token's")
 	}
 	list, err := s.issuers(ctx, tenantID)
 	if err != nil {
@@ -100,7 +165,7 @@ func (s *Service) VerifyToken(ctx context.Context, tenantID, raw string) (*Perso
 	skew := time.Duration(iss.ClockSkewSeconds) * time.Second
 	tok, err := jwt.Parse([]byte(raw), jwt.WithKey(alg, key), jwt.WithIssuer(iss.Issuer),
 		jwt.WithAcceptableSkew(skew), jwt.WithClock(jwt.ClockFunc(s.now)),
-		jwt.WithRequiredClaim("exp"), jwt.WithRequiredClaim("sub"))
+		jwt.WithRequiredClaim("exp"), jwt.WithRequiredClaim("iat"), jwt.WithRequiredClaim("sub"))
 	if err != nil {
 		return nil, invalidToken(err.Error())
 	}
@@ -108,10 +173,25 @@ func (s *Service) VerifyToken(ctx context.Context, tenantID, raw string) (*Perso
 	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(iss.Audiences, a) }) {
 		return nil, invalidToken("audience")
 	}
+	iat, _ := tok.IssuedAt()
+	exp, _ := tok.Expiration()
+	if exp.Sub(iat) > MaxTokenLifetime {
+		return nil, invalidToken("lifetime longer than 24 hours")
+	}
+	if why := claims.notAccessToken(); why != "" {
+		return nil, invalidToken(why)
+	}
 	sub, _ := tok.Subject()
 	id := identity.Identifier{Kind: identity.IDIdP, Namespace: iss.Issuer, Value: sub}.Normalized()
 	if err := id.Validate("sub"); err != nil {
 		return nil, invalidToken("sub is not 1–255 printable characters")
+	}
+	deleted, ok, err := s.deletedAt(ctx, s.db.Read, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if ok && iat.Unix() <= deleted.Unix() {
+		return nil, invalidToken("the CIAM deleted the user after the token was issued")
 	}
 	return &Person{Issuer: iss, Identifier: id}, nil
 }
@@ -124,15 +204,21 @@ func decodeSegment(seg string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// keyCache keeps each issuer's key set. Keys are fetched when first needed and again after
-// the TTL; a token naming an unknown key id fetches them again at once — key rotation —
-// but at most once per minRefresh per issuer, so a flood of made-up key ids cannot hammer
-// the identity provider. Concurrent fetches of one set are merged into one.
+// keyCache keeps each issuer's key set, per tenant: two tenants that trust one CIAM each
+// have their own entry, their own fetches and their own limit, so nothing one tenant's
+// traffic does (a flood of made-up key ids through its public property keys) delays
+// another's key rotation. Keys are fetched when first needed and again after the TTL — in
+// the background, the request verifying with the keys it has meanwhile; a token naming an
+// unknown key id fetches them again at once — key rotation — but at most once per
+// minRefresh per tenant and issuer, so a flood of made-up key ids cannot hammer the identity
+// provider. Concurrent fetches of one set are merged into one, and no request waits for a
+// fetch longer than wait: the fetch goes on and serves the requests after it.
 type keyCache struct {
 	client     *http.Client
 	now        func() time.Time
 	ttl        time.Duration
 	minRefresh time.Duration
+	wait       time.Duration
 	log        *slog.Logger
 
 	mu      sync.Mutex
@@ -146,7 +232,14 @@ type jwksEntry struct {
 	attempted time.Time
 }
 
-var errTooSoon = errors.New("keys were fetched a moment ago")
+var (
+	errTooSoon = errors.New("keys were fetched a moment ago")
+	errSlow    = errors.New("the keys are still being fetched")
+)
+
+// fetchTimeout bounds one fetch of a key set (discovery document and keys), however many
+// requests wait for it.
+const fetchTimeout = 15 * time.Second
 
 func (k *keyCache) entry(ck string) *jwksEntry {
 	k.mu.Lock()
@@ -154,30 +247,39 @@ func (k *keyCache) entry(ck string) *jwksEntry {
 	return k.entries[ck]
 }
 
+// cacheKey names the entry of the tenant's issuer: its tenant and id, and the URLs the
+// keys come from (a changed jwks_url or issuer is a new entry).
+func cacheKey(iss *Issuer) string {
+	return iss.TenantID + "\x00" + iss.ID + "\x00" + iss.Issuer + "\x00" + iss.JWKSURL
+}
+
 // key returns the issuer's key for kid usable with alg.
 func (k *keyCache) key(ctx context.Context, iss *Issuer, kid, alg string) (jwk.Key, error) {
-	ck := iss.Issuer + "\x00" + iss.JWKSURL
+	ck := cacheKey(iss)
 	e := k.entry(ck)
-	if e == nil || e.set == nil || k.now().Sub(e.fetched) > k.ttl {
-		fresh, err := k.refresh(ctx, ck, iss)
-		switch {
-		case err == nil:
-			e = fresh
-		case e != nil && e.set != nil:
-			// The provider is down: keep using the keys it gave last.
-			if !errors.Is(err, errTooSoon) {
-				k.log.Warn("refresh CIAM keys", "issuer_id", iss.ID, "err", err)
+	switch {
+	case e == nil || e.set == nil:
+		fresh, err := k.refreshWait(ctx, ck, iss)
+		if err != nil {
+			if !errors.Is(err, errTooSoon) && !errors.Is(err, errSlow) {
+				k.log.Warn("fetch CIAM keys", "issuer_id", iss.ID, "err", err)
 			}
-		default:
-			k.log.Warn("fetch CIAM keys", "issuer_id", iss.ID, "err", err)
 			return nil, keysUnavailable(err)
 		}
+		e = fresh
+	case k.now().Sub(e.fetched) > k.ttl:
+		// Past the TTL: fetch again in the background and verify with the keys there are
+		// (while the provider is down, the keys it gave last keep working).
+		k.refreshAsync(ctx, ck, iss)
 	}
 	if key := pick(e.set, kid, alg); key != nil {
 		return key, nil
 	}
-	fresh, err := k.refresh(ctx, ck, iss)
-	if err != nil {
+	fresh, err := k.refreshWait(ctx, ck, iss)
+	switch {
+	case errors.Is(err, errSlow):
+		return nil, keysUnavailable(err)
+	case err != nil:
 		if !errors.Is(err, errTooSoon) {
 			k.log.Warn("refresh CIAM keys for an unknown key id", "issuer_id", iss.ID, "err", err)
 		}
@@ -189,44 +291,76 @@ func (k *keyCache) key(ctx context.Context, iss *Issuer, kid, alg string) (jwk.K
 	return nil, invalidToken("unknown key")
 }
 
-// refresh fetches the issuer's keys unless they were fetched (or tried) less than
-// minRefresh ago; then it answers errTooSoon with the entry as it is.
-func (k *keyCache) refresh(ctx context.Context, ck string, iss *Issuer) (*jwksEntry, error) {
-	v, err, _ := k.flight.Do(ck, func() (any, error) {
-		now := k.now()
-		k.mu.Lock()
-		old := k.entries[ck]
-		if old != nil && now.Sub(old.attempted) < k.minRefresh {
-			k.mu.Unlock()
-			return old, errTooSoon
+// refreshWait refreshes the entry (see refresh), waiting for the fetch at most k.wait (or
+// until ctx ends): then it answers errSlow, and the fetch goes on for the requests after.
+func (k *keyCache) refreshWait(ctx context.Context, ck string, iss *Issuer) (*jwksEntry, error) {
+	ch := k.flight.DoChan(ck, func() (any, error) { return k.refresh(ctx, ck, iss) })
+	t := time.NewTimer(k.wait)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		e, _ := r.Val.(*jwksEntry)
+		err := r.Err
+		if err == nil && (e == nil || e.set == nil) {
+			err = errors.New("no keys")
 		}
-		next := &jwksEntry{attempted: now}
-		if old != nil {
-			next.set, next.fetched = old.set, old.fetched
-		}
-		if len(k.entries) > 10_000 {
-			clear(k.entries)
-		}
-		k.entries[ck] = next
-		k.mu.Unlock()
-		// One fetch serves every waiting request: it must not end with the first one's.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		set, err := k.fetch(fctx, iss)
-		if err != nil {
-			return next, err
-		}
-		done := &jwksEntry{set: set, fetched: now, attempted: now}
-		k.mu.Lock()
-		k.entries[ck] = done
-		k.mu.Unlock()
-		return done, nil
-	})
-	e, _ := v.(*jwksEntry)
-	if err == nil && (e == nil || e.set == nil) {
-		err = errors.New("no keys")
+		return e, err
+	case <-t.C:
+		return nil, errSlow
+	case <-ctx.Done():
+		return nil, errSlow
 	}
-	return e, err
+}
+
+// refreshAsync refreshes the entry in the background (see refresh).
+func (k *keyCache) refreshAsync(ctx context.Context, ck string, iss *Issuer) {
+	k.mu.Lock()
+	e := k.entries[ck]
+	due := e == nil || k.now().Sub(e.attempted) >= k.minRefresh
+	k.mu.Unlock()
+	if !due { // being fetched, or tried a moment ago
+		return
+	}
+	ch := k.flight.DoChan(ck, func() (any, error) { return k.refresh(ctx, ck, iss) })
+	go func() {
+		if r := <-ch; r.Err != nil && !errors.Is(r.Err, errTooSoon) {
+			k.log.Warn("refresh CIAM keys", "issuer_id", iss.ID, "err", r.Err)
+		}
+	}()
+}
+
+// refresh fetches the issuer's keys unless they were fetched (or tried) less than
+// minRefresh ago; then it answers errTooSoon with the entry as it is. It runs once for all
+// the requests that join it (singleflight), so it does not end with the first one's
+// context.
+func (k *keyCache) refresh(ctx context.Context, ck string, iss *Issuer) (*jwksEntry, error) {
+	now := k.now()
+	k.mu.Lock()
+	old := k.entries[ck]
+	if old != nil && now.Sub(old.attempted) < k.minRefresh {
+		k.mu.Unlock()
+		return old, errTooSoon
+	}
+	next := &jwksEntry{attempted: now}
+	if old != nil {
+		next.set, next.fetched = old.set, old.fetched
+	}
+	if len(k.entries) > 10_000 {
+		clear(k.entries)
+	}
+	k.entries[ck] = next
+	k.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
+	set, err := k.fetch(fctx, iss)
+	if err != nil {
+		return next, err
+	}
+	done := &jwksEntry{set: set, fetched: now, attempted: now}
+	k.mu.Lock()
+	k.entries[ck] = done
+	k.mu.Unlock()
+	return done, nil
 }
 
 // pick returns the key of the set named kid (or, when the token names none, the set's only

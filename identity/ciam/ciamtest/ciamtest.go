@@ -47,6 +47,41 @@ type Provider struct {
 	JWKSHits, DiscoveryHits atomic.Int64
 	// Down makes every request fail with 503.
 	Down atomic.Bool
+	hold chan struct{} // while not nil, requests wait for it to close (Hold)
+}
+
+// Hold makes the provider slow: its requests wait until release is called (at the latest
+// when the test ends).
+func (p *Provider) Hold() (release func()) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.hold = ch
+	p.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.hold == ch {
+				p.hold = nil
+			}
+			p.mu.Unlock()
+			close(ch)
+		})
+	}
+	p.t.Cleanup(release)
+	return release
+}
+
+func (p *Provider) wait(r *http.Request) {
+	p.mu.Lock()
+	ch := p.hold
+	p.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+		}
+	}
 }
 
 // New starts a provider with one RS256 key; its issuer is its URL.
@@ -54,8 +89,9 @@ func New(t testing.TB) *Provider {
 	t.Helper()
 	p := &Provider{t: t}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		p.DiscoveryHits.Add(1)
+		p.wait(r)
 		if p.Down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -64,8 +100,9 @@ func New(t testing.TB) *Provider {
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": p.Issuer(), "jwks_uri": p.URL + "/jwks",
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"}})
 	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		p.JWKSHits.Add(1)
+		p.wait(r)
 		if p.Down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -153,19 +190,32 @@ func (p *Provider) Claims(sub, audience string, now time.Time) map[string]any {
 		"nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(), "scope": "openid consent"}
 }
 
-// Sign signs claims with key (its own algorithm and kid).
+// Sign signs claims with key (its own algorithm and kid) as an access token (typ at+jwt).
 func (p *Provider) Sign(key *Key, claims map[string]any) string {
+	p.t.Helper()
+	return p.SignTyp(key, "at+jwt", claims)
+}
+
+// SignTyp signs claims with key with the typ header typ (none when empty).
+func (p *Provider) SignTyp(key *Key, typ string, claims map[string]any) string {
 	p.t.Helper()
 	tok := jwt.New()
 	for k, v := range claims {
-		if err := tok.Set(k, v); err != nil {
+		if err := tok.Set(k, v); err != nil { // the claims must make a JWT
 			p.t.Fatal(err)
 		}
 	}
+	payload, err := json.Marshal(tok)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	alg, _ := jwa.LookupSignatureAlgorithm(key.Alg)
 	hdr := jws.NewHeaders()
-	_ = hdr.Set(jws.TypeKey, "at+jwt")
-	b, err := jwt.Sign(tok, jwt.WithKey(alg, key.private, jws.WithProtectedHeaders(hdr)))
+	if typ != "" {
+		_ = hdr.Set(jws.TypeKey, typ)
+	}
+	// jws, not jwt.Sign, which would set typ JWT when there is none.
+	b, err := jws.Sign(payload, jws.WithKey(alg, key.private, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		p.t.Fatal(err)
 	}
