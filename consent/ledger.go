@@ -1,12 +1,15 @@
 package consent
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -221,23 +224,42 @@ func (r *VerifyReport) add(p Problem) {
 }
 
 // Verify checks every chain of the tenant (sequence, links, recomputed hashes, heads) and
-// every signed root (signatures, their own chain, no root missing, the latest root rebuilt
-// from its leaves, and every leaf any root signed still in the ledger with its hash).
+// every signed root (signatures, their own chain, no root missing, every root rebuilt from
+// its leaves, and every leaf any root signed still in the ledger with its hash).
+//
+// It reads one snapshot of the database (a read-only transaction, REPEATABLE READ on
+// PostgreSQL): Lupa keeps writing while it runs, and events, heads and roots read at
+// different moments would disagree without anything being wrong.
 func (s *Service) Verify(ctx context.Context, tenantID string) (*VerifyReport, error) {
 	rep := &VerifyReport{Tenant: tenantID, OK: true, Problems: []Problem{}}
-	heads, err := s.verifyChains(ctx, tenantID, rep)
-	if err != nil {
-		return nil, err
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.db.Dialect == sqldb.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
 	}
-	if err := s.verifyRoots(ctx, tenantID, heads, rep); err != nil {
+	err := s.db.Read.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		ends, err := verifyChains(tx, tenantID, rep)
+		if err != nil {
+			return err
+		}
+		return s.verifyRoots(ctx, tx, tenantID, ends, rep)
+	}, opts)
+	if err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
+// chainEnds is what the chain check hands the root check: each chain's last event, and the
+// seq that each chain head says the newest root holding the chain signed (rooted_seq, when
+// not 0).
+type chainEnds struct {
+	last   map[string]head
+	rooted map[string]int64
+}
+
 // verifyChains streams the events in chain order and returns each chain's last (seq, hash).
-func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *VerifyReport) (map[string]head, error) {
-	rows, err := s.db.Read.WithContext(ctx).Table("consent_events").Select(eventSelect).
+func verifyChains(tx *gorm.DB, tenantID string, rep *VerifyReport) (*chainEnds, error) {
+	rows, err := tx.Table("consent_events").Select(eventSelect).
 		Where("tenant_id = ?", tenantID).Order("subject_id, seq").Rows()
 	if err != nil {
 		return nil, err
@@ -275,7 +297,7 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 			broken = true
 		case wrongType != "":
 			rep.add(Problem{Kind: "hash_mismatch", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
-				Message: fmt.Sprintf("the event's %s holds a value of another type: it was changed", wrongType)})
+				Message: fmt.Sprintf("the event's %s holds a value no event can have (another type, or a number beyond ±(2^53−1)): it was changed", wrongType)})
 			broken = true
 		case e.PrevHash != prev.hash:
 			rep.add(Problem{Kind: "broken_link", SubjectID: e.SubjectID, Seq: e.Seq, EventID: e.ID,
@@ -296,13 +318,17 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 	}
 	// Every chain head must be the last event of its chain.
 	var hs []headRow
-	if err := s.db.Read.WithContext(ctx).Raw("SELECT subject_id, seq, hash FROM chain_heads WHERE tenant_id = ? ORDER BY subject_id",
+	if err := tx.Raw("SELECT subject_id, seq, hash, rooted_seq FROM chain_heads WHERE tenant_id = ? ORDER BY subject_id",
 		tenantID).Scan(&hs).Error; err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	ends := &chainEnds{last: last, rooted: map[string]int64{}}
+	seen := make(map[string]bool, len(hs))
 	for _, h := range hs {
 		seen[h.SubjectID] = true
+		if h.RootedSeq != 0 {
+			ends.rooted[h.SubjectID] = h.RootedSeq
+		}
 		l, ok := last[h.SubjectID]
 		switch {
 		case !ok:
@@ -313,12 +339,18 @@ func (s *Service) verifyChains(ctx context.Context, tenantID string, rep *Verify
 				Message: fmt.Sprintf("the chain ends at seq %d but its head says seq %d: newest events are missing", l.seq, h.Seq)})
 		}
 	}
+	var headless []string
 	for subj := range last {
 		if !seen[subj] {
-			rep.add(Problem{Kind: "head_missing", SubjectID: subj, Message: "a chain has no head"})
+			headless = append(headless, subj)
 		}
 	}
-	return last, nil
+	slices.Sort(headless) // in subject order, as everything else: the first broken link is always the same
+	for _, subj := range headless {
+		rep.add(Problem{Kind: "head_missing", SubjectID: subj, Seq: last[subj].seq,
+			Message: fmt.Sprintf("the chain (to seq %d) has no head", last[subj].seq)})
+	}
+	return ends, nil
 }
 
 // scanLooseEvent reads an event row without trusting its column types. Someone who edits
@@ -350,9 +382,16 @@ func scanLooseEvent(rows *sql.Rows) (Event, string, error) {
 	return e, wrong, nil
 }
 
+// maxExact is the largest integer RFC 8785 writes as its digits: it serialises numbers as
+// ECMAScript does, as IEEE 754 doubles. Every number of an event is far inside (times are
+// milliseconds of four-digit years); one beyond was written behind Lupa's back, and an
+// independent verifier would hash it differently from Lupa's integer encoder.
+const maxExact = 1<<53 - 1
+
 // setLoose stores a driver value in dst when it means a value of dst's type: text (or its
-// bytes) for a string; an integer, or an integer written as canonical decimal text (a column
-// retyped to text keeps its numbers so), for a number. NULL means neither: Lupa never writes it.
+// bytes) for a string; an integer within ±maxExact, or one written as canonical decimal text
+// (a column retyped to text keeps its numbers so), for a number. NULL means neither: Lupa
+// never writes it.
 func setLoose(dst, v any) bool {
 	var n int64
 	switch x := v.(type) {
@@ -376,68 +415,104 @@ func setLoose(dst, v any) bool {
 	switch d := dst.(type) {
 	case *int64:
 		*d = n
-		return true
+		return -maxExact <= n && n <= maxExact
 	case *int:
 		*d = int(n)
-		return int64(*d) == n
+		return int64(*d) == n && -maxExact <= n && n <= maxExact
 	}
 	return false
 }
 
-func (s *Service) verifyRoots(ctx context.Context, tenantID string, chains map[string]head, rep *VerifyReport) error {
+func (s *Service) verifyRoots(ctx context.Context, tx *gorm.DB, tenantID string, ends *chainEnds, rep *VerifyReport) error {
 	var roots []rootRow
-	if err := s.db.Read.WithContext(ctx).Raw(`SELECT tenant_id, number, created_at, head_count, root, prev_root, kid, jws
+	if err := tx.Raw(`SELECT tenant_id, number, created_at, head_count, root, prev_root, kid, jws
 		FROM ledger_roots WHERE tenant_id = ? ORDER BY number`, tenantID).Scan(&roots).Error; err != nil {
 		return err
 	}
 	rep.Roots = int64(len(roots))
-	prevRoot := ""
-	for i, r := range roots {
-		if r.Number != int64(i+1) {
-			rep.add(Problem{Kind: "root_missing", Root: r.Number, Message: fmt.Sprintf("signed root %d is missing", i+1)})
-			return nil
+	// signed[i] is roots[i]'s verified payload; nil when it does not verify (reported).
+	signed := make([]*rootPayload, len(roots))
+	next, prevRoot, judged := int64(1), "", true // judged: the root before verified, so prev_root can be judged
+	for i := range roots {
+		r := &roots[i]
+		if r.Number > next {
+			msg := fmt.Sprintf("signed root %d is missing", next)
+			if r.Number > next+1 {
+				msg = fmt.Sprintf("signed roots %d to %d are missing", next, r.Number-1)
+			}
+			rep.add(Problem{Kind: "root_missing", Root: next, Message: msg})
+			judged = false
 		}
-		payload, _, err := s.keys.Verify(ctx, r.JWS)
-		var p rootPayload
-		if err == nil {
-			err = json.Unmarshal(payload, &p)
-		}
-		if err != nil || p.Tenant != tenantID || p.Number != r.Number || p.Root != r.Root || p.HeadCount != r.HeadCount || p.PrevRoot != r.PrevRoot {
-			rep.add(Problem{Kind: "root_signature", Root: r.Number, Message: "the signed root does not verify or does not match its row"})
+		next = max(next, r.Number+1)
+		p, err := s.verifyRootJWS(ctx, tenantID, r)
+		if err != nil {
+			rep.add(Problem{Kind: "root_signature", Root: r.Number,
+				Message: "the signed root does not verify or does not match its row: " + err.Error()})
+			judged = false
 			continue
 		}
-		if r.PrevRoot != prevRoot {
+		signed[i] = p
+		if judged && r.PrevRoot != prevRoot {
 			rep.add(Problem{Kind: "root_chain", Root: r.Number, Message: "the root does not name the root before it"})
 		}
-		prevRoot = r.Root
+		prevRoot, judged = r.Root, true
 	}
 	// Leaves are written in the transaction of their root: a leaf of a root that is not
 	// there means a signed root was deleted.
 	var orphan []int64
-	if err := s.db.Read.WithContext(ctx).Raw(`SELECT root_number FROM ledger_root_leaves WHERE tenant_id = ? AND root_number > ?
-		ORDER BY root_number LIMIT 1`, tenantID, len(roots)).Scan(&orphan).Error; err != nil {
+	if err := tx.Raw(`SELECT root_number FROM ledger_root_leaves WHERE tenant_id = ? AND (root_number > ? OR root_number < 1)
+		ORDER BY root_number LIMIT 1`, tenantID, next-1).Scan(&orphan).Error; err != nil {
 		return err
 	}
 	if len(orphan) > 0 {
 		rep.add(Problem{Kind: "root_missing", Root: orphan[0],
 			Message: fmt.Sprintf("signed root %d is missing, but its leaves are stored", orphan[0])})
 	}
-	if len(roots) == 0 {
-		return nil
+	if len(roots) > 0 {
+		reported, err := verifyLatestLeaves(tx, tenantID, roots[len(roots)-1].Number, ends.last, rep)
+		if err != nil {
+			return err
+		}
+		if err := verifyEarlierLeaves(tx, tenantID, ends.last, reported, rep); err != nil {
+			return err
+		}
 	}
-	reported, err := s.verifyLatestLeaves(ctx, tenantID, &roots[len(roots)-1], chains, rep)
+	leaves, err := rebuildRoots(tx, tenantID, roots, signed, rep)
 	if err != nil {
 		return err
 	}
-	return s.verifyEarlierLeaves(ctx, tenantID, chains, reported, rep)
+	verifyRooted(ends, leaves, rep)
+	return nil
+}
+
+// verifyRootJWS checks a root's signature and that its row says what the signature says.
+func (s *Service) verifyRootJWS(ctx context.Context, tenantID string, r *rootRow) (*rootPayload, error) {
+	payload, kid, err := s.verifySigned(ctx, r.JWS, RootType)
+	if err != nil {
+		return nil, err
+	}
+	var p rootPayload
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil || dec.More() {
+		return nil, errors.New("its payload is not a signed root")
+	}
+	switch {
+	case p.Tenant != tenantID:
+		return nil, errors.New("it is another tenant's root")
+	case p.Number != r.Number || p.Root != r.Root || p.HeadCount != r.HeadCount || p.PrevRoot != r.PrevRoot ||
+		p.CreatedAt != r.CreatedAt || kid != r.Kid || p.Tree != treeName:
+		return nil, errors.New("its row says otherwise")
+	}
+	return &p, nil
 }
 
 // verifyEarlierLeaves checks the leaves of every earlier root too: a chain only grows, so
 // every (seq, hash) any root ever signed must still be in the ledger. Without this, deleting
 // a chain's newest events, moving its head back and waiting for the next root would leave
 // the latest root consistent with the forged chain.
-func (s *Service) verifyEarlierLeaves(ctx context.Context, tenantID string, chains map[string]head, reported map[string]bool, rep *VerifyReport) error {
-	rows, err := s.db.Read.WithContext(ctx).Raw(`SELECT l.root_number, l.subject_id, l.seq, l.hash, e.hash
+func verifyEarlierLeaves(tx *gorm.DB, tenantID string, chains map[string]head, reported map[string]bool, rep *VerifyReport) error {
+	rows, err := tx.Raw(`SELECT l.root_number, l.subject_id, l.seq, l.hash, e.hash
 		FROM ledger_root_leaves l
 		LEFT JOIN consent_events e ON e.tenant_id = l.tenant_id AND e.subject_id = l.subject_id AND e.seq = l.seq
 		WHERE l.tenant_id = ? AND (e.hash IS NULL OR e.hash <> l.hash)
@@ -471,21 +546,20 @@ func (s *Service) verifyEarlierLeaves(ctx context.Context, tenantID string, chai
 
 func leafKey(subject string, seq int64) string { return subject + "|" + strconv.FormatInt(seq, 10) }
 
-// verifyLatestLeaves rebuilds the latest root from the stored leaves and checks each leaf
-// against the ledger: the chain must still hold, at that sequence number, the very event the
-// root signed. That finds deleted newest events, dropped chains and rewritten chains.
-func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *rootRow, chains map[string]head, rep *VerifyReport) (map[string]bool, error) {
-	rows, err := s.db.Read.WithContext(ctx).Raw(`SELECT l.subject_id, l.seq, l.hash, e.hash
+// verifyLatestLeaves checks the latest root's leaves against the ledger: the chain must
+// still hold, at that sequence number, the very event the root signed. That finds deleted
+// newest events, dropped chains and rewritten chains.
+func verifyLatestLeaves(tx *gorm.DB, tenantID string, number int64, chains map[string]head, rep *VerifyReport) (map[string]bool, error) {
+	rows, err := tx.Raw(`SELECT l.subject_id, l.seq, l.hash, e.hash
 		FROM ledger_root_leaves l
 		JOIN (SELECT subject_id, max(root_number) AS rn FROM ledger_root_leaves WHERE tenant_id = ? AND root_number <= ?
 		      GROUP BY subject_id) m ON m.subject_id = l.subject_id AND m.rn = l.root_number
 		LEFT JOIN consent_events e ON e.tenant_id = l.tenant_id AND e.subject_id = l.subject_id AND e.seq = l.seq
-		WHERE l.tenant_id = ? ORDER BY l.subject_id`, tenantID, r.Number, tenantID).Rows()
+		WHERE l.tenant_id = ? ORDER BY l.subject_id`, tenantID, number, tenantID).Rows()
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var m merkleBuilder
 	reported := map[string]bool{}
 	for rows.Next() {
 		var subject, hash string
@@ -494,30 +568,89 @@ func (s *Service) verifyLatestLeaves(ctx context.Context, tenantID string, r *ro
 		if err := rows.Scan(&subject, &seq, &hash, &have); err != nil {
 			return nil, err
 		}
-		m.add(LeafHash(subject, seq, hash))
 		if _, ok := chains[subject]; !ok || have == nil || *have != hash {
 			reported[leafKey(subject, seq)] = true
 		}
 		switch c, ok := chains[subject]; {
 		case !ok:
-			rep.add(Problem{Kind: "chain_deleted", SubjectID: subject, Seq: seq, Root: r.Number,
-				Message: fmt.Sprintf("signed root %d holds this chain, but the ledger has no events for it", r.Number)})
+			rep.add(Problem{Kind: "chain_deleted", SubjectID: subject, Seq: seq, Root: number,
+				Message: fmt.Sprintf("signed root %d holds this chain, but the ledger has no events for it", number)})
 		case have == nil:
-			rep.add(Problem{Kind: "events_deleted", SubjectID: subject, Seq: seq, Root: r.Number,
-				Message: fmt.Sprintf("signed root %d holds seq %d of this chain, but the chain ends at seq %d", r.Number, seq, c.seq)})
+			rep.add(Problem{Kind: "events_deleted", SubjectID: subject, Seq: seq, Root: number,
+				Message: fmt.Sprintf("signed root %d holds seq %d of this chain, but the chain ends at seq %d", number, seq, c.seq)})
 		case *have != hash:
-			rep.add(Problem{Kind: "chain_rewritten", SubjectID: subject, Seq: seq, Root: r.Number,
-				Message: fmt.Sprintf("the event signed by root %d has a different hash now", r.Number)})
+			rep.add(Problem{Kind: "chain_rewritten", SubjectID: subject, Seq: seq, Root: number,
+				Message: fmt.Sprintf("the event signed by root %d has a different hash now", number)})
 		}
+	}
+	return reported, rows.Err()
+}
+
+// rebuildRoots rebuilds every signed root from the stored leaves, in one pass over them in
+// root order, and compares each with what was signed. Rebuilding only the latest would let
+// someone who deleted or rewrote an earlier root's leaves hide what that root signed (a
+// chain cut back after it, and signed cut by the next root). It returns the leaves as the
+// stored rows leave them.
+func rebuildRoots(tx *gorm.DB, tenantID string, roots []rootRow, signed []*rootPayload, rep *VerifyReport) (*leafSet, error) {
+	rows, err := tx.Raw(`SELECT root_number, subject_id, seq, hash FROM ledger_root_leaves WHERE tenant_id = ?
+		ORDER BY root_number, subject_id`, tenantID).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	set := newLeafSet()
+	i := 0
+	compare := func(before int64) { // every root numbered below before has all its leaves in set
+		for ; i < len(roots) && roots[i].Number < before; i++ {
+			p := signed[i]
+			if p == nil {
+				continue // it does not verify: reported already
+			}
+			if sum, n := set.root(); hex.EncodeToString(sum[:]) != p.Root || n != p.HeadCount {
+				rep.add(Problem{Kind: "root_mismatch", Root: p.Number,
+					Message: fmt.Sprintf("the stored leaves do not rebuild signed root %d: its leaves were changed or deleted", p.Number)})
+			}
+		}
+	}
+	for rows.Next() {
+		var number, seq int64
+		var subject, hash string
+		if err := rows.Scan(&number, &subject, &seq, &hash); err != nil {
+			return nil, err
+		}
+		compare(number)
+		set.set(subject, seq, hash)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	sum := m.root()
-	if hex.EncodeToString(sum[:]) != r.Root || m.n != r.HeadCount {
-		rep.add(Problem{Kind: "root_mismatch", Root: r.Number, Message: "the stored leaves do not rebuild the signed root"})
+	compare(math.MaxInt64)
+	return set, nil
+}
+
+// verifyRooted compares the chain heads with the stored roots. After a root is stored, each
+// head it changed records the seq it signed (rooted_seq); a head whose rooted_seq no stored
+// leaf reaches was signed by a root that is gone — the newest roots deleted with their
+// leaves, which leaves the remaining roots consistent. (Someone who also resets rooted_seq
+// leaves no trace: only a copy of the roots kept elsewhere shows it.)
+func verifyRooted(ends *chainEnds, leaves *leafSet, rep *VerifyReport) {
+	var ahead []string
+	for subject, seq := range ends.rooted {
+		if seq > leaves.seq(subject) {
+			ahead = append(ahead, subject)
+		}
 	}
-	return reported, nil
+	if len(ahead) == 0 {
+		return
+	}
+	slices.Sort(ahead)
+	first := ahead[0]
+	msg := fmt.Sprintf("the chain head says a signed root holds seq %d of this chain, but no stored root does: signed roots were deleted",
+		ends.rooted[first])
+	if len(ahead) > 1 {
+		msg += fmt.Sprintf(" (%d other chains say the same)", len(ahead)-1)
+	}
+	rep.add(Problem{Kind: "root_missing", SubjectID: first, Seq: ends.rooted[first], Message: msg})
 }
 
 // ErrVerifyFailed is returned by VerifyAll when any tenant's ledger has problems.

@@ -35,6 +35,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/lupa-cmp/lupa/consent/consentweb"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/identityweb"
 )
@@ -1056,7 +1057,7 @@ func (c *contractRun) receipts() {
 	c.reject(400, post, path, map[string]any{})
 	c.reject(400, post, path, map[string]any{"receipt": c.receipt, "strict": true})
 	c.call(400, post, path, `["not", "an", "object"]`)
-	c.bodyErrors(post, path, map[string]any{"receipt": c.receipt}, identityweb.PublicBodyLimit, nil)
+	c.bodyErrors(post, path, map[string]any{"receipt": c.receipt}, consentweb.ReceiptBodyLimit, nil)
 }
 
 func (c *contractRun) server() {

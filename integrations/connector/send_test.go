@@ -442,7 +442,7 @@ func TestErasureAfterLupaErased(t *testing.T) {
 		e.step(t)
 		sid := e.subject(t, "anna@example.com")
 		e.approveErasure(t, sid)
-		if err := e.svc.EraseSubject(context.Background(), e.tenant(), sid, "evidence period ended", identity.ActorSystem); err != nil {
+		if err := e.svc.EraseSubject(context.Background(), e.tenant(), sid, "evidence_ended", identity.ActorSystem); err != nil {
 			t.Fatal(err)
 		}
 		e.step(t)
