@@ -8,8 +8,10 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
 // ---- recipients ----
@@ -146,6 +148,25 @@ func (s *Service) checkPurposeRefs(tx *gorm.DB, p *Purpose) error {
 	return checkExists(tx, "properties", p.TenantID, p.ScopePropertyIDs, "scope_property_ids", "names a property that does not exist")
 }
 
+// checkScope refuses a scope whose two lists contradict each other. Both narrow it
+// (InScope): a property of a brand the brand list leaves out would never be in it, which
+// nobody means.
+func checkScope(tx *gorm.DB, p *Purpose) error {
+	if len(p.ScopeBrandIDs) == 0 || len(p.ScopePropertyIDs) == 0 {
+		return nil
+	}
+	var outside []string
+	if err := tx.Raw("SELECT id FROM properties WHERE tenant_id = ? AND id IN ? AND brand_id NOT IN ? ORDER BY id",
+		p.TenantID, p.ScopePropertyIDs, p.ScopeBrandIDs).Scan(&outside).Error; err != nil {
+		return err
+	}
+	if len(outside) > 0 {
+		return identity.Unprocessable("scope_property_ids", "names a property of a brand that scope_brand_ids leaves out: "+
+			strings.Join(outside, ", ")+"; the purpose would never be asked there")
+	}
+	return nil
+}
+
 // ValidateNew fills in a new purpose's defaults, drops repeated ids and checks its
 // invariants: what CreatePurpose checks before it asks the database.
 func (p *Purpose) ValidateNew() error {
@@ -166,6 +187,9 @@ func (s *Service) CreatePurpose(ctx context.Context, p Purpose, actor identity.A
 	p.ReaskApplied = p.ReaskMonths // no decisions yet: nothing to rewrite
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := s.checkPurposeRefs(tx, &p); err != nil {
+			return err
+		}
+		if err := checkScope(tx, &p); err != nil {
 			return err
 		}
 		if err := tx.Create(purposeToRow(&p)).Error; err != nil {
@@ -210,6 +234,19 @@ func (s *Service) purpose(db *gorm.DB, tenantID, idOrKey string) (*Purpose, erro
 	return r.domain(), nil
 }
 
+// lockPurpose reads a purpose in tx and locks its row until tx ends. Every change of a
+// purpose or its versions saves the whole row (latest and material version, the sweeps'
+// marks) as it read it: without the lock, on PostgreSQL, a change made at the same time (a
+// version published while the purpose is patched) would be overwritten by the older row,
+// and a material version would stop counting. SQLite's write transaction excludes other
+// writers already.
+func (s *Service) lockPurpose(tx *gorm.DB, tenantID, idOrKey string) (*Purpose, error) {
+	if s.db.Dialect == sqldb.Postgres {
+		tx = tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return s.purpose(tx, tenantID, idOrKey)
+}
+
 // PurposePatch changes a purpose. Level and legal basis are fixed once a version is
 // published: changing them is a different purpose.
 type PurposePatch struct {
@@ -250,20 +287,34 @@ func (patch PurposePatch) Apply(p *Purpose) {
 func (s *Service) UpdatePurpose(ctx context.Context, tenantID, idOrKey string, patch PurposePatch, actor identity.Actor) (*Purpose, error) {
 	var out *Purpose
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		before, err := s.purpose(tx, tenantID, idOrKey)
+		before, err := s.lockPurpose(tx, tenantID, idOrKey)
 		if err != nil {
 			return err
 		}
 		p := *before
 		patch.Apply(&p)
 		if before.LatestVersion > 0 && (p.Level != before.Level || p.LegalBasis != before.LegalBasis) {
-			return identity.Errorf(identity.EConflict, "level and legal_basis cannot change once a version is published; create a new purpose")
+			// People decided about this level and basis: another one is another purpose.
+			var fields []identity.FieldError
+			if p.Level != before.Level {
+				fields = append(fields, identity.FieldError{Field: "level", Message: "is fixed once a version is published: create a new purpose"})
+			}
+			if p.LegalBasis != before.LegalBasis {
+				fields = append(fields, identity.FieldError{Field: "legal_basis", Message: "is fixed once a version is published: create a new purpose"})
+			}
+			return &identity.Error{Code: identity.EConflict,
+				Message: "level and legal_basis cannot change once a version is published; create a new purpose", Fields: fields}
 		}
 		if err := p.Validate(); err != nil {
 			return err
 		}
 		if err := s.checkPurposeRefs(tx, &p); err != nil {
 			return err
+		}
+		if !slices.Equal(p.ScopeBrandIDs, before.ScopeBrandIDs) || !slices.Equal(p.ScopePropertyIDs, before.ScopePropertyIDs) {
+			if err := checkScope(tx, &p); err != nil {
+				return err
+			}
 		}
 		if err := checkBannerUse(tx, before, &p); err != nil {
 			return err
@@ -307,7 +358,7 @@ func (in VersionInput) Apply(v *Version) {
 func (s *Service) CreateVersion(ctx context.Context, tenantID, idOrKey string, in VersionInput, actor identity.Actor) (*Version, error) {
 	var out *Version
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		p, err := s.purpose(tx, tenantID, idOrKey)
+		p, err := s.lockPurpose(tx, tenantID, idOrKey)
 		if err != nil {
 			return err
 		}
@@ -461,7 +512,7 @@ func (s *Service) version(db *gorm.DB, p *Purpose, number int) (*Version, error)
 func (s *Service) UpdateVersion(ctx context.Context, tenantID, idOrKey string, number int, in VersionInput, actor identity.Actor) (*Version, error) {
 	var out *Version
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		p, err := s.purpose(tx, tenantID, idOrKey)
+		p, err := s.lockPurpose(tx, tenantID, idOrKey)
 		if err != nil {
 			return err
 		}
@@ -493,7 +544,7 @@ func (s *Service) PublishVersion(ctx context.Context, tenantID, idOrKey string, 
 	var out *Version
 	var material bool
 	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		p, err := s.purpose(tx, tenantID, idOrKey)
+		p, err := s.lockPurpose(tx, tenantID, idOrKey)
 		if err != nil {
 			return err
 		}
@@ -553,9 +604,16 @@ func checkNonMaterial(prev, next *Version) error {
 	// A version published before controllers were recorded has nothing to compare with.
 	v.Check(prev.Details.Controllers == nil || slices.Equal(controllerEntities(prev), controllerEntities(next)),
 		"material", "the controller changed: this version is material")
-	v.Check(reflect.DeepEqual(recipientIDs(prev.Details.Recipients), recipientIDs(next.Details.Recipients)),
-		"material", "the recipients changed: this version is material")
-	v.Check(slices.Equal(prev.Details.DataCategories, next.Details.DataCategories), "material", "the data categories changed: this version is material")
+	sameIDs := reflect.DeepEqual(recipientIDs(prev.Details.Recipients), recipientIDs(next.Details.Recipients))
+	v.Check(sameIDs, "material", "the recipients changed: this version is material")
+	// The same recipients, but one of them is now somewhere else (a transfer) or receives in
+	// another role (a processor become a partner that uses the data for itself). A new legal
+	// name of the same recipient is not a change, as for controllers; another company is
+	// another recipient.
+	v.Check(!sameIDs || slices.Equal(recipientFacts(prev.Details.Recipients), recipientFacts(next.Details.Recipients)),
+		"material", "the recipients changed (a recipient's country or kind): this version is material")
+	v.Check(slices.Equal(sortedSet(prev.Details.DataCategories), sortedSet(next.Details.DataCategories)), "material",
+		"the data categories changed: this version is material")
 	v.Check(prev.Details.Retention == next.Details.Retention, "material", "the retention changed: this version is material")
 	v.Check(prev.Details.Transfers == next.Details.Transfers, "material", "the transfers changed: this version is material")
 	if err := v.Err(); err != nil {
@@ -574,6 +632,23 @@ func controllerEntities(v *Version) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// recipientFacts lists, in order, what makes each recipient's receiving what it is besides
+// who it is: its kind and country.
+func recipientFacts(refs []RecipientRef) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.ID + "|" + r.Kind + "|" + r.Country
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sortedSet returns the distinct values of s in order: the order a list of data categories
+// is written in says nothing about the data.
+func sortedSet(s []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(s)))
 }
 
 func recipientIDs(refs []RecipientRef) []string {

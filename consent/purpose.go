@@ -97,6 +97,10 @@ func (p *Purpose) Validate() error {
 	}
 	v.Check(!p.DoubleOptIn || p.LegalBasis != BasisLegitimateInterest, "double_opt_in",
 		"double opt-in confirms a consent; a legitimate interest is not asked")
+	// A device decides on the device, and has no address to confirm from: its grants would
+	// wait for a confirmation that never comes.
+	v.Check(!p.DoubleOptIn || p.Level != LevelDevice || p.LegalBasis == BasisNecessary, "double_opt_in",
+		"double opt-in confirms a person's consent by email; a device-level purpose is decided on the device")
 	return v.Err()
 }
 

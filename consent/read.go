@@ -216,6 +216,9 @@ type CheckResult struct {
 	Reason     string              `json:"reason"`
 }
 
+// ReasonNotPublished is a check's reason for a purpose without a published version.
+const ReasonNotPublished = "not_published"
+
 // MaxCheck is the most identifiers one check may name.
 const MaxCheck = 10_000
 
@@ -275,23 +278,25 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 	if !ok {
 		return nil, identity.Unprocessable("purpose", "unknown purpose "+strconv.Quote(purposeKey))
 	}
-	// Hash every identifier, then ask once per kind for all of them. owners[kind][n] is the
-	// identifier the n-th hash of that kind belongs to (after a key rotation, one identifier
-	// has a hash under each key).
-	hashes := map[string][][]byte{}
-	owners := map[string][]int{}
+	// Hash every identifier, then ask once per kind and namespace for all of them.
+	// owners[g][n] is the identifier the n-th hash of group g belongs to (after a key
+	// rotation, one identifier has a hash under each key). The namespace is part of an
+	// identifier: an idp identity is found under its issuer, an external id under its system.
+	hashes := map[checkGroup][][]byte{}
+	owners := map[checkGroup][]int{}
 	bulk := s.ids.BulkLookup(tenantID)
 	for i, id := range ids {
+		g := checkGroup{kind: id.Kind, namespace: id.Namespace}
 		for _, h := range bulk.Hashes(id) {
-			hashes[id.Kind] = append(hashes[id.Kind], h)
-			owners[id.Kind] = append(owners[id.Kind], i)
+			hashes[g] = append(hashes[g], h)
+			owners[g] = append(owners[g], i)
 		}
 	}
 	found := make([]*Stored, len(ids))
 	known := make([]bool, len(ids))
-	for kind, hs := range hashes {
-		err := s.checkRows(ctx, tenantID, kind, cp.ID, hs, func(n int, st *Stored) {
-			i := owners[kind][n]
+	for g, hs := range hashes {
+		err := s.checkRows(ctx, tenantID, g, cp.ID, hs, func(n int, st *Stored) {
+			i := owners[g][n]
 			known[i] = true
 			if st != nil {
 				found[i] = st
@@ -307,6 +312,10 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 		eff := Effective(found[i], cp.Purpose, now)
 		r := CheckResult{Identifier: id, State: eff, MayUse: MayUse(cp.Purpose, eff), Reason: eff}
 		switch {
+		case cp.Latest == nil:
+			// Nobody has been told of the purpose yet: nobody was asked for consent, and nobody
+			// could object to a legitimate interest they were never told of (GDPR Art. 13, 21(4)).
+			r.MayUse, r.Reason = false, ReasonNotPublished
 		case !known[i] && cp.LegalBasis == BasisConsent:
 			r.Reason = "unknown_subject"
 		case cp.LegalBasis == BasisNecessary:
@@ -319,16 +328,20 @@ func (s *Service) Check(ctx context.Context, tenantID, purposeKey string, ids []
 	return out, nil
 }
 
-// checkRows calls fn(n, state) for each of hashes that names a subject (the n-th), with the
-// purpose's stored state or nil. fn is never called concurrently.
-func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
+// checkGroup is the kind and namespace a check asks about together.
+type checkGroup struct{ kind, namespace string }
+
+// checkRows calls fn(n, state) for each of hashes (identifiers of group g) that names a
+// subject (the n-th), with the purpose's stored state or nil. fn is never called
+// concurrently.
+func (s *Service) checkRows(ctx context.Context, tenantID string, g checkGroup, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
 	if s.db.Dialect == sqldb.Postgres {
-		return s.checkRowsPostgres(ctx, tenantID, kind, purposeID, hashes, fn)
+		return s.checkRowsPostgres(ctx, tenantID, g, purposeID, hashes, fn)
 	}
 	const q = `SELECT i.value_hash, c.state, c.version, c.decided_at, c.event_seq
 		FROM identifiers i
 		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = ?
-		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = '' AND i.value_hash IN (%s)`
+		WHERE i.tenant_id = ? AND i.kind = ? AND i.namespace = ? AND i.value_hash IN (%s)`
 	db, err := s.db.Read.DB()
 	if err != nil {
 		return err
@@ -340,8 +353,8 @@ func (s *Service) checkRows(ctx context.Context, tenantID, kind, purposeID strin
 	const chunk = 5000
 	for start := 0; start < len(hashes); start += chunk {
 		part := hashes[start:min(start+chunk, len(hashes))]
-		args := make([]any, 0, len(part)+3)
-		args = append(args, purposeID, tenantID, kind)
+		args := make([]any, 0, len(part)+4)
+		args = append(args, purposeID, tenantID, g.kind, g.namespace)
 		for _, h := range part {
 			args = append(args, h)
 		}
@@ -405,10 +418,10 @@ const checkPartsPostgres = 4
 // part joins its hashes (an unnest, in index order) to identifiers and the purpose's
 // states: one index probe per identifier instead of a scan, and neighbouring probes touch
 // the same pages. Rows name their hash by its place in the part, not by the hash itself.
-func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
+func (s *Service) checkRowsPostgres(ctx context.Context, tenantID string, group checkGroup, purposeID string, hashes [][]byte, fn func(int, *Stored)) error {
 	const q = `SELECT q.n::int4, c.state, c.version::int8, c.decided_at, c.event_seq
 		FROM unnest($1::bytea[]) WITH ORDINALITY AS q(value_hash, n)
-		JOIN identifiers i ON i.tenant_id = $2 AND i.kind = $3 AND i.namespace = '' AND i.value_hash = q.value_hash
+		JOIN identifiers i ON i.tenant_id = $2 AND i.kind = $3 AND i.namespace = $5 AND i.value_hash = q.value_hash
 		LEFT JOIN consent_state c ON c.tenant_id = i.tenant_id AND c.subject_id = i.subject_id AND c.purpose_id = $4`
 	order := make([]int, len(hashes))
 	for n := range order {
@@ -436,7 +449,7 @@ func (s *Service) checkRowsPostgres(ctx context.Context, tenantID, kind, purpose
 			var out []row
 			err := sqldb.WithPgx(ctx, s.db.ReadSQL(), func(c *pgx.Conn) error {
 				// FlatArray keeps pgx off its reflection path for the hashes.
-				rows, err := c.Query(ctx, q, pgtype.FlatArray[[]byte](sorted), tenantID, kind, purposeID)
+				rows, err := c.Query(ctx, q, pgtype.FlatArray[[]byte](sorted), tenantID, group.kind, purposeID, group.namespace)
 				if err != nil {
 					return err
 				}

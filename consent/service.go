@@ -231,12 +231,15 @@ func importedAt(decisions []resolved, at int64) {
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
 // of a version that a material version has replaced).
 func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, string, error) {
-	lang := r.Language
-	if lang == "" && r.Property != nil {
-		lang = r.Property.DefaultLanguage
+	// fallback is the language whose text is shown when a version has none in lang, after
+	// which English, then any: what the banner's configuration shows (Version.TextFor).
+	fallback := c.Tenant.DefaultLanguage
+	if r.Property != nil && r.Property.DefaultLanguage != "" {
+		fallback = r.Property.DefaultLanguage
 	}
+	lang := r.Language
 	if lang == "" {
-		lang = c.Tenant.DefaultLanguage
+		lang = fallback
 	}
 	out := make([]resolved, 0, len(r.Decisions))
 	var fields []identity.FieldError
@@ -289,13 +292,16 @@ func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, str
 				strconv.Itoa(cp.MaterialVersion)+": show its text and ask again")
 			continue
 		}
-		want, ok := ver.TextHashes[lang]
+		// The text shown: the version's in the language, else the one shown instead of it.
+		_, shown := ver.TextFor(lang, fallback)
+		want, ok := ver.TextHashes[shown]
 		if !ok {
-			fail(f+".version", "version "+strconv.Itoa(ver.Number)+" has no text in language "+lang)
+			fail(f+".version", "version "+strconv.Itoa(ver.Number)+" has no text")
 			continue
 		}
 		if d.TextHash != "" && d.TextHash != want {
-			fail(f+".text_hash", "is not the hash of version "+strconv.Itoa(ver.Number)+"'s text in "+lang)
+			fail(f+".text_hash", "is not the hash of version "+strconv.Itoa(ver.Number)+"'s text shown in "+lang+
+				" (its text in "+shown+")")
 			continue
 		}
 		out = append(out, resolved{purpose: cp, version: ver, requested: d.Decision, textHash: want})

@@ -343,10 +343,14 @@ func (s *Service) SweepEvidence(ctx context.Context) (int, error) {
 }
 
 // evidenceEnded selects up to sweepBatch subjects of the tenant whose evidence period has
-// ended, and returns their erasures. A subject with a state of a purpose whose expiries the
-// sweeper has yet to rewrite waits for it: the stored expiry may be too early. Each erasure
-// carries the chain head read in the same query: a decision made before the erasure is
-// written stops it (eraseBasis).
+// ended, and returns their erasures. A consent in force (a grant, until the sweeps end it)
+// and an objection keep the evidence: the objection must be honoured while the processing
+// goes on. A legitimate interest the person accepted does not: it needs no consent, proves
+// nothing the tenant needs and never expires, so it would keep a subject's key and
+// identifiers for ever; it counts as any other decision from when it was made. A subject
+// with a state of a purpose whose expiries the sweeper has yet to rewrite waits for it: the
+// stored expiry may be too early. Each erasure carries the chain head read in the same
+// query: a decision made before the erasure is written stops it (eraseBasis).
 func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction, error) {
 	now := s.now()
 	cutoff := now.AddDate(-c.Tenant.EvidenceYears, 0, 0).UnixMilli()
@@ -360,8 +364,9 @@ func (s *Service) evidenceEnded(ctx context.Context, c *Catalog) ([]*interaction
 		WHERE s.tenant_id = ? AND s.secret IS NOT NULL AND s.merged_into IS NULL
 		AND EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id)
 		AND NOT EXISTS (SELECT 1 FROM consent_state c WHERE c.tenant_id = s.tenant_id AND c.subject_id = s.id
-			AND (c.state IN ('granted', 'objected') OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)
-				OR c.purpose_id IN (SELECT p.id FROM purposes p WHERE p.tenant_id = c.tenant_id AND p.reask_applied <> p.reask_months)))
+			AND (c.state = 'objected' OR c.decided_at > ? OR (c.expires_at IS NOT NULL AND c.expires_at > ?)
+				OR c.purpose_id IN (SELECT p.id FROM purposes p WHERE p.tenant_id = c.tenant_id
+					AND (p.reask_applied <> p.reask_months OR (c.state = 'granted' AND p.legal_basis = 'consent')))))
 		AND NOT `+hasLiveAccount+`
 		LIMIT ?`, c.Tenant.ID, cutoff, now.UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 		return nil, err

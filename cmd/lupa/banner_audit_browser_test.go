@@ -247,6 +247,16 @@ func TestBrowserFallbackTextsSayTheirLanguage(t *testing.T) {
 		if !slices.Equal(got, []string{"fi:Myymälän Wi-Fi", "fi:Vain suomeksi."}) {
 			t.Fatalf("marked in the settings layer: %q", got)
 		}
+		// The Finnish text shown to an English visitor is what the grant records; the server
+		// once looked for an English text and refused every decision of such a banner.
+		v.click(`#lupa-settings [data-lupa-action="accept"]`)
+		deadline := time.Now().Add(10 * time.Second)
+		for byPurpose(s.decisions(t))["store_wifi"].Decision != "granted" {
+			if time.Now().After(deadline) {
+				t.Fatalf("the grant of the text shown in Finnish was not recorded: %+v", s.decisions(t))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		v.do(chromedp.Navigate(shop.page("/join", strings.Replace(registerPage, `<html lang="fi">`, `<html lang="en">`, 1))))
 		frame := v.registrationFrame()
 		if err := chromedp.Do(frame, chromedp.WaitVisible(chromedp.CSS(`#email`))); err != nil {

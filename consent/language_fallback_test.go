@@ -1,0 +1,52 @@
+package consent_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/lupa-cmp/lupa/consent"
+	"github.com/lupa-cmp/lupa/identity"
+)
+
+// A banner in a language a purpose has no text in shows the text the configuration falls
+// back to (the property's default language, then English); the decision records that text,
+// and is not refused for the language.
+func TestDecisionInALanguageTheVersionLacks(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.newPurpose(t, consent.Purpose{Key: "surveys", Level: consent.LevelDevice, LegalBasis: consent.BasisConsent},
+			consent.VersionDetails{}) // texts in fi and en only
+		v, err := e.svc.Version(ctx, e.tenant(), "surveys", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown := v.TextHashes["fi"] // the web shop's default language
+		req := e.deviceRequest("", consent.MethodBannerCustom,
+			consent.DecisionInput{Purpose: "surveys", Version: 1, Decision: consent.Granted, TextHash: shown})
+		req.Language = "sv"
+		out, err := e.svc.Record(ctx, req)
+		if err != nil {
+			t.Fatalf("a grant of the text shown in sv: %v", err)
+		}
+		var ev consent.Event
+		e.db.Write.Raw("SELECT text_hash, language FROM consent_events WHERE id = ?", out.Events[0].ID).Scan(&ev)
+		if ev.TextHash != shown || ev.Language != "sv" {
+			t.Fatalf("recorded text %s in %s, want the Finnish text's hash in sv", ev.TextHash, ev.Language)
+		}
+		// Without a hash the text shown is recorded all the same; the English one was not shown.
+		req = e.deviceRequest("", consent.MethodBannerCustom, grant("surveys", 1))
+		req.Language = "sv"
+		if out, err = e.svc.Record(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		e.db.Write.Raw("SELECT text_hash, language FROM consent_events WHERE id = ?", out.Events[0].ID).Scan(&ev)
+		if ev.TextHash != shown {
+			t.Fatalf("recorded text %s, want the Finnish text's", ev.TextHash)
+		}
+		req = e.deviceRequest("", consent.MethodBannerCustom,
+			consent.DecisionInput{Purpose: "surveys", Version: 1, Decision: consent.Granted, TextHash: v.TextHashes["en"]})
+		req.Language = "sv"
+		_, err = e.svc.Record(ctx, req)
+		wantField(t, wantCode(t, err, identity.EUnprocessable), "decisions[0].text_hash", "is not the hash")
+	})
+}
