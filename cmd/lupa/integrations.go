@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"time"
 
@@ -19,16 +18,17 @@ import (
 // endpoint goes through a client that refuses internal addresses at dial time (unless
 // LUPA_ALLOW_PRIVATE_WEBHOOKS), with Standard Webhooks' 15-second timeout.
 func (a *app) newWebhooks() {
-	client := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second})
-	if tr, ok := client.Transport.(*http.Transport); ok {
-		// The engine keeps up to 63 requests in flight to one receiver: keep their
-		// connections (and TLS sessions) open instead of two per host.
-		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
-	}
+	// The engine keeps up to 63 requests in flight to one receiver: keep their connections
+	// (and TLS sessions) open instead of two per host.
+	client := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second,
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 64})
 	a.webhooks = webhook.New(a.db, a.keys, a.consent, a.now, webhook.Options{Client: client, Timeout: 15 * time.Second})
 	// The vendors' APIs go through the same kind of client: a connector's base URL can only
 	// point elsewhere than the vendor where private addresses are allowed.
-	vendors := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second})
+	// A page of a vendor's members is larger than an identity provider's documents: the
+	// vendor clients read up to 8 MiB of an answer themselves.
+	vendors := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second,
+		MaxBodyBytes: 16 << 20})
 	a.connectors = connector.New(a.db, a.keys, a.consent, a.ids, a.now, connector.Options{HTTPClient: vendors,
 		AllowBaseURL: a.cfg.AllowPrivateWebhooks, ReconcileEvery: a.cfg.ReconcileInterval, Instances: a.cfg.ConnectorInstances, Log: a.log})
 	router := integrations.Router{Webhooks: a.webhooks, Connectors: a.connectors}

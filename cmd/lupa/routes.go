@@ -182,15 +182,17 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.POST("/v1/identity/events/:issuerId", ciamWeb.IdentityEvent)
 
 	// Server API for back-office systems.
-	read := r.Group("/v1", auth.APIKey(identity.ScopeConsentRead))
+	// Their answers hold personal data and secrets shown once: no cache keeps them unless a
+	// handler says otherwise (noStore).
+	read := r.Group("/v1", noStore(), auth.APIKey(identity.ScopeConsentRead))
 	read.POST("/consents/check", cons.Check)
 	read.POST("/subjects/state", cons.SubjectState)
 	read.POST("/subjects/history", cons.SubjectHistory)
-	write := r.Group("/v1", auth.APIKey(identity.ScopeConsentWrite))
+	write := r.Group("/v1", noStore(), auth.APIKey(identity.ScopeConsentWrite))
 	write.POST("/subjects/consents", cons.RecordSubject)
 
 	// Admin API: the tenant's configuration, keys, audit log and ledger checks.
-	admin := r.Group("/v1/admin", auth.APIKey(identity.ScopeAdmin), idem)
+	admin := r.Group("/v1/admin", noStore(), auth.APIKey(identity.ScopeAdmin), idem)
 	// POSTs that take no body refuse one that is not JSON or not empty.
 	noBody := identityweb.NoBody(api)
 	admin.GET("/tenant", ident.GetTenant)
@@ -442,6 +444,17 @@ func cleanText(s string) bool {
 		}
 	}
 	return true
+}
+
+// noStore makes Cache-Control: no-store the default of a group's answers: the server and
+// admin APIs answer with people's identifiers, decisions, audit entries and the secrets
+// shown once, which no browser or proxy cache may keep. A handler whose answer may be
+// cached (the data map's vocabulary) sets its own.
+func noStore() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Header("Cache-Control", "no-store")
+		c.Next()
+	}
 }
 
 func securityHeaders() gin.HandlerFunc {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
@@ -186,7 +187,8 @@ type Merger interface {
 
 // Options shape the service; zero values take the defaults.
 type Options struct {
-	// Client fetches discovery documents and keys: a safehttp client.
+	// Client fetches discovery documents and keys: a safehttp client (by default one that
+	// refuses internal addresses).
 	Client *http.Client
 	// KeysTTL is how long fetched keys are used before they are fetched again (10 min).
 	KeysTTL time.Duration
@@ -227,7 +229,7 @@ const issuerCacheTTL = 5 * time.Second
 // New returns the CIAM service.
 func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() time.Time, opt Options) *Service {
 	if opt.Client == nil {
-		opt.Client = &http.Client{Timeout: 10 * time.Second}
+		opt.Client = safehttp.New(safehttp.Options{})
 	}
 	if opt.KeysTTL <= 0 {
 		opt.KeysTTL = 10 * time.Minute

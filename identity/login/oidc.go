@@ -90,9 +90,14 @@ func (s *Service) discover(ctx context.Context, r *providerRow) (*discovered, er
 		return nil, unavailable(fmt.Errorf("discovery: %w", err))
 	}
 	ep := op.Endpoint()
-	if !webURL(ep.AuthURL) || !webURL(ep.TokenURL) {
+	// The key set verifies every ID token: over plain http, whoever is on the way could
+	// swap it and sign tokens of their own.
+	var keys struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := op.Claims(&keys); err != nil || !webURL(ep.AuthURL) || !webURL(ep.TokenURL) || !webURL(keys.JWKSURI) {
 		s.failedDiscovery(key, now)
-		return nil, unavailable(errors.New("discovery: the authorization or token endpoint is not an https URL"))
+		return nil, unavailable(errors.New("discovery: the authorization endpoint, token endpoint or jwks_uri is not an https URL"))
 	}
 	d = &discovered{authURL: ep.AuthURL, tokenURL: ep.TokenURL, expires: now.Add(s.opt.DiscoveryTTL),
 		verifier: op.Verifier(&oidc.Config{ClientID: r.ClientID, SupportedSigningAlgs: SigningAlgorithms, Now: s.now})}
@@ -185,6 +190,12 @@ func (s *Service) oidcIdentity(ctx context.Context, r *providerRow, secret, code
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			return accounts.External{}, refuse("the token endpoint refused the code", errors.New(re.ErrorCode))
+		}
+		if re != nil && re.Response != nil {
+			// Not the answer's body, which RetrieveError quotes: a failing endpoint (or a
+			// proxy before it) may echo the request, and so the code, the PKCE verifier and
+			// the client secret, into the log.
+			return accounts.External{}, unavailable(fmt.Errorf("token endpoint: status %d", re.Response.StatusCode))
 		}
 		return accounts.External{}, unavailable(fmt.Errorf("token endpoint: %w", err))
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/accounts"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
@@ -178,7 +179,7 @@ func (p *Provider) check(v *identity.Validator) {
 // Options shape the service; zero values take the defaults.
 type Options struct {
 	// Client makes every request to the providers (discovery, keys, tokens, the Graph
-	// API): a safehttp client.
+	// API): a safehttp client (by default one that refuses internal addresses).
 	Client *http.Client
 	// PublicURL is Lupa's own origin, the base of the callback URL.
 	PublicURL string
@@ -207,7 +208,7 @@ type Service struct {
 // New returns the login service.
 func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, acc *accounts.Service, now func() time.Time, opt Options) *Service {
 	if opt.Client == nil {
-		opt.Client = &http.Client{Timeout: 10 * time.Second}
+		opt.Client = safehttp.New(safehttp.Options{})
 	}
 	if opt.FacebookDialogURL == "" {
 		opt.FacebookDialogURL = FacebookDialogURL

@@ -19,6 +19,7 @@ import (
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
 	"github.com/lupa-cmp/lupa/identity/keyring"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/identity/sqldb"
 )
 
@@ -39,8 +40,8 @@ type Identities interface {
 
 // Options tune the service.
 type Options struct {
-	// HTTPClient makes the vendor calls: an SSRF-safe client (identity/safehttp) in
-	// production.
+	// HTTPClient makes the vendor calls: an SSRF-safe client (identity/safehttp); by
+	// default one that refuses internal addresses and reads up to 16 MiB of an answer.
 	HTTPClient *http.Client
 	// AllowBaseURL lets a connector name its own API base URL (a local fake in tests, a
 	// proxy on premise); it goes with LUPA_ALLOW_PRIVATE_WEBHOOKS.
@@ -78,7 +79,7 @@ type Service struct {
 // New returns the service.
 func New(db *sqldb.DB, keys *keyring.Keyring, consents Consents, ids Identities, now func() time.Time, opt Options) *Service {
 	if opt.HTTPClient == nil {
-		opt.HTTPClient = http.DefaultClient
+		opt.HTTPClient = safehttp.New(safehttp.Options{Timeout: 15 * time.Second, MaxBodyBytes: 16 << 20})
 	}
 	if opt.Instances <= 0 {
 		opt.Instances = 1

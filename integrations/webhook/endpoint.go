@@ -142,7 +142,8 @@ type Recipients interface {
 
 // Options tune the service.
 type Options struct {
-	// Client sends the webhooks: an SSRF-safe client (identity/safehttp) in production.
+	// Client sends the webhooks: an SSRF-safe *http.Client (identity/safehttp); by default
+	// one that refuses internal addresses.
 	Client Doer
 	// Timeout bounds one HTTP request (15 s).
 	Timeout time.Duration

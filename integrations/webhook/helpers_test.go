@@ -77,8 +77,7 @@ func newEnv(t *testing.T, db *sqldb.DB) *env {
 		t.Fatal(err)
 	}
 	e := &env{db: db, clock: clk, keys: keys, ids: ids, svc: svc, demo: demo}
-	client := safehttp.New(safehttp.Options{AllowPrivate: true})
-	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 64 // as cmd/lupa sets it
+	client := safehttp.New(safehttp.Options{AllowPrivate: true, MaxIdleConnsPerHost: 64}) // as cmd/lupa sets it
 	e.hooks = webhook.New(db, keys, svc, clk.Now, webhook.Options{Client: client, Timeout: 5 * time.Second, InCallRetries: -1})
 	e.engine = e.newEngine()
 	return e

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/lupa-cmp/lupa/identity"
+	"github.com/lupa-cmp/lupa/identity/safehttp"
 	"github.com/lupa-cmp/lupa/integrations"
 )
 
@@ -89,7 +90,7 @@ func (s *Service) httpClient() *http.Client {
 		cp := *c
 		base = &cp
 	default:
-		base = &http.Client{}
+		base = safehttp.New(safehttp.Options{})
 	}
 	base.Timeout = s.opt.Timeout
 	base.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
