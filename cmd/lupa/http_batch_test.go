@@ -39,7 +39,7 @@ func TestHTTPBatchesFailAlone(t *testing.T) {
 			send("valid", i, http.MethodPost, public, banner(decision("analytics", 1, "granted"), decision("social_advertising", 0, "denied")), "Origin", s.Origin)
 		}
 		for i := range pairs {
-			key := fmt.Sprintf("pair-%d", i)
+			key := fmt.Sprintf("pair-of-requests-%d", i)
 			send("pair", i, http.MethodPost, public, banner(decision("analytics", 1, "granted")), "Origin", s.Origin, "Idempotency-Key", key)
 			send("pair", i, http.MethodPost, public, banner(decision("analytics", 1, "denied")), "Origin", s.Origin, "Idempotency-Key", key)
 		}

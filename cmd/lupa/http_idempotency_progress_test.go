@@ -28,19 +28,19 @@ func TestHTTPIdempotencyInProgress(t *testing.T) {
 			send  func() *response
 		}{
 			{"/v1/consents", identityweb.RequestHash([]byte(s.demo.WebShop.ID), collect), func() *response {
-				return s.collect(collect, "Idempotency-Key", "busy")
+				return s.collect(collect, "Idempotency-Key", "busy-request-key")
 			}},
 			{"/v1/subjects/consents", identityweb.RequestHash(record), func() *response {
-				return s.withKey(write, http.MethodPost, "/v1/subjects/consents", record, "Idempotency-Key", "busy")
+				return s.withKey(write, http.MethodPost, "/v1/subjects/consents", record, "Idempotency-Key", "busy-request-key")
 			}},
 			{"/v1/admin/brands", identityweb.RequestHash([]byte(http.MethodPost+" /v1/admin/brands"), brand), func() *response {
-				return s.admin(http.MethodPost, "/v1/admin/brands", brand, "Idempotency-Key", "busy")
+				return s.admin(http.MethodPost, "/v1/admin/brands", brand, "Idempotency-Key", "busy-request-key")
 			}},
 		}
 		before := s.ledger(t, s.demo.AdminKey)
 		for _, r := range routes {
 			// The first request holds its claim: it is still being processed.
-			claim, stored, err := s.app.ids.ClaimIdempotency(ctx, s.demo.Tenant.ID, r.route, "busy", r.hash)
+			claim, stored, err := s.app.ids.ClaimIdempotency(ctx, s.demo.Tenant.ID, r.route, "busy-request-key", r.hash)
 			if err != nil || stored != nil {
 				t.Fatalf("%s: claim: %v %v", r.route, stored, err)
 			}

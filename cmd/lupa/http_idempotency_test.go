@@ -48,12 +48,12 @@ func TestHTTPIdempotency(t *testing.T) {
 		l0 := s.ledger(t, s.demo.AdminKey)
 		body := banner(decision("analytics", 1, "granted"), decision("social_advertising", 0, "denied"))
 
-		r1 := s.collect(body, "Idempotency-Key", "banner-1")
+		r1 := s.collect(body, "Idempotency-Key", "banner-interaction-1")
 		o1 := recorded(t, r1)
 		if r1.Header.Get("Idempotent-Replayed") != "" {
 			t.Fatalf("first answer says it is replayed")
 		}
-		r2 := s.collect(body, "Idempotency-Key", "banner-1")
+		r2 := s.collect(body, "Idempotency-Key", "banner-interaction-1")
 		o2 := recorded(t, r2)
 		if r2.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("retry is not marked Idempotent-Replayed: %v", r2.Header)
@@ -72,14 +72,14 @@ func TestHTTPIdempotency(t *testing.T) {
 		// The same key with another body, or from another property, is refused.
 		l1 := s.ledger(t, s.demo.AdminKey)
 		other := banner(decision("analytics", 1, "denied"))
-		wantIdempotencyProblem(t, s.collect(other, "Idempotency-Key", "banner-1"))
-		wantIdempotencyProblem(t, s.request(http.MethodPost, "/v1/consents?property="+s.demo.App.PublicKey, body, "Idempotency-Key", "banner-1"))
+		wantIdempotencyProblem(t, s.collect(other, "Idempotency-Key", "banner-interaction-1"))
+		wantIdempotencyProblem(t, s.request(http.MethodPost, "/v1/consents?property="+s.demo.App.PublicKey, body, "Idempotency-Key", "banner-interaction-1"))
 		if l := s.ledger(t, s.demo.AdminKey); l != l1 {
 			t.Fatalf("refused retries wrote: %+v → %+v", l1, l)
 		}
 		// A request that failed did not use its key up: the corrected request goes through.
-		wantProblem(t, s.collect(banner(decision("nope", 1, "granted")), "Idempotency-Key", "banner-2"), http.StatusUnprocessableEntity)
-		recorded(t, s.collect(body, "Idempotency-Key", "banner-2"))
+		wantProblem(t, s.collect(banner(decision("nope", 1, "granted")), "Idempotency-Key", "banner-interaction-2"), http.StatusUnprocessableEntity)
+		recorded(t, s.collect(body, "Idempotency-Key", "banner-interaction-2"))
 
 		// The server API.
 		cust := map[string]any{"kind": "customer_number", "value": "IDEM-1"}
@@ -206,7 +206,7 @@ func TestHTTPIdempotencyConcurrent(t *testing.T) {
 
 		body := grantAnalytics()
 		rs := fire(func() (*response, error) {
-			return s.try(http.MethodPost, "/v1/consents?property="+s.demo.WebShop.PublicKey, body, "Origin", s.Origin, "Idempotency-Key", "same-moment")
+			return s.try(http.MethodPost, "/v1/consents?property="+s.demo.WebShop.PublicKey, body, "Origin", s.Origin, "Idempotency-Key", "collect-same-moment")
 		})
 		check("collection", rs, http.StatusCreated)
 		if l := s.ledger(t, s.demo.AdminKey); l.Chains != l0.Chains+1 || l.Events != l0.Events+1 {
@@ -301,11 +301,11 @@ func TestHTTPIdempotencySecretEncryptedAtRest(t *testing.T) {
 		// The consent writer's answers name the device id, kept otherwise only hashed and
 		// encrypted.
 		consentBody := banner(decision("analytics", 1, "granted"))
-		c1 := s.collect(consentBody, "Idempotency-Key", "banner-secret")
+		c1 := s.collect(consentBody, "Idempotency-Key", "banner-device-secret")
 		device := recorded(t, c1).DeviceID
 		var raw []byte
 		if err := s.app.db.Write.Raw("SELECT response FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
-			s.demo.Tenant.ID, "banner-secret").Row().Scan(&raw); err != nil {
+			s.demo.Tenant.ID, "banner-device-secret").Row().Scan(&raw); err != nil {
 			t.Fatal(err)
 		}
 		if device == "" || bytes.Contains(raw, []byte(device)) {
@@ -317,7 +317,7 @@ func TestHTTPIdempotencySecretEncryptedAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 		replayed("after lupa keys rotate")
-		if c2 := s.collect(consentBody, "Idempotency-Key", "banner-secret"); !bytes.Equal(c2.Body, c1.Body) || c2.Header.Get("Idempotent-Replayed") != "true" {
+		if c2 := s.collect(consentBody, "Idempotency-Key", "banner-device-secret"); !bytes.Equal(c2.Body, c1.Body) || c2.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("consent retry after rotation: %d %s", c2.Status, c2.Body)
 		}
 	})

@@ -721,7 +721,7 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 		srv.do(http.MethodGet, "/v1/consents?property="+srv.WebShopKey, nil, append(h, "Lupa-Device-Id", o.DeviceID)...)
 		body := banner(decision("analytics", 0, "withdrawn"))
 		body["identifier"] = map[string]any{"kind": "device", "value": o.DeviceID}
-		recorded(t, srv.do(http.MethodPost, "/v1/consents?property="+srv.WebShopKey, body, append(h, "Idempotency-Key", "log-"+string(rune('a'+i)))...))
+		recorded(t, srv.do(http.MethodPost, "/v1/consents?property="+srv.WebShopKey, body, append(h, "Idempotency-Key", "log-test-request-"+string(rune('a'+i)))...))
 		// Failures with personal data in them.
 		body["identifier"] = map[string]any{"kind": "customer_number", "value": "CUST-PII-0000" + string(rune('a'+i))}
 		srv.do(http.MethodPost, "/v1/consents?property="+srv.WebShopKey, body, h...)

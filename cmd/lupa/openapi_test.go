@@ -982,16 +982,16 @@ func (c *contractRun) collection() {
 			{"purpose": "analytics", "version": 1, "decision": "granted", "text_hash": c.textHash("analytics", 1, "en")},
 			{"purpose": "social_advertising", "decision": "denied"},
 		}}
-	first := c.call(201, post, web, body, append(slices.Clone(origin), "Idempotency-Key", "banner-1")...)
+	first := c.call(201, post, web, body, append(slices.Clone(origin), "Idempotency-Key", "banner-interaction-1")...)
 	out := first.Map(c.t)
 	c.device, _ = out["device_id"].(string)
 	c.receipt, _ = out["receipt"].(string)
-	again := c.call(201, post, web, body, append(slices.Clone(origin), "Idempotency-Key", "banner-1")...)
+	again := c.call(201, post, web, body, append(slices.Clone(origin), "Idempotency-Key", "banner-interaction-1")...)
 	if again.Header.Get("Idempotent-Replayed") != "true" || again.Map(c.t)["receipt"] != c.receipt {
 		c.t.Errorf("replayed interaction: %v %s", again.Header, again.Body)
 	}
 	c.call(422, post, web, map[string]any{"method": "banner_reject_all", "decisions": []map[string]any{
-		{"purpose": "analytics", "decision": "denied"}}}, append(slices.Clone(origin), "Idempotency-Key", "banner-1")...)
+		{"purpose": "analytics", "decision": "denied"}}}, append(slices.Clone(origin), "Idempotency-Key", "banner-interaction-1")...)
 	known := map[string]any{"identifier": map[string]any{"kind": "device", "value": c.device}, "method": "banner_reject_all",
 		"decisions": []map[string]any{{"purpose": "analytics", "decision": "denied"}}}
 	c.call(201, post, web, known, origin...)

@@ -27,10 +27,18 @@ func (a *app) routes(m *metrics) (*gin.Engine, error) {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	// Client IPs come from X-Forwarded-For only when the connection is from a trusted proxy.
-	if err := r.SetTrustedProxies(a.cfg.TrustedProxies); err != nil {
+	// Client IPs come from X-Forwarded-For only when the connection is from a trusted proxy,
+	// read by identityweb.ClientIPs (ports, IPv4-mapped forms, several header lines; never
+	// X-Real-IP). gin's own ClientIP is off: it would be the connecting address.
+	clientIPs, err := identityweb.NewClientIPs(a.cfg.TrustedProxies)
+	if err != nil {
 		return nil, err
 	}
+	r.ForwardedByClientIP = false
+	if err := r.SetTrustedProxies(nil); err != nil {
+		return nil, err
+	}
+	r.Use(clientIPs.Middleware())
 	api := identityweb.NewAPI(a.log)
 	auth := identityweb.NewAuth(a.ids, api)
 	limit := identityweb.NewRateLimiter(a.cfg.RateLimit, a.cfg.RateBurst, a.now)

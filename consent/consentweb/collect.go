@@ -6,6 +6,7 @@ package consentweb
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -81,11 +82,26 @@ func clientTime(t *time.Time) time.Time {
 	return *t
 }
 
+// MinPublicIdempotencyKey is the shortest Idempotency-Key POST /v1/consents takes. The
+// collection API's keys are scoped by tenant, route and key, as every route's, but anyone
+// may call it: a retry of a first decision (no device id yet) that sends the same key and
+// body gets the first answer back — the new device id, a credential, and its receipt. So the
+// key is that answer's only secret, and must be one nobody else can guess or happen to use
+// too: a random one (the widget sends 128 random bits). A short key is refused rather than
+// shared: a counter or a clock reading would hand one device's id to another.
+const MinPublicIdempotencyKey = 16
+
 // PostConsents records one interaction of a widget or app for a device (new or known) and
 // answers with the device id, the new state and the signed receipt, after the commit.
 func (h *Handlers) PostConsents(c *gin.Context) {
 	key, ok := identityweb.IdempotencyKey(c)
 	if !ok {
+		return
+	}
+	if key != "" && len(key) < MinPublicIdempotencyKey {
+		identityweb.WriteProblem(c, http.StatusBadRequest, identity.EInvalid, "Bad Request", "invalid Idempotency-Key",
+			[]identity.FieldError{{Field: identityweb.HeaderIdempotencyKey, Message: "at least " +
+				strconv.Itoa(MinPublicIdempotencyKey) + " characters on this route: send a random one, such as a UUID"}})
 		return
 	}
 	body, ok := h.api.ReadBody(c, identityweb.PublicBodyLimit)
@@ -99,7 +115,7 @@ func (h *Handlers) PostConsents(c *gin.Context) {
 	p := identityweb.PropertyOf(c)
 	req := &consent.RecordRequest{TenantID: p.TenantID, Property: p, Identifier: in.Identifier.domain(), Public: true,
 		Method: in.Method, Language: in.Language, UIHash: in.UIHash, ClientTime: clientTime(in.ClientTime),
-		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions), ClientIP: c.ClientIP(),
+		Actor: identityweb.ActorOf(c), Decisions: decisions(in.Decisions), ClientIP: identityweb.ClientIP(c),
 		UserAgent: c.GetHeader("User-Agent"), GPC: GPC(c), GPCConfirmed: in.GPCConfirmed}
 	parts := [][]byte{[]byte(p.ID)}
 	if person := identityweb.PersonOf(c); person != nil {

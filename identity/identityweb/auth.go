@@ -94,10 +94,9 @@ func requestOrigin(c *gin.Context) string {
 }
 
 // HTTPS reports whether the browser reached Lupa over https: directly, or through a
-// trusted load balancer that says so in X-Forwarded-Proto (gin gives the forwarded client
-// address only for trusted proxies, so a differing one shows the proxy is trusted).
+// trusted load balancer (LUPA_TRUSTED_PROXIES) that says so in X-Forwarded-Proto.
 func HTTPS(c *gin.Context) bool {
-	return c.Request.TLS != nil || (c.GetHeader("X-Forwarded-Proto") == "https" && c.RemoteIP() != c.ClientIP())
+	return c.Request.TLS != nil || (c.GetHeader("X-Forwarded-Proto") == "https" && fromTrustedProxy(c))
 }
 
 // PropertyOf returns the property of a public request.

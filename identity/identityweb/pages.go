@@ -621,7 +621,7 @@ func (p *Pages) SignIn(c *gin.Context) {
 	v := p.signInView(c, t)
 	v.Email = formValue(c, "email")
 	// Counted per clientKey, as the other limits are: one IPv6 subscriber holds a whole /64.
-	sess, err := p.acc.SignIn(c.Request.Context(), t.ID, v.Email, formValue(c, "password"), clientKey(c.ClientIP()))
+	sess, err := p.acc.SignIn(c.Request.Context(), t.ID, v.Email, formValue(c, "password"), clientKey(ClientIP(c)))
 	if errors.Is(err, accounts.ErrSignIn) {
 		v.Error = v.T.SignInFailed
 		p.render(c, http.StatusUnprocessableEntity, templates.SignInPage(v))

@@ -2,101 +2,139 @@ package identityweb
 
 import (
 	"hash/maphash"
+	"math"
 	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
 
 	"github.com/lupa-cmp/lupa/identity"
 )
 
-// RateLimiter limits requests per client IP with a token bucket per address. Buckets live
-// in this process: behind a load balancer each instance allows the limit, which is a bound
-// on abuse, not an exact quota. The client IP is gin's, which trusts forwarding headers only
-// from the configured proxies.
+// RateLimiter limits requests per client: a token bucket of burst tokens that refills at
+// perSecond, per IPv4 address or IPv6 /64 (one subscriber commonly holds a whole /64, and
+// gets a new address in it whenever it likes). Buckets live in this process: behind a load
+// balancer each instance allows the limit, which is a bound on abuse, not an exact quota.
+// The client is ClientAddr's: forwarding headers count only from the trusted proxies.
+//
+// A bucket is kept as one number, its theoretical arrival time (GCRA, the generic cell rate
+// algorithm, which is a token bucket): the moment it would be full again. A bucket that is
+// full holds nothing worth keeping and is dropped when room is needed; so memory follows
+// the clients active within one refill, and is bounded even then (maxBucketsPerShard).
 type RateLimiter struct {
-	rate   rate.Limit
-	burst  int
-	shards [64]shard
-	seed   maphash.Seed
-	now    func() time.Time
+	interval  int64 // nanoseconds per token
+	tolerance int64 // (burst-1) intervals: how far ahead of now a bucket may run
+	shards    [64]shard
+	seed      maphash.Seed
+	now       func() time.Time
+	// start is when the limiter was made: times are kept as nanoseconds since.
+	start time.Time
 }
 
 type shard struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
+	mu  sync.Mutex
+	tat map[bucketKey]int64 // nanoseconds since the limiter's start
+	_   [48]byte            // one shard per cache line: their mutexes are taken from every core
 }
 
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
+// bucketKey is an IPv4 address in its IPv4-mapped form, or an IPv6 /64 with the rest zero.
+type bucketKey [16]byte
 
-// NewRateLimiter allows perSecond requests per IP on average, bursts of burst.
+// maxBucketsPerShard bounds memory under a flood of distinct addresses (or /64s): 64 shards
+// of 4,096 buckets of 24 bytes each, about 10 MB with the maps' own overhead. Honest
+// clients hold a bucket only while it refills (a second or so at the public API's default),
+// so this is far more than a single instance ever sees from them.
+const maxBucketsPerShard = 4096
+
+// NewRateLimiter allows perSecond requests per client on average, bursts of burst.
 func NewRateLimiter(perSecond float64, burst int, now func() time.Time) *RateLimiter {
-	r := &RateLimiter{rate: rate.Limit(perSecond), burst: burst, seed: maphash.MakeSeed(), now: now}
+	// Keep the arithmetic well inside int64 for any configuration: a token at least every
+	// day, a tolerance of at most about 36 years.
+	interval := math.Min(float64(time.Second)/perSecond, float64(24*time.Hour))
+	burst = max(burst, 1)
+	tolerance := math.Min(interval*float64(burst-1), float64(math.MaxInt64/8))
+	r := &RateLimiter{interval: max(int64(interval), 1), tolerance: int64(tolerance), seed: maphash.MakeSeed(), now: now, start: now()}
 	for i := range r.shards {
-		r.shards[i].buckets = map[string]*bucket{}
+		r.shards[i].tat = map[bucketKey]int64{}
 	}
 	return r
 }
 
-const maxBucketsPerShard = 20_000
+// keyOf is the bucket of a client address: the address for IPv4, its /64 for IPv6.
+func keyOf(a netip.Addr) bucketKey {
+	a = a.Unmap()
+	k := bucketKey(a.As16())
+	if !a.Is4() {
+		clear(k[8:])
+	}
+	return k
+}
 
-// Allow takes a token for ip, or says how long to wait.
-func (r *RateLimiter) Allow(ip string) (bool, time.Duration) {
-	now := r.now()
-	s := &r.shards[maphash.String(r.seed, ip)%uint64(len(r.shards))]
+// Allow takes a token of client's bucket, or says how long until there is one.
+func (r *RateLimiter) Allow(client netip.Addr) (bool, time.Duration) {
+	k := keyOf(client)
+	now := int64(r.now().Sub(r.start))
+	s := &r.shards[maphash.Bytes(r.seed, k[:])%uint64(len(r.shards))]
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.buckets[ip]
-	if b == nil {
-		if len(s.buckets) >= maxBucketsPerShard {
-			r.evict(s, now)
-		}
-		b = &bucket{lim: rate.NewLimiter(r.rate, r.burst)}
-		s.buckets[ip] = b
+	tat, known := s.tat[k]
+	if tat < now {
+		tat = now // full
+	} else if most := now + r.tolerance + r.interval; tat > most {
+		// Only a clock set back leaves a bucket further ahead than its last request could:
+		// the client waits one interval at most, as if the clock had stood still.
+		tat = most
+		s.tat[k] = tat
 	}
-	b.seen = now
-	res := b.lim.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return false, d
+	if wait := tat - now - r.tolerance; wait > 0 {
+		s.mu.Unlock()
+		return false, time.Duration(wait)
 	}
+	if !known && len(s.tat) >= maxBucketsPerShard {
+		evict(s, now)
+	}
+	s.tat[k] = tat + r.interval
+	s.mu.Unlock()
 	return true, 0
 }
 
-// evict drops buckets idle long enough to be full again; if none are, it drops them all
-// (a flood of distinct addresses must not grow memory without bound).
-func (r *RateLimiter) evict(s *shard, now time.Time) {
-	idle := time.Duration(float64(r.burst)/float64(r.rate)*float64(time.Second)) + time.Second
-	for ip, b := range s.buckets {
-		if now.Sub(b.seen) > idle {
-			delete(s.buckets, ip)
+// evict makes room in a full shard. Full buckets go first: dropping them changes nothing.
+// If a flood of distinct clients keeps more than 7/8 of the shard busy, buckets are dropped
+// at random (the map's order) down to 7/8: those clients start again with a full bucket,
+// and most of them are the flood's own. Each scan frees an eighth of the shard, so a flood
+// costs a few map entries per request, never a scan per request.
+func evict(s *shard, now int64) {
+	for k, tat := range s.tat {
+		if tat <= now {
+			delete(s.tat, k)
 		}
 	}
-	if len(s.buckets) >= maxBucketsPerShard {
-		clear(s.buckets)
+	for k := range s.tat {
+		if len(s.tat) <= maxBucketsPerShard-maxBucketsPerShard/8 {
+			break
+		}
+		delete(s.tat, k)
 	}
 }
 
-// clientKey is the bucket of a client address: the address itself for IPv4, its /64 for
-// IPv6, since one subscriber commonly holds a whole /64.
+// clientKey names the client of an address for the throttles keyed by text (the accounts
+// service's sign-in throttle): the address for IPv4, its /64 for IPv6, as the buckets.
 func clientKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil || a.Is4() || a.Is4In6() {
+	a, ok := parseAddr(ip)
+	if !ok {
 		return ip
+	}
+	if a.Is4() {
+		return a.String()
 	}
 	p, _ := a.Prefix(64)
 	return p.String()
 }
 
-// AllowClient is Allow for the request's client: its address, or its /64 for IPv6.
+// AllowClient is Allow for the request's client.
 func (r *RateLimiter) AllowClient(c *gin.Context) (bool, time.Duration) {
-	return r.Allow(clientKey(c.ClientIP()))
+	return r.Allow(ClientAddr(c))
 }
 
 // Middleware answers 429 with Retry-After when the client is over its limit.
@@ -104,10 +142,12 @@ func (r *RateLimiter) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ok, wait := r.AllowClient(c)
 		if !ok {
+			// The answer differs with the Origin (below), with or without one: caches must
+			// know, whatever this request sent.
+			c.Header("Vary", "Origin")
 			if origin := c.GetHeader("Origin"); origin != "" {
 				// Let a widget read the 429 and its Retry-After instead of a network error.
 				allowCORS(c, origin)
-				c.Header("Vary", "Origin")
 			}
 			RetryAfter(c, wait.Seconds())
 			WriteProblem(c, http.StatusTooManyRequests, identity.ERateLimited, "Too Many Requests",
