@@ -14,14 +14,33 @@ import (
 
 // Double opt-in. A grant of a purpose marked double_opt_in is recorded as
 // pending_confirmation, and the person gets an email with a link. The link carries a token
-// signed with the ledger's signing key (no table to keep): which grants of which interaction
-// it confirms, for whom, until when. Following it records the grants — only those still
-// pending — with method double_opt_in. A second use changes nothing.
+// signed with the ledger's signing key (no table to keep) as its own JWS type: which pending
+// grants of which interaction it confirms, for whom, until when. Following it records those
+// grants — only while that request still stands — with method double_opt_in. A second use
+// changes nothing.
+//
+// "Still stands" is exact: the purpose's state is pending, of the version the link names,
+// and every ledger event of the purpose since the link's own is a pending grant of that
+// same version (the person asked again before confirming: every link of that run works, so
+// a repeated grant need not mail again). A withdrawal, an expiry or a request of another
+// version in between ends the run: the old link then confirms nothing, and the newer request
+// waits for its own email.
 
 const (
-	optInType = "lupa-optin+jwt"
+	// OptInType is the JWS "typ" of a double opt-in link's token. Only a JWS of exactly this
+	// type is a link; a link is accepted as nothing else (receipts and roots pin their own).
+	OptInType = "lupa-optin+jwt"
 	optInUse  = "double_opt_in"
 	optInTTL  = 7 * 24 * time.Hour
+
+	// A repeated grant while the earlier one is still pending mails a new link unless one
+	// went out for this run less than optInQuiet ago, or optInPerDay went out in the last
+	// 24 hours: the earlier links still work (see above), and a client that re-sends its
+	// grants cannot flood a mailbox.
+	optInQuiet  = 10 * time.Minute
+	optInPerDay = 3
+	// optInRunScan bounds how far back a run is read (per purpose).
+	optInRunScan = 200
 )
 
 type optInToken struct {
@@ -31,12 +50,18 @@ type optInToken struct {
 	Interaction string         `json:"interaction"`
 	Purposes    []optInPurpose `json:"purposes"`
 	Expires     int64          `json:"exp"`
+	// At is when the pending grants were recorded (Unix ms); Lang the email's language;
+	// Controller the name the email gave. Links sent before these were added lack them.
+	At         int64  `json:"at,omitempty"`
+	Lang       string `json:"lang,omitempty"`
+	Controller string `json:"controller,omitempty"`
 }
 
 type optInPurpose struct {
 	Key      string `json:"purpose"`
 	Version  int    `json:"version"`
 	TextHash string `json:"text_hash"`
+	Seq      int64  `json:"seq,omitempty"` // the pending grant's ledger event on Subject's chain
 }
 
 var optInTexts = map[string]struct{ subject, body string }{
@@ -45,8 +70,21 @@ var optInTexts = map[string]struct{ subject, body string }{
 	"en": {"Confirm your subscription", "Hello,\n\nplease confirm that you want %s to send you: %s.\n\nConfirm with this link:\n\n%s\n\nThe link works for 7 days. If you did not subscribe, you can ignore this message: nothing will be sent.\n"},
 }
 
+// optInLanguage is the language of the email and its page: the language the grants were
+// recorded in, else the tenant's default, else English.
+func optInLanguage(c *Catalog, lang string) string {
+	if _, ok := optInTexts[lang]; ok {
+		return lang
+	}
+	if _, ok := optInTexts[c.Tenant.DefaultLanguage]; ok {
+		return c.Tenant.DefaultLanguage
+	}
+	return "en"
+}
+
 // SendOptInConfirmation emails the person the link that confirms the interaction's pending
-// grants, when it has any and the person has an email address. The decisions are recorded
+// grants, when it has any, the person has an email address, and no link of the same
+// request went out a moment ago (optInQuiet, optInPerDay). The decisions are recorded
 // whatever happens to the email; a failure is logged (without the address).
 func (s *Service) SendOptInConfirmation(ctx context.Context, req *RecordRequest, out *Outcome) {
 	if s.mailer == nil || out == nil || out.Replayed {
@@ -55,6 +93,12 @@ func (s *Service) SendOptInConfirmation(ctx context.Context, req *RecordRequest,
 	if err := s.sendOptIn(ctx, req, out); err != nil {
 		s.log.Warn("double opt-in email not sent", "interaction", out.InteractionID, "err", err)
 	}
+}
+
+type pendingRow struct {
+	SubjectID, PurposeKey, TextHash, Language string
+	PurposeVersion                            int
+	Seq, ServerTime                           int64
 }
 
 func (s *Service) sendOptIn(ctx context.Context, req *RecordRequest, out *Outcome) error {
@@ -67,31 +111,41 @@ func (s *Service) sendOptIn(ctx context.Context, req *RecordRequest, out *Outcom
 	if len(pending) == 0 {
 		return nil
 	}
-	var rows []struct {
-		SubjectID, PurposeKey, TextHash string
-		PurposeVersion                  int
-	}
-	if err := s.db.Read.WithContext(ctx).Raw(`SELECT subject_id, purpose_key, purpose_version, text_hash FROM consent_events
-		WHERE tenant_id = ? AND id IN ? ORDER BY seq`, req.TenantID, pending).Scan(&rows).Error; err != nil {
+	var rows []pendingRow
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT subject_id, purpose_key, purpose_version, text_hash, language, seq, server_time
+		FROM consent_events WHERE tenant_id = ? AND id IN ? ORDER BY seq`, req.TenantID, pending).Scan(&rows).Error; err != nil {
 		return err
 	}
 	if len(rows) == 0 {
 		return nil
 	}
+	if due, err := s.optInMailDue(ctx, req.TenantID, rows); err != nil || !due {
+		if err == nil {
+			s.log.Info("double opt-in email not sent again: an earlier link of the same request still works",
+				"interaction", out.InteractionID)
+		}
+		return err
+	}
 	emails, err := s.ids.IdentifierValues(ctx, req.TenantID, rows[0].SubjectID, identity.IDEmail)
 	if err != nil || len(emails) == 0 {
 		return err // no address: the grants stay pending until the person confirms elsewhere
 	}
+	c, err := s.Catalog(ctx, req.TenantID)
+	if err != nil {
+		return err
+	}
+	lang := optInLanguage(c, rows[0].Language)
 	tok := optInToken{Use: optInUse, Tenant: req.TenantID, Subject: rows[0].SubjectID, Interaction: out.InteractionID,
-		Expires: s.now().Add(optInTTL).Unix()}
+		Expires: s.now().Add(optInTTL).Unix(), At: rows[0].ServerTime, Lang: lang,
+		Controller: controllers(c, req.Property)[0].PIIController}
 	for _, r := range rows {
-		tok.Purposes = append(tok.Purposes, optInPurpose{Key: r.PurposeKey, Version: r.PurposeVersion, TextHash: r.TextHash})
+		tok.Purposes = append(tok.Purposes, optInPurpose{Key: r.PurposeKey, Version: r.PurposeVersion, TextHash: r.TextHash, Seq: r.Seq})
 	}
 	payload, err := json.Marshal(tok)
 	if err != nil {
 		return err
 	}
-	sign, err := s.keys.SignFunc(optInType)
+	sign, err := s.keys.SignFunc(OptInType)
 	if err != nil {
 		return err
 	}
@@ -99,97 +153,173 @@ func (s *Service) sendOptIn(ctx context.Context, req *RecordRequest, out *Outcom
 	if err != nil {
 		return err
 	}
-	c, err := s.Catalog(ctx, req.TenantID)
-	if err != nil {
-		return err
-	}
-	lang := req.Language
-	if _, ok := optInTexts[lang]; !ok {
-		lang = "en"
-	}
-	var titles []string
-	for _, p := range tok.Purposes {
-		title := p.Key
-		if cp, ok := c.Purpose(p.Key); ok && cp.Versions[p.Version] != nil {
-			t, _ := cp.Versions[p.Version].TextFor(lang, c.Tenant.DefaultLanguage)
-			title = t.Title
-		}
-		titles = append(titles, title)
+	byKey := optInTitles(c, &tok)
+	titles := make([]string, len(tok.Purposes))
+	for i, p := range tok.Purposes {
+		titles[i] = byKey[p.Key]
 	}
 	t := optInTexts[lang]
 	link := s.publicURL + "/optin?lang=" + lang + "&t=" + url.QueryEscape(jws)
 	sendCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return s.mailer.Send(sendCtx, mail.Message{To: emails[0].Value, Subject: t.subject,
-		Text: fmt.Sprintf(t.body, c.Tenant.LegalName, strings.Join(titles, ", "), link), Language: lang})
+		Text: fmt.Sprintf(t.body, tok.Controller, strings.Join(titles, ", "), link), Language: lang})
+}
+
+// optInTitles are the titles of the purposes a link names, in its language, by purpose.
+func optInTitles(c *Catalog, tok *optInToken) map[string]string {
+	titles := make(map[string]string, len(tok.Purposes))
+	for _, p := range tok.Purposes {
+		title := p.Key
+		if cp, ok := c.Purpose(p.Key); ok && cp.Versions[p.Version] != nil {
+			t, _ := cp.Versions[p.Version].TextFor(tok.Lang, c.Tenant.DefaultLanguage)
+			title = t.Title
+		}
+		titles[p.Key] = title
+	}
+	return titles
+}
+
+// TitlesOf returns the titles of the purposes keys, in the link's language.
+func (r *OptInResult) TitlesOf(keys []string) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if t, ok := r.Titles[k]; ok {
+			out = append(out, t)
+		} else {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// runEvent is one ledger event of a subject's purpose, as the run rules read it.
+type runEvent struct {
+	Seq, ServerTime int64
+	Kind, Decision  string
+	PurposeVersion  int
+}
+
+// pendingRun reads the events of a subject's purpose before seq (all when seq is 0),
+// newest first, and returns the run: the newest events that are pending grants of version
+// (recorded, or carried over by a merge), and the event just before them (nil when the run
+// reaches back as far as was read).
+func (s *Service) pendingRun(ctx context.Context, tenantID, subjectID, purposeKey string, version int, before int64) (run []runEvent, brk *runEvent, err error) {
+	q := `SELECT seq, server_time, kind, decision, purpose_version FROM consent_events
+		WHERE tenant_id = ? AND subject_id = ? AND purpose_key = ?`
+	args := []any{tenantID, subjectID, purposeKey}
+	if before > 0 {
+		q += " AND seq < ?"
+		args = append(args, before)
+	}
+	var rows []runEvent
+	if err := s.db.Read.WithContext(ctx).Raw(q+" ORDER BY seq DESC LIMIT ?", append(args, optInRunScan)...).Scan(&rows).Error; err != nil {
+		return nil, nil, err
+	}
+	for i := range rows {
+		r := rows[i]
+		if (r.Kind != KindDecision && r.Kind != KindMerge) || r.Decision != PendingConfirmation || r.PurposeVersion != version {
+			return rows[:i], &rows[i], nil
+		}
+	}
+	return rows, nil, nil
+}
+
+// optInMailDue says whether the pending grants just recorded need an email: yes unless,
+// for every one of them, the same request was already pending and a link for it went out
+// less than optInQuiet ago or optInPerDay times in the last day. Which earlier grants of the
+// run were mailed follows from the same rule, replayed from the run's start.
+func (s *Service) optInMailDue(ctx context.Context, tenantID string, rows []pendingRow) (bool, error) {
+	for _, r := range rows {
+		run, _, err := s.pendingRun(ctx, tenantID, r.SubjectID, r.PurposeKey, r.PurposeVersion, r.Seq)
+		if err != nil {
+			return false, err
+		}
+		var sent []int64 // server times of the run's mailed grants, oldest first
+		due := func(at int64) bool {
+			n := 0
+			for _, t := range sent {
+				if at-t < optInQuiet.Milliseconds() {
+					return false
+				}
+				if at-t < (24 * time.Hour).Milliseconds() {
+					n++
+				}
+			}
+			return n < optInPerDay
+		}
+		for i := len(run) - 1; i >= 0; i-- {
+			if due(run[i].ServerTime) {
+				sent = append(sent, run[i].ServerTime)
+			}
+		}
+		if due(r.ServerTime) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // ErrOptInLink is the answer to a confirmation link that is not genuine, not whole or too
 // old.
 var ErrOptInLink = &identity.Error{Code: identity.EUnprocessable, Message: "the confirmation link is not valid or has expired"}
 
-// OptInResult says what following a confirmation link did.
+// OptInResult says what following a confirmation link did (ConfirmOptIn) or would do
+// (CheckOptIn).
 type OptInResult struct {
-	Confirmed []string `json:"confirmed"` // purposes granted now
+	Confirmed []string `json:"confirmed"` // purposes granted now (to be granted, for CheckOptIn)
 	// Changed are purposes whose text a material version replaced after the link was sent:
 	// not confirmed, since the person never saw what they would consent to. They decide again.
-	Changed  []string `json:"changed"`
-	Tenant   string   `json:"-"`
-	Language string   `json:"-"`
+	Changed []string `json:"changed"`
+	// Superseded are purposes still pending, but from a newer request than the link's (of
+	// another version, or after a withdrawal): that request's own email confirms it.
+	Superseded []string `json:"superseded"`
+	// Titles are the titles of what the link names by purpose, in its language; Controller
+	// who asks.
+	Titles     map[string]string `json:"-"`
+	Controller string            `json:"-"`
+	Tenant     string            `json:"-"`
+	Language   string            `json:"-"`
 }
 
-// ConfirmOptIn follows a confirmation link: the grants it names that are still pending
-// become grants (method double_opt_in, channel email). Those decided otherwise since (a
-// withdrawal, or a confirmation already made) are left alone. A grant of a version that a
-// material version has replaced since is not confirmed, as Record refuses it: reads already
-// see that pending grant as outdated (Effective), and the outdated sweep writes its event,
-// so the person is asked again with the new text.
+// optInCheck is a link checked against the ledger as it is now.
+type optInCheck struct {
+	in  *interaction
+	res *OptInResult
+}
+
+// CheckOptIn says what following a confirmation link would confirm now, without recording
+// anything: the page a GET shows (mail scanners open links; only the button's POST
+// confirms). A link that is not genuine, is too old, or names a person since erased is
+// ErrOptInLink.
+func (s *Service) CheckOptIn(ctx context.Context, token string) (*OptInResult, error) {
+	chk, err := s.checkOptIn(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range chk.in.decisions {
+		chk.res.Confirmed = append(chk.res.Confirmed, d.purpose.Key)
+	}
+	return chk.res, nil
+}
+
+// ConfirmOptIn follows a confirmation link: the pending grants it names whose request
+// still stands become grants (method double_opt_in, channel email). Those decided
+// otherwise since (a withdrawal, an expiry, a confirmation already made) are left alone,
+// and so is a newer pending request (Superseded). A grant of a version that a material
+// version has replaced since is not confirmed, as Record refuses it: reads already see
+// that pending grant as outdated (Effective), and the outdated sweep writes its event, so
+// the person is asked again with the new text.
 func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult, error) {
-	payload, _, err := s.keys.Verify(ctx, strings.TrimSpace(token))
-	if err != nil {
-		return nil, ErrOptInLink
-	}
-	var tok optInToken
-	if err := json.Unmarshal(payload, &tok); err != nil || tok.Use != optInUse || tok.Tenant == "" || len(tok.Purposes) == 0 {
-		return nil, ErrOptInLink // a receipt or anything else signed by Lupa is not a confirmation
-	}
-	if s.now().Unix() > tok.Expires {
-		return nil, ErrOptInLink
-	}
-	c, err := s.Catalog(ctx, tok.Tenant)
+	chk, err := s.checkOptIn(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	var subj struct {
-		Pseudonym  *string
-		MergedInto *string
-	}
-	if err := s.db.Read.WithContext(ctx).Raw("SELECT pseudonym, merged_into FROM subjects WHERE tenant_id = ? AND id = ?",
-		tok.Tenant, tok.Subject).Scan(&subj).Error; err != nil {
-		return nil, err
-	}
-	if subj.Pseudonym == nil {
-		return nil, ErrOptInLink // erased since
-	}
-	in := &interaction{tenantID: tok.Tenant, id: identity.NewID(), catalog: c, subjectID: tok.Subject, pseudonym: *subj.Pseudonym,
-		channel: "email", method: MethodDoubleOptIn, actor: "subject", receipt: true, view: c.Asked(nil, "")}
-	res := &OptInResult{Confirmed: []string{}, Changed: []string{}, Tenant: tok.Tenant, Language: c.Tenant.DefaultLanguage}
-	for _, p := range tok.Purposes {
-		cp, ok := c.Purpose(p.Key)
-		if !ok || cp.Versions[p.Version] == nil {
-			continue
-		}
-		if cp.LegalBasis == BasisConsent && p.Version < cp.MaterialVersion {
-			res.Changed = append(res.Changed, cp.Key)
-			continue
-		}
-		in.decisions = append(in.decisions, resolved{purpose: cp, version: cp.Versions[p.Version], requested: Granted,
-			textHash: p.TextHash, onlyIf: StatePending})
-	}
-	if len(in.decisions) == 0 {
+	res := chk.res
+	if len(chk.in.decisions) == 0 {
 		return res, nil
 	}
-	out, err := s.writer.Submit(ctx, in)
+	out, err := s.writer.Submit(ctx, chk.in)
 	if err != nil {
 		return nil, err
 	}
@@ -199,4 +329,116 @@ func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult,
 		}
 	}
 	return res, nil
+}
+
+// optInStands says whether the request a link was sent for still stands for purpose p:
+// on the link's own chain, every event of the purpose after the link's is a pending grant
+// of its version; and when the person has been merged into another since (subjectID), so is
+// every event of the purpose on the survivor's chain after the link was sent. Links sent
+// before runs were pinned name no event, and only their version is checked.
+func (s *Service) optInStands(ctx context.Context, tok *optInToken, p optInPurpose, subjectID string) (bool, error) {
+	if p.Seq == 0 {
+		return true, nil
+	}
+	_, brk, err := s.pendingRun(ctx, tok.Tenant, tok.Subject, p.Key, p.Version, 0)
+	if err != nil || (brk != nil && brk.Seq > p.Seq) {
+		return false, err
+	}
+	if subjectID == tok.Subject {
+		return true, nil
+	}
+	_, brk, err = s.pendingRun(ctx, tok.Tenant, subjectID, p.Key, p.Version, 0)
+	return err == nil && (brk == nil || brk.ServerTime <= tok.At), err
+}
+
+// optInMaxHops bounds the merged_into chain a link's subject is followed along.
+const optInMaxHops = 8
+
+func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, error) {
+	payload, _, err := s.verifySigned(ctx, strings.TrimSpace(token), OptInType)
+	if err != nil {
+		return nil, ErrOptInLink
+	}
+	var tok optInToken
+	if err := json.Unmarshal(payload, &tok); err != nil || tok.Use != optInUse || tok.Tenant == "" || tok.Subject == "" ||
+		len(tok.Purposes) == 0 {
+		return nil, ErrOptInLink
+	}
+	if s.now().Unix() > tok.Expires {
+		return nil, ErrOptInLink
+	}
+	c, err := s.Catalog(ctx, tok.Tenant)
+	if err != nil {
+		if identity.IsCode(err, identity.ENotFound) {
+			return nil, ErrOptInLink // the tenant is gone
+		}
+		return nil, err
+	}
+	// The person: the link's subject, or the one it has been merged into since.
+	subjectID, pseudonym := tok.Subject, ""
+	for hop := 0; ; hop++ {
+		var subj struct {
+			Pseudonym  *string
+			MergedInto *string
+		}
+		if err := s.db.Read.WithContext(ctx).Raw("SELECT pseudonym, merged_into FROM subjects WHERE tenant_id = ? AND id = ?",
+			tok.Tenant, subjectID).Scan(&subj).Error; err != nil {
+			return nil, err
+		}
+		if subj.Pseudonym == nil || hop == optInMaxHops {
+			return nil, ErrOptInLink // erased since (or never this tenant's)
+		}
+		if subj.MergedInto == nil || *subj.MergedInto == "" {
+			pseudonym = *subj.Pseudonym
+			break
+		}
+		subjectID = *subj.MergedInto
+	}
+	if tok.Lang == "" {
+		tok.Lang = optInLanguage(c, "")
+	}
+	if tok.Controller == "" {
+		tok.Controller = c.Tenant.LegalName
+	}
+	res := &OptInResult{Confirmed: []string{}, Changed: []string{}, Superseded: []string{}, Titles: optInTitles(c, &tok),
+		Controller: tok.Controller, Tenant: tok.Tenant, Language: tok.Lang}
+	var states []Stored
+	if err := s.db.Read.WithContext(ctx).Raw(`SELECT purpose_id, purpose_key, state, version, decided_at, event_seq
+		FROM consent_state WHERE tenant_id = ? AND subject_id = ?`, tok.Tenant, subjectID).Scan(&states).Error; err != nil {
+		return nil, err
+	}
+	byKey := map[string]*Stored{}
+	for i := range states {
+		byKey[states[i].PurposeKey] = &states[i]
+	}
+	in := &interaction{tenantID: tok.Tenant, id: identity.NewID(), catalog: c, subjectID: subjectID, pseudonym: pseudonym,
+		channel: "email", method: MethodDoubleOptIn, actor: "subject", receipt: true, language: tok.Lang, view: c.Asked(nil, "")}
+	now := s.now()
+	for _, p := range tok.Purposes {
+		cp, ok := c.Purpose(p.Key)
+		if !ok || cp.Versions[p.Version] == nil {
+			continue
+		}
+		if cp.LegalBasis == BasisConsent && p.Version < cp.MaterialVersion {
+			res.Changed = append(res.Changed, cp.Key)
+			continue
+		}
+		st := byKey[cp.Key]
+		if Effective(st, cp.Purpose, now) != StatePending {
+			continue // confirmed, withdrawn or expired since: nothing to do
+		}
+		if st.Version != p.Version {
+			res.Superseded = append(res.Superseded, cp.Key)
+			continue
+		}
+		if stands, err := s.optInStands(ctx, &tok, p, subjectID); err != nil {
+			return nil, err
+		} else if !stands {
+			res.Superseded = append(res.Superseded, cp.Key)
+			continue
+		}
+		in.decisions = append(in.decisions, resolved{purpose: cp, version: cp.Versions[p.Version], requested: Granted,
+			textHash: p.TextHash, onlyIf: StatePending, onlyIfSeq: st.EventSeq})
+	}
+	return &optInCheck{in: in, res: res}, nil
 }

@@ -61,12 +61,17 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		if d.onlyIf != "" && effective != d.onlyIf {
 			continue // decided otherwise since: the confirmation comes too late
 		}
+		if cur := current(d.purpose.ID); d.onlyIfSeq != 0 && (cur == nil || cur.EventSeq != d.onlyIfSeq) {
+			continue // changed since the link was checked (a newer request has its own link)
+		}
 		if cur := current(d.purpose.ID); d.decidedBefore > 0 && cur != nil && cur.DecidedAt >= d.decidedBefore {
 			continue // decided in Lupa after it happened elsewhere: the newer decision stands
 		}
 		decision, kind := normalize(d.requested, d.purpose.Purpose, effective)
-		if decision == Granted && d.purpose.DoubleOptIn && in.method != MethodImport && in.method != MethodDoubleOptIn {
-			// Not a grant yet: the person confirms it from the email first (optin.go).
+		if decision == Granted && d.purpose.DoubleOptIn && in.method != MethodImport && in.method != MethodDoubleOptIn &&
+			effective != StateGranted {
+			// Not a grant yet: the person confirms it from the email first (optin.go). A
+			// grant repeated while the person's confirmed grant stands stays a grant.
 			decision = PendingConfirmation
 		}
 		e := &Event{Kind: kind, PurposeKey: d.purpose.Key, PurposeVersion: d.version.Number,

@@ -206,6 +206,10 @@ type resolved struct {
 	// onlyIf, when set, makes the decision apply only while the purpose is in this state
 	// (a double opt-in confirmation applies to a pending grant only).
 	onlyIf string
+	// onlyIfSeq, when set, makes the decision apply only while the purpose's state is still
+	// the one its ledger event of this sequence number wrote: a double opt-in link confirms
+	// the pending grant it was checked against, not one recorded after it (optin.go).
+	onlyIfSeq int64
 	// decidedBefore, when set (Unix ms), makes the decision apply only if the current one
 	// was made before it: what a person did at a vendor never overrides a newer decision
 	// made in Lupa.

@@ -44,8 +44,8 @@ type PurposeState struct {
 
 // Effective returns the state that holds now: a stored grant (or one waiting for its double
 // opt-in confirmation) older than the purpose's latest material version is outdated; a grant
-// or refusal past its re-ask time is expired. The sweeps write the matching events later;
-// reads never wait for them.
+// (a pending one too: the banner asks again then) or refusal past its re-ask time is
+// expired. The sweeps write the matching events later; reads never wait for them.
 func Effective(s *Stored, p *Purpose, now time.Time) string {
 	if s == nil {
 		return StateNotAsked
@@ -54,7 +54,7 @@ func Effective(s *Stored, p *Purpose, now time.Time) string {
 	if (st == StateGranted || st == StatePending) && p.LegalBasis == BasisConsent && s.Version < p.MaterialVersion {
 		return StateOutdated
 	}
-	if exp := expiresAt(s, p); exp != nil && *exp <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn) {
+	if exp := expiresAt(s, p); exp != nil && *exp <= now.UnixMilli() && (st == StateGranted || st == StateDenied || st == StateWithdrawn || st == StatePending) {
 		return StateExpired
 	}
 	return st

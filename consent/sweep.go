@@ -88,8 +88,8 @@ func (s *Service) groupSystem(ctx context.Context, rows []sweepRow, keep func(sw
 	return out, nil
 }
 
-// SweepExpiry writes expiry events for grants and refusals whose re-ask interval has
-// passed, in batches, and returns how many it wrote.
+// SweepExpiry writes expiry events for grants (pending ones too) and refusals whose re-ask
+// interval has passed, in batches, and returns how many it wrote.
 func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 	total := 0
 	for range 1000 {
@@ -97,7 +97,7 @@ func (s *Service) SweepExpiry(ctx context.Context) (int, error) {
 		if err := s.db.Read.WithContext(ctx).Raw(`SELECT c.tenant_id, c.subject_id, c.purpose_id, c.event_seq, s.pseudonym,
 			c.state, c.decided_at
 			FROM consent_state c JOIN subjects s ON s.tenant_id = c.tenant_id AND s.id = c.subject_id
-			WHERE c.expires_at <= ? AND c.state IN ('granted', 'denied', 'withdrawn')
+			WHERE c.expires_at <= ? AND c.state IN ('granted', 'denied', 'withdrawn', 'pending_confirmation')
 			ORDER BY c.expires_at LIMIT ?`, s.now().UnixMilli(), sweepBatch).Scan(&rows).Error; err != nil {
 			return total, err
 		}

@@ -22,8 +22,9 @@ const (
 // through the writer like any decision: the withdrawals are chained ledger events, change
 // the state and write a domain event, so downstream systems hear of them. It is for a
 // person who is gone — a deleted CIAM user or account — and returns how many consents it
-// withdrew (none when nothing was granted: then nothing is written). Refusals,
-// objections and legitimate-interest purposes are left as they are.
+// withdrew (none when nothing was granted). A grant still pending its double opt-in
+// confirmation is ended as well (a refusal, not counted). Refusals, objections and
+// legitimate-interest purposes are left as they are.
 //
 // reason says why (WithdrawUserDeleted, WithdrawAccountDeleted); the withdrawal events and
 // the domain event's changes carry it.
@@ -47,7 +48,13 @@ func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.
 	var decisions []resolved
 	for _, st := range subj.states {
 		cp, ok := c.PurposeByID(st.PurposeID)
-		if !ok || cp.LegalBasis != BasisConsent || Effective(st, cp.Purpose, now) != StateGranted {
+		eff := ""
+		if ok {
+			eff = Effective(st, cp.Purpose, now)
+		}
+		// A grant still waiting for its double opt-in confirmation ends too (recorded as a
+		// refusal: it was never a grant), so the emailed link confirms nothing afterwards.
+		if !ok || cp.LegalBasis != BasisConsent || (eff != StateGranted && eff != StatePending) {
 			continue
 		}
 		v := cp.Versions[st.Version]
@@ -57,9 +64,9 @@ func (s *Service) WithdrawAll(ctx context.Context, tenantID string, id identity.
 		if v == nil {
 			continue
 		}
-		// Only while still granted when the writer gets to it: a person who decides in the
-		// same instant keeps their own decision.
-		decisions = append(decisions, resolved{purpose: cp, version: v, requested: Withdrawn, onlyIf: StateGranted})
+		// Only while still so when the writer gets to it: a person who decides in the same
+		// instant keeps their own decision.
+		decisions = append(decisions, resolved{purpose: cp, version: v, requested: Withdrawn, onlyIf: eff})
 	}
 	if len(decisions) == 0 {
 		return 0, nil
