@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,7 +177,8 @@ func (r *RecordRequest) validate() error {
 	v.Check(len(r.Decisions) >= 1 && len(r.Decisions) <= maxDecisions, "decisions", "between 1 and "+strconv.Itoa(maxDecisions)+" decisions")
 	v.Check(r.Language == "" || identity.ValidLanguage(r.Language), "language", "must be a language tag such as fi")
 	v.Check(r.UIHash == "" || validHash(r.UIHash), "ui_hash", "must be a lower-case hex SHA-256")
-	v.Check(len(r.Agent) <= 100, "agent", "at most 100 characters")
+	v.Check(r.Agent == "" || agentRe.MatchString(strings.TrimSpace(r.Agent)), "agent",
+		"the agent's id: 1–100 letters, digits and . _ : - (no name or address: it is kept in the ledger for good)")
 	v.Check(r.Method != MethodVerbal || strings.TrimSpace(r.Agent) != "", "agent", "a verbal consent names the agent who took it")
 	v.Check(!r.Public || r.Agent == "", "agent", "only back-office systems name an agent")
 	seen := map[string]bool{}
@@ -231,6 +233,11 @@ func importedAt(decisions []resolved, at int64) {
 		decisions[i].decidedAt, decisions[i].decidedBefore = at, at
 	}
 }
+
+// agentRe is what a verbal consent's agent may be: an id, such as the call-centre system's
+// "agent-17". The agent goes into the event's hashed form, which is never changed or
+// deleted, so a name or an address there would outlive every erasure.
+var agentRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$`)
 
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
 // of a version that a material version has replaced).

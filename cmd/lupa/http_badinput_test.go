@@ -150,6 +150,7 @@ func (s *testServer) bodyEndpoints(writeKey, receipt string) []bodyEndpoint {
 			extra: []hostile{
 				{"control identifier", `{"identifier":{"kind":"customer_number","value":"C\u00071001"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, ""},
 				{"unknown identifier kind", `{"identifier":{"kind":"phone","value":"+358401234567"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "identifier.kind"},
+				{"agent by name", `{"identifier":{"kind":"customer_number","value":"C-1001"},"method":"verbal","agent":"Maija Virtanen","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "agent"},
 				{"verbal without agent", `{"identifier":{"kind":"customer_number","value":"C-1001"},"method":"verbal","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "agent"},
 				{"nested unknown field", `{"identifier":{"kind":"customer_number","value":"C-1001","namespace":"crm"},"method":"api","decisions":[{"purpose":"marketing_email","version":1,"decision":"granted"}]}`, 400, "namespace"},
 			}},
