@@ -1,13 +1,10 @@
 package connector
 
 import (
-	"errors"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/lupa-cmp/lupa/identity/safehttp"
+	"github.com/lupa-cmp/lupa/identity/safehttp/safehttptest"
 )
 
 // TestSecurityAuditDefaultClientSafe: a service made without an HTTPClient calls vendors
@@ -16,16 +13,8 @@ import (
 // base URL reach the internal network. cmd/lupa passes a safehttp client; the default now
 // fails closed as well.
 func TestSecurityAuditDefaultClientSafe(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.Errorf("an internal address was reached: %s", r.URL)
-	}))
-	defer srv.Close()
+	url := safehttptest.InternalURL(t)
 	s := New(nil, nil, nil, nil, time.Now, Options{})
-	res, err := s.opt.HTTPClient.Get(srv.URL + "/3.0/lists")
-	if err == nil {
-		res.Body.Close()
-	}
-	if !errors.Is(err, safehttp.ErrBlocked) {
-		t.Fatalf("GET %s: %v, want safehttp.ErrBlocked", srv.URL, err)
-	}
+	res, err := s.opt.HTTPClient.Get(url + "/3.0/lists")
+	safehttptest.WantBlocked(t, "GET "+url, res, err)
 }

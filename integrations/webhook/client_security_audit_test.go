@@ -1,13 +1,10 @@
 package webhook
 
 import (
-	"errors"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/lupa-cmp/lupa/identity/safehttp"
+	"github.com/lupa-cmp/lupa/identity/safehttp/safehttptest"
 )
 
 // TestSecurityAuditDefaultClientSafe: a service made without a Client sends webhooks through
@@ -16,16 +13,8 @@ import (
 // service or the internal network. cmd/lupa passes a safehttp client; the default now fails
 // closed as well.
 func TestSecurityAuditDefaultClientSafe(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.Errorf("an internal address was reached: %s", r.URL)
-	}))
-	defer srv.Close()
+	url := safehttptest.InternalURL(t)
 	s := New(nil, nil, nil, time.Now, Options{})
-	res, err := s.httpClient().Post(srv.URL+"/hook", "application/json", nil)
-	if err == nil {
-		res.Body.Close()
-	}
-	if !errors.Is(err, safehttp.ErrBlocked) {
-		t.Fatalf("POST %s: %v, want safehttp.ErrBlocked", srv.URL, err)
-	}
+	res, err := s.httpClient().Post(url+"/hook", "application/json", nil)
+	safehttptest.WantBlocked(t, "POST "+url, res, err)
 }
