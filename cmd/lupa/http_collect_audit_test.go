@@ -350,3 +350,31 @@ func TestCollectAuditForwardedProto(t *testing.T) {
 		}
 	}
 }
+
+// TestHSTSOverHTTPS: an answer to a browser that came over https (here through a trusted
+// load balancer) tells it to come back over https only; one that came over plain http, or
+// says https without being a trusted proxy, does not (a browser ignores HSTS over http,
+// and a header a client made up must not decide it).
+func TestHSTSOverHTTPS(t *testing.T) {
+	for _, c := range []struct {
+		trusted string
+		headers []string
+		hsts    bool
+	}{
+		{"127.0.0.1/32", []string{"X-Forwarded-Proto", "https"}, true},
+		{"127.0.0.1/32", nil, false},
+		{"", []string{"X-Forwarded-Proto", "https"}, false},
+	} {
+		env := map[string]string{}
+		if c.trusted != "" {
+			env["LUPA_TRUSTED_PROXIES"] = c.trusted
+		}
+		s := newTestServer(t, "sqlite", env)
+		for _, path := range []string{"/t/" + s.demo.Tenant.Slug + "/signin", "/healthz"} {
+			r := send(t, s.Client(), newTestRequest(t, http.MethodGet, s.URL+path, nil, c.headers...))
+			if got := r.Header.Get("Strict-Transport-Security"); (got == "max-age=31536000") != c.hsts {
+				t.Errorf("trusted %q, headers %v, %s: Strict-Transport-Security %q", c.trusted, c.headers, path, got)
+			}
+		}
+	}
+}

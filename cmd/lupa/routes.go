@@ -465,12 +465,22 @@ func noStore() gin.HandlerFunc {
 	}
 }
 
+// securityHeaders are on every answer: no MIME sniffing, no referrer, no framing (the
+// registration form's handler allows its property's origins itself), and HSTS once the
+// browser came over https.
 func securityHeaders() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
+		if identityweb.HTTPS(c) {
+			// Reached over https (directly or through a trusted load balancer): browsers come
+			// back over https only, so a network on the way cannot strip TLS from the account
+			// pages' next visit. Not includeSubDomains: the hosts under Lupa's are not Lupa's
+			// to decide.
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		c.Next()
 	}
 }

@@ -87,7 +87,7 @@ func (s *Service) discover(ctx context.Context, r *providerRow) (*discovered, er
 	op, err := oidc.NewProvider(oidc.ClientContext(ctx, s.opt.Client), r.Issuer)
 	if err != nil {
 		s.failedDiscovery(key, now)
-		return nil, unavailable(fmt.Errorf("discovery: %w", err))
+		return nil, unavailable(fmt.Errorf("discovery: %w", brief{err}))
 	}
 	ep := op.Endpoint()
 	// The key set verifies every ID token: over plain http, whoever is on the way could
@@ -221,3 +221,17 @@ func (s *Service) oidcIdentity(ctx context.Context, r *providerRow, secret, code
 	return accounts.External{Issuer: r.Issuer, Subject: idt.Subject, Email: claims.Email,
 		EmailVerified: r.TrustedForEmail && bool(claims.EmailVerified), Name: claims.Name, Language: fd.Lang}, nil
 }
+
+// brief shortens an error's message for the log, keeping it for errors.Is: go-oidc puts a
+// failed discovery's whole answer body (up to the client's 1 MiB) into its error.
+type brief struct{ err error }
+
+func (b brief) Error() string {
+	const most = 300
+	if m := b.err.Error(); len(m) > most {
+		return strings.ToValidUTF8(m[:most], "") + "…"
+	}
+	return b.err.Error()
+}
+
+func (b brief) Unwrap() error { return b.err }

@@ -106,3 +106,22 @@ func TestSecurityAuditDefaultClientSafe(t *testing.T) {
 		t.Fatalf("discovery at %s: %v, want safehttp.ErrBlocked", srv.URL, err)
 	}
 }
+
+// TestDiscoveryErrorIsBrief: a provider whose discovery fails with a long page (up to the
+// client's 1 MiB) does not put that page into the log line of the error; the error still
+// says what failed and keeps its cause for errors.Is.
+func TestDiscoveryErrorIsBrief(t *testing.T) {
+	page := strings.Repeat("<p>maintenance</p>", 20_000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, page, http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	s := New(nil, nil, nil, nil, time.Now, Options{Client: &http.Client{Timeout: 5 * time.Second}})
+	_, err := s.discover(context.Background(), &providerRow{TenantID: "t1", ID: "lp_1", Issuer: srv.URL, ClientID: "lupa"})
+	if err == nil {
+		t.Fatal("a failing discovery answered")
+	}
+	if len(err.Error()) > 400 || !strings.Contains(err.Error(), "discovery") || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("the error (%d bytes) is not a brief one of the discovery: %.120s", len(err.Error()), err)
+	}
+}
