@@ -50,3 +50,40 @@ func TestDecisionInALanguageTheVersionLacks(t *testing.T) {
 		wantField(t, wantCode(t, err, identity.EUnprocessable), "decisions[0].text_hash", "is not the hash")
 	})
 }
+
+// The receipt names the title of the text recorded: with the property's default language
+// (fi) not the tenant's (en), a decision in a language the version lacks (sv) records the
+// Finnish text, and the receipt's purpose is that text's title, not the English one.
+func TestReceiptTitleIsOfTheTextRecorded(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		en := "en"
+		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
+			t.Fatal(err)
+		}
+		e.newPurpose(t, consent.Purpose{Key: "surveys", Level: consent.LevelDevice, LegalBasis: consent.BasisConsent},
+			consent.VersionDetails{}) // texts in fi and en only
+		v, err := e.svc.Version(ctx, e.tenant(), "surveys", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.demo.WebShop.DefaultLanguage != "fi" {
+			t.Fatalf("the web shop's default language is %q, want fi", e.demo.WebShop.DefaultLanguage)
+		}
+		req := e.deviceRequest("", consent.MethodBannerCustom, grant("surveys", 1))
+		req.Language = "sv"
+		out, err := e.svc.Record(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r consent.Receipt
+		receiptPayload(t, out.Receipt, &r)
+		p := r.Services[0].Purposes[0]
+		if p.TextHash != v.TextHashes["fi"] {
+			t.Fatalf("recorded text %s, want the Finnish text's", p.TextHash)
+		}
+		if p.Purpose != v.Texts["fi"].Title {
+			t.Fatalf("the receipt names %q, want the recorded text's title %q", p.Purpose, v.Texts["fi"].Title)
+		}
+	})
+}

@@ -437,8 +437,9 @@ func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, er
 			res.Superseded = append(res.Superseded, cp.Key)
 			continue
 		}
-		in.decisions = append(in.decisions, resolved{purpose: cp, version: cp.Versions[p.Version], requested: Granted,
-			textHash: p.TextHash, onlyIf: StatePending, onlyIfSeq: st.EventSeq})
+		ver := cp.Versions[p.Version]
+		in.decisions = append(in.decisions, resolved{purpose: cp, version: ver, requested: Granted,
+			textHash: p.TextHash, textLang: ver.textLanguage(p.TextHash), onlyIf: StatePending, onlyIfSeq: st.EventSeq})
 	}
 	return &optInCheck{in: in, res: res}, nil
 }

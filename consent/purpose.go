@@ -279,6 +279,16 @@ func nonNilStrings(s []string) []string {
 	return s
 }
 
+// textLanguage returns the language of the version's text whose hash is hash, or "".
+func (ver *Version) textLanguage(hash string) string {
+	for l, h := range ver.TextHashes {
+		if h == hash && hash != "" {
+			return l
+		}
+	}
+	return ""
+}
+
 // TextFor returns the version's text in lang, falling back to fallback, then English, then
 // any language; and the language chosen.
 func (ver *Version) TextFor(lang, fallback string) (Text, string) {

@@ -127,7 +127,11 @@ func buildReceipt(in *interaction, events []*Event, decided []*resolved, now int
 			continue // system events (expiry, erasure) name no text
 		}
 		d := decided[i]
-		text, _ := d.version.TextFor(in.language, c.Tenant.DefaultLanguage)
+		// The title of the text recorded (its hash is in the event), not one picked again.
+		text, ok := d.version.Texts[d.textLang]
+		if !ok {
+			text, _ = d.version.TextFor(in.language, c.Tenant.DefaultLanguage)
+		}
 		if policy == "" {
 			policy = text.PolicyURL
 		}

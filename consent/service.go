@@ -205,6 +205,10 @@ type resolved struct {
 	version   *Version
 	requested string
 	textHash  string
+	// textLang is the language of the text whose hash is textHash (the text shown, which
+	// may be a fallback's): the receipt names that text's title. Empty when no text is
+	// recorded (system decisions).
+	textLang string
 	// onlyIf, when set, makes the decision apply only while the purpose is in this state
 	// (a double opt-in confirmation applies to a pending grant only).
 	onlyIf string
@@ -315,7 +319,7 @@ func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, str
 				" (its text in "+shown+")")
 			continue
 		}
-		out = append(out, resolved{purpose: cp, version: ver, requested: d.Decision, textHash: want})
+		out = append(out, resolved{purpose: cp, version: ver, requested: d.Decision, textHash: want, textLang: shown})
 	}
 	if len(fields) > 0 {
 		code := identity.EUnprocessable
