@@ -3,6 +3,9 @@ package consent_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -343,14 +346,21 @@ func TestAuditReceiptTypeIsPinned(t *testing.T) {
 				t.Errorf("typ %q: a JWS of another type is taken for a receipt (kid %s)", typ, check.KeyID)
 			}
 		}
-		// Unsigned and symmetric algorithms are refused before any key is looked up.
+		// Headers Lupa never writes, each signed (with the signing key itself, as only Lupa
+		// could) over the forged header: refused for the header, not for the signature.
+		kid := e.keys.ActiveID("signing")
+		genuine := e.signWithHeader(t, `{"alg":"EdDSA","kid":"`+kid+`","typ":"lupa-receipt+jwt"}`, parts[1])
+		if check, err := e.svc.VerifyReceipt(ctx, genuine); err != nil || !check.Valid {
+			t.Fatalf("signed the same way with the header Lupa writes: %+v %v", check, err)
+		}
 		for _, header := range []string{
-			`{"alg":"none","kid":"` + e.keys.ActiveID("signing") + `","typ":"lupa-receipt+jwt"}`,
-			`{"alg":"HS256","kid":"` + e.keys.ActiveID("signing") + `","typ":"lupa-receipt+jwt"}`,
+			`{"alg":"none","kid":"` + kid + `","typ":"lupa-receipt+jwt"}`,
+			`{"alg":"HS256","kid":"` + kid + `","typ":"lupa-receipt+jwt"}`,
 			`{"alg":"EdDSA","typ":"lupa-receipt+jwt"}`,
-			`{"alg":"EdDSA","kid":"` + e.keys.ActiveID("signing") + `","typ":"lupa-receipt+jwt","crit":["exp"],"exp":1}`,
+			`{"alg":"EdDSA","kid":"` + kid + `","typ":"lupa-receipt+jwt","crit":["exp"],"exp":1}`,
+			`{"alg":"EdDSA","kid":"` + kid + `","typ":"lupa-receipt+jwt","jku":"https://keys.example/jwks.json"}`,
 		} {
-			forged := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + parts[1] + "." + parts[2]
+			forged := e.signWithHeader(t, header, parts[1])
 			check, err := e.svc.VerifyReceipt(ctx, forged)
 			if err != nil {
 				t.Fatal(err)
@@ -636,4 +646,35 @@ func TestAuditErasureReasonIsACode(t *testing.T) {
 			t.Fatalf("the erasure: %+v", last)
 		}
 	})
+}
+
+// signWithHeader signs a compact JWS with the keyring's active signing key (unwrapped from
+// its row with the master key, as the keyring does) over whatever protected header it is
+// given: a JWS only Lupa could have made, with a header Lupa never writes.
+func (e *env) signWithHeader(t *testing.T, header, payload64 string) string {
+	t.Helper()
+	kid := e.keys.ActiveID("signing")
+	var wrapped []byte
+	if err := e.db.Read.Raw("SELECT wrapped FROM data_keys WHERE id = ?", kid).Row().Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := aead.Open(nil, wrapped[:aead.NonceSize()], wrapped[aead.NonceSize():], []byte(kid+"|signing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + payload64
+	sig := ed25519.Sign(ed25519.NewKeyFromSeed(seed), []byte(input))
+	forged := input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if ok := ed25519.Verify(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey), []byte(input), sig); !ok {
+		t.Fatal("the forged signature does not verify")
+	}
+	return forged
 }
