@@ -15,6 +15,6 @@ import (
 func TestSecurityAuditDefaultClientSafe(t *testing.T) {
 	url := safehttptest.InternalURL(t)
 	s := New(nil, nil, nil, time.Now, Options{})
-	res, err := s.httpClient().Post(url+"/hook", "application/json", nil)
+	res, err := s.client.Post(url+"/hook", "application/json", nil)
 	safehttptest.WantBlocked(t, "POST "+url, res, err)
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -161,6 +162,7 @@ type Service struct {
 	recipients Recipients
 	now        func() time.Time
 	opt        Options
+	client     *http.Client // sendClient of opt, built once in New
 
 	mu    sync.Mutex
 	cache map[string]cached // tenant/id → endpoint with its secrets, for sending
@@ -185,7 +187,8 @@ func New(db *sqldb.DB, keys *keyring.Keyring, recipients Recipients, now func() 
 	if opt.InCallWait <= 0 {
 		opt.InCallWait = time.Second
 	}
-	return &Service{db: db, keys: keys, recipients: recipients, now: now, opt: opt, cache: map[string]cached{}}
+	return &Service{db: db, keys: keys, recipients: recipients, now: now, opt: opt,
+		client: sendClient(opt.Client, opt.Timeout), cache: map[string]cached{}}
 }
 
 // NewSecret returns a fresh signing secret: whsec_ and the base64 of 32 random bytes.

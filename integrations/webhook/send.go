@@ -56,7 +56,7 @@ func (s *Service) Send(ctx context.Context, m integrations.Message) integrations
 	sign(req.Request)
 
 	client := &retryablehttp.Client{
-		HTTPClient:   s.httpClient(),
+		HTTPClient:   s.client,
 		RetryWaitMin: 100 * time.Millisecond,
 		RetryWaitMax: s.opt.InCallWait,
 		RetryMax:     s.opt.InCallRetries,
@@ -81,18 +81,20 @@ func (s *Service) Send(ctx context.Context, m integrations.Message) integrations
 	return out
 }
 
-// httpClient is the configured client with the request timeout and without following
-// redirects (Standard Webhooks: a 3xx is a failure).
-func (s *Service) httpClient() *http.Client {
+// sendClient is the configured client (or, when none is, an SSRF-safe one that refuses
+// internal addresses) with the request timeout and without following redirects (Standard
+// Webhooks: a 3xx is a failure). New builds it once, so that its transport's connections
+// are reused from one delivery to the next.
+func sendClient(c Doer, timeout time.Duration) *http.Client {
 	var base *http.Client
-	switch c := s.opt.Client.(type) {
+	switch c := c.(type) {
 	case *http.Client:
 		cp := *c
 		base = &cp
 	default:
 		base = safehttp.New(safehttp.Options{})
 	}
-	base.Timeout = s.opt.Timeout
+	base.Timeout = timeout
 	base.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return base
 }
