@@ -487,7 +487,7 @@ func (s *Service) verifyRoots(ctx context.Context, tx *gorm.DB, tenantID string,
 
 // verifyRootJWS checks a root's signature and that its row says what the signature says.
 func (s *Service) verifyRootJWS(ctx context.Context, tenantID string, r *rootRow) (*rootPayload, error) {
-	payload, kid, err := s.verifySigned(ctx, r.JWS, RootType)
+	payload, kid, err := s.keys.Verify(ctx, r.JWS, RootType)
 	if err != nil {
 		return nil, err
 	}

@@ -355,7 +355,7 @@ func (s *Service) optInStands(ctx context.Context, tok *optInToken, p optInPurpo
 const optInMaxHops = 8
 
 func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, error) {
-	payload, _, err := s.verifySigned(ctx, strings.TrimSpace(token), OptInType)
+	payload, _, err := s.keys.Verify(ctx, strings.TrimSpace(token), OptInType)
 	if err != nil {
 		return nil, ErrOptInLink
 	}

@@ -2,10 +2,7 @@ package consent
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/lupa-cmp/lupa/identity"
@@ -189,55 +186,10 @@ type ReceiptCheck struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// jwsHeader is the protected header of every JWS Lupa signs, and the only one it accepts:
-// exactly these members.
-type jwsHeader struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	Typ string `json:"typ"`
-}
-
-// verifySigned checks a compact JWS that Lupa signed as typ: its protected header must be
-// exactly {"alg":"EdDSA","kid":…,"typ":typ}, and the signature must verify with the signing
-// key kid names (keyring.Verify, which takes no other algorithm and no other key). The
-// header is checked first: a JWS of another type that Lupa signed with the same key (a
-// signed root is not a receipt, nor a confirmation link), one naming no key, and one with
-// any other member — "crit" above all, whose extensions Lupa does not implement, or a key
-// of its own ("jwk", "jku", "x5c") — is refused, whatever its payload says.
-func (s *Service) verifySigned(ctx context.Context, compact, typ string) (payload []byte, kid string, err error) {
-	head, _, ok := strings.Cut(compact, ".")
-	if !ok {
-		return nil, "", errors.New("not a compact JWS")
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(head)
-	if err != nil {
-		return nil, "", errors.New("not a compact JWS in canonical base64url")
-	}
-	var members map[string]json.RawMessage
-	var h jwsHeader
-	if json.Unmarshal(raw, &members) != nil || json.Unmarshal(raw, &h) != nil {
-		return nil, "", errors.New("the JWS header is not a JSON object")
-	}
-	switch {
-	case h.Alg != "EdDSA":
-		return nil, h.Kid, fmt.Errorf("alg %q: only EdDSA is accepted", h.Alg)
-	case h.Typ != typ:
-		return nil, h.Kid, fmt.Errorf("typ %q: want %s", h.Typ, typ)
-	case h.Kid == "":
-		return nil, "", errors.New("the JWS header names no key (kid)")
-	}
-	for name := range members {
-		if name != "alg" && name != "kid" && name != "typ" {
-			return nil, h.Kid, fmt.Errorf("the JWS header has a member %q: only alg, kid and typ are accepted", name)
-		}
-	}
-	return s.keys.Verify(ctx, compact)
-}
-
 // VerifyReceipt checks a receipt's signature against every signing key ever used, and its
 // events against the ledger.
 func (s *Service) VerifyReceipt(ctx context.Context, compact string) (*ReceiptCheck, error) {
-	payload, kid, err := s.verifySigned(ctx, strings.TrimSpace(compact), ReceiptType)
+	payload, kid, err := s.keys.Verify(ctx, strings.TrimSpace(compact), ReceiptType)
 	if err != nil {
 		return &ReceiptCheck{Valid: false, KeyID: kid, Reason: err.Error()}, nil
 	}

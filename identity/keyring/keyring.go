@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -545,9 +546,14 @@ func (k *Keyring) SignFunc(typ string) (func(payload []byte) (string, error), er
 	}, nil
 }
 
-// Verify checks a compact JWS against every signing key, old ones included, and returns the
-// payload and the kid that signed it.
-func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, kid string, err error) {
+// Verify checks a compact JWS that Lupa signed as typ against every signing key, old ones
+// included, and returns the payload and the kid that signed it. Its protected header must be
+// exactly {"alg":"EdDSA","kid":…,"typ":typ}, the one Sign writes, and is checked before any
+// key is looked up: a JWS of another type signed with the same key (a signed root is not a
+// receipt, nor a confirmation link), one naming no key, and one with any other member —
+// "crit" above all, whose extensions Lupa does not implement, or a key of its own ("jwk",
+// "jku", "x5c") — is refused, whatever its payload says.
+func (k *Keyring) Verify(ctx context.Context, compact, typ string) (payload []byte, kid string, err error) {
 	if !canonicalCompact(compact) {
 		return nil, "", errors.New("not a compact JWS in canonical base64url")
 	}
@@ -559,6 +565,9 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 		return nil, "", errors.New("expected exactly one signature")
 	}
 	kid = obj.Signatures[0].Header.KeyID
+	if err := checkHeader(compact, typ); err != nil {
+		return nil, kid, err
+	}
 	dk, err := k.signingKey(ctx, kid)
 	if err != nil || dk.kind != Signing {
 		return nil, kid, fmt.Errorf("unknown signing key %q", kid)
@@ -568,6 +577,34 @@ func (k *Keyring) Verify(ctx context.Context, compact string) (payload []byte, k
 		return nil, kid, errors.New("signature does not verify")
 	}
 	return payload, kid, nil
+}
+
+// checkHeader checks that the protected header of compact (canonical, and signed with EdDSA:
+// ParseSigned took no other algorithm) has exactly the members alg, kid and typ, with a kid
+// and the type typ.
+func checkHeader(compact, typ string) error {
+	head, _, _ := strings.Cut(compact, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(head)
+	var members map[string]json.RawMessage
+	var h struct {
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}
+	if json.Unmarshal(raw, &members) != nil || json.Unmarshal(raw, &h) != nil {
+		return errors.New("the JWS header is not a JSON object")
+	}
+	for name := range members {
+		if name != "alg" && name != "kid" && name != "typ" {
+			return fmt.Errorf("the JWS header has a member %q: only alg, kid and typ are accepted", name)
+		}
+	}
+	switch {
+	case h.Typ != typ:
+		return fmt.Errorf("typ %q: want %s", h.Typ, typ)
+	case h.Kid == "":
+		return errors.New("the JWS header names no key (kid)")
+	}
+	return nil
 }
 
 // signingKey is get for a key id that came from outside: an unknown id reads the keys again

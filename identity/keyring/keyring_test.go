@@ -69,7 +69,7 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 			if _, err := kr.Decrypt(ctx, kid, ct, []byte("identifier|other-tenant|customer_number|")); err == nil {
 				t.Fatalf("%s: a ciphertext moved to another row decrypts", name)
 			}
-			payload, signedBy, err := kr.Verify(ctx, signed)
+			payload, signedBy, err := kr.Verify(ctx, signed, "lupa-receipt+jwt")
 			if err != nil || string(payload) != `{"hello":"world"}` || signedBy != oldSigner {
 				t.Fatalf("%s: old signature: %s %s %v", name, payload, signedBy, err)
 			}
@@ -87,7 +87,7 @@ func TestKeysSurviveRotationAndRestart(t *testing.T) {
 		// One changed byte and the signature fails.
 		bad := []byte(signed)
 		bad[len(bad)-5] ^= 0x02
-		if _, _, err := k.Verify(ctx, string(bad)); err == nil {
+		if _, _, err := k.Verify(ctx, string(bad), "lupa-receipt+jwt"); err == nil {
 			t.Fatal("a changed signature verifies")
 		}
 	})
@@ -186,7 +186,7 @@ func TestNewSigningKeyIsPublishedBeforeItSigns(t *testing.T) {
 		if kid := server.ActiveID(keyring.Signing); kid != newKid || !verifies(refreshed, sig) || verifies(cached, sig) {
 			t.Fatalf("after SigningKeyDelay: signs with %s, want the new key %s", kid, newKid)
 		}
-		if _, by, err := rotator.Verify(ctx, sig); err != nil || by != newKid {
+		if _, by, err := rotator.Verify(ctx, sig, "lupa-receipt+jwt"); err != nil || by != newKid {
 			t.Fatalf("another instance verifies the new signature: %s %v", by, err)
 		}
 	})
@@ -262,7 +262,7 @@ func TestUnknownKeyIdReloadsAtMostOnceASecond(t *testing.T) {
 		}
 		naming := func(kid string) string {
 			b64 := base64.RawURLEncoding.EncodeToString
-			return b64([]byte(`{"alg":"EdDSA","kid":"`+kid+`"}`)) + "." + b64([]byte(`{}`)) + "." + b64(make([]byte, 64))
+			return b64([]byte(`{"alg":"EdDSA","kid":"`+kid+`","typ":"lupa-receipt+jwt"}`)) + "." + b64([]byte(`{}`)) + "." + b64(make([]byte, 64))
 		}
 		published := func() bool {
 			for _, k := range server.JWKS().Keys {
@@ -273,7 +273,7 @@ func TestUnknownKeyIdReloadsAtMostOnceASecond(t *testing.T) {
 			return false
 		}
 		for i := 0; i < 50; i++ {
-			if _, _, err := server.Verify(ctx, naming(ids[0])); err == nil {
+			if _, _, err := server.Verify(ctx, naming(ids[0]), "lupa-receipt+jwt"); err == nil {
 				t.Fatal("a JWS with no real signature verified")
 			}
 		}
@@ -281,7 +281,7 @@ func TestUnknownKeyIdReloadsAtMostOnceASecond(t *testing.T) {
 			t.Fatal("JWSs naming an unknown key made the server read its keys within the second it read them")
 		}
 		clk.Add(time.Second)
-		if _, _, err := server.Verify(ctx, naming(ids[0])); err == nil {
+		if _, _, err := server.Verify(ctx, naming(ids[0]), "lupa-receipt+jwt"); err == nil {
 			t.Fatal("a JWS with no real signature verified")
 		}
 		if !published() {
