@@ -26,9 +26,10 @@ func (a *app) newWebhooks() {
 	// The vendors' APIs go through the same kind of client: a connector's base URL can only
 	// point elsewhere than the vendor where private addresses are allowed.
 	// A page of a vendor's members is larger than an identity provider's documents: the
-	// vendor clients read up to 8 MiB of an answer themselves.
+	// client lets up to connector.MaxVendorBody (16 MiB) of an answer through, of which the
+	// vendor clients read at most 8 MiB themselves.
 	vendors := safehttp.New(safehttp.Options{AllowPrivate: a.cfg.AllowPrivateWebhooks, Timeout: 15 * time.Second,
-		MaxBodyBytes: 16 << 20})
+		MaxBodyBytes: connector.MaxVendorBody})
 	a.connectors = connector.New(a.db, a.keys, a.consent, a.ids, a.now, connector.Options{HTTPClient: vendors,
 		AllowBaseURL: a.cfg.AllowPrivateWebhooks, ReconcileEvery: a.cfg.ReconcileInterval, Instances: a.cfg.ConnectorInstances, Log: a.log})
 	router := integrations.Router{Webhooks: a.webhooks, Connectors: a.connectors}

@@ -38,10 +38,15 @@ type Identities interface {
 	FindSubject(ctx context.Context, tenantID string, id identity.Identifier) (*identity.Subject, error)
 }
 
+// MaxVendorBody is how much of a vendor's answer the HTTP client lets through (16 MiB): a
+// page of a vendor's members is larger than an identity provider's documents. The vendor
+// clients (integrations/internal/vendorhttp) read at most 8 MiB of it themselves.
+const MaxVendorBody = 16 << 20
+
 // Options tune the service.
 type Options struct {
 	// HTTPClient makes the vendor calls: an SSRF-safe client (identity/safehttp); by
-	// default one that refuses internal addresses and reads up to 16 MiB of an answer.
+	// default one that refuses internal addresses and reads up to MaxVendorBody of an answer.
 	HTTPClient *http.Client
 	// AllowBaseURL lets a connector name its own API base URL (a local fake in tests, a
 	// proxy on premise); it goes with LUPA_ALLOW_PRIVATE_WEBHOOKS.
@@ -79,7 +84,7 @@ type Service struct {
 // New returns the service.
 func New(db *sqldb.DB, keys *keyring.Keyring, consents Consents, ids Identities, now func() time.Time, opt Options) *Service {
 	if opt.HTTPClient == nil {
-		opt.HTTPClient = safehttp.New(safehttp.Options{Timeout: 15 * time.Second, MaxBodyBytes: 16 << 20})
+		opt.HTTPClient = safehttp.New(safehttp.Options{Timeout: 15 * time.Second, MaxBodyBytes: MaxVendorBody})
 	}
 	if opt.Instances <= 0 {
 		opt.Instances = 1
