@@ -96,3 +96,15 @@ func (s *Service) ReplayTakenKey(ctx context.Context, req *RecordRequest) (*Outc
 	}
 	return s.replayAfterConflict(in)
 }
+
+// ConfirmOptInThen follows a confirmation link as ConfirmOptIn does, running between after
+// the link is checked and before what it confirms is handed to the writer: whatever happens
+// in the moment between the two.
+func (s *Service) ConfirmOptInThen(ctx context.Context, token string, between func()) (*OptInResult, error) {
+	chk, err := s.checkOptIn(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	between()
+	return s.confirmOptIn(ctx, chk)
+}

@@ -315,6 +315,13 @@ func (s *Service) ConfirmOptIn(ctx context.Context, token string) (*OptInResult,
 	if err != nil {
 		return nil, err
 	}
+	return s.confirmOptIn(ctx, chk)
+}
+
+// confirmOptIn records what a checked link confirms. The writer records each grant only
+// while the purpose's state is still the one the check saw (onlyIfSeq): a request recorded
+// in between is not confirmed by the older link.
+func (s *Service) confirmOptIn(ctx context.Context, chk *optInCheck) (*OptInResult, error) {
 	res := chk.res
 	if len(chk.in.decisions) == 0 {
 		return res, nil

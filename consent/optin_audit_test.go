@@ -392,3 +392,35 @@ func TestOptInAuditLinkAfterMerge(t *testing.T) {
 		e.mustVerifyOK(t)
 	})
 }
+
+// TestOptInAuditNewerRequestWhileConfirming: the link is checked, and before its
+// confirmation reaches the writer the person refuses and asks again (a newer request,
+// with its own email). The old link confirms nothing: the writer records a confirmation only
+// while the state is still the one the check saw.
+func TestOptInAuditNewerRequestWhileConfirming(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		a := newOptInAudit(t, e, "between@esimerkki.fi")
+		old := a.link(t, grant("marketing_email", 1))
+		var fresh string
+		res, err := e.svc.ConfirmOptInThen(context.Background(), old, func() {
+			a.record(t, "fi", deny("marketing_email"))
+			fresh = a.link(t, grant("marketing_email", 1))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Confirmed) != 0 {
+			t.Fatalf("the old link confirmed the request made while it was being followed: %+v", res)
+		}
+		if st := a.state(t); st.State != consent.StatePending || st.MayUse {
+			t.Fatalf("after the old link: %+v", st)
+		}
+		if n := e.count(t, "consent_events", "method = 'double_opt_in'"); n != 0 {
+			t.Fatalf("%d confirmations recorded", n)
+		}
+		if res := a.confirm(t, fresh); len(res.Confirmed) != 1 {
+			t.Fatalf("the newer link: %+v", res)
+		}
+		e.mustVerifyOK(t)
+	})
+}
