@@ -202,8 +202,8 @@ type runEvent struct {
 
 // pendingRun reads the events of a subject's purpose before seq (all when seq is 0),
 // newest first, and returns the run: the newest events that are pending grants of version
-// (recorded, or carried over by a merge), and the event just before them (nil when the run
-// reaches back as far as was read).
+// (a merge never carries one: it carries explicit decisions only, merge.go), and the event
+// just before them (nil when the run reaches back as far as was read).
 func (s *Service) pendingRun(ctx context.Context, tenantID, subjectID, purposeKey string, version int, before int64) (run []runEvent, brk *runEvent, err error) {
 	q := `SELECT seq, server_time, kind, decision, purpose_version FROM consent_events
 		WHERE tenant_id = ? AND subject_id = ? AND purpose_key = ?`
@@ -218,7 +218,7 @@ func (s *Service) pendingRun(ctx context.Context, tenantID, subjectID, purposeKe
 	}
 	for i := range rows {
 		r := rows[i]
-		if (r.Kind != KindDecision && r.Kind != KindMerge) || r.Decision != PendingConfirmation || r.PurposeVersion != version {
+		if r.Kind != KindDecision || r.Decision != PendingConfirmation || r.PurposeVersion != version {
 			return rows[:i], &rows[i], nil
 		}
 	}
@@ -271,8 +271,9 @@ type OptInResult struct {
 	// Changed are purposes whose text a material version replaced after the link was sent:
 	// not confirmed, since the person never saw what they would consent to. They decide again.
 	Changed []string `json:"changed"`
-	// Superseded are purposes still pending, but from a newer request than the link's (of
-	// another version, or after a withdrawal): that request's own email confirms it.
+	// Superseded are purposes still pending, but from another request than the link's (a
+	// newer one, of another version or after a withdrawal; or, the person merged into
+	// another since, the survivor's own): that request's own email confirms it.
 	Superseded []string `json:"superseded"`
 	// Titles are the titles of what the link names by purpose, in its language; Controller
 	// who asks.
@@ -338,24 +339,16 @@ func (s *Service) confirmOptIn(ctx context.Context, chk *optInCheck) (*OptInResu
 	return res, nil
 }
 
-// optInStands says whether the request a link was sent for still stands for purpose p:
-// on the link's own chain, every event of the purpose after the link's is a pending grant
-// of its version; and when the person has been merged into another since (subjectID), so is
-// every event of the purpose on the survivor's chain after the link was sent. Links sent
-// before runs were pinned name no event, and only their version is checked.
-func (s *Service) optInStands(ctx context.Context, tok *optInToken, p optInPurpose, subjectID string) (bool, error) {
+// optInStands says whether the request a link was sent for still stands for purpose p: on
+// the link's chain, every event of the purpose after the link's is a pending grant of its
+// version. Links sent before runs were pinned name no event, and only their version is
+// checked.
+func (s *Service) optInStands(ctx context.Context, tok *optInToken, p optInPurpose) (bool, error) {
 	if p.Seq == 0 {
 		return true, nil
 	}
 	_, brk, err := s.pendingRun(ctx, tok.Tenant, tok.Subject, p.Key, p.Version, 0)
-	if err != nil || (brk != nil && brk.Seq > p.Seq) {
-		return false, err
-	}
-	if subjectID == tok.Subject {
-		return true, nil
-	}
-	_, brk, err = s.pendingRun(ctx, tok.Tenant, subjectID, p.Key, p.Version, 0)
-	return err == nil && (brk == nil || brk.ServerTime <= tok.At), err
+	return err == nil && (brk == nil || brk.Seq <= p.Seq), err
 }
 
 // optInMaxHops bounds the merged_into chain a link's subject is followed along.
@@ -434,11 +427,14 @@ func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, er
 		if Effective(st, cp.Purpose, now) != StatePending {
 			continue // confirmed, withdrawn or expired since: nothing to do
 		}
-		if st.Version != p.Version {
+		// Merged into another person since: a merge carries decisions, never a pending grant
+		// (merge.go), so what is pending there is the survivor's own request, which its own
+		// email confirms, not this link.
+		if st.Version != p.Version || subjectID != tok.Subject {
 			res.Superseded = append(res.Superseded, cp.Key)
 			continue
 		}
-		if stands, err := s.optInStands(ctx, &tok, p, subjectID); err != nil {
+		if stands, err := s.optInStands(ctx, &tok, p); err != nil {
 			return nil, err
 		} else if !stands {
 			res.Superseded = append(res.Superseded, cp.Key)

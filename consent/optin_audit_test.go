@@ -424,3 +424,32 @@ func TestOptInAuditNewerRequestWhileConfirming(t *testing.T) {
 		e.mustVerifyOK(t)
 	})
 }
+
+// TestOptInAuditLinkAfterMergeSurvivorPending: the person whose grant is pending is merged
+// into one with a pending grant of the same purpose of their own (mailed to that person's
+// address, or not at all). The merged person's link confirms nothing there: the survivor's
+// request is not the one the link was sent for.
+func TestOptInAuditLinkAfterMergeSurvivorPending(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		a := newOptInAudit(t, e, "merged-pending@esimerkki.fi")
+		e.recordCustomer(t, "M-2", grant("marketing_email", 1)) // the survivor's own request
+		e.clock.Add(time.Minute)
+		token := a.link(t, grant("marketing_email", 1))
+		e.clock.Add(time.Minute)
+		if _, err := e.svc.MergePersons(ctx, e.tenant(), a.email, *customer("M-2")); err != nil {
+			t.Fatal(err)
+		}
+		res := a.confirm(t, token)
+		if len(res.Confirmed) != 0 || len(res.Superseded) != 1 {
+			t.Fatalf("the merged person's link on the survivor's own request: %+v", res)
+		}
+		if st := e.customerState(t, "M-2", "marketing_email"); st.MayUse || st.State != consent.StatePending {
+			t.Fatalf("the survivor's state: %+v", st)
+		}
+		if n := e.count(t, "consent_events", "method = 'double_opt_in'"); n != 0 {
+			t.Fatalf("%d confirmations recorded", n)
+		}
+		e.mustVerifyOK(t)
+	})
+}
