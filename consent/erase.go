@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"time"
 
@@ -150,11 +149,12 @@ func (s *Service) asNewDevice(in *interaction) error {
 	return nil
 }
 
-// erasureReasonRe is what the reason of an erasure asked for may be: a code, such as
-// "dsr:<request id>". The reason goes into the erasure event's hashed form, which is never
-// changed or deleted, and personal data must never be there (it outlives the erasure it
-// records): free text — "asked for by anna@example.com" — cannot be given.
-var erasureReasonRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$`)
+// maxErasureReason is how long the reason of an erasure asked for may be. The reason is a
+// code (validCode), such as "dsr:<request id>": it goes into the erasure event's hashed
+// form, which is never changed or deleted, and personal data must never be there (it
+// outlives the erasure it records): free text — "asked for by anna@example.com" — cannot be
+// given.
+const maxErasureReason = 200
 
 // EraseSubject erases a subject now, whatever its consents: an erasure event is chained
 // with reason, then the subject's key, identifiers, receipts, client context and state are
@@ -165,7 +165,7 @@ var erasureReasonRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$`)
 // out (Art. 17(3)) is decided before calling it.
 func (s *Service) EraseSubject(ctx context.Context, tenantID, subjectID, reason string, actor identity.Actor) error {
 	reason = strings.TrimSpace(reason)
-	if !erasureReasonRe.MatchString(reason) {
+	if !validCode(reason, maxErasureReason) {
 		return identity.Unprocessable("reason", "say why with a code of 1–200 letters, digits and . _ : - (such as dsr:<request id>): it is kept in the ledger for good")
 	}
 	subj, err := s.personOf(ctx, tenantID, subjectID)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,7 +176,7 @@ func (r *RecordRequest) validate() error {
 	v.Check(len(r.Decisions) >= 1 && len(r.Decisions) <= maxDecisions, "decisions", "between 1 and "+strconv.Itoa(maxDecisions)+" decisions")
 	v.Check(r.Language == "" || identity.ValidLanguage(r.Language), "language", "must be a language tag such as fi")
 	v.Check(r.UIHash == "" || validHash(r.UIHash), "ui_hash", "must be a lower-case hex SHA-256")
-	v.Check(r.Agent == "" || agentRe.MatchString(strings.TrimSpace(r.Agent)), "agent",
+	v.Check(r.Agent == "" || validCode(strings.TrimSpace(r.Agent), maxAgent), "agent",
 		"the agent's id: 1–100 letters, digits and . _ : - (no name or address: it is kept in the ledger for good)")
 	v.Check(r.Method != MethodVerbal || strings.TrimSpace(r.Agent) != "", "agent", "a verbal consent names the agent who took it")
 	v.Check(!r.Public || r.Agent == "", "agent", "only back-office systems name an agent")
@@ -238,10 +237,30 @@ func importedAt(decisions []resolved, at int64) {
 	}
 }
 
-// agentRe is what a verbal consent's agent may be: an id, such as the call-centre system's
-// "agent-17". The agent goes into the event's hashed form, which is never changed or
-// deleted, so a name or an address there would outlive every erasure.
-var agentRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$`)
+// maxAgent is how long a verbal consent's agent may be. The agent is an id (validCode), such
+// as the call-centre system's "agent-17": it goes into the event's hashed form, which is
+// never changed or deleted, so a name or an address there would outlive every erasure.
+const maxAgent = 100
+
+// validCode says whether s is a code of at most max characters: an ASCII letter or digit,
+// then letters, digits and _ . : -. What goes into an event's hashed form from outside (an
+// agent, an erasure's reason) is such a code, never free text that could hold a name or an
+// address.
+func validCode(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == ':' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
 // of a version that a material version has replaced).
