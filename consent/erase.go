@@ -72,17 +72,10 @@ func (s *Service) checkErasable(ctx context.Context, t writeTx, in *interaction)
 	return err
 }
 
-// mergedIntoSQL lists the subjects whose merged_into chain ends at a subject: its devices,
-// and persons merged into it with their own devices.
-const mergedIntoSQL = `WITH RECURSIVE merged(id) AS (
-		SELECT id FROM subjects WHERE tenant_id = ? AND merged_into = ?
-		UNION SELECT s.id FROM subjects s JOIN merged m ON s.merged_into = m.id WHERE s.tenant_id = ?)
-	SELECT id FROM merged`
-
 // erase destroys, in the writer's transaction, what links the erased subject's chain and
 // the chains merged into it to a person.
 func (s *Service) erase(ctx context.Context, t writeTx, er erasure, at int64) error {
-	merged, err := t.strings(ctx, sqldb.Statement{SQL: mergedIntoSQL, Args: []any{er.tenantID, er.subjectID, er.tenantID}})
+	merged, err := t.strings(ctx, identity.MergedInto(er.tenantID, er.subjectID))
 	if err != nil {
 		return err
 	}
@@ -185,14 +178,11 @@ func (s *Service) EraseSubject(ctx context.Context, tenantID, subjectID, reason 
 	return err
 }
 
-// personOf returns the subject, or the one its merges end at.
+// personOf returns the subject, or the one its merges end at (identity.PersonOf).
 func (s *Service) personOf(ctx context.Context, tenantID, subjectID string) (*identity.Subject, error) {
-	for range 10 { // merges point one way; a bad row must not loop forever
-		subj, err := s.ids.SubjectByID(ctx, s.db.Write, tenantID, subjectID)
-		if err != nil || subj.MergedInto == "" {
-			return subj, err
-		}
-		subjectID = subj.MergedInto
+	person, err := identity.PersonOf(ctx, s.db.Write, tenantID, subjectID)
+	if err != nil {
+		return nil, err
 	}
-	return nil, identity.Errorf(identity.EConflict, "the subject's merges do not end")
+	return s.ids.SubjectByID(ctx, s.db.Write, tenantID, person)
 }

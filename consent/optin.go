@@ -351,9 +351,6 @@ func (s *Service) optInStands(ctx context.Context, tok *optInToken, p optInPurpo
 	return err == nil && (brk == nil || brk.Seq <= p.Seq), err
 }
 
-// optInMaxHops bounds the merged_into chain a link's subject is followed along.
-const optInMaxHops = 8
-
 func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, error) {
 	payload, _, err := s.keys.Verify(ctx, strings.TrimSpace(token), OptInType)
 	if err != nil {
@@ -375,25 +372,20 @@ func (s *Service) checkOptIn(ctx context.Context, token string) (*optInCheck, er
 		return nil, err
 	}
 	// The person: the link's subject, or the one it has been merged into since.
-	subjectID, pseudonym := tok.Subject, ""
-	for hop := 0; ; hop++ {
-		var subj struct {
-			Pseudonym  *string
-			MergedInto *string
-		}
-		if err := s.db.Read.WithContext(ctx).Raw("SELECT pseudonym, merged_into FROM subjects WHERE tenant_id = ? AND id = ?",
-			tok.Tenant, subjectID).Scan(&subj).Error; err != nil {
-			return nil, err
-		}
-		if subj.Pseudonym == nil || hop == optInMaxHops {
-			return nil, ErrOptInLink // erased since (or never this tenant's)
-		}
-		if subj.MergedInto == nil || *subj.MergedInto == "" {
-			pseudonym = *subj.Pseudonym
-			break
-		}
-		subjectID = *subj.MergedInto
+	subjectID, err := identity.PersonOf(ctx, s.db.Read, tok.Tenant, tok.Subject)
+	if identity.IsCode(err, identity.ENotFound) || identity.IsCode(err, identity.EConflict) {
+		return nil, ErrOptInLink // never this tenant's, or a chain that does not end
+	} else if err != nil {
+		return nil, err
 	}
+	person, err := s.ids.SubjectByID(ctx, s.db.Read, tok.Tenant, subjectID)
+	if err != nil {
+		return nil, err
+	}
+	if person.Pseudonym == "" {
+		return nil, ErrOptInLink // erased since
+	}
+	pseudonym := person.Pseudonym
 	if tok.Lang == "" {
 		tok.Lang = optInLanguage(c, "")
 	}

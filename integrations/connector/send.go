@@ -420,10 +420,10 @@ func (s *Service) emailChanged(ctx context.Context, c *clients, m integrations.M
 // erase deletes the person at the vendor under every address the connector knows of them:
 // every email address of the person in Lupa and every address the connector wrote for them
 // — under the subject the delivery names and under each subject merged with it, whose
-// records at the vendor are the same person's (PersonSubjects). The delivery's success is
+// records at the vendor are the same person's (identity.PersonSubjects). The delivery's success is
 // the data map's confirmation that the vendor holds nothing more of the person.
 func (s *Service) erase(ctx context.Context, c *clients, m integrations.Message) integrations.Result {
-	subjects, err := PersonSubjects(s.db.Write.WithContext(ctx), m.TenantID, m.SubjectID)
+	subjects, err := identity.PersonSubjects(ctx, s.db.Write, m.TenantID, m.SubjectID)
 	if err != nil {
 		return failure(err)
 	}

@@ -254,8 +254,8 @@ func (s *Service) complete(tx *gorm.DB, tenantID string, req *erasureRequest, ac
 	// lookup hash) and the address each connector last wrote for the subject — and for the
 	// person it was merged into since, which holds its identifiers now, and every subject
 	// merged into that person, under which a connector may still hold an address (the
-	// same person: connector.PersonSubjects).
-	subjects, err := connector.PersonSubjects(tx, tenantID, req.SubjectID)
+	// same person: identity.PersonSubjects).
+	subjects, err := identity.PersonSubjects(tx.Statement.Context, tx, tenantID, req.SubjectID)
 	if err != nil {
 		return false, err
 	}
