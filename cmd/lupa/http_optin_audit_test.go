@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,23 +21,14 @@ func TestHTTPOptInAuditPage(t *testing.T) {
 			t.Fatalf("record: %d %s", r.Status, r.Body)
 		}
 		m := smtp.WaitFor(t, to, 5*time.Second)
-		found := regexp.MustCompile(`https://lupa\.example(/optin\?\S+)`).FindStringSubmatch(m.Text)
-		if m.Subject != "Bekräfta din prenumeration" || found == nil {
+		link := optInLink(m.Text)
+		if m.Subject != "Bekräfta din prenumeration" || link == "" {
 			t.Fatalf("mail %q %q", m.Subject, m.Text)
 		}
-		state := func() string {
-			r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": email})
-			for _, p := range r.Map(t)["state"].([]any) {
-				if p.(map[string]any)["purpose"] == "marketing_email" {
-					return p.(map[string]any)["state"].(string)
-				}
-			}
-			return ""
-		}
-		u, _ := url.Parse(found[1])
+		u, _ := url.Parse(link)
 		token := u.Query().Get("t")
 		for range 3 { // a mail scanner, a link preview, the person
-			page := s.request(http.MethodGet, found[1], nil)
+			page := s.request(http.MethodGet, link, nil)
 			body := string(page.Body)
 			if page.Status != http.StatusOK || !strings.Contains(body, "Bekräfta med knappen att Demo Retail Oy får skicka dig:") ||
 				!strings.Contains(body, "<li>") || !strings.Contains(body, "Bekräfta</button>") ||
@@ -50,7 +40,7 @@ func TestHTTPOptInAuditPage(t *testing.T) {
 				t.Fatalf("headers %v", page.Header)
 			}
 		}
-		if st := state(); st != "pending_confirmation" {
+		if st := s.optInState(t, writeKey, email); st != "pending_confirmation" {
 			t.Fatalf("opening the link changed the state: %s", st)
 		}
 		// Without lang=, the page is in the email's language.
@@ -67,10 +57,10 @@ func TestHTTPOptInAuditPage(t *testing.T) {
 		form := url.Values{"t": {token}, "lang": {"sv"}}.Encode()
 		done := s.request(http.MethodPost, "/optin", form, "Content-Type", "application/x-www-form-urlencoded")
 		if done.Status != http.StatusOK || !strings.Contains(string(done.Body), "Din prenumeration är bekräftad") ||
-			!strings.Contains(string(done.Body), "Du kan återkalla ditt samtycke när som helst") || state() != "granted" {
-			t.Fatalf("confirm: %d %s %s", done.Status, state(), done.Body)
+			!strings.Contains(string(done.Body), "Du kan återkalla ditt samtycke när som helst") || s.optInState(t, writeKey, email) != "granted" {
+			t.Fatalf("confirm: %d %s %s", done.Status, s.optInState(t, writeKey, email), done.Body)
 		}
-		again := s.request(http.MethodGet, found[1], nil)
+		again := s.request(http.MethodGet, link, nil)
 		if again.Status != http.StatusOK || !strings.Contains(string(again.Body), "redan bekräftad") || strings.Contains(string(again.Body), "<button") {
 			t.Fatalf("the link after use: %d %s", again.Status, again.Body)
 		}

@@ -21,33 +21,24 @@ func TestHTTPDoubleOptIn(t *testing.T) {
 			t.Fatalf("record: %d %s", r.Status, r.Body)
 		}
 		m := smtp.WaitFor(t, to, 5*time.Second)
-		found := regexp.MustCompile(`https://lupa\.example(/optin\?\S+)`).FindStringSubmatch(m.Text)
-		if m.Subject != "Vahvista tilauksesi" || found == nil {
+		link := optInLink(m.Text)
+		if m.Subject != "Vahvista tilauksesi" || link == "" {
 			t.Fatalf("mail %q %q", m.Subject, m.Text)
 		}
-		state := func() string {
-			r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": email})
-			for _, p := range r.Map(t)["state"].([]any) {
-				if p.(map[string]any)["purpose"] == "marketing_email" {
-					return p.(map[string]any)["state"].(string)
-				}
-			}
-			return ""
+		page := s.request(http.MethodGet, link, nil)
+		if page.Status != http.StatusOK || !strings.Contains(string(page.Body), "Vahvista</button>") || s.optInState(t, writeKey, email) != "pending_confirmation" {
+			t.Fatalf("GET confirmed or failed: %d %s", page.Status, s.optInState(t, writeKey, email))
 		}
-		page := s.request(http.MethodGet, found[1], nil)
-		if page.Status != http.StatusOK || !strings.Contains(string(page.Body), "Vahvista</button>") || state() != "pending_confirmation" {
-			t.Fatalf("GET confirmed or failed: %d %s", page.Status, state())
-		}
-		u, _ := url.Parse(found[1])
+		u, _ := url.Parse(link)
 		form := url.Values{"t": {u.Query().Get("t")}, "lang": {"fi"}}.Encode()
 		post := func(headers ...string) *response {
 			return s.request(http.MethodPost, "/optin", form, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, headers...)...)
 		}
-		if r := post("Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"); r.Status != http.StatusForbidden || state() != "pending_confirmation" {
-			t.Fatalf("a cross-site POST: %d %s", r.Status, state())
+		if r := post("Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"); r.Status != http.StatusForbidden || s.optInState(t, writeKey, email) != "pending_confirmation" {
+			t.Fatalf("a cross-site POST: %d %s", r.Status, s.optInState(t, writeKey, email))
 		}
-		if r := post(); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Tilauksesi on vahvistettu") || state() != "granted" {
-			t.Fatalf("confirm: %d %s %s", r.Status, state(), r.Body)
+		if r := post(); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Tilauksesi on vahvistettu") || s.optInState(t, writeKey, email) != "granted" {
+			t.Fatalf("confirm: %d %s %s", r.Status, s.optInState(t, writeKey, email), r.Body)
 		}
 		if r := post(); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "jo vahvistettu") {
 			t.Fatalf("again: %d %s", r.Status, r.Body)
@@ -64,6 +55,31 @@ func optInServers(t *testing.T, fn func(t *testing.T, s *testServer, smtp *mailt
 	smtp := mailtest.NewServer(t)
 	env := map[string]string{"LUPA_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "LUPA_PUBLIC_URL": "https://lupa.example"}
 	eachServer(t, env, func(t *testing.T, s *testServer) { fn(t, s, smtp) })
+}
+
+// optInLinkRe finds the confirmation link in an opt-in email: the group is its path and query.
+var optInLinkRe = regexp.MustCompile(`https://lupa\.example(/optin\?\S+)`)
+
+// optInLink returns the path and query of the confirmation link in an opt-in email's text,
+// or "" when it has none.
+func optInLink(text string) string {
+	if found := optInLinkRe.FindStringSubmatch(text); found != nil {
+		return found[1]
+	}
+	return ""
+}
+
+// optInState returns the current state of marketing_email for the email identifier (as
+// pendingOptIn returns them), read with the consent:write key; "" when it has none.
+func (s *testServer) optInState(t *testing.T, writeKey string, email map[string]any) string {
+	t.Helper()
+	r := s.withKey(writeKey, http.MethodPost, "/v1/subjects/state", map[string]any{"identifier": email})
+	for _, p := range r.Map(t)["state"].([]any) {
+		if p.(map[string]any)["purpose"] == "marketing_email" {
+			return p.(map[string]any)["state"].(string)
+		}
+	}
+	return ""
 }
 
 // pendingOptIn makes marketing_email a double opt-in purpose and grants it, in lang, for a
