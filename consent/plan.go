@@ -57,14 +57,15 @@ func (s *Service) planOne(in *interaction, h head, stored map[string]*Stored, no
 		p.events = append(p.events, e)
 	}
 	for _, d := range in.decisions {
-		effective := Effective(current(d.purpose.ID), d.purpose.Purpose, now)
+		cur := current(d.purpose.ID)
+		effective := Effective(cur, d.purpose.Purpose, now)
 		if d.onlyIf != "" && effective != d.onlyIf {
 			continue // decided otherwise since: the confirmation comes too late
 		}
-		if cur := current(d.purpose.ID); d.onlyIfSeq != 0 && (cur == nil || cur.EventSeq != d.onlyIfSeq) {
+		if d.onlyIfSeq != 0 && (cur == nil || cur.EventSeq != d.onlyIfSeq) {
 			continue // changed since the link was checked (a newer request has its own link)
 		}
-		if cur := current(d.purpose.ID); d.decidedBefore > 0 && cur != nil && cur.DecidedAt >= d.decidedBefore {
+		if d.decidedBefore > 0 && cur != nil && cur.DecidedAt >= d.decidedBefore {
 			continue // decided in Lupa after it happened elsewhere: the newer decision stands
 		}
 		decision, kind := normalize(d.requested, d.purpose.Purpose, effective)
