@@ -75,6 +75,23 @@ func (s *Service) lockUser(tx *gorm.DB, tenantID string, id identity.Identifier)
 	return tx.Exec("SELECT pg_advisory_xact_lock(?)", int64(binary.BigEndian.Uint64(h.Sum[:8]))).Error
 }
 
+// lockUsers takes lockUser on both users, in the order of their lock keys, so that
+// transactions locking the same pair cannot deadlock.
+func (s *Service) lockUsers(tx *gorm.DB, tenantID string, a, b identity.Identifier) error {
+	if s.db.Dialect != sqldb.Postgres {
+		return nil
+	}
+	ka := int64(binary.BigEndian.Uint64(s.keys.Lookup(deletedUserInput(tenantID, a))[0].Sum[:8]))
+	kb := int64(binary.BigEndian.Uint64(s.keys.Lookup(deletedUserInput(tenantID, b))[0].Sum[:8]))
+	if kb < ka {
+		ka, kb = kb, ka
+	}
+	if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", ka).Error; err != nil || ka == kb {
+		return err
+	}
+	return tx.Exec("SELECT pg_advisory_xact_lock(?)", kb).Error
+}
+
 // staleForDeleted says whether an event sent at sentAt (nil: the event has no timestamp)
 // about a user is older than (or as old as) the user's deletion: then it must not bring the
 // person back. An event without a timestamp cannot be shown to be newer, so it is taken as

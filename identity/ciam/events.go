@@ -413,20 +413,29 @@ func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string,
 	if err := merged.Validate("data"); err != nil {
 		return nil, identity.FieldErrors("validation failed", identity.FieldError{Field: "data.merged_sub", Message: "1–255 printable characters"})
 	}
-	for _, id := range []identity.Identifier{idp, merged} {
-		stale, err := s.staleForDeleted(ctx, s.db.Read, iss.TenantID, id, sentAt)
-		if err != nil {
-			return nil, err
+	// Both users are locked, as userUpserted and userDeleted lock them, so a deletion running
+	// now is either seen here or comes after the merge. Locked in a stable order (by the
+	// lock's own key) so two merges of the same pair cannot deadlock.
+	var body []byte
+	stale := false
+	if err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.lockUsers(tx, iss.TenantID, idp, merged); err != nil {
+			return err
 		}
-		if stale {
-			var body []byte
-			err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-				var err error
+		for _, id := range []identity.Identifier{idp, merged} {
+			st, err := s.staleForDeleted(ctx, tx, iss.TenantID, id, sentAt)
+			if err != nil {
+				return err
+			}
+			if st {
+				stale = true
 				body, err = s.ignored(tx, iss, webhookID, ans)
 				return err
-			})
-			return body, err
+			}
 		}
+		return nil
+	}); err != nil || stale {
+		return body, err
 	}
 	if s.mg == nil {
 		return nil, errors.New("ciam: no merger configured")
@@ -458,8 +467,9 @@ func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string,
 			return nil, err
 		}
 	}
-	var body []byte
-	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	body = nil
+	var err error
+	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if ans.Merged == "merged" {
 			// A deletion of the merged user, which CIAMs often send next, must not reach the
 			// person who stays (mergedAwayDeleted).
