@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -264,7 +265,7 @@ func TestIssuerWrittenTwoWays(t *testing.T) {
 		for _, other := range []string{"https://id.example/realms/shop/", "https://ID.example/realms/shop", "https://id.example:443/realms/shop"} {
 			_, _, err := e.svc.Create(ctx, e.tenant, in(other), identity.ActorSystem)
 			var ie *identity.Error
-			if !identity.IsCode(err, identity.EUnprocessable) || !asError(err, &ie) || len(ie.Fields) != 1 || ie.Fields[0].Field != "issuer" {
+			if !identity.IsCode(err, identity.EUnprocessable) || !errors.As(err, &ie) || len(ie.Fields) != 1 || ie.Fields[0].Field != "issuer" {
 				t.Errorf("%s beside %s: %v, want 422 on issuer", other, first.Issuer, err)
 			}
 		}
@@ -287,14 +288,6 @@ func TestIssuerWrittenTwoWays(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-}
-
-func asError(err error, target **identity.Error) bool {
-	e, ok := err.(*identity.Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // TestKeyRefreshPerTenant: two tenants trust one CIAM. A flood of unknown key ids through
