@@ -135,14 +135,19 @@ func New(opt Options) *http.Client {
 	return &http.Client{Transport: bounded{rt: tr, max: opt.MaxBodyBytes}, Timeout: opt.Timeout, CheckRedirect: CheckRedirect}
 }
 
-// CheckRedirect is the clients' redirect policy: at most three redirects, and none from
-// https to plain http.
+// CheckRedirect is the clients' redirect policy: at most three redirects, and once any
+// request of the chain went over https, none to plain http (http→https→http included).
 func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 3 {
 		return errors.New("safehttp: too many redirects")
 	}
-	if len(via) > 0 && via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return ErrDowngrade
+	if req.URL.Scheme == "https" {
+		return nil
+	}
+	for _, r := range via {
+		if r.URL.Scheme == "https" {
+			return ErrDowngrade
+		}
 	}
 	return nil
 }

@@ -82,6 +82,8 @@ func TestSecurityAuditNoDowngrade(t *testing.T) {
 		{[]string{"https://idp.example/a"}, "https://keys.idp.example/", false},
 		{[]string{"http://localhost:8080/a"}, "http://localhost:8080/b", false},
 		{[]string{"http://idp.example/a"}, "https://idp.example/b", false},
+		// http→https→http: the downgrade is at the second hop, not against the first URL.
+		{[]string{"http://idp.example/a", "https://idp.example/b"}, "http://idp.example/c", true},
 		{[]string{"https://a.example/1", "https://a.example/2", "https://a.example/3"}, "https://a.example/4", true},
 	} {
 		var via []*http.Request
