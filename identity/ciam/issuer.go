@@ -243,8 +243,13 @@ func New(db *sqldb.DB, ids *identity.Service, keys *keyring.Keyring, now func() 
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	// Whatever client is given, a redirect from https to plain http is refused: a key set or
+	// discovery document fetched over plain http could be swapped on the way, and whoever
+	// swaps it mints tokens.
+	client := *opt.Client
+	client.CheckRedirect = safehttp.CheckRedirect
 	return &Service{db: db, ids: ids, keys: keys, now: now, log: opt.Log, wd: opt.Withdrawer, mg: opt.Merger,
-		jwks: &keyCache{client: noDowngrade(opt.Client), now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, wait: opt.KeyWait,
+		jwks: &keyCache{client: &client, now: now, ttl: opt.KeysTTL, minRefresh: opt.MinRefresh, wait: opt.KeyWait,
 			log: opt.Log, entries: map[string]*jwksEntry{}},
 		byTenant: map[string]cachedIssuers{}}
 }

@@ -414,27 +414,6 @@ func fits(key jwk.Key, alg string) bool {
 
 const maxDocumentBytes = 512 << 10
 
-// noDowngrade returns a copy of c that refuses a redirect from https to plain http: a key
-// set or discovery document fetched over plain http could be swapped on the way, and whoever
-// swaps it mints tokens. c's own redirect rules (safehttp's limit) still apply.
-func noDowngrade(c *http.Client) *http.Client {
-	out := *c
-	next := c.CheckRedirect
-	out.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-			return fmt.Errorf("redirect from %s to %s refused: keys come over https only", via[0].URL.Redacted(), req.URL.Redacted())
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 { // net/http's default limit
-			return errors.New("too many redirects")
-		}
-		return nil
-	}
-	return &out
-}
-
 // fetch reads the issuer's key set: from its jwks_url, or the jwks_uri of its OIDC
 // discovery document, whose issuer must be the configured one.
 func (k *keyCache) fetch(ctx context.Context, iss *Issuer) (jwk.Set, error) {
