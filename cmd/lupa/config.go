@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"log/slog"
 	"math"
 	"net"
@@ -195,8 +196,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			*d.dst = dur
 		}
 	}
+	// Checked by the parser that will use the list, entry by entry, so the two never disagree.
 	for _, p := range c.TrustedProxies {
-		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+		if _, err := identityweb.NewClientIPs([]string{p}); err != nil {
 			fail("LUPA_TRUSTED_PROXIES", fmt.Errorf("%q is not an IP address or CIDR", p))
 		}
 	}
