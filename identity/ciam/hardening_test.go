@@ -362,11 +362,27 @@ func TestSlowKeyFetch(t *testing.T) {
 	if d := time.Since(start); d < 2*time.Second {
 		t.Fatalf("an unknown key id gave up after %v, before the fetch could answer", d)
 	}
+	// The provider rotates while the fetch is held: the held answer carries the new key.
+	rotated := p.Rotate("ES256")
 	release()
 	// The background fetch ends and brings the keys up to date.
 	for deadline := time.Now().Add(5 * time.Second); p.JWKSHits.Load() < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the held fetch did not end")
 		}
+	}
+	hits := p.JWKSHits.Load()
+	// The fetched keys reached the cache: a token with the new key verifies without another fetch.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if err = verify(rotated, time.Second); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a token with the key the held fetch brought: %v", err)
+	}
+	if got := p.JWKSHits.Load(); got != hits {
+		t.Fatalf("the key set was fetched again (%d hits, then %d): the held fetch's keys did not reach the cache", hits, got)
 	}
 }
