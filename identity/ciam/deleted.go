@@ -71,8 +71,13 @@ func (s *Service) lockUser(tx *gorm.DB, tenantID string, id identity.Identifier)
 	if s.db.Dialect != sqldb.Postgres {
 		return nil
 	}
+	return tx.Exec("SELECT pg_advisory_xact_lock(?)", s.userLockKey(tenantID, id)).Error
+}
+
+// userLockKey is the advisory lock key of one CIAM user: the first 8 bytes of its keyed hash.
+func (s *Service) userLockKey(tenantID string, id identity.Identifier) int64 {
 	h := s.keys.Lookup(deletedUserInput(tenantID, id))[0]
-	return tx.Exec("SELECT pg_advisory_xact_lock(?)", int64(binary.BigEndian.Uint64(h.Sum[:8]))).Error
+	return int64(binary.BigEndian.Uint64(h.Sum[:8]))
 }
 
 // lockUsers takes lockUser on both users, in the order of their lock keys, so that
@@ -81,8 +86,7 @@ func (s *Service) lockUsers(tx *gorm.DB, tenantID string, a, b identity.Identifi
 	if s.db.Dialect != sqldb.Postgres {
 		return nil
 	}
-	ka := int64(binary.BigEndian.Uint64(s.keys.Lookup(deletedUserInput(tenantID, a))[0].Sum[:8]))
-	kb := int64(binary.BigEndian.Uint64(s.keys.Lookup(deletedUserInput(tenantID, b))[0].Sum[:8]))
+	ka, kb := s.userLockKey(tenantID, a), s.userLockKey(tenantID, b)
 	if kb < ka {
 		ka, kb = kb, ka
 	}
