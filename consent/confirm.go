@@ -58,9 +58,13 @@ func (s *Service) confirmVerbal(ctx context.Context, req *RecordRequest, out *Ou
 	if err != nil {
 		return err
 	}
-	lang := req.Language
-	if _, ok := verbalTexts[lang]; !ok {
-		lang = "en"
+	fallback := req.textFallback(c)
+	lang := "en"
+	for _, l := range []string{req.Language, fallback, c.Tenant.DefaultLanguage} {
+		if _, ok := verbalTexts[l]; ok {
+			lang = l
+			break
+		}
 	}
 	t := verbalTexts[lang]
 	var b strings.Builder
@@ -68,7 +72,7 @@ func (s *Service) confirmVerbal(ctx context.Context, req *RecordRequest, out *Ou
 	for _, d := range req.Decisions {
 		title := d.Purpose
 		if cp, ok := c.Purpose(d.Purpose); ok && cp.Latest != nil {
-			text, _ := cp.Latest.TextFor(lang, c.Tenant.DefaultLanguage)
+			text, _ := cp.Latest.TextFor(lang, fallback)
 			title = text.Title
 		}
 		word := t.refused

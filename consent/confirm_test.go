@@ -53,3 +53,30 @@ func TestVerbalConsentIsConfirmedByEmail(t *testing.T) {
 		}
 	})
 }
+
+// A verbal consent recorded in a language the confirmation has no text for (de) is
+// confirmed in the recording property's default language (fi), not the tenant's (en) or
+// English, with the titles in that language.
+func TestVerbalConfirmationInThePropertysLanguage(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		en := "en"
+		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := e.mailer(t)
+		email := identity.Identifier{Kind: identity.IDEmail, Value: "kieli@esimerkki.fi"}
+		req := e.customerRequest("", consent.MethodVerbal, "agent-12", grant("marketing_email", 1))
+		req.Identifier, req.Property, req.Language = &email, e.demo.WebShop, "de"
+		out, err := e.svc.Record(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.ConfirmVerbal(ctx, req, out)
+		m := srv.WaitFor(t, email.Value, 5*time.Second)
+		if m.Subject != "Vahvistus puhelimessa antamistasi valinnoista" ||
+			!strings.Contains(m.Text, "Markkinointisähköpostit: annettu suostumus") {
+			t.Fatalf("mail %q: %q", m.Subject, m.Text)
+		}
+	})
+}

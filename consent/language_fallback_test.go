@@ -2,7 +2,10 @@ package consent_test
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/lupa-cmp/lupa/consent"
 	"github.com/lupa-cmp/lupa/identity"
@@ -84,6 +87,73 @@ func TestReceiptTitleIsOfTheTextRecorded(t *testing.T) {
 		}
 		if p.Purpose != v.Texts["fi"].Title {
 			t.Fatalf("the receipt names %q, want the recorded text's title %q", p.Purpose, v.Texts["fi"].Title)
+		}
+	})
+}
+
+// A double opt-in email for a grant in a language neither the email nor the version has
+// (de) is written in the language of the text the person was shown (the web shop's default,
+// fi), not the tenant's (en), and names that text's title; so does the link's page.
+func TestOptInMailInTheLanguageShown(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		en := "en"
+		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
+			t.Fatal(err)
+		}
+		a := newOptInAudit(t, e, "kieli@esimerkki.fi")
+		v, err := e.svc.Version(ctx, e.tenant(), "marketing_email", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := e.customerRequest("", consent.MethodCheckbox, "", grant("marketing_email", 1))
+		req.Identifier, req.Property, req.Language = &a.email, e.demo.WebShop, "de"
+		out, err := e.svc.Record(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.SendOptInConfirmation(ctx, req, out)
+		m := a.srv.WaitFor(t, a.email.Value, 5*time.Second)
+		fi := v.Texts["fi"].Title
+		if m.Subject != "Vahvista tilauksesi" || !strings.Contains(m.Text, "/optin?lang=fi&") || !strings.Contains(m.Text, fi) {
+			t.Fatalf("mail %q %q, want it in Finnish naming %q", m.Subject, m.Text, fi)
+		}
+		token, _ := url.QueryUnescape(optInLinkRe.FindStringSubmatch(m.Text)[1])
+		res, err := e.svc.CheckOptIn(ctx, token)
+		if err != nil || res.Language != "fi" || res.Titles["marketing_email"] != fi {
+			t.Fatalf("the link's page: %+v %v", res, err)
+		}
+	})
+}
+
+// A double opt-in email in the person's language (sv) names a purpose whose version has no
+// Swedish text by the text the person was shown (the web shop's fi), not the tenant's (en).
+func TestOptInTitleIsOfTheTextShown(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		en := "en"
+		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := e.mailer(t)
+		e.newPurpose(t, consent.Purpose{Key: "newsletter", Level: consent.LevelPerson, LegalBasis: consent.BasisConsent,
+			DoubleOptIn: true}, consent.VersionDetails{}) // texts in fi and en only
+		v, err := e.svc.Version(ctx, e.tenant(), "newsletter", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		email := identity.Identifier{Kind: identity.IDEmail, Value: "otsikko@esimerkki.fi"}
+		req := e.customerRequest("", consent.MethodCheckbox, "", grant("newsletter", 1))
+		req.Identifier, req.Property, req.Language = &email, e.demo.WebShop, "sv"
+		out, err := e.svc.Record(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.SendOptInConfirmation(ctx, req, out)
+		m := srv.WaitFor(t, email.Value, 5*time.Second)
+		fi := v.Texts["fi"].Title
+		if m.Subject != "Bekräfta din prenumeration" || !strings.Contains(m.Text, fi) || fi == v.Texts["en"].Title {
+			t.Fatalf("mail %q %q, want it in Swedish naming %q", m.Subject, m.Text, fi)
 		}
 	})
 }

@@ -71,13 +71,13 @@ var optInTexts = map[string]struct{ subject, body string }{
 }
 
 // optInLanguage is the language of the email and its page: the language the grants were
-// recorded in, else the tenant's default, else English.
-func optInLanguage(c *Catalog, lang string) string {
-	if _, ok := optInTexts[lang]; ok {
-		return lang
-	}
-	if _, ok := optInTexts[c.Tenant.DefaultLanguage]; ok {
-		return c.Tenant.DefaultLanguage
+// recorded in, else the language of the text the person was shown (a property's default
+// when the version lacked theirs), else the tenant's default, else English.
+func optInLanguage(c *Catalog, langs ...string) string {
+	for _, l := range append(langs, c.Tenant.DefaultLanguage) {
+		if _, ok := optInTexts[l]; ok {
+			return l
+		}
 	}
 	return "en"
 }
@@ -134,7 +134,7 @@ func (s *Service) sendOptIn(ctx context.Context, req *RecordRequest, out *Outcom
 	if err != nil {
 		return err
 	}
-	lang := optInLanguage(c, rows[0].Language)
+	lang := optInLanguage(c, rows[0].Language, shownLanguage(c, &rows[0]))
 	tok := optInToken{Use: optInUse, Tenant: req.TenantID, Subject: rows[0].SubjectID, Interaction: out.InteractionID,
 		Expires: s.now().Add(optInTTL).Unix(), At: rows[0].ServerTime, Lang: lang,
 		Controller: controllers(c, req.Property)[0].PIIController}
@@ -166,14 +166,22 @@ func (s *Service) sendOptIn(ctx context.Context, req *RecordRequest, out *Outcom
 		Text: fmt.Sprintf(t.body, tok.Controller, strings.Join(titles, ", "), link), Language: lang})
 }
 
-// optInTitles are the titles of the purposes a link names, in its language, by purpose.
+// shownLanguage is the language of the text a pending grant recorded, or "".
+func shownLanguage(c *Catalog, r *pendingRow) string {
+	if cp, ok := c.Purpose(r.PurposeKey); ok && cp.Versions[r.PurposeVersion] != nil {
+		return cp.Versions[r.PurposeVersion].textLanguage(r.TextHash)
+	}
+	return ""
+}
+
+// optInTitles are the titles of the purposes a link names, by purpose: in the link's
+// language, else those of the texts the person was shown when they asked.
 func optInTitles(c *Catalog, tok *optInToken) map[string]string {
 	titles := make(map[string]string, len(tok.Purposes))
 	for _, p := range tok.Purposes {
 		title := p.Key
 		if cp, ok := c.Purpose(p.Key); ok && cp.Versions[p.Version] != nil {
-			t, _ := cp.Versions[p.Version].TextFor(tok.Lang, c.Tenant.DefaultLanguage)
-			title = t.Title
+			title = cp.Versions[p.Version].textShown(tok.Lang, p.TextHash, c.Tenant.DefaultLanguage).Title
 		}
 		titles[p.Key] = title
 	}

@@ -289,6 +289,19 @@ func (ver *Version) textLanguage(hash string) string {
 	return ""
 }
 
+// textShown returns the version's text in lang when it has one, else the text whose hash is
+// shown (the one the person saw when they decided), else TextFor(lang, fallback).
+func (ver *Version) textShown(lang, shown, fallback string) Text {
+	if t, ok := ver.Texts[lang]; ok {
+		return t
+	}
+	if t, ok := ver.Texts[ver.textLanguage(shown)]; ok {
+		return t
+	}
+	t, _ := ver.TextFor(lang, fallback)
+	return t
+}
+
 // TextFor returns the version's text in lang, falling back to fallback, then English, then
 // any language; and the language chosen.
 func (ver *Version) TextFor(lang, fallback string) (Text, string) {

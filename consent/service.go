@@ -262,15 +262,20 @@ func validCode(s string, max int) bool {
 	return true
 }
 
+// textFallback is the language whose text is shown when a version has none in the
+// request's, after which English, then any: what the banner's configuration shows
+// (Version.TextFor). It is the property's default language, else the tenant's.
+func (r *RecordRequest) textFallback(c *Catalog) string {
+	if r.Property != nil && r.Property.DefaultLanguage != "" {
+		return r.Property.DefaultLanguage
+	}
+	return c.Tenant.DefaultLanguage
+}
+
 // resolve checks every decision against the legal rules (422 with fields; 409 for a grant
 // of a version that a material version has replaced).
 func (r *RecordRequest) resolve(c *Catalog, subjectKind string) ([]resolved, string, error) {
-	// fallback is the language whose text is shown when a version has none in lang, after
-	// which English, then any: what the banner's configuration shows (Version.TextFor).
-	fallback := c.Tenant.DefaultLanguage
-	if r.Property != nil && r.Property.DefaultLanguage != "" {
-		fallback = r.Property.DefaultLanguage
-	}
+	fallback := r.textFallback(c)
 	lang := r.Language
 	if lang == "" {
 		lang = fallback
