@@ -130,8 +130,13 @@ func sqliteDSN(path string, readOnly bool) string {
 		q.Set("_txlock", "immediate")
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpoint))
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + uriPath.Replace(path) + "?" + q.Encode()
 }
+
+// uriPath escapes what a file: URI would read as other than the path: the driver splits
+// the name at its first '?', and SQLite ends the path at '?' or '#' and decodes '%HH'.
+// Unescaped, a data directory such as /srv/lupa#2 would open /srv/lupa.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 func openSQLite(ctx context.Context, path string, opt Options) (*DB, error) {
 	w, err := gorm.Open(sqlite.Open(sqliteDSN(path, false)), gormConfig())
