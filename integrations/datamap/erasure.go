@@ -142,8 +142,8 @@ func (s *Service) ErasureDelivered(tx *gorm.DB, tenantID, subjectID, requestID, 
 	if err != nil {
 		return err
 	}
-	if req.Kind != identity.DSRErasure {
-		return nil
+	if !req.confirmable() {
+		return nil // not an erasure, or one no longer open to confirmations (as ConfirmErasure)
 	}
 	// Only a system whose requests go through the connection: for one whose erasures a
 	// person carries out (dsr method manual), the endpoint's 2xx says the event arrived,

@@ -254,6 +254,27 @@ func TestErasureRefusals(t *testing.T) {
 	})
 }
 
+// A late acknowledgement of a request no longer open to confirmations (here rejected)
+// records nothing, as an admin's confirmation would not.
+func TestErasureDeliveredAfterRejection(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		e, _ := newEnv(t, db)
+		a := e.demo.Tenant.ID
+		e.connected(t, a)
+		subject, request := e.person(t, a, "C-1", "anna@example.fi")
+		if err := e.db.Write.Exec(`UPDATE dsr_requests SET status = 'rejected' WHERE tenant_id = ? AND id = ?`, a, request).Error; err != nil {
+			t.Fatal(err)
+		}
+		e.delivered(t, a, subject, request, "wh-1", time.Now())
+		if n := e.confirmations(t, a, request); n != 0 {
+			t.Fatalf("%d confirmations of a rejected request", n)
+		}
+		if n := e.identifiers(t, a, subject, identity.IDEmail); n != 1 {
+			t.Fatalf("%d email identifiers left, want the one kept", n)
+		}
+	})
+}
+
 // TestErasureEmptyMapAndRemovedSystems: with nothing in the map, the first check forgets
 // the email; removing the last system that had not confirmed completes the request.
 func TestErasureEmptyMapAndRemovedSystems(t *testing.T) {
