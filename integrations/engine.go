@@ -1103,10 +1103,6 @@ const recordTries = 5
 func (e *Engine) recordTx(ctx context.Context, batch []finished, attempts [][]any, delivered []finished, now time.Time) error {
 	ms := now.UnixMilli()
 	return e.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := sqldb.BulkInsert(tx, "delivery_attempts", []string{"tenant_id", "delivery_id", "number", "endpoint_id", "status",
-			"outcome", "latency_ms", "response", "created_at"}, attempts, " ON CONFLICT (tenant_id, delivery_id, number) DO NOTHING"); err != nil {
-			return err
-		}
 		if err := e.recordDelivered(tx, delivered, ms); err != nil {
 			return err
 		}
@@ -1120,8 +1116,30 @@ func (e *Engine) recordTx(ctx context.Context, batch []finished, attempts [][]an
 				}
 			}
 		}
-		return nil
+		return insertAttempts(tx, attempts)
 	})
+}
+
+// insertAttempts records the attempts of the deliveries that still exist. Deleting an
+// endpoint or a connector takes its deliveries and their attempts with it, and an attempt
+// of a message in flight meanwhile, recorded after that, would be kept with nothing left
+// to prune it by. It runs after the deliveries' updates: on PostgreSQL their row locks
+// order it after such a deletion, whose rows its own statement then no longer sees.
+func insertAttempts(tx *gorm.DB, attempts [][]any) error {
+	for c := range slices.Chunk(attempts, 500) {
+		args := make([]any, 0, len(c)*9)
+		for _, a := range c {
+			args = append(args, a...)
+		}
+		if err := tx.Exec(`INSERT INTO delivery_attempts (tenant_id, delivery_id, number, endpoint_id, status, outcome, latency_ms, response, created_at)
+			SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 FROM `+
+			values(len(c), "?", "?", "CAST(? AS integer)", "?", "CAST(? AS integer)", "?", "CAST(? AS integer)", "?", "CAST(? AS bigint)")+`
+			WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = v.column1 AND d.id = v.column2)
+			ON CONFLICT (tenant_id, delivery_id, number) DO NOTHING`, args...).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // values is a VALUES list of n rows of the given column casts, for joining in an UPDATE.

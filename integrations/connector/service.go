@@ -420,8 +420,11 @@ func (s *Service) Delete(ctx context.Context, tenantID, id string, actor identit
 			return err
 		}
 		for _, q := range []string{
-			"DELETE FROM delivery_attempts WHERE tenant_id = ? AND endpoint_id = ?",
+			// Deliveries before their attempts: when a send in flight records its
+			// outcome first, this waits for its row locks and then deletes its attempt
+			// too; when it records later, it finds no delivery to add an attempt to.
 			"DELETE FROM deliveries WHERE tenant_id = ? AND endpoint_id = ?",
+			"DELETE FROM delivery_attempts WHERE tenant_id = ? AND endpoint_id = ?",
 			"DELETE FROM delivery_keys WHERE tenant_id = ? AND endpoint_id = ?",
 			"DELETE FROM connector_members WHERE tenant_id = ? AND connector_id = ?",
 			"DELETE FROM connectors WHERE tenant_id = ? AND id = ?",
