@@ -60,14 +60,10 @@ func TestVerbalConsentIsConfirmedByEmail(t *testing.T) {
 func TestVerbalConfirmationInThePropertysLanguage(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		en := "en"
-		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
-			t.Fatal(err)
-		}
+		e.tenantLanguage(t, "en")
 		srv, _ := e.mailer(t)
 		email := identity.Identifier{Kind: identity.IDEmail, Value: "kieli@esimerkki.fi"}
-		req := e.customerRequest("", consent.MethodVerbal, "agent-12", grant("marketing_email", 1))
-		req.Identifier, req.Property, req.Language = &email, e.demo.WebShop, "de"
+		req := e.webShopPerson(&email, consent.MethodVerbal, "agent-12", "de", grant("marketing_email", 1))
 		out, err := e.svc.Record(ctx, req)
 		if err != nil {
 			t.Fatal(err)

@@ -82,6 +82,22 @@ func (e *env) mailer(t *testing.T) (*mailtest.Server, *mail.SMTP) {
 	return srv, sender
 }
 
+// tenantLanguage sets the tenant's default language (the web shop's stays fi).
+func (e *env) tenantLanguage(t *testing.T, lang string) {
+	t.Helper()
+	if _, err := e.ids.UpdateTenant(context.Background(), e.tenant(), identity.TenantPatch{DefaultLanguage: &lang}, actor); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// webShopPerson is the request of a person known by email, made in lang through the web
+// shop (whose default language is fi), as its forms and agents send it.
+func (e *env) webShopPerson(email *identity.Identifier, method, agent, lang string, d ...consent.DecisionInput) *consent.RecordRequest {
+	req := e.customerRequest("", method, agent, d...)
+	req.Identifier, req.Property, req.Language = email, e.demo.WebShop, lang
+	return req
+}
+
 // doubleOptIn makes marketing_email a double opt-in purpose, with the mailer its
 // confirmation links go through.
 func (e *env) doubleOptIn(t *testing.T) *mailtest.Server {

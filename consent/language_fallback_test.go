@@ -60,10 +60,7 @@ func TestDecisionInALanguageTheVersionLacks(t *testing.T) {
 func TestReceiptTitleIsOfTheTextRecorded(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		en := "en"
-		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
-			t.Fatal(err)
-		}
+		e.tenantLanguage(t, "en")
 		e.newPurpose(t, consent.Purpose{Key: "surveys", Level: consent.LevelDevice, LegalBasis: consent.BasisConsent},
 			consent.VersionDetails{}) // texts in fi and en only
 		v, err := e.svc.Version(ctx, e.tenant(), "surveys", 1)
@@ -97,17 +94,13 @@ func TestReceiptTitleIsOfTheTextRecorded(t *testing.T) {
 func TestOptInMailInTheLanguageShown(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		en := "en"
-		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
-			t.Fatal(err)
-		}
+		e.tenantLanguage(t, "en")
 		a := newOptInAudit(t, e, "kieli@esimerkki.fi")
 		v, err := e.svc.Version(ctx, e.tenant(), "marketing_email", 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := e.customerRequest("", consent.MethodCheckbox, "", grant("marketing_email", 1))
-		req.Identifier, req.Property, req.Language = &a.email, e.demo.WebShop, "de"
+		req := e.webShopPerson(&a.email, consent.MethodCheckbox, "", "de", grant("marketing_email", 1))
 		out, err := e.svc.Record(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -131,10 +124,7 @@ func TestOptInMailInTheLanguageShown(t *testing.T) {
 func TestOptInTitleIsOfTheTextShown(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		en := "en"
-		if _, err := e.ids.UpdateTenant(ctx, e.tenant(), identity.TenantPatch{DefaultLanguage: &en}, actor); err != nil {
-			t.Fatal(err)
-		}
+		e.tenantLanguage(t, "en")
 		srv, _ := e.mailer(t)
 		e.newPurpose(t, consent.Purpose{Key: "newsletter", Level: consent.LevelPerson, LegalBasis: consent.BasisConsent,
 			DoubleOptIn: true}, consent.VersionDetails{}) // texts in fi and en only
@@ -143,8 +133,7 @@ func TestOptInTitleIsOfTheTextShown(t *testing.T) {
 			t.Fatal(err)
 		}
 		email := identity.Identifier{Kind: identity.IDEmail, Value: "otsikko@esimerkki.fi"}
-		req := e.customerRequest("", consent.MethodCheckbox, "", grant("newsletter", 1))
-		req.Identifier, req.Property, req.Language = &email, e.demo.WebShop, "sv"
+		req := e.webShopPerson(&email, consent.MethodCheckbox, "", "sv", grant("newsletter", 1))
 		out, err := e.svc.Record(ctx, req)
 		if err != nil {
 			t.Fatal(err)
