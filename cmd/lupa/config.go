@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"log/slog"
 	"math"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lupa-cmp/lupa/identity/identityweb"
 	"github.com/lupa-cmp/lupa/identity/login"
 	"github.com/lupa-cmp/lupa/identity/mail"
 	"github.com/lupa-cmp/lupa/integrations"

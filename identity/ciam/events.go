@@ -467,9 +467,7 @@ func (s *Service) userMerged(ctx context.Context, iss *Issuer, webhookID string,
 			return nil, err
 		}
 	}
-	body = nil
-	var err error
-	err = s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.db.Write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if ans.Merged == "merged" {
 			// A deletion of the merged user, which CIAMs often send next, must not reach the
 			// person who stays (mergedAwayDeleted).
